@@ -1,0 +1,56 @@
+"""`python -m runner [group=option ...] [key=value ...]`: compose, validate, build, train, summarise."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from runner.errors import ConfigError, TrainingError
+from runner.schema import register
+
+register()
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    """Entry point; returns the final validation MLM loss (the value sweepers minimise)."""
+    from runner.build import build  # imported here so `--help` stays fast
+    from runner.logging import console
+    from runner.train import export_run, run
+
+    try:
+        if cfg.export:
+            src = Path(cfg.export)
+            print(export_run_dir(src, build, export_run))
+            return None
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        summary = run(cfg, build(cfg), run_dir)
+        return summary["final_val"].get("mlm_loss")
+    except (ConfigError, TrainingError) as e:
+        console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+def export_run_dir(src: Path, build, export_run) -> str:
+    """Rebuild a finished run from its saved config and write its last checkpoint as src/hf."""
+    import torch
+
+    from runner import checkpoint
+
+    cfg_file = src / ".hydra" / "config.yaml"
+    if not cfg_file.is_file():
+        raise ConfigError(f"export={str(src)!r} is not a run directory (no {cfg_file}); pass outputs/runs/<run>")
+    cfg = OmegaConf.load(cfg_file)
+    cfg.trainer.max_steps = 0
+    built = build(cfg)
+    state = checkpoint.load(src)
+    built.module.load_state_dict(state["module"])
+    torch.set_grad_enabled(False)
+    return export_run(built, src) or "transformers is not installed"
+
+
+if __name__ == "__main__":
+    main()

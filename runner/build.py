@@ -1,0 +1,88 @@
+"""Assemble a run from the composed config: data, encoder, objective (one builder per group)."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from runner.data.pretraining import PretrainingData, build_data
+from runner.errors import ConfigError
+from runner.models import Encoder, EncoderConfig
+from runner.models.hf import load_hf_weights
+from runner.objectives.base import Objective
+from runner.validate import validate
+
+
+class Pretrainer(nn.Module):
+    """An encoder and the objective that trains it; the objective receives the encoder on each call."""
+
+    def __init__(self, encoder: Encoder, objective: Objective):
+        super().__init__()
+        self.encoder, self.objective = encoder, objective
+
+    def forward(self, batch: dict[str, torch.Tensor], norms: dict) -> tuple[torch.Tensor, dict]:
+        """Loss of a batch, normalised by `norms`, and its stats."""
+        return self.objective.loss(self.encoder, batch, norms)
+
+
+@dataclass
+class Built:
+    """Everything a training run needs, before the loop starts."""
+
+    config: EncoderConfig
+    data: PretrainingData
+    module: Pretrainer
+
+    @property
+    def objective(self) -> Objective:
+        """The objective module."""
+        return self.module.objective
+
+
+def encoder_config(cfg: DictConfig) -> EncoderConfig:
+    """The typed encoder config of the `model` group."""
+    return OmegaConf.to_object(cfg.model)
+
+
+def build(cfg: DictConfig) -> Built:
+    """Validate the config, then build data, encoder and objective."""
+    validate(cfg)
+    config = encoder_config(cfg)
+    objective_cls = get_class(cfg.objective._target_)
+    objective_cls.check(config, cfg.objective.name)
+    tokenizer_path = None
+    if config.init_from and (Path(config.init_from).expanduser() / "tokenizer.json").is_file():
+        tokenizer_path = str(Path(config.init_from).expanduser() / "tokenizer.json")  # keep the checkpoint's vocab
+    data = build_data(cfg.data, tokenizer_kind=config.tokenizer, vocab_size=config.vocab_size,
+                      lowercase=config.lowercase, pairs=objective_cls.needs_pairs, tokenizer_path=tokenizer_path)
+    n_tok = data.tokenizer.get_vocab_size()
+    if n_tok > config.vocab_size:
+        raise ConfigError(f"the tokenizer has {n_tok} tokens but model.vocab_size={config.vocab_size}; "
+                          f"set model.vocab_size>={n_tok}")
+    config = dataclasses.replace(config, pad_token_id=data.specials.pad)
+    torch.manual_seed(cfg.seed)
+    encoder = Encoder(config)
+    objective = instantiate(cfg.objective, model_config=config, specials=data.specials, token_vocab_size=n_tok)
+    module = Pretrainer(encoder, objective)
+    if config.init_from:
+        load_hf_weights(module, config, config.init_from)
+    return Built(config=config, data=data, module=module)
+
+
+def parameter_counts(module: Pretrainer) -> dict[str, int]:
+    """Parameters per module and the unique total (shared or tied tensors counted once)."""
+    enc = module.encoder
+    counts = {"embeddings": _count(enc.embeddings), "encoder_layers": _count(enc.layers)}
+    for name, child in module.objective.named_children():
+        counts[name] = _count(child)
+    counts["total"] = _count(module)
+    return counts
+
+
+def _count(m: nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())  # parameters() yields each shared tensor once

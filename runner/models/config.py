@@ -1,0 +1,44 @@
+"""The one typed config object every encoder is built from (also the `model` group's Hydra schema)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+
+@dataclass
+class EncoderConfig:
+    """Shape and recipe of a BERT-family encoder; field names follow transformers' BertConfig."""
+
+    name: str = "bert"  # preset name, used to name and tag runs
+    family: str = "bert"  # bert | roberta: position-id scheme and the transformers class we export to
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_layers: int = 12
+    num_heads: int = 12
+    intermediate_size: int = 3072
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+    hidden_dropout: float = 0.1
+    attention_dropout: float = 0.1
+    activation: str = "gelu"  # exact erf GELU, as BERT and transformers' "gelu"
+    initializer_range: float = 0.02
+    pad_token_id: int = 0  # overwritten from the tokenizer when the run builds the model
+    tokenizer: str = "wordpiece"  # wordpiece (BERT) | bpe (RoBERTa's byte-level BPE)
+    lowercase: bool = True  # BERT-uncased lowercases; RoBERTa is cased
+    init_from: Optional[str] = None  # local transformers checkpoint directory to initialise from
+
+    @property
+    def head_dim(self) -> int:
+        """Width of one attention head."""
+        return self.hidden_size // self.num_heads
+
+    @property
+    def position_offset(self) -> int:
+        """First position id: RoBERTa counts positions from pad_token_id + 1 (fairseq's convention)."""
+        return self.pad_token_id + 1 if self.family == "roberta" else 0
+
+    @property
+    def max_seq_len(self) -> int:
+        """Longest input the position table can serve."""
+        return self.max_position_embeddings - self.position_offset

@@ -1,0 +1,126 @@
+"""A post-LayerNorm transformer encoder (BERT, RoBERTa) in plain PyTorch.
+
+Module names are our own; `runner.models.hf` maps them one-to-one onto transformers' names.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from runner.models.config import EncoderConfig
+
+ACTIVATIONS = {"gelu": F.gelu, "gelu_new": lambda x: F.gelu(x, approximate="tanh"), "relu": F.relu}
+
+
+class Embeddings(nn.Module):
+    """Token + position + segment embeddings, LayerNorm, dropout (BERT section 3, figure 2)."""
+
+    def __init__(self, c: EncoderConfig):
+        super().__init__()
+        self.config = c
+        self.word_embeddings = nn.Embedding(c.vocab_size, c.hidden_size, padding_idx=c.pad_token_id)
+        # RoBERTa reserves position `pad_token_id` for padding, as transformers does.
+        pos_pad = c.pad_token_id if c.family == "roberta" else None
+        self.position_embeddings = nn.Embedding(c.max_position_embeddings, c.hidden_size, padding_idx=pos_pad)
+        self.token_type_embeddings = nn.Embedding(c.type_vocab_size, c.hidden_size)
+        self.norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
+        self.dropout = nn.Dropout(c.hidden_dropout)
+
+    def position_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Position ids: 0..T-1 for BERT; pad-aware from pad_id+1 for RoBERTa."""
+        c = self.config
+        if c.family == "roberta":
+            not_pad = input_ids.ne(c.pad_token_id).long()
+            return torch.cumsum(not_pad, dim=1) * not_pad + c.pad_token_id  # (B, T)
+        return torch.arange(input_ids.shape[1], device=input_ids.device).unsqueeze(0)  # (1, T)
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Embed token ids (B, T) into (B, T, H)."""
+        x = self.word_embeddings(input_ids) + self.position_embeddings(self.position_ids(input_ids))
+        if token_type_ids is None:
+            x = x + self.token_type_embeddings.weight[0]
+        else:
+            x = x + self.token_type_embeddings(token_type_ids.long())
+        return self.dropout(self.norm(x))
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention through scaled_dot_product_attention (fused kernels where available)."""
+
+    def __init__(self, c: EncoderConfig):
+        super().__init__()
+        self.heads, self.head_dim = c.num_heads, c.head_dim
+        self.query = nn.Linear(c.hidden_size, c.hidden_size)
+        self.key = nn.Linear(c.hidden_size, c.hidden_size)
+        self.value = nn.Linear(c.hidden_size, c.hidden_size)
+        self.out = nn.Linear(c.hidden_size, c.hidden_size)
+        self.attention_dropout = c.attention_dropout
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """Attend over x (B, T, H); mask is boolean (B, 1, 1, T), True where a key may be attended."""
+        B, T, _ = x.shape
+        q, k, v = (proj(x).view(B, T, self.heads, self.head_dim).transpose(1, 2)  # (B, heads, T, head_dim)
+                   for proj in (self.query, self.key, self.value))
+        p = self.attention_dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (B, heads, T, head_dim)
+        return self.out(y.transpose(1, 2).reshape(B, T, -1))  # (B, T, H)
+
+
+class Layer(nn.Module):
+    """One post-LN transformer block: x = LN(x + Attn(x)); x = LN(x + FFN(x)) (Vaswani et al.; BERT)."""
+
+    def __init__(self, c: EncoderConfig):
+        super().__init__()
+        self.attention = SelfAttention(c)
+        self.attn_norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
+        self.intermediate = nn.Linear(c.hidden_size, c.intermediate_size)
+        self.output = nn.Linear(c.intermediate_size, c.hidden_size)
+        self.ffn_norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
+        self.dropout = nn.Dropout(c.hidden_dropout)
+        self.act = ACTIVATIONS[c.activation]
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """Apply the block to x (B, T, H)."""
+        x = self.attn_norm(x + self.dropout(self.attention(x, mask)))
+        return self.ffn_norm(x + self.dropout(self.output(self.act(self.intermediate(x)))))
+
+
+class Encoder(nn.Module):
+    """Embeddings followed by `num_layers` transformer blocks; returns the last hidden states."""
+
+    def __init__(self, config: EncoderConfig):
+        super().__init__()
+        if config.activation not in ACTIVATIONS:
+            raise ValueError(f"model.activation={config.activation!r} is not one of {sorted(ACTIVATIONS)}")
+        self.config = config
+        self.embeddings = Embeddings(config)
+        self.layers = nn.ModuleList(Layer(config) for _ in range(config.num_layers))
+        self.apply(lambda m: init_weights(m, config.initializer_range))
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Encode input_ids (B, T) into hidden states (B, T, H); attention_mask (B, T) is 1 for real tokens."""
+        mask = None
+        if attention_mask is not None and not bool(attention_mask.all()):
+            mask = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T): packed batches skip the mask
+        x = self.embeddings(input_ids, token_type_ids)
+        for layer in self.layers:
+            x = layer(x, mask)
+        return x
+
+
+def init_weights(module: nn.Module, std: float) -> None:
+    """BERT's initialisation: N(0, 0.02) weights, zero biases, unit LayerNorm, zero padding rows."""
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, std=std)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, std=std)
+        if module.padding_idx is not None:
+            with torch.no_grad():
+                module.weight[module.padding_idx].zero_()
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)

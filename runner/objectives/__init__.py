@@ -1,0 +1,1 @@
+"""Pretraining objectives: heads + loss, each composable with any encoder that can serve it."""

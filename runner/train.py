@@ -1,0 +1,207 @@
+"""The training loop: accumulate, clip, step, log, evaluate, checkpoint; exact resume on CPU."""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from runner import checkpoint
+from runner.build import Built, parameter_counts
+from runner.data.batches import Batches, trim
+from runner.errors import TrainingError
+from runner.flops import train_flops
+from runner.logging import RunLogger, console, progress, summary_table
+from runner.validate import resolve_device
+
+
+def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+class Trainer:
+    """Runs one pretraining job in its run directory."""
+
+    def __init__(self, cfg: DictConfig, built: Built, run_dir: Path):
+        self.cfg, self.t, self.built, self.run_dir = cfg, cfg.trainer, built, Path(run_dir)
+        if self.t.threads:
+            torch.set_num_threads(self.t.threads)
+        self.device = resolve_device(self.t.device)
+        self.module = built.module.to(self.device)
+        bf16 = self.t.precision == "bf16" or (self.t.precision == "auto" and self.device.type == "cuda")
+        self.autocast = (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)) if bf16 else \
+            contextlib.nullcontext
+        self.precision = "bf16" if bf16 else "fp32"
+        obj = built.objective
+        static = getattr(obj, "masking", "dynamic") == "static"
+        copies = obj.dupe_factor if static else 1
+        rnp = getattr(obj, "random_next_prob", 0.5)
+        train = built.data.examples("train", copies, cfg.seed, rnp)
+        if static:  # BERT: each copy of the data gets its masks once, before training
+            train = obj.prepare(train, torch.Generator().manual_seed(cfg.seed + 17))
+        self.batches = Batches(train, self.t.batch_size, cfg.seed, prepare=None if static else obj.prepare)
+        val = built.data.examples("validation", 1, cfg.seed + 1, rnp)
+        n_val = min(int(val["input_ids"].shape[0]), self.t.eval_batches * self.t.batch_size)
+        # Validation masks are drawn once, so every evaluation of every run with this seed scores the same task.
+        val = obj.prepare({k: v[:n_val] for k, v in val.items()}, torch.Generator().manual_seed(cfg.seed + 29))
+        self.val = [trim({k: v[i:i + self.t.batch_size] for k, v in val.items()})
+                    for i in range(0, n_val, self.t.batch_size)]
+        self.optimizer, self.scheduler = instantiate(cfg.optimizer)(module=self.module, max_steps=max(self.t.max_steps, 1))
+        self.step, self.tokens, self.flops, self.elapsed = 0, 0, 0.0, 0.0
+        self.first_val: dict[str, float] | None = None
+
+    # ---- state -------------------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """Everything needed to continue bit for bit."""
+        return {"module": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "step": self.step, "tokens": self.tokens,
+                "flops": self.flops, "elapsed": self.elapsed, "first_val": self.first_val,
+                "rng": checkpoint.rng_state(), "model_config": OmegaConf.to_container(self.cfg.model)}
+
+    def restore(self) -> None:
+        """Load checkpoints/last.pt of this run directory."""
+        s = checkpoint.load(self.run_dir)
+        if s["model_config"] != OmegaConf.to_container(self.cfg.model):
+            raise TrainingError(f"the checkpoint in {self.run_dir} was trained with another model config; "
+                                "resume with the run's own overrides or start a new run directory")
+        self.module.load_state_dict(s["module"])
+        self.optimizer.load_state_dict(s["optimizer"])
+        self.scheduler.load_state_dict(s["scheduler"])
+        self.step, self.tokens, self.flops, self.elapsed = s["step"], s["tokens"], s["flops"], s["elapsed"]
+        self.first_val = s["first_val"]
+        checkpoint.set_rng_state(s["rng"])
+
+    # ---- work --------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Validation metrics over the fixed, pre-masked validation batches."""
+        self.module.eval()
+        totals: dict[str, float] = {}
+        for batch in self.val:
+            b = _to(batch, self.device)
+            with self.autocast():
+                _, stats = self.module(b, {k: 1.0 for k in self.built.objective.normalizers(b)})
+            for k, v in stats.items():
+                totals[k] = totals.get(k, 0.0) + float(v)
+        self.module.train()
+        return self.built.objective.metrics(totals)
+
+    def train_step(self) -> dict[str, float]:
+        """One optimizer step over grad_accum micro-batches; losses are normalised over all of them, so the
+        gradient equals that of one batch of batch_size x grad_accum."""
+        accum = self.t.grad_accum
+        micro = [self.batches.get(self.step * accum + m) for m in range(accum)]
+        norms: dict[str, float] = {}
+        for b in micro:
+            for k, v in self.built.objective.normalizers(b).items():
+                norms[k] = norms.get(k, 0.0) + float(v)
+        loss_total, tokens = 0.0, 0
+        for b in micro:
+            b = _to(b, self.device)
+            with self.autocast():
+                loss, _ = self.module(b, norms)
+            loss.backward()
+            loss_total += float(loss.detach())
+            tokens += int(b["attention_mask"].sum())
+            self.flops += train_flops(self.built.config, b["input_ids"].shape[0], b["input_ids"].shape[1],
+                                      int(b["labels"].ne(-100).sum()), "next_sentence_label" in b)
+        params = [p for p in self.module.parameters() if p.grad is not None]
+        clip = self.t.grad_clip if self.t.grad_clip > 0 else float("inf")
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
+        if not (math.isfinite(loss_total) and math.isfinite(grad_norm)):
+            raise TrainingError(f"loss became {loss_total} (gradient norm {grad_norm}) at step {self.step + 1}; "
+                                f"stopped without saving, the last good checkpoint in {self.run_dir / 'checkpoints'} "
+                                "is kept; lower optimizer.lr or raise optimizer.warmup_fraction")
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self.tokens += tokens
+        return {"loss": loss_total, "lr": lr, "grad_norm": grad_norm, "batch_tokens": tokens}
+
+    def fit(self, logger: RunLogger) -> dict[str, Any]:
+        """Train to trainer.max_steps (or stop_after), evaluating, logging and checkpointing on the way."""
+        t, last = self.t, {}
+        end = t.max_steps if t.stop_after is None else min(t.max_steps, t.stop_after)
+        if self.step == 0 and t.max_steps > 0:
+            self.first_val = self.evaluate()
+            logger.log({f"val/{k}": v for k, v in self.first_val.items()}, step=0)
+        window_tokens, window_start = 0, time.perf_counter()
+        with progress() as bar:
+            task = bar.add_task("train", total=t.max_steps, completed=self.step, loss=float("nan"), tps=0.0)
+            while self.step < end:
+                start = time.perf_counter()
+                out = self.train_step()
+                self.elapsed += time.perf_counter() - start
+                window_tokens += out["batch_tokens"]
+                last = out
+                if self.step % t.log_every == 0 or self.step == end:
+                    now = time.perf_counter()
+                    tps = window_tokens / max(now - window_start, 1e-9)
+                    logger.log({"train/loss": out["loss"], "train/lr": out["lr"], "train/grad_norm": out["grad_norm"],
+                                "train/tokens": self.tokens, "train/tokens_per_s": tps, "train/flops": self.flops,
+                                "train/epoch": self.batches.epoch_of(self.step * t.grad_accum - 1)}, step=self.step)
+                    window_tokens, window_start = 0, now
+                    bar.update(task, loss=out["loss"], tps=tps)
+                if self.step % t.eval_every == 0 or self.step == t.max_steps:
+                    logger.log({f"val/{k}": v for k, v in self.evaluate().items()}, step=self.step)
+                if self.step % t.checkpoint_every == 0 or self.step == end:
+                    checkpoint.save(self.run_dir, self.state())
+                bar.update(task, completed=self.step)
+        return last
+
+
+def run(cfg: DictConfig, built: Built, run_dir: Path) -> dict[str, Any]:
+    """Train (or, with trainer.max_steps=0, only build) and write the run's summary."""
+    trainer = Trainer(cfg, built, run_dir)
+    if cfg.trainer.resume:
+        trainer.restore()
+    m, o, d = cfg.model.name, cfg.objective.name, cfg.data.name
+    name = cfg.logger.name or f"{m}-{o}-{d}-{run_dir.name[:19]}"
+    tags = list(dict.fromkeys([m, o, d, cfg.model.family, f"masking={cfg.objective.get('masking', 'none')}",
+                               *cfg.logger.tags]))
+    logger = RunLogger(cfg.logger, run_dir, OmegaConf.to_container(cfg, resolve=True), name, tags,
+                       resume_step=trainer.step if cfg.trainer.resume else None,
+                       group=cfg.logger.group or f"{m}-{o}")  # dashboards group runs by variant
+    try:
+        last = trainer.fit(logger) if cfg.trainer.max_steps > 0 else {}
+    except BaseException:
+        logger.abort()
+        raise
+    final_val = trainer.evaluate() if cfg.trainer.max_steps > 0 else {}
+    summary = {
+        "name": name, "model": m, "objective": o, "data": d, "run_dir": str(run_dir),
+        "parameters": parameter_counts(built.module), "steps": trainer.step, "max_steps": cfg.trainer.max_steps,
+        "effective_batch": cfg.trainer.batch_size * cfg.trainer.grad_accum, "seq_len": cfg.data.seq_len,
+        "tokens_seen": trainer.tokens, "train_flops": trainer.flops, "final_train_loss": last.get("loss"),
+        "initial_val": trainer.first_val or {}, "final_val": final_val, "wall_time_s": trainer.elapsed,
+        "tokens_per_s": trainer.tokens / trainer.elapsed if trainer.elapsed else 0.0,
+        "device": str(trainer.device), "precision": trainer.precision, "data_stats": built.data.stats(),
+        "wandb_mode": logger.mode,
+    }
+    if cfg.trainer.export_hf and trainer.step == cfg.trainer.max_steps and cfg.trainer.max_steps > 0:
+        summary["hf_export"] = export_run(built, run_dir)
+    logger.finish(summary)
+    console.print(summary_table(summary))
+    return summary
+
+
+def export_run(built: Built, run_dir: Path) -> str | None:
+    """Write run_dir/hf as a transformers directory, if transformers is installed."""
+    try:
+        import transformers  # noqa: F401
+    except ImportError:
+        console.print("[yellow]transformers is not installed: skipped the hf/ export (pip install -e '.[hf]')")
+        return None
+    from runner.models.hf import export
+
+    obj = built.objective
+    out = export(built.module.cpu(), built.config, hasattr(obj, "nsp_head"), built.data.tokenizer,
+                 Path(run_dir) / "hf")
+    return str(out)

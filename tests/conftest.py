@@ -1,0 +1,44 @@
+"""Shared fixtures: compose the real config and shrink it with overrides (lightning-hydra-template style)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from runner.schema import register
+
+ROOT = Path(__file__).resolve().parents[1]
+register()
+
+# A model and corpus small enough for 2 CPU cores; every test composes the real config, then shrinks it.
+TINY = ["model.num_layers=1", "model.hidden_size=32", "model.num_heads=2", "model.intermediate_size=64",
+        "model.vocab_size=1000", "data.max_docs=300", "data.seq_len=64", "trainer.batch_size=8",
+        "trainer.eval_batches=2", "logger.mode=disabled"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cache_dir(tmp_path_factory) -> Path:
+    """One tokenizer/data cache for the whole session, never the user's home cache."""
+    path = tmp_path_factory.mktemp("bertlab-cache")
+    os.environ["BERTLAB_CACHE"] = str(path)
+    os.environ["WANDB_SILENT"] = "true"
+    os.environ.pop("WANDB_API_KEY", None)
+    return path
+
+
+def make_cfg(*overrides: str):
+    """Compose conf/config.yaml with overrides, as `python -m runner` does."""
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def run_cli(*args: str, run_dir: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run `python -m runner ARGS` in the repository, its output directory under run_dir."""
+    extra = [f"hydra.run.dir={run_dir}"] if run_dir is not None else []
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "runner", *args, *extra], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
