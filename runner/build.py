@@ -45,8 +45,8 @@ class Built:
 
 
 def encoder_config(cfg: DictConfig) -> EncoderConfig:
-    """The typed encoder config of the `model` group."""
-    return OmegaConf.to_object(cfg.model)
+    """The typed encoder config of the `model` group (also from a run's saved, untyped config.yaml)."""
+    return EncoderConfig(**OmegaConf.to_container(cfg.model, resolve=True))
 
 
 def build(cfg: DictConfig) -> Built:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import netrc
 import os
+import uuid
 import warnings
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,7 @@ class RunLogger:
         import wandb
 
         id_file = self.run_dir / "wandb_id.txt"
-        run_id = id_file.read_text().strip() if resume and id_file.exists() else wandb.util.generate_id()
+        run_id = id_file.read_text().strip() if resume and id_file.exists() else uuid.uuid4().hex[:8]
         id_file.write_text(run_id)
         for mode in dict.fromkeys((self.mode, "offline")):  # never let a network problem stop training
             try:

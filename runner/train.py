@@ -29,6 +29,7 @@ class Trainer:
 
     def __init__(self, cfg: DictConfig, built: Built, run_dir: Path):
         self.cfg, self.t, self.built, self.run_dir = cfg, cfg.trainer, built, Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.t.threads:
             torch.set_num_threads(self.t.threads)
         self.device = resolve_device(self.t.device)
@@ -91,8 +92,8 @@ class Trainer:
         self.module.train()
         return self.built.objective.metrics(totals)
 
-    def train_step(self) -> dict[str, float]:
-        """One optimizer step over grad_accum micro-batches; losses are normalised over all of them, so the
+    def accumulate(self) -> dict[str, float]:
+        """Forward and backward over grad_accum micro-batches; losses are normalised over all of them, so the
         gradient equals that of one batch of batch_size x grad_accum."""
         accum = self.t.grad_accum
         micro = [self.batches.get(self.step * accum + m) for m in range(accum)]
@@ -110,11 +111,16 @@ class Trainer:
             tokens += int(b["attention_mask"].sum())
             self.flops += train_flops(self.built.config, b["input_ids"].shape[0], b["input_ids"].shape[1],
                                       int(b["labels"].ne(-100).sum()), "next_sentence_label" in b)
+        return {"loss": loss_total, "batch_tokens": tokens}
+
+    def train_step(self) -> dict[str, float]:
+        """One optimizer step: accumulate, stop on a non-finite loss, clip, step the optimizer and schedule."""
+        out = self.accumulate()
         params = [p for p in self.module.parameters() if p.grad is not None]
         clip = self.t.grad_clip if self.t.grad_clip > 0 else float("inf")
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
-        if not (math.isfinite(loss_total) and math.isfinite(grad_norm)):
-            raise TrainingError(f"loss became {loss_total} (gradient norm {grad_norm}) at step {self.step + 1}; "
+        if not (math.isfinite(out["loss"]) and math.isfinite(grad_norm)):
+            raise TrainingError(f"loss became {out['loss']} (gradient norm {grad_norm}) at step {self.step + 1}; "
                                 f"stopped without saving, the last good checkpoint in {self.run_dir / 'checkpoints'} "
                                 "is kept; lower optimizer.lr or raise optimizer.warmup_fraction")
         lr = self.scheduler.get_last_lr()[0]
@@ -122,8 +128,8 @@ class Trainer:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        self.tokens += tokens
-        return {"loss": loss_total, "lr": lr, "grad_norm": grad_norm, "batch_tokens": tokens}
+        self.tokens += out["batch_tokens"]
+        return {**out, "lr": lr, "grad_norm": grad_norm}
 
     def fit(self, logger: RunLogger) -> dict[str, Any]:
         """Train to trainer.max_steps (or stop_after), evaluating, logging and checkpointing on the way."""

@@ -72,7 +72,7 @@ def hf_config(config: EncoderConfig, nsp: bool, specials: dict[str, int]):
                   max_position_embeddings=config.max_position_embeddings, type_vocab_size=config.type_vocab_size,
                   layer_norm_eps=config.layer_norm_eps, hidden_dropout_prob=config.hidden_dropout,
                   attention_probs_dropout_prob=config.attention_dropout,
-                  initializer_range=config.initializer_range, pad_token_id=config.pad_token_id, **specials)
+                  initializer_range=config.initializer_range, **{"pad_token_id": config.pad_token_id, **specials})
     if config.family == "roberta":
         return transformers.RobertaConfig(architectures=["RobertaForMaskedLM"], **common)
     return transformers.BertConfig(architectures=["BertForPreTraining" if nsp else "BertForMaskedLM"], **common)
@@ -116,8 +116,10 @@ def export(module: nn.Module, config: EncoderConfig, nsp: bool, tokenizer, out_d
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     hf.save_pretrained(tmp)
+    inputs = ["input_ids", "token_type_ids", "attention_mask"] if config.type_vocab_size > 1 else \
+        ["input_ids", "attention_mask"]
     fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, model_max_length=config.max_seq_len,
-                                   **{f"{k}_token": v for k, v in tokens.items()})
+                                   model_input_names=inputs, **{f"{k}_token": v for k, v in tokens.items()})
     fast.save_pretrained(tmp)
     if out_dir.exists():
         import shutil

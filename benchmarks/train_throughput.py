@@ -1,0 +1,271 @@
+"""Training throughput (tokens/s) of our encoder + MLM objective versus transformers' BertForMaskedLM.
+
+One training step = forward + backward + AdamW step, on the same random batch, from identical weights
+(`runner.models.hf.build_hf_model` copies ours into transformers' model). Measurements are interleaved
+in rounds (ours/theirs, alternating which goes first) so that a noisy machine affects both alike; the
+median tokens/s over the rounds is reported per implementation, with the ratio ours / transformers.
+
+Our MLM head runs only on the labelled positions (MosaicBERT/cramming); transformers' computes logits
+over all positions. That is part of what is compared: an end-to-end MLM training step.
+
+    python benchmarks/train_throughput.py                       # bert_small and bert_base, defaults
+    python benchmarks/train_throughput.py --models bert_small --steps 2 --warmup 1 --rounds 1
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # run from a checkout without `pip install -e .`
+
+import torch  # noqa: E402
+
+# Per-model default batch sizes: chosen so that the default run finishes in minutes on 2 CPU cores.
+DEFAULT_BATCH = {"bert_tiny": 32, "bert_mini": 32, "bert_small": 16, "bert_medium": 8, "bert_base": 8,
+                 "bert_large": 4}
+IGNORE = -100
+MASK_ID, FIRST_REGULAR_ID = 4, 5  # SpecialIds(pad=0, unk=1, cls=2, sep=3, mask=4, num_special=5)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", default="bert_small,bert_base",
+                   help="comma-separated presets from conf/model/ (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help=f"sequences per step (default per model: {DEFAULT_BATCH}, else 8)")
+    p.add_argument("--seq-len", type=int, default=128, help="tokens per sequence (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=3, help="timed steps per implementation per round (default: %(default)s)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved measurement rounds (default: %(default)s)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps per implementation first (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's default)")
+    p.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32",
+                   help="fp32, or bf16 autocast (CUDA only) (default: %(default)s)")
+    p.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:N")
+    p.add_argument("--seed", type=int, default=0, help="seed for weights and batch (default: %(default)s)")
+    p.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
+    args = p.parse_args(argv)
+    args.device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
+                               else "cpu" if args.device == "auto" else args.device)
+    if args.dtype == "bf16" and args.device.type != "cuda":
+        p.error("--dtype bf16 (autocast) is only used on CUDA; on CPU measure fp32")
+    for name in ("seq_len", "steps", "rounds"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.warmup < 0:
+        p.error("--warmup must be >= 0")
+    return args
+
+
+def model_config(name: str):
+    """Our EncoderConfig for a preset, composed from conf/ exactly as `python -m runner model=NAME` does."""
+    from hydra import compose, initialize_config_dir
+
+    from runner.build import encoder_config
+    from runner.schema import register
+
+    register()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[f"model={name}"])
+    return encoder_config(cfg)
+
+
+def make_batch(config, batch_size: int, seq_len: int, device: torch.device, seed: int) -> dict[str, torch.Tensor]:
+    """Random ids in [5, vocab); 15% of positions labelled, 80% of those replaced by [MASK]; no padding."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(FIRST_REGULAR_ID, config.vocab_size, (batch_size, seq_len), generator=g)
+    selected = torch.rand(batch_size, seq_len, generator=g) < 0.15
+    labels = torch.where(selected, ids, torch.full_like(ids, IGNORE))
+    masked = selected & (torch.rand(batch_size, seq_len, generator=g) < 0.8)
+    input_ids = torch.where(masked, torch.full_like(ids, MASK_ID), ids)
+    batch = {"input_ids": input_ids, "token_type_ids": torch.zeros_like(ids),
+             "attention_mask": torch.ones_like(ids), "labels": labels}
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def build_models(config, seed: int, device: torch.device):
+    """Our Pretrainer (encoder + MaskedLM) and transformers' BertForMaskedLM with the same weights."""
+    from runner.build import Pretrainer
+    from runner.data.tokenizer import SpecialIds
+    from runner.models import Encoder
+    from runner.models.hf import build_hf_model
+    from runner.objectives.mlm import MaskedLM
+
+    specials = SpecialIds(pad=0, unk=1, cls=2, sep=3, mask=MASK_ID, num_special=FIRST_REGULAR_ID)
+    torch.manual_seed(seed)
+    ours = Pretrainer(Encoder(config), MaskedLM(config, specials, config.vocab_size, masking="dynamic"))
+    theirs = build_hf_model(ours, config, nsp=False)
+    theirs.set_attn_implementation("sdpa")  # its best standard path (also transformers 5's default)
+    return ours.to(device).train(), theirs.to(device).train()
+
+
+def make_optimizer(module: torch.nn.Module) -> torch.optim.Optimizer:
+    """AdamW as the trainer builds it (decay on matrices only); fused on CUDA, the default loop on CPU."""
+    from runner.optim import param_groups
+
+    fused = next(module.parameters()).is_cuda
+    return torch.optim.AdamW(param_groups(module, 0.01), lr=1e-4, **({"fused": True} if fused else {}))
+
+
+def count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())  # tied tensors counted once
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Runner:
+    """One implementation's training step on a fixed batch."""
+
+    def __init__(self, name: str, module: torch.nn.Module, loss_fn, autocast):
+        self.name, self.module, self.loss_fn, self.autocast = name, module, loss_fn, autocast
+        self.optimizer = make_optimizer(module)
+        self.last_loss = float("nan")
+
+    def step(self) -> torch.Tensor:
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.autocast():
+            loss = self.loss_fn()
+        loss.backward()
+        self.optimizer.step()
+        return loss
+
+    def timed(self, steps: int, device: torch.device) -> float:
+        """Seconds for `steps` steps."""
+        sync(device)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            loss = self.step()
+        sync(device)
+        elapsed = time.perf_counter() - t0
+        self.last_loss = float(loss.detach())
+        return elapsed
+
+
+def check_parity(ours, theirs, batch, norms) -> float:
+    """|loss_ours - loss_theirs| in eval mode (no dropout) before training: same weights, same loss."""
+    ours.eval(), theirs.eval()
+    with torch.no_grad():
+        a = ours(batch, norms)[0].float()
+        b = theirs(**batch).loss.float()
+    ours.train(), theirs.train()
+    return abs(float(a) - float(b))
+
+
+def bench_model(name: str, args: argparse.Namespace, log) -> dict:
+    config = model_config(name)
+    bs = args.batch_size or DEFAULT_BATCH.get(name, 8)
+    if args.seq_len > config.max_seq_len:
+        raise SystemExit(f"--seq-len {args.seq_len} exceeds {name}'s {config.max_seq_len} positions")
+    device = args.device
+    ours, theirs = build_models(config, args.seed, device)
+    batch = make_batch(config, bs, args.seq_len, device, args.seed)
+    norms = {"mlm": int(batch["labels"].ne(IGNORE).sum())}
+    parity = check_parity(ours, theirs, batch, norms)
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if args.dtype == "bf16" else \
+        contextlib.nullcontext
+    runners = [Runner("ours", ours, lambda: ours(batch, norms)[0], autocast),
+               Runner("transformers", theirs, lambda: theirs(**batch).loss, autocast)]
+    tokens = bs * args.seq_len * args.steps
+    log(f"[bold]{name}[/]: L{config.num_layers}/H{config.hidden_size}/{config.num_heads} heads/FFN "
+        f"{config.intermediate_size}, vocab {config.vocab_size}; batch {bs}x{args.seq_len}, "
+        f"{norms['mlm']} labelled positions; eval-mode loss |ours - transformers| = {parity:.2e}")
+    for r in runners:  # warmup (allocator, kernels, optimizer state)
+        for _ in range(args.warmup):
+            r.step()
+    sync(device)
+    seconds = {r.name: [] for r in runners}
+    for k in range(args.rounds):
+        for r in (runners if k % 2 == 0 else runners[::-1]):  # alternate who goes first
+            seconds[r.name].append(r.timed(args.steps, device))
+        log(f"  round {k + 1}/{args.rounds}: " + ", ".join(
+            f"{n} {tokens / s[-1]:,.0f} tok/s" for n, s in seconds.items()))
+    tps = {n: [tokens / s for s in v] for n, v in seconds.items()}
+    med = {n: statistics.median(v) for n, v in tps.items()}
+    result = {
+        "model": name, "batch_size": bs, "seq_len": args.seq_len, "steps_per_round": args.steps,
+        "rounds": args.rounds, "warmup": args.warmup, "labelled_positions": norms["mlm"],
+        "params_ours": count(ours), "params_transformers": count(theirs),
+        "attn_implementation": theirs.config._attn_implementation, "eval_loss_abs_diff": parity,
+        "tokens_per_s_rounds": tps, "seconds_rounds": seconds,
+        "tokens_per_s_ours": med["ours"], "tokens_per_s_transformers": med["transformers"],
+        "best_tokens_per_s_ours": max(tps["ours"]), "best_tokens_per_s_transformers": max(tps["transformers"]),
+        "ratio": med["ours"] / med["transformers"],
+        "final_loss": {r.name: r.last_loss for r in runners},
+    }
+    del runners, ours, theirs, batch
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return result
+
+
+def machine(args: argparse.Namespace) -> dict:
+    import transformers
+
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    info = {"cpu": cpu, "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "device": str(args.device), "dtype": args.dtype,
+            "python": platform.python_version()}
+    if args.device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(args.device)
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    info = machine(args)
+    console.print(f"machine: {info['cpu']} | torch threads {info['torch_threads']} | torch {info['torch']} | "
+                  f"transformers {info['transformers']} | device {info['device']}"
+                  + (f" ({info['gpu']})" if "gpu" in info else "") + f" | {args.dtype}")
+    t0 = time.perf_counter()
+    results = [bench_model(name.strip(), args, console.print) for name in args.models.split(",") if name.strip()]
+    wall = time.perf_counter() - t0
+
+    attn = ", ".join(sorted({r["attn_implementation"] for r in results}))
+    table = Table(title=f"Training throughput: fwd + bwd + AdamW step, median of {args.rounds} interleaved "
+                        f"rounds x {args.steps} steps (transformers attention: {attn})")
+    for col, just in (("model", "left"), ("batch", "right"), ("params ours", "right"),
+                      ("params transformers", "right"), ("tokens/s ours", "right"),
+                      ("tokens/s transformers", "right"), ("ratio ours/transformers", "right")):
+        table.add_column(col, justify=just)
+    for r in results:
+        ratio = r["ratio"]
+        colour = "green" if ratio >= 1.5 else "yellow" if ratio >= 1.0 else "red"
+        table.add_row(r["model"], f"{r['batch_size']}x{r['seq_len']}", f"{r['params_ours']:,}",
+                      f"{r['params_transformers']:,}", f"{r['tokens_per_s_ours']:,.0f}",
+                      f"{r['tokens_per_s_transformers']:,.0f}", f"[{colour}]{ratio:.2f}x[/]")
+    console.print(table)
+    console.print(f"wall time {wall:.1f}s; ours runs the MLM head on labelled positions only, "
+                  "transformers on all positions")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"machine": info, "args": {
+            k: (str(v) if isinstance(v, (Path, torch.device)) else v) for k, v in vars(args).items()},
+            "wall_s": wall, "results": results}, indent=2))
+        console.print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""The command line: composition, typed schemas, one-line errors for bad input."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from hydra.errors import ConfigCompositionException
+
+from runner.build import encoder_config
+from runner.errors import ConfigError
+from runner.validate import validate
+from tests.conftest import TINY, make_cfg, run_cli
+
+MODELS = ["bert", "roberta", "bert_tiny", "bert_mini", "bert_small", "bert_medium", "bert_base", "bert_large",
+          "roberta_base", "roberta_large"]
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("objective", ["mlm", "mlm_nsp"])
+def test_every_model_objective_pair_composes(model, objective):
+    cfg = make_cfg(f"model={model}", f"objective={objective}")
+    config = encoder_config(cfg)
+    validate(cfg)
+    from hydra.utils import get_class
+
+    cls = get_class(cfg.objective._target_)
+    if objective == "mlm_nsp" and config.type_vocab_size < 2:
+        with pytest.raises(ConfigError, match="model.type_vocab_size"):
+            cls.check(config, objective)
+    else:
+        cls.check(config, objective)
+
+
+def test_family_presets_pick_their_paper_recipe():
+    bert, roberta = make_cfg("model=bert_base"), make_cfg("model=roberta_base")
+    assert (bert.objective.name, bert.objective.masking, bert.optimizer.betas[1]) == ("mlm_nsp", "static", 0.999)
+    assert (roberta.objective.name, roberta.objective.masking, roberta.optimizer.betas[1]) == ("mlm", "dynamic", 0.98)
+    # a command-line choice wins over the preset's recipe
+    assert make_cfg("model=bert", "objective=mlm").objective.name == "mlm"
+
+
+@pytest.mark.parametrize("override,key", [("model.hiden_size=3", "hiden_size"), ("optimizer.lr=abc", "optimizer.lr"),
+                                          ("trainer.max_steps=1.5", "trainer.max_steps")])
+def test_typos_and_wrong_types_fail_at_compose(override, key):
+    with pytest.raises(ConfigCompositionException, match=key.replace(".", r"\.")):
+        make_cfg(override)
+
+
+@pytest.mark.parametrize("overrides,needle", [
+    (["model.hidden_size=100", "model.num_heads=3"], "model.num_heads=3"),
+    (["optimizer.lr=-1"], "optimizer.lr=-1"),
+    (["data.seq_len=1000"], "data.seq_len=1000"),
+    (["model=roberta", "objective=mlm_nsp"], "model.type_vocab_size"),
+    (["logger.mode=sometimes"], "logger.mode"),
+    (["trainer.grad_accum=0"], "trainer.grad_accum"),
+])
+def test_inconsistent_values_exit_with_one_line(tmp_path, overrides, needle):
+    r = run_cli(*overrides, "logger.mode=disabled" if "logger" not in overrides[0] else "trainer.max_steps=0",
+                run_dir=tmp_path / "run")
+    assert r.returncode != 0
+    assert needle in r.stderr + r.stdout
+    assert "Traceback" not in r.stderr + r.stdout
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_typo_on_command_line_names_the_key(tmp_path):
+    r = run_cli("model.hiden_size=3", run_dir=tmp_path / "run")
+    assert r.returncode != 0 and "hiden_size" in r.stderr
+
+
+def test_help_lists_groups():
+    r = run_cli("--help")
+    assert r.returncode == 0
+    for group in ("model:", "objective:", "data:", "optimizer:", "trainer:", "logger:"):
+        assert group in r.stdout
+    assert "bert_base" in r.stdout and "trainer.max_steps" in r.stdout
+
+
+def test_max_steps_zero_builds_and_writes_summary(tmp_path):
+    r = run_cli(*TINY, "trainer.max_steps=0", run_dir=tmp_path)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["steps"] == 0 and summary["parameters"]["total"] > 0
+    assert summary["parameters"]["total"] == sum(v for k, v in summary["parameters"].items() if k != "total")
+    assert not (tmp_path / "checkpoints").exists()

@@ -1,0 +1,101 @@
+"""End to end through `python -m runner`: W&B offline logging, transformers export and re-import."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from runner.build import build
+from runner.logging import resolve_mode
+from tests.conftest import TINY, make_cfg, run_cli
+from tests.wandb_records import history, run_info
+
+pytestmark = pytest.mark.slow
+transformers = pytest.importorskip("transformers")
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("e2e") / "run"
+    r = run_cli(*TINY, "model=bert", "trainer.max_steps=6", "trainer.eval_every=3", "trainer.log_every=2",
+                "logger.mode=offline", run_dir=run_dir)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return run_dir
+
+
+def test_offline_wandb_run_holds_the_logged_metrics(finished_run):
+    files = list((finished_run / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(files) == 1, "the W&B run directory lives inside the run's output directory"
+    rows = history(files[0])
+    train_steps = [r["_step"] for r in rows if "train/loss" in r]
+    assert train_steps == [2, 4, 6]
+    assert all({"train/lr", "train/grad_norm", "train/tokens", "train/flops"} <= r.keys()
+               for r in rows if "train/loss" in r)
+    assert {r["_step"] for r in rows if "val/mlm_loss" in r} == {0, 3, 6}
+    assert any("val/nsp_accuracy" in r for r in rows)
+    info = run_info(files[0])
+    assert {"bert", "mlm_nsp", "wiki"} <= set(info.tags)
+    assert info.display_name.startswith("bert-mlm_nsp-wiki")
+    summary = json.loads((finished_run / "summary.json").read_text())
+    assert summary["wandb_mode"] == "offline"
+    jsonl = [json.loads(x) for x in (finished_run / "metrics.jsonl").read_text().splitlines()]
+    assert [x["train/loss"] for x in jsonl if "train/loss" in x] == [r["train/loss"] for r in rows if "train/loss" in r]
+
+
+def test_online_without_credentials_falls_back_to_offline(monkeypatch, tmp_path):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    (tmp_path / "netrc").write_text("")
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    assert resolve_mode("online") == "offline"
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    assert resolve_mode("online") == "online"
+
+
+def _ours(run_dir: Path):
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    cfg.trainer.max_steps = 0
+    built = build(cfg)
+    built.module.load_state_dict(torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)["module"])
+    return built
+
+
+def test_export_loads_in_transformers_with_the_same_logits(finished_run):
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    built = _ours(finished_run)
+    hf = AutoModelForMaskedLM.from_pretrained(finished_run / "hf").eval()
+    tok = AutoTokenizer.from_pretrained(finished_run / "hf")
+    enc = tok(["The Moon orbits the Earth.", "Music is an art form."], padding=True, return_tensors="pt")
+    module = built.module.eval()
+    with torch.no_grad():
+        ours = module.objective.mlm_logits(module.encoder, module.encoder(enc["input_ids"], enc["token_type_ids"],
+                                                                          enc["attention_mask"]))
+        theirs = hf(**enc).logits
+    real = enc["attention_mask"].bool()
+    assert (ours[real] - theirs[real]).abs().max() <= 1e-4
+    assert enc["input_ids"][0, 0] == built.data.specials.cls
+
+
+def test_export_command_rewrites_hf_directory(finished_run):
+    shutil.rmtree(finished_run / "hf")
+    r = run_cli(f"export={finished_run}", run_dir=finished_run.parent / "export-job")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (finished_run / "hf" / "model.safetensors").is_file()
+
+
+def test_init_from_transformers_directory(finished_run):
+    built = _ours(finished_run)
+    cfg = make_cfg(*TINY, "model=bert", f"model.init_from={finished_run / 'hf'}", "trainer.max_steps=0")
+    fresh = build(cfg)
+    for (name, a), (_, b) in zip(built.module.state_dict().items(), fresh.module.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_export_of_a_non_run_directory_fails_cleanly(tmp_path):
+    r = run_cli(f"export={tmp_path}", run_dir=tmp_path / "job")
+    assert r.returncode == 2 and "not a run directory" in r.stderr and "Traceback" not in r.stderr

@@ -1,0 +1,89 @@
+"""The training loop on the real wiki data, shrunk: learning, exact resume, accumulation, failures."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from runner import checkpoint
+from runner.build import build
+from runner.errors import TrainingError
+from runner.train import Trainer, run
+from tests.conftest import TINY, make_cfg
+
+pytestmark = pytest.mark.slow
+
+
+def train(run_dir: Path, *overrides: str) -> dict:
+    cfg = make_cfg(*TINY, *overrides)
+    return run(cfg, build(cfg), run_dir)
+
+
+def test_short_run_lowers_validation_loss(tmp_path):
+    s = train(tmp_path, "model=roberta", "trainer.max_steps=60", "optimizer.lr=5e-3", "trainer.eval_every=30",
+              "trainer.export_hf=false")
+    assert s["final_val"]["mlm_loss"] < s["initial_val"]["mlm_loss"] - 0.5
+    assert s["steps"] == 60 and s["tokens_seen"] > 0 and s["train_flops"] > 0
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert {"train/loss", "train/lr", "train/grad_norm", "train/tokens", "train/tokens_per_s",
+            "train/flops"} <= set().union(*lines)
+    assert any("val/mlm_accuracy" in x and "val/perplexity" in x for x in lines)
+
+
+@pytest.mark.parametrize("model", ["roberta", "bert"])  # dynamic masks; static masks with NSP
+def test_resume_equals_uninterrupted_run(tmp_path, model):
+    common = [f"model={model}", "trainer.max_steps=10", "trainer.checkpoint_every=100", "trainer.eval_every=5",
+              "trainer.log_every=1", "trainer.export_hf=false", "objective.dupe_factor=2"]
+    full = train(tmp_path / "full", *common)
+    train(tmp_path / "split", *common, "trainer.stop_after=4")
+    assert checkpoint.load(tmp_path / "split")["step"] == 4
+    resumed = train(tmp_path / "split", *common, "trainer.resume=true")
+    assert resumed["final_train_loss"] == full["final_train_loss"]  # bit for bit
+    assert resumed["final_val"] == full["final_val"]
+    a = (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
+    b = (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
+    strip = lambda rows: [{k: v for k, v in json.loads(r).items() if k != "train/tokens_per_s"} for r in rows]
+    assert strip(a) == strip(b)
+
+
+def test_resume_without_checkpoint_says_how(tmp_path):
+    with pytest.raises(TrainingError, match="hydra.run.dir"):
+        train(tmp_path, "trainer.max_steps=2", "trainer.resume=true")
+
+
+def grads_after_one_accumulation(tmp_path: Path, batch: int, accum: int) -> dict[str, torch.Tensor]:
+    cfg = make_cfg(*TINY, "model=bert", "model.hidden_dropout=0", "model.attention_dropout=0",
+                   f"trainer.batch_size={batch}", f"trainer.grad_accum={accum}")
+    trainer = Trainer(cfg, build(cfg), tmp_path)
+    trainer.accumulate()
+    return {n: p.grad.clone() for n, p in trainer.module.named_parameters() if p.grad is not None}
+
+
+def test_grad_accumulation_equals_large_batch(tmp_path):
+    big = grads_after_one_accumulation(tmp_path / "a", 8, 1)
+    small = grads_after_one_accumulation(tmp_path / "b", 4, 2)
+    tiny = grads_after_one_accumulation(tmp_path / "c", 2, 4)
+    assert big.keys() == small.keys() == tiny.keys()
+    for name in big:
+        torch.testing.assert_close(small[name], big[name], rtol=1e-4, atol=1e-6, msg=name)
+        torch.testing.assert_close(tiny[name], big[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path, monkeypatch):
+    cfg = make_cfg(*TINY, "model=roberta", "trainer.max_steps=10", "trainer.checkpoint_every=2")
+    built = build(cfg)
+    loss = built.objective.loss
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += built.module.training  # count training steps only, not evaluation batches
+        out, stats = loss(*args, **kwargs)
+        return (out * float("nan") if calls["n"] > 5 else out), stats
+
+    monkeypatch.setattr(built.objective, "loss", poisoned)
+    with pytest.raises(TrainingError, match="at step 6.*last good checkpoint"):
+        run(cfg, built, tmp_path)
+    assert checkpoint.load(tmp_path)["step"] == 4
+    assert not (tmp_path / "summary.json").exists()
