@@ -84,3 +84,12 @@ def test_max_steps_zero_builds_and_writes_summary(tmp_path):
     assert summary["steps"] == 0 and summary["parameters"]["total"] > 0
     assert summary["parameters"]["total"] == sum(v for k, v in summary["parameters"].items() if k != "total")
     assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("experiment,steps,batch", [("bert_base_paper", 1_000_000, 256),
+                                                    ("roberta_base_paper", 500_000, 8192)])
+def test_paper_recipes_compose(experiment, steps, batch):
+    cfg = make_cfg(f"experiment={experiment}")
+    validate(cfg)
+    assert cfg.trainer.max_steps == steps
+    assert cfg.trainer.batch_size * cfg.trainer.grad_accum == batch
