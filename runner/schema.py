@@ -72,7 +72,7 @@ class OptimizerConfig:
 class TrainerConfig:
     """The loop: steps, batch, evaluation, checkpoints, device."""
 
-    max_steps: int = 600
+    max_steps: int = 400
     batch_size: int = 32  # per device
     grad_accum: int = 1  # micro-batches per optimizer step: effective batch = batch_size * grad_accum
     resume: bool = False  # continue from checkpoints/last.pt in the run directory (hydra.run.dir)

@@ -156,7 +156,11 @@ class Trainer:
                     window_tokens, window_start = 0, now
                     bar.update(task, loss=out["loss"], tps=tps)
                 if self.step % t.eval_every == 0 or self.step == t.max_steps:
-                    logger.log({f"val/{k}": v for k, v in self.evaluate().items()}, step=self.step)
+                    val = self.evaluate()
+                    logger.log({f"val/{k}": v for k, v in val.items()}, step=self.step)
+                    # one line per evaluation, above the bar (and the only progress in non-terminal logs)
+                    bar.console.print(f"step {self.step}/{t.max_steps}  train loss {out['loss']:.4f}  " +
+                                      "  ".join(f"val {k} {v:.4g}" for k, v in val.items()), highlight=False)
                 if self.step % t.checkpoint_every == 0 or self.step == end:
                     checkpoint.save(self.run_dir, self.state())
                 bar.update(task, completed=self.step)
@@ -165,6 +169,7 @@ class Trainer:
 
 def run(cfg: DictConfig, built: Built, run_dir: Path) -> dict[str, Any]:
     """Train (or, with trainer.max_steps=0, only build) and write the run's summary."""
+    started = time.perf_counter()
     trainer = Trainer(cfg, built, run_dir)
     if cfg.trainer.resume:
         trainer.restore()
@@ -186,13 +191,14 @@ def run(cfg: DictConfig, built: Built, run_dir: Path) -> dict[str, Any]:
         "parameters": parameter_counts(built.module), "steps": trainer.step, "max_steps": cfg.trainer.max_steps,
         "effective_batch": cfg.trainer.batch_size * cfg.trainer.grad_accum, "seq_len": cfg.data.seq_len,
         "tokens_seen": trainer.tokens, "train_flops": trainer.flops, "final_train_loss": last.get("loss"),
-        "initial_val": trainer.first_val or {}, "final_val": final_val, "wall_time_s": trainer.elapsed,
+        "initial_val": trainer.first_val or {}, "final_val": final_val, "train_time_s": trainer.elapsed,
         "tokens_per_s": trainer.tokens / trainer.elapsed if trainer.elapsed else 0.0,
         "device": str(trainer.device), "precision": trainer.precision, "data_stats": built.data.stats(),
         "wandb_mode": logger.mode,
     }
     if cfg.trainer.export_hf and trainer.step == cfg.trainer.max_steps and cfg.trainer.max_steps > 0:
         summary["hf_export"] = export_run(built, run_dir)
+    summary["wall_time_s"] = time.perf_counter() - started  # this invocation: data, evaluation, export included
     logger.finish(summary)
     console.print(summary_table(summary))
     return summary

@@ -10,9 +10,14 @@ Batch = dict[str, torch.Tensor]
 
 
 def trim(batch: Batch) -> Batch:
-    """Drop trailing columns that are padding in every row (short sentence pairs need not cost full length)."""
+    """Drop trailing columns that are padding in every row (short sentence pairs need not cost full length),
+    and widen the compact stored dtypes to the int64 the model takes (boolean masks stay boolean)."""
     length = int(batch["attention_mask"].sum(1).max())
-    return {k: v[:, :length] if v.dim() == 2 else v for k, v in batch.items()}
+    out = {}
+    for k, v in batch.items():
+        v = v[:, :length] if v.dim() == 2 else v
+        out[k] = v if k == "special_tokens_mask" else v.long()
+    return out
 
 
 class Batches:

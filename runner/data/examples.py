@@ -119,14 +119,14 @@ def pair_tensors(pairs: list[tuple[list[int], list[int], int]], seq_len: int, sp
 
 
 def _to_tensors(rows: list[tuple[list[int], list[int]]], seq_len: int, sp: SpecialIds) -> dict[str, torch.Tensor]:
-    """Right-pad rows of (ids, segment ids) into (N, seq_len) tensors with masks."""
+    """Right-pad rows of (ids, segment ids) into (N, seq_len) tensors with masks, in compact dtypes
+    (int32 ids, uint8 segments, bool masks) so cached example sets stay small; batches widen them."""
     n = len(rows)
-    ids = torch.full((n, seq_len), sp.pad, dtype=torch.long)
-    types = torch.zeros((n, seq_len), dtype=torch.long)
+    ids = torch.full((n, seq_len), sp.pad, dtype=torch.int32)
+    types = torch.zeros((n, seq_len), dtype=torch.uint8)
     for r, (row, seg) in enumerate(rows):
-        ids[r, :len(row)] = torch.tensor(row)
-        types[r, :len(seg)] = torch.tensor(seg)
-    attention = ids.ne(sp.pad)
+        ids[r, :len(row)] = torch.tensor(row, dtype=torch.int32)
+        types[r, :len(seg)] = torch.tensor(seg, dtype=torch.uint8)
     special = (ids < sp.num_special) | ids.eq(sp.cls) | ids.eq(sp.sep) | ids.eq(sp.pad) | ids.eq(sp.mask)
-    return {"input_ids": ids, "token_type_ids": types, "attention_mask": attention.long(),
+    return {"input_ids": ids, "token_type_ids": types, "attention_mask": ids.ne(sp.pad),
             "special_tokens_mask": special}

@@ -17,6 +17,7 @@ from runner.data.tokenizer import SpecialIds, load_or_train_tokenizer, special_i
 from runner.errors import ConfigError
 
 PACKINGS = ("full_sentences", "contiguous")
+EXAMPLES_FORMAT = 2  # bump when the stored example tensors change, so old caches are not read
 
 
 @dataclass
@@ -36,7 +37,7 @@ class PretrainingData:
     def examples(self, split: str, copies: int, seed: int, random_next_prob: float = 0.5) -> dict[str, torch.Tensor]:
         """Fixed-length examples of a split, `copies` times (BERT's dupe factor; pairs are redrawn per copy)."""
         path = self.cache_dir / "examples" / f"{self.key}-{split}-{self.packing}-p{int(self.pairs)}-" \
-                                             f"{cache.key(self.seq_len, copies, seed, random_next_prob, self.short_seq_prob)}.pt"
+                                             f"{cache.key(EXAMPLES_FORMAT, self.seq_len, copies, seed, random_next_prob, self.short_seq_prob)}.pt"
         return cache.cached(path, lambda: self._build(split, copies, seed, random_next_prob))
 
     def _build(self, split: str, copies: int, seed: int, random_next_prob: float) -> dict[str, torch.Tensor]:
