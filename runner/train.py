@@ -160,7 +160,8 @@ class Trainer:
                     logger.log({f"val/{k}": v for k, v in val.items()}, step=self.step)
                     # one line per evaluation, above the bar (and the only progress in non-terminal logs)
                     bar.console.print(f"step {self.step}/{t.max_steps}  train loss {out['loss']:.4f}  " +
-                                      "  ".join(f"val {k} {v:.4g}" for k, v in val.items()), highlight=False)
+                                      "  ".join(f"val {k} {v:.4g}" for k, v in val.items()), highlight=False,
+                                      soft_wrap=True)
                 if self.step % t.checkpoint_every == 0 or self.step == end:
                     checkpoint.save(self.run_dir, self.state())
                 bar.update(task, completed=self.step)

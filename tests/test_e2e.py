@@ -99,3 +99,15 @@ def test_init_from_transformers_directory(finished_run):
 def test_export_of_a_non_run_directory_fails_cleanly(tmp_path):
     r = run_cli(f"export={tmp_path}", run_dir=tmp_path / "job")
     assert r.returncode == 2 and "not a run directory" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_multirun_sweep_gives_each_job_its_own_run(tmp_path):
+    r = run_cli("-m", *TINY, "model=bert,roberta", "trainer.max_steps=2", "trainer.export_hf=false",
+                "logger.mode=offline", f"hydra.sweep.dir={tmp_path}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    jobs = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
+    assert jobs == ["0_bert_mlm_nsp", "1_roberta_mlm"]
+    for job in jobs:
+        summary = json.loads((tmp_path / job / "summary.json").read_text())
+        assert summary["steps"] == 2
+        assert len(list((tmp_path / job / "wandb").glob("offline-run-*/run-*.wandb"))) == 1

@@ -103,6 +103,9 @@ def export(module: nn.Module, config: EncoderConfig, nsp: bool, tokenizer, out_d
     """Write a `save_pretrained` directory (weights, config, tokenizer) that AutoModelForMaskedLM loads."""
     try:
         from transformers import PreTrainedTokenizerFast
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # our console already reports the export
     except ImportError as e:  # pragma: no cover - depends on the user's install
         raise ConfigError("export needs transformers: pip install -e '.[hf]'") from e
     names = ("pad", "unk", "cls", "sep", "mask") if config.tokenizer == "wordpiece" else \
