@@ -65,7 +65,7 @@ class RunLogger:
         id_file.write_text(run_id)
         for mode in dict.fromkeys((self.mode, "offline")):  # never let a network problem stop training
             try:
-                settings = wandb.Settings(silent=True, init_timeout=60, console="off", x_disable_stats=True)
+                settings = wandb.Settings(silent=True, init_timeout=30, console="off", x_disable_stats=True)
                 run = wandb.init(project=cfg.project, entity=cfg.entity, name=name, group=group, tags=tags,
                                  config=config, dir=str(self.run_dir), id=run_id, resume="allow", mode=mode,
                                  settings=settings)

@@ -87,3 +87,18 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path, monkeypatch):
         run(cfg, built, tmp_path)
     assert checkpoint.load(tmp_path)["step"] == 4
     assert not (tmp_path / "summary.json").exists()
+
+
+def test_crash_while_checkpointing_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    checkpoint.save(tmp_path, {"step": 1})
+
+    def torn_write(obj, f, *args, **kwargs):
+        f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", torn_write)
+    with pytest.raises(OSError, match="disk full"):
+        checkpoint.save(tmp_path, {"step": 2})
+    monkeypatch.undo()
+    assert checkpoint.load(tmp_path)["step"] == 1
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["last.pt"], "no temporary file left"
