@@ -107,9 +107,9 @@ def test_wordpiece_only_real_specials_are_added(wordpiece):
 
 
 def test_unknown_kind():
-    with pytest.raises(ValueError, match="data.tokenizer.*bpe.*wordpiece"):
+    with pytest.raises(ValueError, match="model.tokenizer.*bpe.*wordpiece"):
         train_tokenizer("sentencepiece", ["x"], 100, True)
-    with pytest.raises(ValueError, match="data.tokenizer"):
+    with pytest.raises(ValueError, match="model.tokenizer"):
         special_ids(None, "unigram")
 
 

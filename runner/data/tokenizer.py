@@ -38,7 +38,7 @@ class SpecialIds:
 def _check_kind(kind: str) -> None:
     """Raise a ValueError naming the config key if `kind` is not a known tokenizer kind."""
     if kind not in SPECIALS:
-        raise ValueError(f"data.tokenizer must be one of {sorted(SPECIALS)}, got {kind!r}")
+        raise ValueError(f"model.tokenizer must be one of {sorted(SPECIALS)}, got {kind!r}")
 
 
 def special_ids(tok: Tokenizer, kind: str) -> SpecialIds:
@@ -50,7 +50,9 @@ def special_ids(tok: Tokenizer, kind: str) -> SpecialIds:
         if i is None:
             raise ValueError(f"tokenizer has no {token!r} token; is it a {kind!r} tokenizer?")
         ids[role] = i
-    return SpecialIds(**ids, num_special=len(SPECIALS[kind]))
+    # Ids up to the highest special one count as special: for our tokenizers 0..4; for a checkpoint's
+    # vocabulary such as BERT's ([PAD]=0, [unused*], [UNK]=100 ... [MASK]=103) the reserved slots too.
+    return SpecialIds(**ids, num_special=max(ids.values()) + 1)
 
 
 def _token_id(tok: Tokenizer, token: str) -> int:
