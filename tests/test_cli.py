@@ -93,3 +93,9 @@ def test_paper_recipes_compose(experiment, steps, batch):
     validate(cfg)
     assert cfg.trainer.max_steps == steps
     assert cfg.trainer.batch_size * cfg.trainer.grad_accum == batch
+
+
+def test_bad_objective_value_exits_with_one_line(tmp_path):
+    r = run_cli(*TINY, "objective.span=foo", "trainer.max_steps=0", run_dir=tmp_path / "run")
+    assert r.returncode == 2
+    assert "objective.span" in r.stderr and "Traceback" not in r.stderr + r.stdout

@@ -34,7 +34,9 @@ class Document:
 
 # Candidate boundary: terminal punctuation (optionally closed by a quote/bracket), whitespace,
 # then something that can start a sentence. The lookahead keeps the next sentence's first char.
-_BOUNDARY = re.compile(r"""[.!?]+["'\u201d\u2019)\]]*\s+(?=[A-Z0-9"'\u201c\u2018(\[])""")
+# The lookbehind starts a match only at the first mark of a run ("...", "?!"): without it a long run of
+# marks not followed by a boundary is rescanned from every position (quadratic). Same matches otherwise.
+_BOUNDARY = re.compile(r"""(?<![.!?])[.!?]+["'\u201d\u2019)\]]*\s+(?=[A-Z0-9"'\u201c\u2018(\[])""")
 # Case-sensitive on purpose: "No. 5" is an abbreviation, "said no. Then" is not (and the
 # lowercase word would be followed by an uppercase letter just the same).
 _ABBREVIATIONS = frozenset(
@@ -45,11 +47,27 @@ _INITIAL = re.compile(r"[A-Z]\.")  # "J." in "J. R. R. Tolkien"
 _DOTTED = re.compile(r"(?:[A-Za-z]\.){2,}")  # "U.S.", "e.g.", "i.e.", "p.m."
 
 
+_WORD_WINDOW = 64  # longer than any abbreviation; a longer word is found by a (rare) exact scan
+
+
+def _word_before(text: str, end: int) -> str:
+    """The whitespace-delimited word ending at index `end` (inclusive), in time linear in its length."""
+    # Slicing text[:end + 1] here would copy the whole prefix at every boundary: quadratic on a long line.
+    lo = max(0, end + 1 - _WORD_WINDOW)
+    parts = text[lo:end + 1].rsplit(None, 1)
+    if lo == 0 or len(parts[-1]) < end + 1 - lo:  # the window holds the word's start
+        return parts[-1]
+    i = lo  # no whitespace in the window: walk back to the word's start (each char at most once per word)
+    while i > 0 and not text[i - 1].isspace():
+        i -= 1
+    return text[i:end + 1]
+
+
 def _is_abbreviation(text: str, start: int, match: str) -> bool:
     """Whether the single period at `start` ends an abbreviation rather than a sentence."""
     if match.rstrip() != ".":  # "?", "!", "..." or a closing quote: always a real boundary
         return False
-    word = text[:start + 1].rsplit(None, 1)[-1].lstrip("\"'([\u201c\u2018")
+    word = _word_before(text, start).lstrip("\"'([\u201c\u2018")
     return (word[:-1] in _ABBREVIATIONS or _INITIAL.fullmatch(word) is not None
             or _DOTTED.fullmatch(word) is not None)
 
@@ -86,7 +104,8 @@ def wiki_corpus_path(lang: str = "en-us") -> pathlib.Path:
     return path
 
 
-def load_wiki(path: pathlib.Path | None = None, lang: str = "en-us") -> list[Document]:
+def load_wiki(path: pathlib.Path | None = None, lang: str = "en-us",
+              report: dict[str, int] | None = None) -> list[Document]:
     """Load the summaries JSON (title -> {title, extract, topic, ...}) as documents sorted by title."""
     path = pathlib.Path(path) if path is not None else wiki_corpus_path(lang)
     try:
@@ -105,10 +124,20 @@ def load_wiki(path: pathlib.Path | None = None, lang: str = "en-us") -> list[Doc
                               f"string 'extract'")
         text = (extract or "").strip()
         if not text:
+            if report is not None:  # counted, so the run summary shows what was left out
+                report["skipped_empty_documents"] = report.get("skipped_empty_documents", 0) + 1
             continue
         title = str(entry.get("title") or key)
         if title in docs:
-            raise CorpusError(f"wiki corpus {path}: duplicate title {title!r}")
+            if docs[title].text != text:
+                raise CorpusError(f"wiki corpus {path}: duplicate title {title!r} with different extracts; "
+                                  f"fix: give the entries distinct titles")
+            # A redirect (fr/es summaries list e.g. 'Yahweh' and 'YHWH' as the same article): keep one copy,
+            # preferring the entry stored under its own title, and count the other.
+            if report is not None:
+                report["skipped_duplicate_documents"] = report.get("skipped_duplicate_documents", 0) + 1
+            if key != title:
+                continue
         docs[title] = Document(title=title, topic=str(entry.get("topic") or "Uncategorized"),
                                text=text)
     return [docs[t] for t in sorted(docs)]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
@@ -12,16 +12,20 @@ from runner.data.tokenizer import SpecialIds
 from runner.models.config import EncoderConfig
 from runner.models.heads import MLMHead
 from runner.objectives.base import Objective, Stats, require
-from runner.objectives.masking import IGNORE, MaskingSpec, mask_tokens
+from runner.objectives.masking import IGNORE, SPANS, MaskingSpec, mask_tokens
 
 
 class MaskedLM(Objective):
     """Predict selected tokens from their context. The head runs only on the selected positions
-    (as MosaicBERT and cramming do): on a 30k vocabulary a full-sequence head costs more than a small encoder."""
+    (as MosaicBERT and cramming do): on a 30k vocabulary a full-sequence head costs more than a small encoder.
+    Selection is per token (BERT), per whole word (BERT's whole-word masking) or per n-gram of words (ALBERT
+    section 4.1); the two span modes need `word_table`, the tokenizer's is_continuation[vocab_size] table
+    (runner/data/words.py)."""
 
     def __init__(self, model_config: EncoderConfig, specials: SpecialIds, token_vocab_size: int, name: str = "mlm",
                  masking: str = "dynamic", mask_prob: float = 0.15, mask_token_prob: float = 0.8,
-                 random_token_prob: float = 0.1, dupe_factor: int = 10):
+                 random_token_prob: float = 0.1, dupe_factor: int = 10, span: str = "token", max_ngram: int = 3,
+                 max_predictions: Optional[int] = None, word_table: Optional[torch.Tensor] = None):
         super().__init__(model_config, name)
         require(masking in ("static", "dynamic"),
                 f"objective.masking={masking!r} must be 'static' (BERT) or 'dynamic' (RoBERTa)")
@@ -30,17 +34,26 @@ class MaskedLM(Objective):
                 f"objective.mask_token_prob + objective.random_token_prob = {mask_token_prob + random_token_prob}"
                 " must lie in [0, 1] (the rest are kept unchanged)")
         require(dupe_factor >= 1, f"objective.dupe_factor={dupe_factor} must be >= 1")
+        require(span in SPANS, f"objective.span={span!r} must be one of {', '.join(SPANS)}")
+        require(max_ngram >= 1, f"objective.max_ngram={max_ngram} must be >= 1")
+        require(max_predictions is None or max_predictions >= 1,
+                f"objective.max_predictions={max_predictions} must be >= 1 or null (no cap)")
+        require(span == "token" or word_table is not None,
+                f"objective.span={span} needs the tokenizer's word-boundary table (word_table=...); "
+                "build the objective through runner.build or use objective.span=token")
         self.masking, self.dupe_factor = masking, dupe_factor
+        self.word_table = None if word_table is None else word_table.bool().cpu()  # not a buffer: no checkpoint key
         self.spec = MaskingSpec(mask_id=specials.mask, first_regular_id=specials.num_special,
                                 vocab_size=token_vocab_size, prob=mask_prob, mask_token_prob=mask_token_prob,
-                                random_token_prob=random_token_prob)
+                                random_token_prob=random_token_prob, span=span, max_ngram=max_ngram,
+                                max_predictions=max_predictions)
         self.mlm_head = MLMHead(model_config)
 
     def prepare(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
         """Mask the batch's input ids; labels hold the original ids of the selected positions."""
         out = dict(batch)
         out["input_ids"], out["labels"] = mask_tokens(batch["input_ids"], batch["special_tokens_mask"],
-                                                      self.spec, generator)
+                                                      self.spec, generator, self.word_table)
         return out
 
     def normalizers(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

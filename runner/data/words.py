@@ -1,0 +1,36 @@
+"""Word boundaries from a tokenizer's vocabulary, for whole-word and n-gram masking.
+
+A token either starts a word or continues the word of the token before it. WordPiece marks continuations
+("##ing"); byte-level BPE marks word starts instead, with "Ġ" (the byte-level space) in front of a word
+that follows a space, so there every token without it continues a word. RoBERTa's first word has no
+leading space: the masking code therefore also starts a word at every token that follows a special token
+(see runner/objectives/masking.py `word_starts`)."""
+from __future__ import annotations
+
+import torch
+from tokenizers import Tokenizer
+
+from runner.data.tokenizer import SPECIALS
+
+CONTINUATION_PREFIX = "##"  # WordPiece (BERT): a piece that continues the previous one
+SPACE_MARKER = "\u0120"  # "Ġ": byte-level BPE's (GPT-2, RoBERTa) visible form of the space byte 0x20
+
+
+def continuation_table(tok: Tokenizer, kind: str) -> torch.Tensor:
+    """Boolean is_continuation[vocab_size]: True where a token continues the word of the token before it."""
+    if kind not in SPECIALS:
+        raise ValueError(f"model.tokenizer must be one of {sorted(SPECIALS)}, got {kind!r}")
+    vocab = tok.get_vocab()  # includes added tokens
+    flags = [False] * max(tok.get_vocab_size(), max(vocab.values(), default=-1) + 1)
+    for token, i in vocab.items():
+        if kind == "wordpiece":
+            flags[i] = token.startswith(CONTINUATION_PREFIX)
+        else:
+            flags[i] = not token.startswith(SPACE_MARKER)
+    table = torch.tensor(flags, dtype=torch.bool)
+    specials = {t.content for t in tok.get_added_tokens_decoder().values() if t.special} | set(SPECIALS[kind])
+    for token in specials:
+        i = tok.token_to_id(token)
+        if i is not None:
+            table[i] = False  # a special token is never part of a word
+    return table
