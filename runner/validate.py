@@ -17,7 +17,8 @@ def validate(cfg) -> None:
     """Raise ConfigError on the first inconsistent setting."""
     m, d, t, o = cfg.model, cfg.data, cfg.trainer, cfg.optimizer
     _need(m.family in ("bert", "roberta"), f"model.family={m.family!r} must be 'bert' or 'roberta'")
-    _need(m.tokenizer in ("wordpiece", "bpe"), f"model.tokenizer={m.tokenizer!r} must be 'wordpiece' or 'bpe'")
+    _need(m.tokenizer in ("wordpiece", "bpe", "unigram"),
+          f"model.tokenizer={m.tokenizer!r} must be 'wordpiece', 'bpe' or 'unigram'")
     for key in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "vocab_size",
                 "max_position_embeddings", "type_vocab_size"):
         _need(m[key] >= 1, f"model.{key}={m[key]} must be >= 1")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from runner.data.batches import Batches
-from runner.data.examples import (pack_contiguous, pack_full_sentences, pair_tensors, sentence_pairs,
+from runner.data.examples import (pack_contiguous, pack_full_sentences, pair_tensors, segment_pairs,
                                   single_tensors)
 from runner.data.tokenized import TokenizedCorpus
 from runner.data.tokenizer import SpecialIds
@@ -66,13 +66,13 @@ def test_full_sentences_never_split_a_sentence_and_cross_documents():
 def test_contiguous_packing_leaves_no_padding():
     c = corpus([[10, 20, 30], [15, 5], [70]])
     blocks = pack_contiguous(c, max_tokens=30, sep=SP.sep)
-    assert all(len(b) == 30 for b in blocks[:-1])
-    assert sum(len(b) for b in blocks) == c.num_tokens + 2  # two document separators
+    assert all(len(b) == 30 for b in blocks)
+    assert len(blocks) == (c.num_tokens + 2) // 30  # two document separators; the incomplete tail is dropped
 
 
 def test_sentence_pairs_are_half_random_and_well_formed():
     c = corpus([[12] * 8 for _ in range(60)])
-    pairs = sentence_pairs(c, 61, short_seq_prob=0.1, random_next_prob=0.5, rng=random.Random(0))
+    pairs = segment_pairs(c, 61, short_seq_prob=0.1, random_next_prob=0.5, rng=random.Random(0))
     labels = [lab for _, _, lab in pairs]
     assert 0.4 < sum(labels) / len(labels) < 0.65
     assert all(len(a) + len(b) <= 61 and a and b for a, b, _ in pairs)

@@ -110,7 +110,7 @@ def test_unknown_kind():
     with pytest.raises(ValueError, match="model.tokenizer.*bpe.*wordpiece"):
         train_tokenizer("sentencepiece", ["x"], 100, True)
     with pytest.raises(ValueError, match="model.tokenizer"):
-        special_ids(None, "unigram")
+        special_ids(None, "sentencepiece")
 
 
 # ---------------------------------------------------------------- encode / cache

@@ -2,24 +2,24 @@
 each cached on disk so a second run starts training within seconds."""
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 from tokenizers import Tokenizer
 
 from runner.data import cache
 from runner.data.corpus import file_fingerprint, split_documents
-from runner.data.examples import pack_contiguous, pack_full_sentences, pair_tensors, sentence_pairs, single_tensors
+from runner.data.examples import (FORMATS, NSP_FORMATS, PAIR_FORMATS, SINGLE_FORMATS, build_examples, default_format,
+                                  padding_fraction)
 from runner.data.sources import load_documents
 from runner.data.tokenized import TokenizedCorpus, tokenize_documents
-from runner.data.tokenizer import SpecialIds, load_or_train_tokenizer, special_ids
+from runner.data.tokenizer import SpecialIds, load_or_train_tokenizer, load_tokenizer, special_ids
 from runner.errors import ConfigError
 
-PACKINGS = ("full_sentences", "contiguous")
-EXAMPLES_FORMAT = 2  # bump when the stored example tensors change, so old caches are not read
+EXAMPLES_FORMAT = 5  # bump when the stored example tensors change, so old caches are not read
 
 
 @dataclass
@@ -31,43 +31,102 @@ class PretrainingData:
     splits: dict[str, TokenizedCorpus]
     seq_len: int
     pairs: bool
-    packing: str
+    format: str  # data.format, resolved: one of FORMATS (runner/data/examples.py)
     short_seq_prob: float
     cache_dir: Path
     key: str
     corpus_report: dict[str, Any] = field(default_factory=dict)  # files read, documents, skips (sources.py)
+    example_stats: dict[str, dict[str, Any]] = field(default_factory=dict)  # per split, once examples() ran
+    configured_vocab_size: int | None = None  # model.vocab_size, for the vocabulary note in stats()
+    tokenizer_source: str = "trained"  # or the tokenizer.json it was loaded from
 
     def examples(self, split: str, copies: int, seed: int, random_next_prob: float = 0.5) -> dict[str, torch.Tensor]:
-        """Fixed-length examples of a split, `copies` times (BERT's dupe factor; pairs are redrawn per copy)."""
-        path = self.cache_dir / "examples" / f"{self.key}-{split}-{self.packing}-p{int(self.pairs)}-" \
-                                             f"{cache.key(EXAMPLES_FORMAT, self.seq_len, copies, seed, random_next_prob, self.short_seq_prob)}.pt"
-        return cache.cached(path, lambda: self._build(split, copies, seed, random_next_prob))
+        """Fixed-length examples of a split in data.format, `copies` times (BERT's dupe factor; pairs are
+        redrawn per copy). Their padding share is recorded for stats()."""
+        rnp = random_next_prob if self.format in NSP_FORMATS else None  # formats without it share a cache
+        short = self.short_seq_prob if self.format in ("segment_pair", "sop_pair") else None
+        k = cache.key(EXAMPLES_FORMAT, self.seq_len, copies, seed, rnp, short)
+        path = self.cache_dir / "examples" / f"{self.key}-{split}-{self.format}-{k}.pt"
+        out = cache.cached(path, lambda: self._build(split, copies, seed, random_next_prob))
+        n = int(out["input_ids"].shape[0])
+        self.example_stats[split] = {"examples": n, "padding_fraction": round(padding_fraction(out), 4),
+                                     "mean_tokens": round(float(out["attention_mask"].sum()) / max(n, 1), 2)}
+        return out
 
     def _build(self, split: str, copies: int, seed: int, random_next_prob: float) -> dict[str, torch.Tensor]:
-        corpus, max_tokens = self.splits[split], self.seq_len - (3 if self.pairs else 2)
-        if self.pairs:
-            parts = [pair_tensors(sentence_pairs(corpus, max_tokens, self.short_seq_prob, random_next_prob,
-                                                 random.Random(seed * 1000 + c)), self.seq_len, self.specials)
-                     for c in range(copies)]
-            return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
-        pack = pack_full_sentences if self.packing == "full_sentences" else pack_contiguous
-        one = single_tensors(pack(corpus, max_tokens, self.specials.sep), self.seq_len, self.specials)
-        return {k: v.repeat(copies, *([1] * (v.dim() - 1))) for k, v in one.items()}
+        out = build_examples(self.splits[split], self.format, self.seq_len, self.specials, copies, seed,
+                             random_next_prob, self.short_seq_prob)
+        if out["input_ids"].shape[0] == 0:
+            raise ConfigError(f"data.format={self.format} builds no examples from the {split} split "
+                              f"({self.splits[split].num_docs} documents); its documents are too short for "
+                              "sentence pairs: use more documents (data.max_docs) or another data.format")
+        return out
+
+    def vocab_stats(self) -> dict[str, Any]:
+        """The tokenizer's size and source, model.vocab_size, and a note when the vocabulary is smaller
+        (a small corpus trains fewer tokens than asked; the embedding keeps model.vocab_size rows)."""
+        n, want = self.tokenizer.get_vocab_size(), self.configured_vocab_size
+        out: dict[str, Any] = {"vocab_size": n, "tokenizer": self.tokenizer_source}
+        if want is not None:
+            out["configured_vocab_size"] = want
+            if n < want:
+                what = "trained vocabulary" if self.tokenizer_source == "trained" else \
+                    f"tokenizer {self.tokenizer_source}"
+                out["vocab_note"] = (f"{what} has {n:,} tokens, fewer than model.vocab_size={want}; "
+                                     f"the model keeps {want} embedding rows")
+        return out
 
     def stats(self) -> dict[str, Any]:
         """Sizes of the splits and the corpus report (under "corpus"), for the run summary."""
-        out: dict[str, Any] = {"vocab_size": self.tokenizer.get_vocab_size()}
+        out: dict[str, Any] = self.vocab_stats()
         for name, c in self.splits.items():
             out[f"{name}_docs"], out[f"{name}_tokens"] = c.num_docs, c.num_tokens
         out["corpus"] = dict(self.corpus_report)
+        out["examples"] = {"format": self.format, **self.example_stats}  # padding share per split, per format
         return out
+
+
+def check_format(cfg, pairs: bool) -> str:
+    """data.format resolved (null: the objective's default) and checked against the objective: NSP trains on
+    segment_pair or sentence_pair, every other objective on single sequences."""
+    fmt = cfg.get("format") or default_format(pairs)
+    if fmt not in FORMATS:
+        raise ConfigError(f"data.format={fmt!r} must be one of {', '.join(FORMATS)} (or null: the objective's "
+                          "default)")
+    name = _objective_name(cfg, "mlm_nsp" if pairs else "mlm")
+    if pairs and fmt == "sop_pair":
+        raise ConfigError(f"data.format=sop_pair gives sentence-order labels, but objective={name} predicts the "
+                          "next sentence; use data.format=segment_pair or sentence_pair with it "
+                          "(objective=sop arrives with ALBERT)")
+    if pairs and fmt not in NSP_FORMATS:
+        raise ConfigError(f"data.format={fmt} gives single sequences, but objective={name} needs sentence pairs; "
+                          f"use data.format=segment_pair or sentence_pair, or an objective without NSP "
+                          f"(objective=mlm)")
+    if not pairs and fmt in PAIR_FORMATS:
+        extra = " (objective=sop arrives with ALBERT)" if fmt == "sop_pair" else " or objective=mlm_nsp"
+        raise ConfigError(f"data.format={fmt} builds sentence pairs, which objective={name} does not use; use "
+                          f"data.format={'|'.join(SINGLE_FORMATS)}{extra}")
+    return fmt
+
+
+def _objective_name(cfg, default: str) -> str:
+    """objective.name of the composed config that the data node belongs to, for messages."""
+    try:
+        name = OmegaConf.select(cfg._get_root(), "objective.name")
+    except Exception:  # not part of a composed config (a bare data config in tests or scripts)
+        name = None
+    return str(name) if name else default
 
 
 def build_data(cfg, *, tokenizer_kind: str, vocab_size: int, lowercase: bool, pairs: bool,
                tokenizer_path: str | None = None) -> PretrainingData:
     """Load the corpus named by the data config, split it by article, train or load the tokenizer."""
-    if cfg.packing not in PACKINGS:
-        raise ConfigError(f"data.packing={cfg.packing!r} must be one of {', '.join(PACKINGS)}")
+    fmt = check_format(cfg, pairs)
+    local = (cfg.get("tokenizer") or {}).get("path")  # data.tokenizer.path takes precedence over model.init_from's
+    source = ("data.tokenizer.path", local) if local else \
+        ("model.init_from", tokenizer_path) if tokenizer_path else None
+    if source:  # a local tokenizer.json instead of a trained one, checked before the corpus is read
+        tok, tok_file = load_tokenizer(source[1], tokenizer_kind, source[0])  # specials found by name
     docs, fingerprint, report = load_documents(cfg)  # ConfigError on bad input; skips counted in report
     if cfg.max_docs is not None:
         docs = docs[:cfg.max_docs]
@@ -85,10 +144,10 @@ def build_data(cfg, *, tokenizer_kind: str, vocab_size: int, lowercase: bool, pa
                           f"or raise data.max_docs")
     root = cache.cache_root(cfg.cache_dir)
     corpus_key = cache.key(fingerprint, cfg.max_docs, cfg.val_fraction, cfg.test_fraction)
-    if tokenizer_path:
-        tok = Tokenizer.from_file(tokenizer_path)
-        tok_key = cache.key(file_fingerprint(tokenizer_path))
+    if source:
+        tok_key, tok_source = cache.key(file_fingerprint(tok_file)), str(tok_file)  # keyed by content
     else:
+        tok_source = "trained"
         tok = load_or_train_tokenizer(tokenizer_kind, lambda: (d.text for d in splits["train"]), vocab_size,
                                       lowercase, root, corpus_key)
         tok_key = cache.key(tokenizer_kind, vocab_size, lowercase)
@@ -97,5 +156,6 @@ def build_data(cfg, *, tokenizer_kind: str, vocab_size: int, lowercase: bool, pa
                                     lambda docs=docs_: tokenize_documents(tok, docs))
                  for name, docs_ in splits.items() if docs_}
     return PretrainingData(tokenizer=tok, specials=special_ids(tok, tokenizer_kind), splits=tokenized,
-                           seq_len=cfg.seq_len, pairs=pairs, packing=cfg.packing,
-                           short_seq_prob=cfg.short_seq_prob, cache_dir=root, key=key, corpus_report=report)
+                           seq_len=cfg.seq_len, pairs=pairs, format=fmt,
+                           short_seq_prob=cfg.short_seq_prob, cache_dir=root, key=key, corpus_report=report,
+                           configured_vocab_size=vocab_size, tokenizer_source=tok_source)

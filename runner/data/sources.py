@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 from runner.data.corpus import CorpusError, Document, file_fingerprint, load_wiki, wiki_corpus_path
 from runner.errors import ConfigError
 
-SOURCES = ("wiki", "text", "jsonl")
+SOURCES = ("wiki", "text", "jsonl", "hub")
 DOC_BOUNDARIES = ("file", "blank_line")
 ENCODING_ERRORS = ("strict", "replace", "skip")
 BAD_LINES = ("error", "skip")
@@ -74,7 +74,7 @@ def load_documents(cfg: Any) -> tuple[list[Document], str, dict[str, Any]]:
     source = _opt(cfg, "source", "wiki")
     if source not in SOURCES:
         raise ConfigError(f"data.source={source!r} must be one of {', '.join(SOURCES)}; "
-                          f"fix: data=wiki|wiki_fr|wiki_es|text|jsonl")
+                          f"fix: data=wiki|wiki_fr|wiki_es|text|jsonl|hub")
     encoding_errors, boundary, bad_lines = (_opt(cfg, "encoding_errors", "strict"), _opt(cfg, "doc_boundary", "file"),
                                             _opt(cfg, "bad_lines", "error"))
     for key, value, choices in (("encoding_errors", encoding_errors, ENCODING_ERRORS),
@@ -87,6 +87,8 @@ def load_documents(cfg: Any) -> tuple[list[Document], str, dict[str, Any]]:
             raise ConfigError(f"data.paths={paths} is read only by data=text or data=jsonl, not data.source=wiki; "
                               f"fix: add data=text (or data=jsonl), or drop data.paths")
         return _load_wiki(cfg)
+    if source == "hub":
+        return _load_hub(cfg)
     if _opt(cfg, "path", None):
         raise ConfigError(f"data.path={cfg.path!r} is a wiki-format JSON file, not read by data.source={source}; "
                           f"fix: list local files in data.paths=[...] instead")
@@ -115,6 +117,20 @@ def load_documents(cfg: Any) -> tuple[list[Document], str, dict[str, Any]]:
         raise ConfigError(f"data.paths={paths}: no documents left in {len(files)} file(s) after filtering "
                           f"({_skips(report)}); fix: point data.paths at non-empty "
                           f"{'UTF-8 text' if source == 'text' else 'JSON-lines'} files")
+    return docs, fingerprint, report
+
+
+def _load_hub(cfg: Any) -> tuple[list[Document], str, dict[str, Any]]:
+    """Documents from a Hugging Face `datasets` dataset (runner/data/hub.py)."""
+    from runner.data.hub import hub_documents, open_dataset
+
+    report = new_report("hub")
+    rows, fingerprint = open_dataset(cfg.hub, cfg.max_docs)
+    docs = hub_documents(rows, cfg.hub, cfg.max_docs, report)
+    report["documents"] = len(docs)
+    if not docs:
+        raise ConfigError(f"data.hub.name={cfg.hub.name}: no documents with text in column "
+                          f"{cfg.hub.text_field!r} ({_skips(report)}); set data.hub.text_field")
     return docs, fingerprint, report
 
 

@@ -1,26 +1,35 @@
-"""Train, cache and apply BERT (WordPiece) and RoBERTa (byte-level BPE) tokenizers."""
+"""Train, cache, load and apply BERT (WordPiece), RoBERTa (byte-level BPE) and ALBERT-style (SentencePiece
+unigram) tokenizers."""
 
 from __future__ import annotations
 
+import json
 import pathlib
 import re
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 from runner.data.cache import atomic_write_bytes
+from runner.errors import ConfigError
 
-# Order is the id order: BERT gets pad=0 and RoBERTa pad=1, like transformers' default configs.
+# Order is the id order: BERT gets pad=0 and RoBERTa pad=1, like transformers' default configs; the unigram
+# kind has ALBERT's specials and ids (pad=0, unk=1, [CLS]=2, [SEP]=3, [MASK]=4).
 SPECIALS: dict[str, list[str]] = {
     "wordpiece": ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
     "bpe": ["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+    "unigram": ["<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"],
 }
 # Role -> token, per kind.
-_ROLES: dict[str, dict[str, str]] = {
+ROLES: dict[str, dict[str, str]] = {
     "wordpiece": {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"},
     "bpe": {"pad": "<pad>", "unk": "<unk>", "cls": "<s>", "sep": "</s>", "mask": "<mask>"},
+    "unigram": {"pad": "<pad>", "unk": "<unk>", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"},
 }
+METASPACE = "\u2581"  # "▁": SentencePiece's word-start marker (the space before a word)
+_SCORE_DECIMALS = 5  # unigram scores are rounded: see _canonical_unigram
 
 
 @dataclass(frozen=True)
@@ -45,7 +54,7 @@ def special_ids(tok: Tokenizer, kind: str) -> SpecialIds:
     """Look up the special-token ids of a tokenizer of the given kind."""
     _check_kind(kind)
     ids = {}
-    for role, token in _ROLES[kind].items():
+    for role, token in ROLES[kind].items():
         i = tok.token_to_id(token)
         if i is None:
             raise ValueError(f"tokenizer has no {token!r} token; is it a {kind!r} tokenizer?")
@@ -116,11 +125,86 @@ def _train_wordpiece(texts: Iterable[str], vocab_size: int, lowercase: bool) -> 
     return tok
 
 
+def _unigram_shell(lowercase: bool, model: models.Model | None = None) -> Tokenizer:
+    """An untrained SentencePiece-style unigram tokenizer: NFKC (plus lowercasing), whitespace runs collapsed
+    to one space and trimmed, then the Metaspace "▁" marks each word start; no post-processor."""
+    tok = Tokenizer(model or models.Unigram())
+    steps = [normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else []) + \
+        [normalizers.Replace(Regex(r"\s+"), " "), normalizers.Strip()]
+    tok.normalizer = normalizers.Sequence(steps)
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement=METASPACE, prepend_scheme="always", split=True)
+    tok.decoder = decoders.Metaspace(replacement=METASPACE, prepend_scheme="always", split=True)
+    return tok
+
+
+def _canonical_unigram(vocab: list[tuple[str, float]], num_special: int) -> list[tuple[str, float]]:
+    """The trained unigram vocabulary in an order and with scores that do not vary from run to run.
+
+    `tokenizers`' UnigramTrainer (0.23) counts words in a hash map, so the EM sums run in a different order
+    each time and the scores differ in the last bits (up to ~4e-11 on the wiki corpus); the characters that EM
+    dropped but every vocabulary needs get the scores min, min+1e-4, min+2e-4, ... in hash-set order; and equal
+    scores keep that order. So: find that run of scores 1e-4 apart (the characters at its lowest step, which
+    ties with the lowest real score, join it: which of them was dropped cannot be told) and hand its scores to
+    its characters in code-point order; round every score to _SCORE_DECIMALS decimals (over 10^5 times the
+    noise); sort by (score descending, piece). On the wiki train split at 8192 tokens the run has 52 steps
+    among ~480 characters, all within 0.006 of the lowest score."""
+    specials, pieces = vocab[:num_special], dict(vocab[num_special:])
+    step, tol = 1e-4, 1e-9
+    singles = {t: s for t, s in pieces.items() if len(t) == 1}
+    buckets: dict[int, list[str]] = defaultdict(list)
+    for t, s in singles.items():
+        buckets[round(s * 1e8)].append(t)
+
+    def at(x: float) -> list[str]:
+        k = round(x * 1e8)
+        return [t for b in (k - 1, k, k + 1) for t in buckets.get(b, ()) if abs(singles[t] - x) < tol]
+
+    best: list[str] = []
+    best_steps = 1
+    for t, s in sorted(singles.items()):
+        if at(s + step):
+            continue  # not the top of a run
+        run, x, steps = [], s, 0
+        while group := at(x):
+            run, x, steps = run + group, x - step, steps + 1
+        if steps > best_steps:  # the longest run of scores 1e-4 apart, each step a score in the vocabulary
+            best, best_steps = run, steps
+    # The run's scores go to its characters in code-point order, highest score first.
+    for t, s in zip(sorted(best), sorted((singles[u] for u in best), reverse=True)):
+        pieces[t] = s
+    ordered = sorted(((t, round(s, _SCORE_DECIMALS) + 0.0) for t, s in pieces.items()), key=lambda p: (-p[1], p[0]))
+    return list(specials) + ordered
+
+
+def _train_unigram(texts: Iterable[str], vocab_size: int, lowercase: bool) -> Tokenizer:
+    """Train a SentencePiece-style unigram model (ALBERT's tokenizer) deterministically."""
+    tok = _unigram_shell(lowercase)
+    specials = SPECIALS["unigram"]
+    trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=specials, unk_token="<unk>",
+                                      show_progress=False)
+    tok.train_from_iterator(texts, trainer)
+    vocab = [(t, float(s)) for t, s in json.loads(tok.to_str())["model"]["vocab"]]
+    if [t for t, _ in vocab[:len(specials)]] != specials:
+        raise ValueError(f"unigram training put {[t for t, _ in vocab[:len(specials)]]} first, not {specials}")
+    model = models.Unigram(_canonical_unigram(vocab, len(specials)), unk_id=specials.index("<unk>"),
+                           byte_fallback=False)
+    tok = _unigram_shell(lowercase, model)
+    tok.add_special_tokens(specials)
+    cls, sep = _token_id(tok, "[CLS]"), _token_id(tok, "[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    return tok
+
+
 def train_tokenizer(kind: str, texts: Iterable[str], vocab_size: int, lowercase: bool) -> Tokenizer:
-    """Train a fresh WordPiece ("wordpiece") or byte-level BPE ("bpe") tokenizer on `texts`."""
+    """Train a fresh WordPiece ("wordpiece"), byte-level BPE ("bpe") or SentencePiece-style unigram
+    ("unigram") tokenizer on `texts`."""
     _check_kind(kind)
     if kind == "wordpiece":
         tok = _train_wordpiece(texts, vocab_size, lowercase)
+    elif kind == "unigram":
+        tok = _train_unigram(texts, vocab_size, lowercase)
     else:
         tok = Tokenizer(models.BPE())  # byte-level: every string is representable, no unk needed
         if lowercase:
@@ -156,6 +240,42 @@ def load_or_train_tokenizer(kind: str, texts_fn: Callable[[], Iterable[str]], vo
     # Atomic: a crash mid-write must not leave a truncated tokenizer.json that later loads fail on.
     atomic_write_bytes(tok.to_str().encode("utf-8"), path)
     return tok
+
+
+def tokenizer_file(path: str, key: str = "data.tokenizer.path") -> pathlib.Path:
+    """The tokenizer.json named by a config key: the file itself, or a directory holding one (a released
+    transformers tokenizer directory, a save_pretrained output). A one-line ConfigError naming `key` if none."""
+    p = pathlib.Path(str(path)).expanduser()
+    f = p / "tokenizer.json" if p.is_dir() else p
+    if not f.is_file():
+        where = f"{p} holds no tokenizer.json" if p.is_dir() else "no such file or directory"
+        raise ConfigError(f"{key}={str(path)!r}: {where}; give a tokenizer.json file or a directory holding one "
+                          "(a transformers tokenizer directory)")
+    return f
+
+
+def load_tokenizer(path: str, kind: str, key: str = "data.tokenizer.path") -> tuple[Tokenizer, pathlib.Path]:
+    """Load a local tokenizer.json (see tokenizer_file) for model.tokenizer=`kind`, with padding and truncation
+    off; its special tokens are looked up by name (ROLES[kind]). Returns the tokenizer and its file.
+    One-line ConfigErrors name `key`: no file, not a tokenizers file, or a special token of `kind` missing."""
+    _check_kind(kind)
+    f = tokenizer_file(path, key)
+    try:
+        tok = Tokenizer.from_file(str(f))
+    except Exception as e:  # tokenizers raises a bare Exception on malformed JSON
+        reason = " ".join(str(e).split())[:200]
+        raise ConfigError(f"{key}={str(path)!r}: {f} is not a Hugging Face tokenizers file ({reason})") from None
+    tok.no_padding()  # a released tokenizer.json may pad or truncate; corpus token streams must not be altered
+    tok.no_truncation()
+    missing = [(role, t) for role, t in ROLES[kind].items() if tok.token_to_id(t) is None]
+    if missing:
+        role, token = missing[0]
+        fits = [k for k in ROLES if all(tok.token_to_id(t) is not None for t in ROLES[k].values())]
+        hint = f"it has the special tokens of model.tokenizer={fits[0]}" if fits else \
+            "model.tokenizer=" + " | ".join(f"{k} needs {' '.join(SPECIALS[k])}" for k in SPECIALS)
+        raise ConfigError(f"{key}={str(path)!r}: the tokenizer has no {token!r} token ({role}), which "
+                          f"model.tokenizer={kind} needs; {hint}")
+    return tok, f
 
 
 def encode_sentences(tok: Tokenizer, sentences: list[str]) -> list[list[int]]:

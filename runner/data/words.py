@@ -4,13 +4,14 @@ A token either starts a word or continues the word of the token before it. WordP
 ("##ing"); byte-level BPE marks word starts instead, with "Ġ" (the byte-level space) in front of a word
 that follows a space, so there every token without it continues a word. RoBERTa's first word has no
 leading space: the masking code therefore also starts a word at every token that follows a special token
-(see runner/objectives/masking.py `word_starts`)."""
+(see runner/objectives/masking.py `word_starts`). SentencePiece-style unigram pieces (ALBERT) mark word starts
+too, with "▁" (METASPACE), which every word gets, the first included."""
 from __future__ import annotations
 
 import torch
 from tokenizers import Tokenizer
 
-from runner.data.tokenizer import SPECIALS
+from runner.data.tokenizer import METASPACE, SPECIALS
 
 CONTINUATION_PREFIX = "##"  # WordPiece (BERT): a piece that continues the previous one
 SPACE_MARKER = "\u0120"  # "Ġ": byte-level BPE's (GPT-2, RoBERTa) visible form of the space byte 0x20
@@ -25,6 +26,8 @@ def continuation_table(tok: Tokenizer, kind: str) -> torch.Tensor:
     for token, i in vocab.items():
         if kind == "wordpiece":
             flags[i] = token.startswith(CONTINUATION_PREFIX)
+        elif kind == "unigram":
+            flags[i] = not token.startswith(METASPACE)
         else:
             flags[i] = not token.startswith(SPACE_MARKER)
     table = torch.tensor(flags, dtype=torch.bool)

@@ -24,7 +24,7 @@ class EncoderConfig:
     activation: str = "gelu"  # exact erf GELU, as BERT and transformers' "gelu"
     initializer_range: float = 0.02
     pad_token_id: int = 0  # overwritten from the tokenizer when the run builds the model
-    tokenizer: str = "wordpiece"  # wordpiece (BERT) | bpe (RoBERTa's byte-level BPE)
+    tokenizer: str = "wordpiece"  # wordpiece (BERT) | bpe (RoBERTa's byte-level BPE) | unigram (ALBERT)
     lowercase: bool = True  # BERT-uncased lowercases; RoBERTa is cased
     init_from: Optional[str] = None  # local transformers checkpoint directory to initialise from
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from runner.data.tokenizer import ROLES
 from runner.errors import ConfigError
 from runner.models.config import EncoderConfig
 
@@ -108,12 +109,11 @@ def export(module: nn.Module, config: EncoderConfig, nsp: bool, tokenizer, out_d
         hf_logging.disable_progress_bar()  # our console already reports the export
     except ImportError as e:  # pragma: no cover - depends on the user's install
         raise ConfigError("export needs transformers: pip install -e '.[hf]'") from e
-    names = ("pad", "unk", "cls", "sep", "mask") if config.tokenizer == "wordpiece" else \
-        ("pad", "unk", "bos", "eos", "mask")
-    tokens = dict(zip(names, ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]") if config.tokenizer == "wordpiece"
-                      else ("<pad>", "<unk>", "<s>", "</s>", "<mask>")))
+    # Special tokens by name, per tokenizer kind: wordpiece [PAD] [UNK] [CLS] [SEP] [MASK]; unigram (ALBERT)
+    # <pad> <unk> [CLS] [SEP] [MASK]; bpe (RoBERTa) <pad> <unk> <s> </s> <mask>, <s> and </s> also bos and eos.
+    tokens = dict(ROLES[config.tokenizer])
     if config.tokenizer == "bpe":
-        tokens.update(cls="<s>", sep="</s>")
+        tokens.update(bos=tokens["cls"], eos=tokens["sep"])
     ids = {f"{k}_token_id": tokenizer.token_to_id(v) for k, v in tokens.items() if k in ("pad", "bos", "eos")}
     hf = build_hf_model(module, config, nsp, ids)
     out_dir = Path(out_dir)
