@@ -61,7 +61,8 @@ def build(cfg: DictConfig) -> Built:
     if config.init_from and (Path(config.init_from).expanduser() / "tokenizer.json").is_file():
         tokenizer_path = str(Path(config.init_from).expanduser() / "tokenizer.json")
     data = build_data(cfg.data, tokenizer_kind=config.tokenizer, vocab_size=config.vocab_size,
-                      lowercase=config.lowercase, pairs=objective_cls.needs_pairs, tokenizer_path=tokenizer_path)
+                      lowercase=config.lowercase, pairs=objective_cls.needs_pairs, tokenizer_path=tokenizer_path,
+                      objective=cfg.objective.name)
     n_tok = data.tokenizer.get_vocab_size()
     if n_tok > config.vocab_size:
         src = "" if data.tokenizer_source == "trained" else f" ({data.tokenizer_source})"

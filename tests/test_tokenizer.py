@@ -54,15 +54,20 @@ def test_wordpiece_round_trip_lowercased(wordpiece):
     assert wordpiece.normalizer.normalize_str("Café Naïve") == "cafe naive"
 
 
-def test_wordpiece_post_processor(wordpiece):
-    single = wordpiece.encode("hello world")
+def check_cls_sep_template(tok) -> None:
+    """[CLS] A [SEP] and [CLS] A [SEP] B [SEP] with [CLS]=2, [SEP]=3 and segment ids 0 / 1."""
+    single = tok.encode("hello world")
     assert single.tokens[0] == "[CLS]" and single.tokens[-1] == "[SEP]"
     assert single.ids[0] == 2 and single.ids[-1] == 3
-    pair = wordpiece.encode("hello world", "second part")
-    n_a = len(wordpiece.encode("hello world", add_special_tokens=False).ids)
-    n_b = len(wordpiece.encode("second part", add_special_tokens=False).ids)
+    pair = tok.encode("hello world", "second part")
+    n_a = len(tok.encode("hello world", add_special_tokens=False).ids)
+    n_b = len(tok.encode("second part", add_special_tokens=False).ids)
     assert pair.ids[0] == 2 and pair.ids[n_a + 1] == 3 and pair.ids[-1] == 3
     assert pair.type_ids == [0] * (n_a + 2) + [1] * (n_b + 1)
+
+
+def test_wordpiece_post_processor(wordpiece):
+    check_cls_sep_template(wordpiece)
 
 
 # ---------------------------------------------------------------- bpe

@@ -57,14 +57,9 @@ def test_unigram_round_trip(unigram):
 
 
 def test_unigram_post_processor(unigram):
-    single = unigram.encode("hello world")
-    assert single.tokens[0] == "[CLS]" and single.tokens[-1] == "[SEP]"
-    assert single.ids[0] == 2 and single.ids[-1] == 3
-    pair = unigram.encode("hello world", "second part")
-    n_a = len(unigram.encode("hello world", add_special_tokens=False).ids)
-    n_b = len(unigram.encode("second part", add_special_tokens=False).ids)
-    assert pair.ids[0] == 2 and pair.ids[n_a + 1] == 3 and pair.ids[-1] == 3
-    assert pair.type_ids == [0] * (n_a + 2) + [1] * (n_b + 1)
+    from tests.test_tokenizer import check_cls_sep_template
+
+    check_cls_sep_template(unigram)
 
 
 def test_unigram_training_is_deterministic(texts, unigram):

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import OmegaConf
 from tokenizers import Tokenizer
 
 from runner.data import cache
@@ -86,14 +85,14 @@ class PretrainingData:
         return out
 
 
-def check_format(cfg, pairs: bool) -> str:
+def check_format(cfg, pairs: bool, objective: str | None = None) -> str:
     """data.format resolved (null: the objective's default) and checked against the objective: NSP trains on
     segment_pair or sentence_pair, every other objective on single sequences."""
     fmt = cfg.get("format") or default_format(pairs)
     if fmt not in FORMATS:
         raise ConfigError(f"data.format={fmt!r} must be one of {', '.join(FORMATS)} (or null: the objective's "
                           "default)")
-    name = _objective_name(cfg, "mlm_nsp" if pairs else "mlm")
+    name = objective or ("mlm_nsp" if pairs else "mlm")  # for the messages
     if pairs and fmt == "sop_pair":
         raise ConfigError(f"data.format=sop_pair gives sentence-order labels, but objective={name} predicts the "
                           "next sentence; use data.format=segment_pair or sentence_pair with it "
@@ -109,19 +108,10 @@ def check_format(cfg, pairs: bool) -> str:
     return fmt
 
 
-def _objective_name(cfg, default: str) -> str:
-    """objective.name of the composed config that the data node belongs to, for messages."""
-    try:
-        name = OmegaConf.select(cfg._get_root(), "objective.name")
-    except Exception:  # not part of a composed config (a bare data config in tests or scripts)
-        name = None
-    return str(name) if name else default
-
-
 def build_data(cfg, *, tokenizer_kind: str, vocab_size: int, lowercase: bool, pairs: bool,
-               tokenizer_path: str | None = None) -> PretrainingData:
+               tokenizer_path: str | None = None, objective: str | None = None) -> PretrainingData:
     """Load the corpus named by the data config, split it by article, train or load the tokenizer."""
-    fmt = check_format(cfg, pairs)
+    fmt = check_format(cfg, pairs, objective)
     local = (cfg.get("tokenizer") or {}).get("path")  # data.tokenizer.path takes precedence over model.init_from's
     source = ("data.tokenizer.path", local) if local else \
         ("model.init_from", tokenizer_path) if tokenizer_path else None
