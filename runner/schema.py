@@ -91,6 +91,7 @@ class DataConfig:
     short_seq_prob: float = 0.1  # segment_pair, sop_pair: share of shorter targets, as BERT's data creation
     max_docs: Optional[int] = None  # use only the first N articles (quick experiments and tests)
     cache_dir: Optional[str] = None  # default: $BERTLAB_CACHE or ~/.cache/bertlab
+    num_proc: Optional[int] = None  # worker processes that tokenize a split for the cache; null: min(4, CPUs)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)  # data.tokenizer.path: a local tokenizer
 
 
@@ -127,6 +128,7 @@ class TrainerConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 elsewhere) | bf16 | fp32
     threads: Optional[int] = None  # torch CPU threads; default: torch's choice
+    num_workers: int = 0  # DataLoader processes prefetching batches; 0 builds them in-process (same batches)
     export_hf: bool = True  # write a transformers save_pretrained directory (hf/) at the end
 
 

@@ -13,8 +13,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from runner import checkpoint
 from runner.build import Built, parameter_counts
-from runner.data.batches import Batches, trim
-from runner.errors import TrainingError
+from runner.data.batches import Batch, Batches, batch_loader, dist_rank_world, trim
+from runner.errors import ConfigError, TrainingError
 from runner.flops import train_flops
 from runner.logging import RunLogger, console, progress, summary_table
 from runner.validate import resolve_device
@@ -29,6 +29,8 @@ class Trainer:
 
     def __init__(self, cfg: DictConfig, built: Built, run_dir: Path):
         self.cfg, self.t, self.built, self.run_dir = cfg, cfg.trainer, built, Path(run_dir)
+        if self.t.num_workers < 0:
+            raise ConfigError(f"trainer.num_workers={self.t.num_workers} must be >= 0 (0 builds batches in-process)")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.t.threads:
             torch.set_num_threads(self.t.threads)
@@ -45,7 +47,13 @@ class Trainer:
         train = built.data.examples("train", copies, cfg.seed, rnp)
         if static:  # BERT: each copy of the data gets its masks once, before training
             train = obj.prepare(train, torch.Generator().manual_seed(cfg.seed + 17))
-        self.batches = Batches(train, self.t.batch_size, cfg.seed, prepare=None if static else obj.prepare)
+        rank, world = dist_rank_world()
+        self.batches = Batches(train, self.t.batch_size, cfg.seed, prepare=None if static else obj.prepare,
+                               rank=rank, world_size=world)
+        # Background loader over batch indices, opened on first use at the (possibly resumed) position.
+        self._loader: torch.utils.data.DataLoader | None = None
+        self._stream: Any = None
+        self._next_index = 0
         val = built.data.examples("validation", 1, cfg.seed + 1, rnp)
         n_val = min(int(val["input_ids"].shape[0]), self.t.eval_batches * self.t.batch_size)
         # Validation masks are drawn once, so every evaluation of every run with this seed scores the same task.
@@ -77,6 +85,31 @@ class Trainer:
         self.first_val = s["first_val"]
         checkpoint.set_rng_state(s["rng"])
 
+    # ---- data --------------------------------------------------------------------------------------------
+    def batch(self, index: int) -> Batch:
+        """The index-th batch, from the background loader when trainer.num_workers > 0 (same batches either way)."""
+        if self.t.num_workers == 0:
+            return self.batches.get(index)
+        end_step = self.t.max_steps if self.t.stop_after is None else min(self.t.max_steps, self.t.stop_after)
+        end = max(end_step * self.t.grad_accum, index + 1)
+        if self._stream is None or index != self._next_index:  # first use, or a jump (resume): start there
+            self.close()
+            self._loader = batch_loader(self.batches, index, end, self.t.num_workers)
+            self._stream = iter(self._loader)
+        try:
+            out = next(self._stream)
+        except StopIteration:  # called past the planned end (accumulate() by hand): reopen from here
+            self.close()
+            return self.batch(index)
+        self._next_index = index + 1
+        return out
+
+    def close(self) -> None:
+        """Stop the data loader's worker processes, if any are running."""
+        stream, self._stream, self._loader = self._stream, None, None
+        if stream is not None and hasattr(stream, "_shutdown_workers"):
+            stream._shutdown_workers()  # persistent workers outlive the iterator otherwise, until GC
+
     # ---- work --------------------------------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -96,7 +129,7 @@ class Trainer:
         """Forward and backward over grad_accum micro-batches; losses are normalised over all of them, so the
         gradient equals that of one batch of batch_size x grad_accum."""
         accum = self.t.grad_accum
-        micro = [self.batches.get(self.step * accum + m) for m in range(accum)]
+        micro = [self.batch(self.step * accum + m) for m in range(accum)]
         norms: dict[str, float] = {}
         for b in micro:
             for k, v in self.built.objective.normalizers(b).items():
@@ -139,7 +172,7 @@ class Trainer:
             self.first_val = self.evaluate()
             logger.log({f"val/{k}": v for k, v in self.first_val.items()}, step=0)
         window_tokens, window_start = 0, time.perf_counter()
-        with progress() as bar:
+        with progress() as bar, contextlib.closing(self):  # no loader workers outlive the loop
             task = bar.add_task("train", total=t.max_steps, completed=self.step, loss=float("nan"), tps=0.0)
             while self.step < end:
                 start = time.perf_counter()

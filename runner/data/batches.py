@@ -1,7 +1,9 @@
-"""Batches as a pure function of (seed, step, micro-batch): a resumed run sees exactly the batches,
-and draws exactly the dynamic masks, that an uninterrupted run would."""
+"""Batches as a pure function of (seed, step, micro-batch, rank): a resumed run sees exactly the batches,
+and draws exactly the dynamic masks, that an uninterrupted run would; ranks of a distributed run see disjoint
+slices of one shared stream; DataLoader workers can fetch them in any order."""
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 import torch
@@ -20,12 +22,25 @@ def trim(batch: Batch) -> Batch:
     return out
 
 
+def dist_rank_world() -> tuple[int, int]:
+    """This process's (rank, world size) as torchrun sets them; (0, 1) outside a distributed launch."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
 class Batches:
-    """Epoch-wise shuffled batches over a fixed example set; prepare() runs per batch (dynamic masking)."""
+    """Epoch-wise shuffled batches over a fixed example set; prepare() runs per batch (dynamic masking).
+
+    With world_size W, rank r's batch `index` is the global batch index * W + r of the single-process stream
+    (same permutations, same masks), so the W ranks' batches at one index are disjoint and together form the
+    single-process batch `index` of size W * batch_size."""
 
     def __init__(self, examples: Batch, batch_size: int, seed: int,
-                 prepare: Callable[[Batch, torch.Generator], Batch] | None = None):
+                 prepare: Callable[[Batch, torch.Generator], Batch] | None = None, rank: int = 0,
+                 world_size: int = 1):
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside world size {world_size} (check RANK and WORLD_SIZE)")
         self.examples, self.batch_size, self.seed, self.prepare = examples, batch_size, seed, prepare
+        self.rank, self.world_size = rank, world_size
         self.size = int(examples["input_ids"].shape[0])
         self._perms: dict[int, torch.Tensor] = {}
 
@@ -37,16 +52,43 @@ class Batches:
         return self._perms[epoch]
 
     def get(self, index: int) -> Batch:
-        """The index-th batch of the run (index = step * grad_accum + micro)."""
-        pos = torch.arange(index * self.batch_size, (index + 1) * self.batch_size)
+        """This rank's index-th batch of the run (index = step * grad_accum + micro)."""
+        # The global batch number is unique per (index, rank) and equals index when W = 1, so the stream (and
+        # every mask) of a single process is unchanged and ranks never share a mask generator.
+        g_index = index * self.world_size + self.rank
+        pos = torch.arange(g_index * self.batch_size, (g_index + 1) * self.batch_size)
         epochs = pos // self.size
         idx = torch.cat([self._perm(int(e))[pos[epochs == e] % self.size] for e in epochs.unique()])
         batch = trim({k: v.index_select(0, idx) for k, v in self.examples.items()})
         if self.prepare is not None:
-            g = torch.Generator().manual_seed(self.seed * 7_919 + index * 104_729 + 1)
+            g = torch.Generator().manual_seed(self.seed * 7_919 + g_index * 104_729 + 1)
             batch = self.prepare(batch, g)
         return batch
 
     def epoch_of(self, index: int) -> float:
-        """Passes over the example set completed by batch `index`."""
-        return (index + 1) * self.batch_size / self.size
+        """Passes over the example set completed, by all ranks together, once every rank has had batch `index`."""
+        return (index + 1) * self.batch_size * self.world_size / self.size
+
+
+class IndexedBatches(torch.utils.data.Dataset):
+    """A map-style view for a DataLoader: item i is batches.get(i), so workers may fetch in any order."""
+
+    def __init__(self, batches: Batches):
+        self.batches = batches
+
+    def __getitem__(self, index: int) -> Batch:
+        return self.batches.get(index)
+
+
+def _one_thread(worker_id: int) -> None:
+    """Workers build batches one each; torch's default threads per worker would oversubscribe the cores."""
+    torch.set_num_threads(1)
+
+
+def batch_loader(batches: Batches, start: int, end: int, num_workers: int) -> torch.utils.data.DataLoader:
+    """A DataLoader prefetching batches start .. end - 1 in num_workers background processes."""
+    # Its own generator: a DataLoader draws its workers' base seed from it, which would otherwise advance the
+    # global RNG and so change every later dropout draw (batches need no seed: they are a function of the index).
+    return torch.utils.data.DataLoader(IndexedBatches(batches), batch_size=None, sampler=range(start, end),
+                                       num_workers=num_workers, persistent_workers=True, prefetch_factor=2,
+                                       worker_init_fn=_one_thread, generator=torch.Generator().manual_seed(0))

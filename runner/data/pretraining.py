@@ -14,7 +14,7 @@ from runner.data.corpus import file_fingerprint, split_documents
 from runner.data.examples import (FORMATS, NSP_FORMATS, PAIR_FORMATS, SINGLE_FORMATS, build_examples, default_format,
                                   padding_fraction)
 from runner.data.sources import load_documents
-from runner.data.tokenized import TokenizedCorpus, tokenize_documents
+from runner.data.tokenized import TOKENIZED_FORMAT, TokenizedCorpus, cached_tokenized
 from runner.data.tokenizer import SpecialIds, load_or_train_tokenizer, load_tokenizer, special_ids
 from runner.errors import ConfigError
 
@@ -142,8 +142,9 @@ def build_data(cfg, *, tokenizer_kind: str, vocab_size: int, lowercase: bool, pa
                                       lowercase, root, corpus_key)
         tok_key = cache.key(tokenizer_kind, vocab_size, lowercase)
     key = f"{corpus_key}-{tok_key}"
-    tokenized = {name: cache.cached(root / "tokenized" / f"{key}-{name}.pt",
-                                    lambda docs=docs_: tokenize_documents(tok, docs))
+    # A directory of memory-mapped arrays per split, built once even when several runs start together.
+    tokenized = {name: cached_tokenized(root / "tokenized" / f"{key}-{name}-v{TOKENIZED_FORMAT}", tok, docs_,
+                                        cfg.get("num_proc"))
                  for name, docs_ in splits.items() if docs_}
     return PretrainingData(tokenizer=tok, specials=special_ids(tok, tokenizer_kind), splits=tokenized,
                            seq_len=cfg.seq_len, pairs=pairs, format=fmt,

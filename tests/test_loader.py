@@ -1,0 +1,113 @@
+"""The data side of scaling out: per-rank shards of one batch stream, and background DataLoader workers that
+deliver exactly the in-process batches."""
+from __future__ import annotations
+
+import json
+import multiprocessing
+from pathlib import Path
+
+import pytest
+import torch
+
+from runner.build import build
+from runner.data.batches import Batches, batch_loader, dist_rank_world
+from runner.errors import ConfigError
+from runner.train import Trainer, run
+from tests.conftest import TINY, make_cfg
+
+ROWS, WIDTH = 48, 4
+EXAMPLES = {"input_ids": torch.arange(ROWS).repeat_interleave(WIDTH).view(ROWS, WIDTH) + 5,
+            "attention_mask": torch.ones(ROWS, WIDTH, dtype=torch.long)}
+
+
+def noise(batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """A stand-in for dynamic masking: one draw per row from the batch's generator."""
+    return {**batch, "noise": torch.rand(batch["input_ids"].shape[0], generator=generator)}
+
+
+def ids(batch: dict[str, torch.Tensor]) -> list[int]:
+    return batch["input_ids"][:, 0].tolist()
+
+
+def test_dist_rank_world_reads_torchrun_env(monkeypatch):
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert dist_rank_world() == (0, 1)
+    monkeypatch.setenv("RANK", "2")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert dist_rank_world() == (2, 4)
+
+
+def test_ranks_shard_the_single_process_stream():
+    world, b = 3, 4
+    ranks = [Batches(EXAMPLES, b, seed=5, prepare=noise, rank=r, world_size=world) for r in range(world)]
+    single = Batches(EXAMPLES, b, seed=5, prepare=noise)
+    wide = Batches(EXAMPLES, b * world, seed=5, prepare=noise)
+    seen: list[int] = []
+    for i in range(ROWS // (b * world) * 2):  # two epochs
+        parts = [r.get(i) for r in ranks]
+        rows = [ids(p) for p in parts]
+        assert sum(rows, []) == ids(wide.get(i)), "ranks together form the W*B batch of one process"
+        assert len(set(sum(rows, []))) == b * world, "ranks see disjoint rows at the same index"
+        for r, p in enumerate(parts):  # same rows and same masks as the single-process batch i * W + r
+            s = single.get(i * world + r)
+            assert ids(p) == ids(s) and torch.equal(p["noise"], s["noise"])
+        assert not torch.equal(parts[0]["noise"], parts[1]["noise"]), "ranks draw different masks"
+        seen += sum(rows, [])
+    first, second = seen[:ROWS], seen[ROWS:]
+    assert sorted(first) == sorted(second) == list(range(5, 5 + ROWS)), "each example once per epoch in total"
+    assert ranks[0].epoch_of(ROWS // (b * world) - 1) == 1.0 == single.epoch_of(ROWS // b - 1)
+
+
+def test_rank_outside_world_is_refused():
+    with pytest.raises(ValueError, match="rank 2 is outside world size 2"):
+        Batches(EXAMPLES, 4, seed=0, rank=2, world_size=2)
+
+
+def test_loader_workers_deliver_the_in_process_batches():
+    batches = Batches(EXAMPLES, 5, seed=1, prepare=noise)
+    loader = batch_loader(batches, 3, 20, num_workers=2)
+    got = list(loader)
+    assert len(got) == 17
+    for i, b in zip(range(3, 20), got):
+        want = batches.get(i)
+        assert b.keys() == want.keys() and all(torch.equal(b[k], want[k]) for k in want)
+
+
+def train(run_dir: Path, *overrides: str) -> dict:
+    cfg = make_cfg(*TINY, *overrides)
+    return run(cfg, build(cfg), run_dir)
+
+
+def test_negative_num_workers_is_a_config_error(tmp_path):
+    cfg = make_cfg(*TINY, "trainer.num_workers=-1")
+    with pytest.raises(ConfigError, match="trainer.num_workers=-1"):
+        Trainer(cfg, None, tmp_path)  # refused before any data is built
+
+
+@pytest.mark.slow
+def test_trainer_batches_with_workers_equal_in_process(tmp_path):
+    cfg = make_cfg(*TINY, "model=roberta", "trainer.max_steps=3", "trainer.num_workers=2")
+    trainer = Trainer(cfg, build(cfg), tmp_path)
+    for i in [0, 1, 2, 5, 6, 3]:  # in order, a jump ahead (resume), and past the planned end
+        got, want = trainer.batch(i), trainer.batches.get(i)
+        assert torch.equal(got["input_ids"], want["input_ids"]) and torch.equal(got["labels"], want["labels"])
+    assert multiprocessing.active_children(), "the loader runs in worker processes"
+    trainer.close()
+    assert not multiprocessing.active_children(), "close() stops the workers"
+
+
+@pytest.mark.slow
+def test_workers_and_resume_equal_the_in_process_run(tmp_path):
+    common = ["model=roberta", "trainer.max_steps=4", "trainer.grad_accum=2", "trainer.log_every=1",
+              "trainer.eval_every=100", "trainer.checkpoint_every=100", "trainer.export_hf=false"]
+    full = train(tmp_path / "w0", *common)
+    workers = train(tmp_path / "w2", *common, "trainer.num_workers=2")
+    train(tmp_path / "split", *common, "trainer.num_workers=2", "trainer.stop_after=2")
+    resumed = train(tmp_path / "split", *common, "trainer.num_workers=2", "trainer.resume=true")
+    assert not multiprocessing.active_children(), "no loader workers outlive a run"
+    assert workers["final_train_loss"] == resumed["final_train_loss"] == full["final_train_loss"]  # bit for bit
+    assert workers["final_val"] == resumed["final_val"] == full["final_val"]
+    strip = lambda d: [{k: v for k, v in json.loads(r).items() if k != "train/tokens_per_s"}
+                       for r in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
+    assert strip("w2") == strip("split") == strip("w0")

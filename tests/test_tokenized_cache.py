@@ -1,0 +1,147 @@
+"""Tests for the memory-mapped tokenized cache: layout, parallel build, build-once locking, crash safety."""
+
+import json
+import multiprocessing
+import pathlib
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from runner.data import cache, tokenized
+from runner.data.corpus import Document, load_wiki
+from runner.data.examples import token_stream
+from runner.data.tokenized import (TOKENIZED_FORMAT, TokenIds, cached_tokenized, load_tokenized, save_tokenized,
+                                   tokenize_documents)
+from runner.data.tokenizer import train_tokenizer
+
+
+@pytest.fixture(scope="module")
+def docs() -> list[Document]:
+    return load_wiki()[:400]
+
+
+@pytest.fixture(scope="module")
+def tok(docs):
+    return train_tokenizer("bpe", (d.text for d in docs), 1000, lowercase=False)
+
+
+def same(a, b) -> None:
+    """Two TokenizedCorpus hold the same data."""
+    assert a.ids.tolist() == b.ids.tolist()
+    assert a.sent_offsets.tolist() == b.sent_offsets.tolist() and a.doc_offsets.tolist() == b.doc_offsets.tolist()
+    assert a.titles == b.titles and a.topics == b.topics
+
+
+def test_parallel_identical_to_single(tok, docs, monkeypatch):
+    # Empty docs at a chunk edge and in the middle must be dropped the same way by workers.
+    mixed = [Document("e0", "t", ""), *docs[:150], Document("e1", "t", "  "), *docs[150:]]
+    one = tokenize_documents(tok, mixed, num_proc=1)
+    monkeypatch.setattr(tokenized, "CHARS_PER_PROC", 1)  # force workers even for this small corpus
+    two = tokenize_documents(tok, mixed, num_proc=2)
+    same(one, two)
+    assert "e0" not in two.titles and "e1" not in two.titles and two.num_docs == len(docs)
+
+
+def test_layout_and_load(tok, docs, tmp_path):
+    tc = tokenize_documents(tok, docs)
+    d = tmp_path / "split"
+    d.mkdir()
+    save_tokenized(tc, d, tok.get_vocab_size())
+    assert sorted(p.name for p in d.iterdir()) == ["doc_offsets.npy", "ids.bin", "meta.json", "sent_offsets.npy"]
+    assert (d / "ids.bin").stat().st_size == 2 * tc.num_tokens  # uint16
+    meta = json.loads((d / "meta.json").read_text())
+    assert meta["format"] == TOKENIZED_FORMAT and meta["dtype"] == "uint16" and meta["num_tokens"] == tc.num_tokens
+    got = load_tokenized(d)
+    assert isinstance(got.ids, TokenIds)
+    same(tc, got)
+    assert got.ids.dtype == torch.int32 and got.ids.dim() == 1 and got.num_tokens == tc.num_tokens
+    assert got.sent_offsets.dtype == torch.int64
+    for i in (0, 7, got.num_docs - 1):
+        a, b = got.doc_sentences(i), tc.doc_sentences(i)
+        assert all(x.dtype == torch.int32 and torch.equal(x, y) for x, y in zip(a, b))
+        assert torch.cat(a).tolist() == torch.cat(b).tolist()
+    assert torch.equal(got.ids[5], tc.ids[5]) and torch.equal(got.ids[torch.tensor([3, 1])], tc.ids[[3, 1]])
+    assert int(got.ids.max()) == int(tc.ids.max())  # other tensor methods: a full int32 copy
+    assert torch.equal(token_stream(got, 2), token_stream(tc, 2))
+    again = pickle.loads(pickle.dumps(got.ids))  # pickles as the path, re-maps the file
+    assert again.tolist() == tc.ids.tolist()
+
+
+def test_uint32_when_vocab_large(tmp_path):
+    tc = tokenized.TokenizedCorpus(torch.tensor([70_000, 1, 65_536], dtype=torch.int32), torch.tensor([0, 2, 3]),
+                                   torch.tensor([0, 2]), ["t"], ["a"])
+    save_tokenized(tc, tmp_path, 80_000)
+    assert (tmp_path / "ids.bin").stat().st_size == 12
+    assert load_tokenized(tmp_path).ids.tolist() == [70_000, 1, 65_536]
+    with pytest.raises(ValueError, match="outside"):
+        save_tokenized(tc, tmp_path, 1000)
+
+
+def test_empty_split_round_trips(tok, tmp_path):
+    got = cached_tokenized(tmp_path / "empty", tok, [], num_proc=1)
+    assert (got.num_docs, got.num_sentences, got.num_tokens) == (0, 0, 0) and got.ids.tolist() == []
+
+
+def test_crash_leaves_nothing_then_retry_builds(tmp_path):
+    target = tmp_path / "c" / "split"
+
+    def boom(d: pathlib.Path) -> None:
+        (d / "half").write_text("x")
+        raise RuntimeError("killed mid-build")
+
+    with pytest.raises(RuntimeError, match="mid-build"):
+        cache.cached_dir(target, boom, lambda p: p)
+    assert not target.exists() and [p.name for p in target.parent.iterdir()] == ["split.lock"]
+    out = cache.cached_dir(target, lambda d: (d / "ok").write_text("1"), lambda p: (p / "ok").read_text())
+    assert out == "1" and not list(target.parent.glob(".split.*"))
+
+
+def test_stale_temp_dir_removed(tmp_path):
+    stale = tmp_path / ".split.abc.tmp"
+    stale.mkdir()
+    cache.cached_dir(tmp_path / "split", lambda d: None, lambda p: None)
+    assert not stale.exists() and (tmp_path / "split").is_dir()
+
+
+def _request(directory: str, marker: str, out: str) -> None:
+    """One process asking for a split: the build is slow and counts itself in `marker`."""
+    import time
+
+    def build(d: pathlib.Path) -> None:
+        with open(marker, "a") as f:
+            f.write("built\n")
+        time.sleep(1.0)  # long enough that the other process arrives mid-build
+        tc = tokenized.TokenizedCorpus(torch.arange(10, dtype=torch.int32), torch.tensor([0, 4, 10]),
+                                       torch.tensor([0, 2]), ["topic"], ["title"])
+        save_tokenized(tc, d, 100)
+
+    tc = cache.cached_dir(directory, build, load_tokenized)
+    pathlib.Path(out).write_text(json.dumps([tc.ids.tolist(), tc.sent_offsets.tolist(), tc.titles]))
+
+
+def test_two_processes_build_once(tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    target, marker = str(tmp_path / "split"), str(tmp_path / "marker")
+    procs = [ctx.Process(target=_request, args=(target, marker, str(tmp_path / f"out{i}"))) for i in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert pathlib.Path(marker).read_text() == "built\n"
+    outs = [json.loads((tmp_path / f"out{i}").read_text()) for i in range(2)]
+    assert outs[0] == outs[1] == [list(range(10)), [0, 4, 10], ["title"]]
+
+
+def test_cached_tokenized_reuses_and_versioned_name(tok, docs, tmp_path, monkeypatch):
+    d = tmp_path / f"key-train-v{TOKENIZED_FORMAT}"
+    first = cached_tokenized(d, tok, docs[:50], num_proc=1)
+    monkeypatch.setattr(tokenized, "tokenize_documents", lambda *a, **k: pytest.fail("rebuilt"))
+    same(first, cached_tokenized(d, tok, docs[:50], num_proc=1))
+    meta = json.loads((d / "meta.json").read_text())
+    meta["format"] = TOKENIZED_FORMAT - 1
+    (d / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(RuntimeError, match="delete it to rebuild"):
+        load_tokenized(d)
