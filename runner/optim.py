@@ -6,7 +6,6 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from runner.errors import ConfigError
 
 
 def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
@@ -33,10 +32,6 @@ def build_adamw(module: nn.Module, max_steps: int, lr: float, betas: Sequence[fl
                 weight_decay: float, warmup_steps: int | None = None, warmup_fraction: float = 0.0,
                 min_lr_ratio: float = 0.0, name: str = "adamw"):
     """AdamW and its LambdaLR schedule for a run of max_steps optimizer steps."""
-    if lr <= 0:
-        raise ConfigError(f"optimizer.lr={lr} must be > 0")
-    if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
-        raise ConfigError(f"optimizer.betas={list(betas)} must be two numbers in [0, 1)")
     warmup = warmup_steps if warmup_steps is not None else int(round(warmup_fraction * max_steps))
     fused = next(module.parameters()).is_cuda
     opt = torch.optim.AdamW(param_groups(module, weight_decay), lr=lr, betas=tuple(betas), eps=eps,

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from runner import checkpoint
 from runner.build import Built, parameter_counts
 from runner.data.batches import Batch, Batches, batch_loader, dist_rank_world, trim
-from runner.errors import ConfigError, TrainingError
+from runner.errors import TrainingError
 from runner.flops import train_flops
 from runner.logging import RunLogger, console, progress, summary_table
 from runner.validate import resolve_device
@@ -29,8 +29,6 @@ class Trainer:
 
     def __init__(self, cfg: DictConfig, built: Built, run_dir: Path):
         self.cfg, self.t, self.built, self.run_dir = cfg, cfg.trainer, built, Path(run_dir)
-        if self.t.num_workers < 0:
-            raise ConfigError(f"trainer.num_workers={self.t.num_workers} must be >= 0 (0 builds batches in-process)")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.t.threads:
             torch.set_num_threads(self.t.threads)

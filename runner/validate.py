@@ -36,6 +36,8 @@ def validate(cfg) -> None:
           f"data.val_fraction={d.val_fraction} + data.test_fraction={d.test_fraction} must lie in [0, 1)")
     _need(d.max_docs is None or d.max_docs >= 2, f"data.max_docs={d.max_docs} must be >= 2 or null")
     _need(o.lr > 0, f"optimizer.lr={o.lr} must be > 0")
+    _need(len(o.betas) == 2 and all(0.0 <= b < 1.0 for b in o.betas),
+          f"optimizer.betas={list(o.betas)} must be two numbers in [0, 1)")
     _need(o.weight_decay >= 0, f"optimizer.weight_decay={o.weight_decay} must be >= 0")
     _need(o.eps > 0, f"optimizer.eps={o.eps} must be > 0")
     _need(0.0 <= o.warmup_fraction <= 1.0, f"optimizer.warmup_fraction={o.warmup_fraction} must lie in [0, 1]")
@@ -43,6 +45,7 @@ def validate(cfg) -> None:
     _need(t.max_steps >= 0, f"trainer.max_steps={t.max_steps} must be >= 0")
     for key in ("batch_size", "grad_accum", "log_every", "eval_every", "eval_batches", "checkpoint_every"):
         _need(t[key] >= 1, f"trainer.{key}={t[key]} must be >= 1")
+    _need(t.num_workers >= 0, f"trainer.num_workers={t.num_workers} must be >= 0 (0 builds batches in-process)")
     _need(t.grad_clip >= 0, f"trainer.grad_clip={t.grad_clip} must be >= 0 (0 disables clipping)")
     _need(t.precision in ("auto", "bf16", "fp32"), f"trainer.precision={t.precision!r} must be auto, bf16 or fp32")
     _need(cfg.logger.mode in MODES, f"logger.mode={cfg.logger.mode!r} must be one of {', '.join(MODES)}")

@@ -99,3 +99,8 @@ def test_bad_objective_value_exits_with_one_line(tmp_path):
     r = run_cli(*TINY, "objective.span=foo", "trainer.max_steps=0", run_dir=tmp_path / "run")
     assert r.returncode == 2
     assert "objective.span" in r.stderr and "Traceback" not in r.stderr + r.stdout
+
+
+def test_bad_betas_fail_before_any_work():
+    with pytest.raises(ConfigError, match=r"optimizer.betas=\[0.9, 1.5\]"):
+        validate(make_cfg("optimizer.betas=[0.9,1.5]"))

@@ -12,6 +12,7 @@ import torch
 from runner.build import build
 from runner.data.batches import Batches, batch_loader, dist_rank_world
 from runner.errors import ConfigError
+from runner.validate import validate
 from runner.train import Trainer, run
 from tests.conftest import TINY, make_cfg
 
@@ -82,7 +83,7 @@ def train(run_dir: Path, *overrides: str) -> dict:
 def test_negative_num_workers_is_a_config_error(tmp_path):
     cfg = make_cfg(*TINY, "trainer.num_workers=-1")
     with pytest.raises(ConfigError, match="trainer.num_workers=-1"):
-        Trainer(cfg, None, tmp_path)  # refused before any data is built
+        validate(cfg)  # refused before any data is built
 
 
 @pytest.mark.slow
