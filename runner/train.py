@@ -49,8 +49,7 @@ class Trainer:
         self.batches = Batches(train, self.t.batch_size, cfg.seed, prepare=None if static else obj.prepare,
                                rank=rank, world_size=world)
         # Background loader over batch indices, opened on first use at the (possibly resumed) position.
-        self._loader: torch.utils.data.DataLoader | None = None
-        self._stream: Any = None
+        self._stream: Any = None  # iterator of the DataLoader (it keeps the loader alive)
         self._next_index = 0
         val = built.data.examples("validation", 1, cfg.seed + 1, rnp)
         n_val = min(int(val["input_ids"].shape[0]), self.t.eval_batches * self.t.batch_size)
@@ -92,8 +91,7 @@ class Trainer:
         end = max(end_step * self.t.grad_accum, index + 1)
         if self._stream is None or index != self._next_index:  # first use, or a jump (resume): start there
             self.close()
-            self._loader = batch_loader(self.batches, index, end, self.t.num_workers)
-            self._stream = iter(self._loader)
+            self._stream = iter(batch_loader(self.batches, index, end, self.t.num_workers))
         try:
             out = next(self._stream)
         except StopIteration:  # called past the planned end (accumulate() by hand): reopen from here
@@ -104,7 +102,7 @@ class Trainer:
 
     def close(self) -> None:
         """Stop the data loader's worker processes, if any are running."""
-        stream, self._stream, self._loader = self._stream, None, None
+        stream, self._stream = self._stream, None
         if stream is not None and hasattr(stream, "_shutdown_workers"):
             stream._shutdown_workers()  # persistent workers outlive the iterator otherwise, until GC
 

@@ -217,7 +217,7 @@ def test_no_vocab_note_when_full(unigram):
     from runner.data.pretraining import PretrainingData
 
     data = PretrainingData(tokenizer=unigram, specials=special_ids(unigram, "unigram"), splits={}, seq_len=64,
-                           pairs=False, format="full_sentences", short_seq_prob=0.1, cache_dir=Path("."), key="k",
+                           format="full_sentences", short_seq_prob=0.1, cache_dir=Path("."), key="k",
                            configured_vocab_size=unigram.get_vocab_size())
     assert "vocab_note" not in data.vocab_stats()
 

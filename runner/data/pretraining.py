@@ -29,7 +29,6 @@ class PretrainingData:
     specials: SpecialIds
     splits: dict[str, TokenizedCorpus]
     seq_len: int
-    pairs: bool
     format: str  # data.format, resolved: one of FORMATS (runner/data/examples.py)
     short_seq_prob: float
     cache_dir: Path
@@ -147,6 +146,6 @@ def build_data(cfg, *, tokenizer_kind: str, vocab_size: int, lowercase: bool, pa
                                         cfg.get("num_proc"))
                  for name, docs_ in splits.items() if docs_}
     return PretrainingData(tokenizer=tok, specials=special_ids(tok, tokenizer_kind), splits=tokenized,
-                           seq_len=cfg.seq_len, pairs=pairs, format=fmt,
+                           seq_len=cfg.seq_len, format=fmt,
                            short_seq_prob=cfg.short_seq_prob, cache_dir=root, key=key, corpus_report=report,
                            configured_vocab_size=vocab_size, tokenizer_source=tok_source)
