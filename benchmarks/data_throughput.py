@@ -62,8 +62,9 @@ def tokenization(docs, tok, rounds: int) -> tuple[float, float]:
     return statistics.median(ours), statistics.median(theirs)
 
 
-def loaders(examples: dict, objective, tok, batch_size: int, batches: int, rounds: int) -> tuple[float, float]:
-    """Median batches/s of our Batches + dynamic masking and of DataLoader + DataCollatorForLanguageModeling."""
+def loaders(examples, objective, tok, batch_size: int, batches: int, rounds: int) -> tuple[float, float]:
+    """Median batches/s of our Batches + dynamic masking (tokens read from the memory-mapped cache per batch)
+    and of DataLoader + DataCollatorForLanguageModeling over the same examples held by a datasets.Dataset."""
     import datasets
     from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerFast
 
@@ -71,7 +72,8 @@ def loaders(examples: dict, objective, tok, batch_size: int, batches: int, round
 
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", mask_token="<mask>")
     ours_b = Batches(examples, batch_size, seed=0, prepare=objective.prepare)
-    rows = [ids[m].tolist() for ids, m in zip(examples["input_ids"], examples["attention_mask"])]
+    full = examples.tensors()
+    rows = [ids[m].tolist() for ids, m in zip(full["input_ids"], full["attention_mask"])]
     ds = datasets.Dataset.from_dict({"input_ids": rows})
     collator = DataCollatorForLanguageModeling(fast, mlm_probability=0.15)
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True, collate_fn=collator)

@@ -43,18 +43,17 @@ class Trainer:
         copies = obj.dupe_factor if static else 1
         rnp = getattr(obj, "random_next_prob", 0.5)
         train = built.data.examples("train", copies, cfg.seed, rnp)
-        if static:  # BERT: each copy of the data gets its masks once, before training
-            train = obj.prepare(train, torch.Generator().manual_seed(cfg.seed + 17))
         rank, world = dist_rank_world()
-        self.batches = Batches(train, self.t.batch_size, cfg.seed, prepare=None if static else obj.prepare,
-                               rank=rank, world_size=world)
+        # Static (BERT): each copy of each example keeps one set of masks; dynamic (RoBERTa): new masks per batch.
+        self.batches = Batches(train, self.t.batch_size, cfg.seed, prepare=obj.prepare, rank=rank, world_size=world,
+                               static=static)
         # Background loader over batch indices, opened on first use at the (possibly resumed) position.
         self._stream: Any = None  # iterator of the DataLoader (it keeps the loader alive)
         self._next_index = 0
         val = built.data.examples("validation", 1, cfg.seed + 1, rnp)
-        n_val = min(int(val["input_ids"].shape[0]), self.t.eval_batches * self.t.batch_size)
+        n_val = min(len(val), self.t.eval_batches * self.t.batch_size)
         # Validation masks are drawn once, so every evaluation of every run with this seed scores the same task.
-        val = obj.prepare({k: v[:n_val] for k, v in val.items()}, torch.Generator().manual_seed(cfg.seed + 29))
+        val = obj.prepare(val.rows(range(n_val)), torch.Generator().manual_seed(cfg.seed + 29))
         self.val = [trim({k: v[i:i + self.t.batch_size] for k, v in val.items()})
                     for i in range(0, n_val, self.t.batch_size)]
         self.optimizer, self.scheduler = instantiate(cfg.optimizer)(module=self.module, max_steps=max(self.t.max_steps, 1))

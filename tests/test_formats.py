@@ -9,14 +9,15 @@ import pytest
 import torch
 
 from runner.build import build
-from runner.data.examples import (FORMATS, build_examples, pack_contiguous, pack_doc_sentences, pack_full_sentences,
-                                  padding_fraction, segment_pairs, sentence_order_pairs, single_sentence_pairs,
-                                  token_stream)
+from runner.data.examples import (FORMATS, build_examples, contiguous_ranges, doc_sentence_ranges,
+                                  full_sentence_ranges, padding_fraction, segment_pair_ranges, sentence_order_ranges,
+                                  sentence_pair_ranges)
+from runner.data.stream import TokenStream
 from runner.data.pretraining import check_format
 from runner.errors import ConfigError
 from runner.train import run
 from tests.conftest import TINY, make_cfg
-from tests.test_objectives import SP, corpus
+from tests.test_objectives import SP, blocks_of, corpus, pairs_of
 
 
 def locate(c):
@@ -41,7 +42,7 @@ def varied_corpus(n_docs: int = 80, seed: int = 0):
 def test_doc_sentences_never_cross_a_document():
     c = varied_corpus()
     where, sents = locate(c)
-    blocks = pack_doc_sentences(c, max_tokens=40, sep=SP.sep)
+    blocks = blocks_of(c, doc_sentence_ranges(c, max_tokens=40))
     assert all(0 < len(b) <= 40 for b in blocks)
     assert all(SP.sep not in b for b in blocks), "no document separator: a block holds one document"
     for b in blocks:
@@ -53,13 +54,13 @@ def test_doc_sentences_never_cross_a_document():
             assert any(b[i:i + len(s)] == s for b in blocks for i in range(len(b) - len(s) + 1))
     # each document starts a new block, so documents end in short blocks: more blocks than FULL-SENTENCES
     assert all(c.sentence(int(c.doc_offsets[d]))[0].item() in starts for d in range(c.num_docs))
-    assert len(blocks) > len(pack_full_sentences(c, 40, SP.sep))
+    assert len(blocks) > len(full_sentence_ranges(c, 40))
 
 
 def test_full_sentences_cross_documents_with_a_separator():
     c = varied_corpus()
     where, _ = locate(c)
-    blocks = pack_full_sentences(c, max_tokens=40, sep=SP.sep)
+    blocks = blocks_of(c, full_sentence_ranges(c, max_tokens=40))
     crossing = [b for b in blocks if len({where[t][0] for t in b if t != SP.sep}) > 1]
     assert crossing, "blocks run on into the next document"
     for b in crossing:
@@ -72,15 +73,15 @@ def test_full_sentences_cross_documents_with_a_separator():
 
 def test_contiguous_blocks_are_full_and_have_no_padding():
     c = varied_corpus()
-    stream = token_stream(c, SP.sep)
+    stream = torch.from_numpy(TokenStream(c, SP.sep).all())
     assert stream.dtype == torch.int32 and len(stream) == c.num_tokens + c.num_docs - 1
     assert stream[stream.ne(SP.sep)].tolist() == c.ids.tolist()
-    blocks = pack_contiguous(c, 30, SP.sep)
+    blocks = blocks_of(c, contiguous_ranges(c, 30))
     assert all(len(b) == 30 for b in blocks) and [t for b in blocks for t in b] == stream[:len(blocks) * 30].tolist()
     ex = build_examples(c, "contiguous", 32, SP)
     assert ex["attention_mask"].all() and padding_fraction(ex) == 0.0
     assert ex["input_ids"][:, 0].eq(SP.cls).all() and ex["input_ids"][:, -1].eq(SP.sep).all()
-    assert pack_contiguous(corpus([[5]]), 30, SP.sep) == [list(range(5, 10))], "a corpus under one block keeps it"
+    assert blocks_of(corpus([[5]]), contiguous_ranges(corpus([[5]]), 30)) == [list(range(5, 10))], "a corpus under one block keeps it"
 
 
 # ---- pairs ---------------------------------------------------------------------------------------------------
@@ -88,7 +89,7 @@ def test_contiguous_blocks_are_full_and_have_no_padding():
 def test_sentence_pair_segments_are_single_sentences():
     c = varied_corpus(200)
     where, sents = locate(c)
-    pairs = single_sentence_pairs(c, 61, random_next_prob=0.5, rng=random.Random(0))  # 30 + 30 always fits
+    pairs = pairs_of(c, sentence_pair_ranges(c, 61, random_next_prob=0.5, rng=random.Random(0)))  # 30 + 30 always fits
     labels = [lab for _, _, lab in pairs]
     assert 0.45 < sum(labels) / len(labels) < 0.55
     last = {int(c.doc_offsets[d + 1]) - 1 for d in range(c.num_docs)}
@@ -107,14 +108,14 @@ def test_sentence_pair_segments_are_single_sentences():
 
 def test_sentence_pair_truncates_long_sentences():
     c = corpus([[50, 60], [70, 40]])
-    for a, b, _ in single_sentence_pairs(c, 61, 0.5, random.Random(1)):
+    for a, b, _ in pairs_of(c, sentence_pair_ranges(c, 61, 0.5, random.Random(1))):
         assert len(a) + len(b) == 61 and min(len(a), len(b)) >= 20
 
 
 def test_segment_pair_labels_are_half_random_and_label_0_continues_a():
     c = corpus([[12] * 8 for _ in range(60)])
     where, _ = locate(c)
-    pairs = segment_pairs(c, 61, short_seq_prob=0.1, random_next_prob=0.5, rng=random.Random(0))
+    pairs = pairs_of(c, segment_pair_ranges(c, 61, short_seq_prob=0.1, random_next_prob=0.5, rng=random.Random(0)))
     labels = [lab for _, _, lab in pairs]
     assert 0.4 < sum(labels) / len(labels) < 0.65
     for a, b, lab in pairs:
@@ -128,17 +129,18 @@ def test_segment_pair_labels_are_half_random_and_label_0_continues_a():
 
 def test_short_targets_follow_short_seq_prob():
     c = corpus([[12] * 8 for _ in range(60)])
-    lengths = {p: [len(a) + len(b) for a, b, _ in segment_pairs(c, 61, p, 0.5, random.Random(0))]
+    lengths = {p: [len(a) + len(b) for a, b, _ in pairs_of(c, segment_pair_ranges(c, 61, p, 0.5, random.Random(0)))]
                for p in (0.0, 1.0)}
     assert sum(lengths[1.0]) / len(lengths[1.0]) < 0.8 * sum(lengths[0.0]) / len(lengths[0.0])
-    sop = {p: [len(a) + len(b) for a, b, _ in sentence_order_pairs(c, 61, p, random.Random(0))] for p in (0.0, 1.0)}
+    sop = {p: [len(a) + len(b) for a, b, _ in pairs_of(c, sentence_order_ranges(c, 61, p, random.Random(0)))]
+           for p in (0.0, 1.0)}
     assert len(sop[1.0]) > len(sop[0.0]), "shorter targets cut documents into more pairs"
 
 
 def test_sop_pairs_are_consecutive_segments_of_one_document_swapped_half_the_time():
     c = varied_corpus(300)
     where, _ = locate(c)
-    pairs = sentence_order_pairs(c, 61, short_seq_prob=0.1, rng=random.Random(0))
+    pairs = pairs_of(c, sentence_order_ranges(c, 61, short_seq_prob=0.1, rng=random.Random(0)))
     labels = [lab for _, _, lab in pairs]
     assert 0.45 < sum(labels) / len(labels) < 0.55
     untruncated = 0
@@ -255,6 +257,8 @@ def test_two_steps_in_each_format(tmp_path, overrides, fmt, metric):
 @pytest.mark.parametrize("fmt,key", [("segment_pair", "next_sentence_label"), ("sentence_pair", "next_sentence_label")])
 def test_nsp_labels_near_half_on_the_short_wiki_articles(fmt, key):
     built = build(make_cfg(*TINY, "model=bert", "data.max_docs=600", f"data.format={fmt}", "trainer.max_steps=0"))
-    labels = built.data.examples("train", 1, 0)[key].float()
+    ex = built.data.examples("train", 1, 0)
+    assert ex.label_key == key
+    labels = torch.from_numpy(ex.labels.astype("float32"))
     assert len(labels) > 300
     assert abs(labels.mean().item() - 0.5) < 0.06

@@ -6,6 +6,7 @@ import json
 import multiprocessing
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -112,3 +113,40 @@ def test_workers_and_resume_equal_the_in_process_run(tmp_path):
     strip = lambda d: [{k: v for k, v in json.loads(r).items() if k != "train/tokens_per_s"}
                        for r in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
     assert strip("w2") == strip("split") == strip("w0")
+
+
+def masks_by_example(batches: Batches, indices: range) -> dict[int, torch.Tensor]:
+    """Example id (its first token) -> the noise its row was prepared with, over the given batch indices."""
+    out: dict[int, torch.Tensor] = {}
+    for i in indices:
+        b = batches.get(i)
+        for row, key in enumerate(ids(b)):
+            out.setdefault(key, []).append(b["noise"][row])
+    return out
+
+
+def test_static_masks_belong_to_the_example_not_the_batch():
+    per_epoch = ROWS // 4
+    static = masks_by_example(Batches(EXAMPLES, 4, seed=2, prepare=noise, static=True), range(3 * per_epoch))
+    assert all(len(v) == 3 and v[0] == v[1] == v[2] for v in static.values()), "same masks every epoch"
+    other_batch = masks_by_example(Batches(EXAMPLES, 6, seed=2, prepare=noise, static=True), range(ROWS // 6))
+    assert all(other_batch[k][0] == static[k][0] for k in static), "independent of the rows batched with it"
+    assert len({float(v[0]) for v in static.values()}) == ROWS, "each example its own draw"
+    dynamic = masks_by_example(Batches(EXAMPLES, 4, seed=2, prepare=noise), range(2 * per_epoch))
+    assert all(v[0] != v[1] for v in dynamic.values()), "dynamic masks are redrawn every epoch"
+    reseeded = masks_by_example(Batches(EXAMPLES, 4, seed=3, prepare=noise, static=True), range(per_epoch))
+    assert all(reseeded[k][0] != static[k][0] for k in static), "the run seed changes the static masks"
+
+
+def test_examples_are_memory_mapped_ranges_read_per_batch(tmp_path):
+    cfg = make_cfg(*TINY, "model=bert", "objective.dupe_factor=3", "trainer.max_steps=1")
+    trainer = Trainer(cfg, build(cfg), tmp_path)
+    ex = trainer.batches.examples
+    assert trainer.batches.static and len(ex) > 2.5 * len(trainer.built.data.examples("train", 1, cfg.seed))
+    assert isinstance(ex.ranges, np.memmap) and isinstance(ex.stream.ids, np.memmap)
+    assert ex.ranges.nbytes / len(ex) == 32, "a pair is four int64 stream positions, whatever seq_len"
+    b = trainer.batches.get(0)
+    assert b["input_ids"].dtype == torch.long and b["labels"].shape == b["input_ids"].shape
+    rows = ex.rows(range(len(ex)))
+    assert ex.padding_fraction() == pytest.approx(1 - float(rows["attention_mask"].double().mean()))
+    assert int(rows["next_sentence_label"].sum()) == int(np.asarray(ex.labels).sum())

@@ -196,7 +196,7 @@ def test_span_masking_trains_end_to_end(tmp_path: Path, model, span):
     assert summary["steps"] == 3 and summary["final_val"]["mlm_loss"] > 0
     obj = built.objective
     assert obj.spec.span == span and obj.word_table.shape[0] == built.data.tokenizer.get_vocab_size()
-    ex = trim({k: v[:16] for k, v in built.data.examples("validation", 1, 0).items()})
+    ex = trim(built.data.examples("validation", 1, 0).rows(range(16)))
     out = obj.prepare(ex, torch.Generator().manual_seed(0))
     selected, special = out["labels"].ne(IGNORE), ex["special_tokens_mask"]
     inner = ~special & ~word_starts(ex["input_ids"], special, obj.word_table)

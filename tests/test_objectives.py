@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from runner.data.batches import Batches
-from runner.data.examples import (pack_contiguous, pack_full_sentences, pair_tensors, segment_pairs,
-                                  single_tensors)
+from runner.data.examples import (ExampleSet, contiguous_ranges, full_sentence_ranges, segment_pair_ranges)
+from runner.data.stream import TokenStream
 from runner.data.tokenized import TokenizedCorpus
 from runner.data.tokenizer import SpecialIds
 from runner.objectives.masking import IGNORE, MaskingSpec, mask_tokens
@@ -27,6 +27,19 @@ def corpus(doc_lengths: list[list[int]]) -> TokenizedCorpus:
         doc.append(len(sent) - 1)
     return TokenizedCorpus(torch.tensor(ids, dtype=torch.int32), torch.tensor(sent), torch.tensor(doc),
                            ["t"] * len(doc_lengths), [f"d{i}" for i in range(len(doc_lengths))])
+
+
+def blocks_of(c: TokenizedCorpus, ranges) -> list[list[int]]:
+    """The token lists of single-sequence ranges, separators included."""
+    st = TokenStream(c, SP.sep)
+    return [st.tokens(a, b).tolist() for a, b in ranges.tolist()]
+
+
+def pairs_of(c: TokenizedCorpus, drawn) -> list[tuple[list[int], list[int], int]]:
+    """(A tokens, B tokens, label) of drawn pair ranges."""
+    st, (ranges, labels) = TokenStream(c, SP.sep), drawn
+    return [(st.tokens(r[0], r[1]).tolist(), st.tokens(r[2], r[3]).tolist(), int(lab))
+            for r, lab in zip(ranges.tolist(), labels.tolist())]
 
 
 def test_masking_rates_follow_bert():
@@ -49,7 +62,8 @@ def test_masking_rates_follow_bert():
 
 def test_full_sentences_never_split_a_sentence_and_cross_documents():
     c = corpus([[10, 20], [15, 5], [70]])
-    blocks = pack_full_sentences(c, max_tokens=62, sep=SP.sep)
+    ranges = full_sentence_ranges(c, max_tokens=62)
+    blocks = blocks_of(c, ranges)
     sentences = [c.sentence(j).tolist() for j in range(c.num_sentences)]
     assert all(len(b) <= 62 for b in blocks)
     # each sentence shorter than a block lands whole in one block
@@ -58,21 +72,22 @@ def test_full_sentences_never_split_a_sentence_and_cross_documents():
     assert [SP.sep] in [b[i:i + 1] for b in blocks for i in range(len(b))], "documents are joined by a separator"
     assert sum(len(b) for b in blocks) == sum(map(len, sentences)) + 1  # one separator inside a block
     assert [len(b) for b in blocks] == [51, 62, 8]  # the 70-token sentence is longer than a block: split
-    t = single_tensors(blocks, 64, SP)
+    t = ExampleSet(TokenStream(c, SP.sep), ranges, 64, SP).tensors()
     assert torch.equal(t["input_ids"][:, 0], torch.full((len(blocks),), SP.cls))
     assert t["special_tokens_mask"].equal(t["input_ids"] < 5)
 
 
 def test_contiguous_packing_leaves_no_padding():
     c = corpus([[10, 20, 30], [15, 5], [70]])
-    blocks = pack_contiguous(c, max_tokens=30, sep=SP.sep)
+    blocks = blocks_of(c, contiguous_ranges(c, max_tokens=30))
     assert all(len(b) == 30 for b in blocks)
     assert len(blocks) == (c.num_tokens + 2) // 30  # two document separators; the incomplete tail is dropped
 
 
 def test_sentence_pairs_are_half_random_and_well_formed():
     c = corpus([[12] * 8 for _ in range(60)])
-    pairs = segment_pairs(c, 61, short_seq_prob=0.1, random_next_prob=0.5, rng=random.Random(0))
+    drawn = segment_pair_ranges(c, 61, short_seq_prob=0.1, random_next_prob=0.5, rng=random.Random(0))
+    pairs = pairs_of(c, drawn)
     labels = [lab for _, _, lab in pairs]
     assert 0.4 < sum(labels) / len(labels) < 0.65
     assert all(len(a) + len(b) <= 61 and a and b for a, b, _ in pairs)
@@ -82,7 +97,7 @@ def test_sentence_pairs_are_half_random_and_well_formed():
         assert same_doc != bool(lab), "label 1 exactly when B comes from another article"
         if not lab:
             assert b[0] > a[-1], "B follows A in the same article"
-    t = pair_tensors(pairs, 64, SP)
+    t = ExampleSet(TokenStream(c, SP.sep), drawn[0], 64, SP, drawn[1], "next_sentence_label").tensors()
     row, types = t["input_ids"][0], t["token_type_ids"][0]
     a, b, _ = pairs[0]
     assert row[0] == SP.cls and row[len(a) + 1] == SP.sep and row[len(a) + len(b) + 2] == SP.sep

@@ -3,23 +3,44 @@ and draws exactly the dynamic masks, that an uninterrupted run would; ranks of a
 slices of one shared stream; DataLoader workers can fetch them in any order."""
 from __future__ import annotations
 
+import hashlib
 import os
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
 Batch = dict[str, torch.Tensor]
 
 
-def trim(batch: Batch) -> Batch:
-    """Drop trailing columns that are padding in every row (short sentence pairs need not cost full length),
-    and widen the compact stored dtypes to the int64 the model takes (boolean masks stay boolean)."""
+def widen(batch: Batch) -> Batch:
+    """The compact stored dtypes widened to the int64 the model takes (boolean masks stay boolean)."""
+    return {k: v if k == "special_tokens_mask" else v.long() for k, v in batch.items()}
+
+
+def cut(batch: Batch) -> Batch:
+    """Drop trailing columns that are padding in every row (short sentence pairs need not cost full length)."""
     length = int(batch["attention_mask"].sum(1).max())
-    out = {}
-    for k, v in batch.items():
-        v = v[:, :length] if v.dim() == 2 else v
-        out[k] = v if k == "special_tokens_mask" else v.long()
-    return out
+    return {k: v[:, :length] if v.dim() == 2 else v for k, v in batch.items()}
+
+
+def trim(batch: Batch) -> Batch:
+    """cut() the padding columns and widen the compact stored dtypes."""
+    return widen(cut(batch))
+
+
+class TensorExamples:
+    """Examples already held as (N, ...) tensors, with the ExampleSet interface (len, rows)."""
+
+    def __init__(self, tensors: Batch):
+        self.tensors = tensors
+
+    def __len__(self) -> int:
+        return int(self.tensors["input_ids"].shape[0])
+
+    def rows(self, idx: torch.Tensor) -> Batch:
+        """The examples at idx."""
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        return {k: v.index_select(0, idx) for k, v in self.tensors.items()}
 
 
 def dist_rank_world() -> tuple[int, int]:
@@ -28,20 +49,24 @@ def dist_rank_world() -> tuple[int, int]:
 
 
 class Batches:
-    """Epoch-wise shuffled batches over a fixed example set; prepare() runs per batch (dynamic masking).
+    """Epoch-wise shuffled batches over a fixed example set (an ExampleSet reading its rows' tokens on demand, or
+    a dict of tensors). prepare() runs per batch (dynamic masking) or, with static=True, per example with a
+    generator seeded by the example's index, so each example (each dupe-factor copy) keeps one set of masks for
+    the whole run, as BERT's pre-masked data, without storing masked copies.
 
     With world_size W, rank r's batch `index` is the global batch index * W + r of the single-process stream
     (same permutations, same masks), so the W ranks' batches at one index are disjoint and together form the
     single-process batch `index` of size W * batch_size."""
 
-    def __init__(self, examples: Batch, batch_size: int, seed: int,
+    def __init__(self, examples: Any, batch_size: int, seed: int,
                  prepare: Callable[[Batch, torch.Generator], Batch] | None = None, rank: int = 0,
-                 world_size: int = 1):
+                 world_size: int = 1, static: bool = False):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside world size {world_size} (check RANK and WORLD_SIZE)")
-        self.examples, self.batch_size, self.seed, self.prepare = examples, batch_size, seed, prepare
+        self.examples = TensorExamples(examples) if isinstance(examples, dict) else examples
+        self.batch_size, self.seed, self.prepare, self.static = batch_size, seed, prepare, static
         self.rank, self.world_size = rank, world_size
-        self.size = int(examples["input_ids"].shape[0])
+        self.size = len(self.examples)
         self._perms: dict[int, torch.Tensor] = {}
 
     def _perm(self, epoch: int) -> torch.Tensor:
@@ -59,15 +84,27 @@ class Batches:
         pos = torch.arange(g_index * self.batch_size, (g_index + 1) * self.batch_size)
         epochs = pos // self.size
         idx = torch.cat([self._perm(int(e))[pos[epochs == e] % self.size] for e in epochs.unique()])
-        batch = trim({k: v.index_select(0, idx) for k, v in self.examples.items()})
-        if self.prepare is not None:
-            g = torch.Generator().manual_seed(self.seed * 7_919 + g_index * 104_729 + 1)
-            batch = self.prepare(batch, g)
-        return batch
+        rows = self.examples.rows(idx)
+        if self.prepare is None:
+            return trim(rows)
+        if self.static:  # each row at full width, so its masks never depend on the rows it is batched with
+            rows = widen(rows)
+            parts = [self.prepare({k: v[r:r + 1] for k, v in rows.items()}, static_generator(self.seed, int(e)))
+                     for r, e in enumerate(idx.tolist())]
+            return cut({k: torch.cat([p[k] for p in parts]) for k in parts[0]})
+        g = torch.Generator().manual_seed(self.seed * 7_919 + g_index * 104_729 + 1)
+        return self.prepare(trim(rows), g)
 
     def epoch_of(self, index: int) -> float:
         """Passes over the example set completed, by all ranks together, once every rank has had batch `index`."""
         return (index + 1) * self.batch_size * self.world_size / self.size
+
+
+def static_generator(seed: int, example: int) -> torch.Generator:
+    """The generator of one example's static masks: a function of the run seed and the example index only."""
+    # Hashed to 32 bits: torch's CPU generator (mt19937) keeps only the low 32 bits of a seed.
+    digest = hashlib.blake2b(f"static:{seed}:{example}".encode(), digest_size=4).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest, "little"))
 
 
 class IndexedBatches(torch.utils.data.Dataset):

@@ -10,17 +10,22 @@ full_sentences  [CLS] whole sentences [SEP], crossing documents with a [SEP]    
 doc_sentences   [CLS] whole sentences [SEP], never crossing a document boundary    -
 contiguous      [CLS] exactly seq_len - 2 tokens of the stream [SEP], no padding   -
 
-Pair formats are redrawn per copy (BERT's dupe factor) from random.Random(seed * 1000 + copy); the single
-formats are deterministic and repeated. Label 1 means "random next" (NSP) or "swapped" (SOP).
+Builders work on sentence lengths only and return ranges of the corpus's token stream (runner/data/stream.py):
+one (start, end) per block, or (a_start, a_end, b_start, b_end) per pair. An ExampleSet reads the tokens of the
+rows a batch asks for. Pair formats are redrawn per copy (BERT's dupe factor) from random.Random(seed * 1000 +
+copy); the single formats are deterministic and repeated. Label 1 means "random next" (NSP) or "swapped" (SOP).
 """
 from __future__ import annotations
 
 import random
+from array import array
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import torch
 
+from runner.data.stream import TokenStream
 from runner.data.tokenized import TokenizedCorpus
 from runner.data.tokenizer import SpecialIds
 
@@ -32,7 +37,7 @@ LABEL_KEYS = {"segment_pair": "next_sentence_label", "sentence_pair": "next_sent
               "sop_pair": "sentence_order_label"}
 SOP_SWAP_PROB = 0.5  # ALBERT: swapped (label 1) or in order (label 0), 50/50
 
-Pair = tuple[list[int], list[int], int]
+PairRanges = tuple[np.ndarray, np.ndarray]  # (N, 4) int64 stream ranges A then B, (N,) int8 labels
 
 
 def default_format(pairs: bool) -> str:
@@ -40,73 +45,88 @@ def default_format(pairs: bool) -> str:
     return "segment_pair" if pairs else "full_sentences"
 
 
+class _Lengths:
+    """Sentence lengths and stream positions of a corpus as Python lists (fast scalar access in the loops)."""
+
+    def __init__(self, corpus: TokenizedCorpus):
+        start = corpus.sent_offsets.numpy()
+        self.start = start[:-1].tolist()  # token offset of each sentence
+        self.len = np.diff(start).tolist()
+        self.doc = corpus.doc_offsets.numpy().tolist()  # sentence offsets of the documents
+        self.n_docs = len(self.doc) - 1
+
+    def pos(self, j: int, d: int) -> int:
+        """Stream position of sentence j of document d (d separators precede it)."""
+        return self.start[j] + d
+
+    def span(self, d: int, first: int, n: int) -> tuple[int, int]:
+        """Stream range of n consecutive sentences of document d, from its sentence `first` (document-relative)."""
+        j = self.doc[d] + first
+        p = self.pos(j, d)
+        return p, p + sum(self.len[j:j + n])
+
+
 # ---- single sequences ----------------------------------------------------------------------------------------
 
-def _chunks(ids: list[int], size: int) -> list[list[int]]:
-    """Split a token list into pieces of at most `size` (for sentences longer than a block)."""
-    return [ids[i:i + size] for i in range(0, len(ids), size)]
-
-
-def _pack_sentences(corpus: TokenizedCorpus, max_tokens: int, sep: int, cross_documents: bool) -> list[list[int]]:
-    blocks: list[list[int]] = []
-    cur: list[int] = []
+def _pack(corpus: TokenizedCorpus, max_tokens: int, cross_documents: bool) -> np.ndarray:
+    """Greedy packing of whole sentences into blocks of at most max_tokens stream positions; a sentence longer
+    than a block is split. Across documents a block holds the separator between them (never at its end)."""
+    L = _Lengths(corpus)
+    out = array("q")
+    start = size = 0
+    ends_with_sep = False
 
     def flush() -> None:
-        nonlocal cur
-        while cur and cur[-1] == sep:  # a document separator right before the block's own [SEP] says nothing
-            cur.pop()
-        if cur:
-            blocks.append(cur)
-        cur = []
+        nonlocal size, ends_with_sep
+        if ends_with_sep:  # a document separator right before the block's own [SEP] says nothing
+            size -= 1
+        if size:
+            out.extend((start, start + size))
+        size, ends_with_sep = 0, False
 
-    for d in range(corpus.num_docs):
-        if cur:
-            if not cross_documents or len(cur) + 1 > max_tokens:
+    for d in range(L.n_docs):
+        if size:
+            if not cross_documents or size + 1 > max_tokens:
                 flush()
             else:
-                cur.append(sep)  # document boundary inside a block
-        for s in corpus.doc_sentences(d):
-            for piece in _chunks(s.tolist(), max_tokens):
-                if len(cur) + len(piece) > max_tokens:
+                size += 1  # the separator before this document, inside the block
+                ends_with_sep = True
+        for j in range(L.doc[d], L.doc[d + 1]):
+            p, n = L.pos(j, d), L.len[j]
+            for off in range(0, n, max_tokens):
+                piece = min(max_tokens, n - off)
+                if size + piece > max_tokens:
                     flush()
-                cur.extend(piece)
+                if not size:
+                    start = p + off
+                size += piece
+                ends_with_sep = False
     flush()
-    return blocks
+    return np.frombuffer(out, dtype=np.int64).reshape(-1, 2).copy()
 
 
-def pack_full_sentences(corpus: TokenizedCorpus, max_tokens: int, sep: int) -> list[list[int]]:
-    """Fill blocks of at most max_tokens with whole sentences, crossing documents with an extra separator
+def full_sentence_ranges(corpus: TokenizedCorpus, max_tokens: int) -> np.ndarray:
+    """Blocks of at most max_tokens filled with whole sentences, crossing documents with an extra separator
     (Liu et al. 2019, section 4.2, FULL-SENTENCES). A sentence longer than a block is split."""
-    return _pack_sentences(corpus, max_tokens, sep, cross_documents=True)
+    return _pack(corpus, max_tokens, cross_documents=True)
 
 
-def pack_doc_sentences(corpus: TokenizedCorpus, max_tokens: int, sep: int) -> list[list[int]]:
+def doc_sentence_ranges(corpus: TokenizedCorpus, max_tokens: int) -> np.ndarray:
     """As FULL-SENTENCES, but a block never crosses a document boundary (DOC-SENTENCES): the last block of
     each document is short, so blocks hold variable numbers of tokens (RoBERTa raises the batch size to
     compensate; here the short blocks are padded, see PretrainingData.stats()'s padding fraction)."""
-    return _pack_sentences(corpus, max_tokens, sep, cross_documents=False)
+    return _pack(corpus, max_tokens, cross_documents=False)
 
 
-def token_stream(corpus: TokenizedCorpus, sep: int) -> torch.Tensor:
-    """All tokens in corpus order, a separator between documents (int32): the stream that contiguous blocks,
-    and a causal language model's segments, are cut from."""
-    starts = corpus.sent_offsets[corpus.doc_offsets[1:-1]].numpy()  # token offset of every document but the first
-    return torch.from_numpy(np.insert(corpus.ids.numpy(), starts, np.int32(sep)))
-
-
-def pack_contiguous(corpus: TokenizedCorpus, max_tokens: int, sep: int) -> list[list[int]]:
-    """Cut the token stream into blocks of exactly max_tokens: no padding at all, sentences may be cut
+def contiguous_ranges(corpus: TokenizedCorpus, max_tokens: int) -> np.ndarray:
+    """The token stream cut into blocks of exactly max_tokens: no padding at all, sentences may be cut
     (cramming, MosaicBERT). The incomplete tail is dropped, unless it is the only block."""
-    stream = token_stream(corpus, sep)
-    n = len(stream) // max_tokens
+    length = corpus.num_tokens + max(corpus.num_docs - 1, 0)
+    n = length // max_tokens
     if n == 0:
-        return [stream.tolist()] if len(stream) else []
-    return stream[:n * max_tokens].view(n, max_tokens).tolist()
-
-
-def single_tensors(blocks: list[list[int]], seq_len: int, sp: SpecialIds) -> dict[str, torch.Tensor]:
-    """[CLS] block [SEP], right-padded to seq_len."""
-    return _to_tensors([([sp.cls] + b + [sp.sep], [0] * (len(b) + 2)) for b in blocks], seq_len, sp)
+        return np.array([[0, length]] if length else np.zeros((0, 2)), dtype=np.int64)
+    starts = np.arange(n, dtype=np.int64) * max_tokens
+    return np.stack([starts, starts + max_tokens], axis=1)
 
 
 # ---- pairs ---------------------------------------------------------------------------------------------------
@@ -122,171 +142,241 @@ def _other_doc(n_docs: int, d: int, rng: random.Random) -> int:
     return other + (other >= d)  # any document but this one
 
 
-def segment_pairs(corpus: TokenizedCorpus, max_tokens: int, short_seq_prob: float, random_next_prob: float,
-                  rng: random.Random) -> list[Pair]:
+def _truncate(a0: int, a1: int, b0: int, b1: int, max_tokens: int, rng: random.Random) -> tuple[int, int, int, int]:
+    """Trim the longer segment by one token, from the front or back at random, until the pair fits (BERT)."""
+    while (a1 - a0) + (b1 - b0) > max_tokens:
+        if a1 - a0 > b1 - b0:
+            if rng.random() < 0.5:
+                a0 += 1
+            else:
+                a1 -= 1
+        elif rng.random() < 0.5:
+            b0 += 1
+        else:
+            b1 -= 1
+    return a0, a1, b0, b1
+
+
+class _Pairs:
+    """Collects (A range, B range, label) rows, truncating each pair to max_tokens."""
+
+    def __init__(self, max_tokens: int, rng: random.Random):
+        self.max_tokens, self.rng = max_tokens, rng
+        self.ranges, self.labels = array("q"), array("b")
+
+    def add(self, a: tuple[int, int], b: tuple[int, int], label: int) -> None:
+        self.ranges.extend(_truncate(*a, *b, self.max_tokens, self.rng))
+        self.labels.append(label)
+
+    def result(self) -> PairRanges:
+        ranges = np.frombuffer(self.ranges, dtype=np.int64).reshape(-1, 4).copy()
+        return ranges, np.frombuffer(self.labels, dtype=np.int8).copy()
+
+
+def segment_pair_ranges(corpus: TokenizedCorpus, max_tokens: int, short_seq_prob: float, random_next_prob: float,
+                        rng: random.Random) -> PairRanges:
     """BERT's pair creation (create_pretraining_data.py), SEGMENT-PAIR in RoBERTa's Table 2: sentences of a
     document are gathered up to a target length, split at a random sentence boundary into A and B; with
     random_next_prob B is replaced by text from a random other document (label 1) and the chunk's unused
     sentences start the next pair. The target is redrawn for every pair. One deviation keeps labels balanced
     on short documents: a one-sentence chunk is never forced random (see the comment in the loop)."""
-    pairs = []
-    n_docs = corpus.num_docs
-    for d in range(n_docs):
-        sents = [s.tolist() for s in corpus.doc_sentences(d)]
+    L, out = _Lengths(corpus), _Pairs(max_tokens, rng)
+    for d in range(L.n_docs):
+        n_sents = L.doc[d + 1] - L.doc[d]
+        lens = L.len[L.doc[d]:L.doc[d + 1]]
         target = _target(max_tokens, short_seq_prob, rng)
-        chunk, length, i = [], 0, 0
-        while i < len(sents):
-            chunk.append(sents[i])
-            length += len(sents[i])
-            if i == len(sents) - 1 or length >= target:
+        first = size = length = 0  # the chunk: `size` sentences from `first`, `length` tokens
+        i = 0
+        while i < n_sents:
+            if not size:
+                first = i
+            size += 1
+            length += lens[i]
+            if i == n_sents - 1 or length >= target:
                 # BERT's code forces a random B for a one-sentence chunk; on short articles (the wiki summaries
                 # have a median of 3 sentences) that tilts labels to ~65% random. Here a document's lone last
                 # sentence makes no pair, and a lone sentence that filled the target takes the next sentence as
                 # B when the draw says "not random", so every pair had both labels open: NSP stays balanced.
-                if len(chunk) == 1 and i == len(sents) - 1:
-                    chunk, length = [], 0
+                if size == 1 and i == n_sents - 1:
+                    size = length = 0
                     target = _target(max_tokens, short_seq_prob, rng)
                     i += 1
                     continue
-                is_random = n_docs > 1 and rng.random() < random_next_prob
-                if len(chunk) == 1 and not is_random:
+                is_random = L.n_docs > 1 and rng.random() < random_next_prob
+                if size == 1 and not is_random:
                     i += 1
-                    chunk.append(sents[i])
-                a_end = rng.randint(1, len(chunk) - 1) if len(chunk) >= 2 else 1
-                a = [t for s in chunk[:a_end] for t in s]
+                    size += 1
+                a_end = rng.randint(1, size - 1) if size >= 2 else 1
+                a = L.span(d, first, a_end)
                 if is_random:
-                    label = 1
-                    o_sents = corpus.doc_sentences(_other_doc(n_docs, d, rng))
-                    b = []
-                    for s in o_sents[rng.randrange(len(o_sents)):]:
-                        b.extend(s.tolist())
-                        if len(b) >= target - len(a):
+                    o = _other_doc(L.n_docs, d, rng)
+                    o_lens = L.len[L.doc[o]:L.doc[o + 1]]
+                    k = rng.randrange(len(o_lens))
+                    want, n_b, got = target - (a[1] - a[0]), 0, 0
+                    for s in o_lens[k:]:
+                        n_b, got = n_b + 1, got + s
+                        if got >= want:
                             break
-                    i -= len(chunk) - a_end  # the unused sentences of this chunk start the next pair
+                    b, label = L.span(o, k, n_b), 1
+                    i -= size - a_end  # the unused sentences of this chunk start the next pair
                 else:
-                    label = 0
-                    b = [t for s in chunk[a_end:] for t in s]
-                if b:
-                    a, b = _truncate_pair(a, b, max_tokens, rng)
-                    pairs.append((a, b, label))
-                chunk, length = [], 0
+                    b, label = L.span(d, first + a_end, size - a_end), 0
+                if b[1] > b[0]:
+                    out.add(a, b, label)
+                size = length = 0
                 target = _target(max_tokens, short_seq_prob, rng)
             i += 1
-    return pairs
+    return out.result()
 
 
-def single_sentence_pairs(corpus: TokenizedCorpus, max_tokens: int, random_next_prob: float,
-                          rng: random.Random) -> list[Pair]:
+def sentence_pair_ranges(corpus: TokenizedCorpus, max_tokens: int, random_next_prob: float,
+                         rng: random.Random) -> PairRanges:
     """SENTENCE-PAIR (RoBERTa's Table 2): A is one natural sentence; B the sentence after it (label 0) or, with
     random_next_prob, a random sentence of a random other document (label 1), in which case A's successor
     starts the next pair. A document's last sentence, having no successor, is never an A (so each pair's label
     is one draw, and labels average random_next_prob). The pairs are far shorter than seq_len, which is the
     point of the ablation; no short targets are drawn. A pair longer than max_tokens is truncated."""
-    pairs = []
-    n_docs = corpus.num_docs
-    for d in range(n_docs):
-        sents = [s.tolist() for s in corpus.doc_sentences(d)]
+    L, out = _Lengths(corpus), _Pairs(max_tokens, rng)
+    for d in range(L.n_docs):
+        n_sents = L.doc[d + 1] - L.doc[d]
         i = 0
-        while i < len(sents) - 1:
-            if n_docs > 1 and rng.random() < random_next_prob:
-                o_sents = corpus.doc_sentences(_other_doc(n_docs, d, rng))
-                a, b, label = sents[i], o_sents[rng.randrange(len(o_sents))].tolist(), 1
+        while i < n_sents - 1:
+            if L.n_docs > 1 and rng.random() < random_next_prob:
+                o = _other_doc(L.n_docs, d, rng)
+                k = rng.randrange(L.doc[o + 1] - L.doc[o])
+                out.add(L.span(d, i, 1), L.span(o, k, 1), 1)
                 i += 1
             else:
-                a, b, label = sents[i], sents[i + 1], 0
+                out.add(L.span(d, i, 1), L.span(d, i + 1, 1), 0)
                 i += 2
-            a, b = _truncate_pair(a, b, max_tokens, rng)
-            pairs.append((a, b, label))
-    return pairs
+    return out.result()
 
 
-def sentence_order_pairs(corpus: TokenizedCorpus, max_tokens: int, short_seq_prob: float, rng: random.Random,
-                         swap_prob: float = SOP_SWAP_PROB) -> list[Pair]:
+def sentence_order_ranges(corpus: TokenizedCorpus, max_tokens: int, short_seq_prob: float, rng: random.Random,
+                          swap_prob: float = SOP_SWAP_PROB) -> PairRanges:
     """ALBERT's sentence-order pairs (Lan et al. 2020, section 4.1): sentences of a document are gathered up to
     BERT's target length (short_seq_prob), split at a random sentence boundary into two consecutive segments,
     kept in order (label 0) or swapped (label 1) with swap_prob. Both segments always come from the same
     document: a chunk closes only with at least two sentences, and a document's lone remaining sentence is
     left out (ALBERT's code would fill it from another document, which is NSP's task, not SOP's)."""
-    pairs = []
-    for d in range(corpus.num_docs):
-        sents = [s.tolist() for s in corpus.doc_sentences(d)]
+    L, out = _Lengths(corpus), _Pairs(max_tokens, rng)
+    for d in range(L.n_docs):
+        n_sents = L.doc[d + 1] - L.doc[d]
+        lens = L.len[L.doc[d]:L.doc[d + 1]]
         target = _target(max_tokens, short_seq_prob, rng)
-        chunk: list[list[int]] = []
-        length = 0
-        for i, s in enumerate(sents):
-            chunk.append(s)
-            length += len(s)
-            if i == len(sents) - 1 or (length >= target and len(chunk) >= 2):
-                if len(chunk) >= 2:
-                    a_end = rng.randint(1, len(chunk) - 1)
-                    a = [t for x in chunk[:a_end] for t in x]
-                    b = [t for x in chunk[a_end:] for t in x]
+        first = size = length = 0
+        for i in range(n_sents):
+            if not size:
+                first = i
+            size += 1
+            length += lens[i]
+            if i == n_sents - 1 or (length >= target and size >= 2):
+                if size >= 2:
+                    a_end = rng.randint(1, size - 1)
+                    a, b = L.span(d, first, a_end), L.span(d, first + a_end, size - a_end)
                     label = int(rng.random() < swap_prob)
-                    if label:
-                        a, b = b, a
-                    a, b = _truncate_pair(a, b, max_tokens, rng)
-                    pairs.append((a, b, label))
-                chunk, length = [], 0
+                    out.add(*((b, a) if label else (a, b)), label)
+                size = length = 0
                 target = _target(max_tokens, short_seq_prob, rng)
-    return pairs
+    return out.result()
 
 
-def _truncate_pair(a: list[int], b: list[int], max_tokens: int, rng: random.Random) -> tuple[list[int], list[int]]:
-    """Trim the longer segment, from the front or back at random, until the pair fits."""
-    a, b = list(a), list(b)
-    while len(a) + len(b) > max_tokens:
-        longer = a if len(a) > len(b) else b
-        del longer[0 if rng.random() < 0.5 else -1]
-    return a, b
+# ---- examples ------------------------------------------------------------------------------------------------
+
+@dataclass
+class ExampleSet:
+    """Examples as stream ranges; rows(idx) reads their tokens into (len(idx), seq_len) tensors in compact
+    dtypes (int32 ids, uint8 segment ids, bool masks), right-padded."""
+
+    stream: TokenStream
+    ranges: np.ndarray  # (N, 2): one block per example; (N, 4): A then B of a pair
+    seq_len: int
+    specials: SpecialIds
+    labels: np.ndarray | None = None  # (N,) int8 pair labels
+    label_key: str | None = None  # next_sentence_label | sentence_order_label
+
+    def __len__(self) -> int:
+        return int(self.ranges.shape[0])
+
+    @property
+    def is_pairs(self) -> bool:
+        """True for [CLS] A [SEP] B [SEP] examples."""
+        return self.ranges.shape[1] == 4
+
+    def lengths(self) -> np.ndarray:
+        """Tokens per example, special tokens included."""
+        r = np.asarray(self.ranges)
+        if self.is_pairs:
+            return (r[:, 1] - r[:, 0]) + (r[:, 3] - r[:, 2]) + 3
+        return r[:, 1] - r[:, 0] + 2
+
+    def padding_fraction(self) -> float:
+        """Share of the (N, seq_len) positions that are padding: compute spent on nothing at full length."""
+        return 1.0 - float(self.lengths().sum()) / max(len(self) * self.seq_len, 1)
+
+    def rows(self, idx: np.ndarray | torch.Tensor | range) -> dict[str, torch.Tensor]:
+        """The examples at idx as tensors; only their tokens are read (vectorised over the whole batch)."""
+        idx = np.asarray(idx, dtype=np.int64)
+        sp, n, T = self.specials, len(idx), self.seq_len
+        r = np.asarray(self.ranges[idx]).reshape(n, -1)  # (n, 2) or (n, 4)
+        t = np.arange(T)[None, :]  # (1, T) output positions
+        a0, la = r[:, :1], r[:, 1:2] - r[:, :1]  # (n, 1) each
+        src = np.where((t >= 1) & (t <= la), a0 + t - 1, -1)  # (n, T): stream position shown at each slot
+        ids = np.full((n, T), sp.pad, dtype=np.int32)
+        types = np.zeros((n, T), dtype=np.uint8)
+        rows = np.arange(n)
+        if self.is_pairs:  # [CLS] A [SEP] B [SEP]
+            b0, lb = r[:, 2:3], r[:, 3:4] - r[:, 2:3]
+            in_b = (t >= la + 2) & (t <= la + lb + 1)
+            src = np.where(in_b, b0 + t - la - 2, src)
+            types[(t >= la + 2) & (t <= la + lb + 2)] = 1
+            ids[rows, (la + lb + 2)[:, 0]] = sp.sep
+        content = src >= 0
+        ids[content] = self.stream.at(src[content])
+        ids[:, 0] = sp.cls
+        ids[rows, (la + 1)[:, 0]] = sp.sep
+        x = torch.from_numpy(ids)
+        special = (x < sp.num_special) | x.eq(sp.cls) | x.eq(sp.sep) | x.eq(sp.pad) | x.eq(sp.mask)
+        out = {"input_ids": x, "token_type_ids": torch.from_numpy(types), "attention_mask": x.ne(sp.pad),
+               "special_tokens_mask": special}
+        if self.labels is not None and self.label_key:
+            out[self.label_key] = torch.from_numpy(np.asarray(self.labels[idx], dtype=np.int64))
+        return out
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """Every example as tensors (small sets, tests)."""
+        return self.rows(np.arange(len(self)))
 
 
-def pair_tensors(pairs: list[Pair], seq_len: int, sp: SpecialIds,
-                 label_key: str = "next_sentence_label") -> dict[str, torch.Tensor]:
-    """[CLS] A [SEP] B [SEP] with segment ids 0 / 1, and the pair labels under label_key."""
-    rows = [([sp.cls] + a + [sp.sep] + b + [sp.sep], [0] * (len(a) + 2) + [1] * (len(b) + 1)) for a, b, _ in pairs]
-    out = _to_tensors(rows, seq_len, sp)
-    out[label_key] = torch.tensor([lab for _, _, lab in pairs], dtype=torch.long)
-    return out
+def build_example_set(corpus: TokenizedCorpus, fmt: str, seq_len: int, sp: SpecialIds, copies: int = 1,
+                      seed: int = 0, random_next_prob: float = 0.5, short_seq_prob: float = 0.1) -> ExampleSet:
+    """The examples of `corpus` in data.format `fmt`, `copies` times (pairs redrawn per copy)."""
+    stream = TokenStream(corpus, sp.sep)
+    if fmt in PAIR_FORMATS:
+        max_tokens = seq_len - 3  # [CLS] A [SEP] B [SEP]
+        draw: dict[str, Callable[[random.Random], PairRanges]] = {
+            "segment_pair": lambda rng: segment_pair_ranges(corpus, max_tokens, short_seq_prob, random_next_prob,
+                                                            rng),
+            "sentence_pair": lambda rng: sentence_pair_ranges(corpus, max_tokens, random_next_prob, rng),
+            "sop_pair": lambda rng: sentence_order_ranges(corpus, max_tokens, short_seq_prob, rng),
+        }
+        parts = [draw[fmt](random.Random(seed * 1000 + c)) for c in range(copies)]
+        return ExampleSet(stream, np.concatenate([p[0] for p in parts]), seq_len, sp,
+                          np.concatenate([p[1] for p in parts]), LABEL_KEYS[fmt])
+    pack = {"full_sentences": full_sentence_ranges, "doc_sentences": doc_sentence_ranges,
+            "contiguous": contiguous_ranges}
+    if fmt not in pack:
+        raise ValueError(f"unknown example format {fmt!r}; one of {', '.join(FORMATS)}")
+    return ExampleSet(stream, np.tile(pack[fmt](corpus, seq_len - 2), (copies, 1)), seq_len, sp)
 
-
-def _to_tensors(rows: list[tuple[list[int], list[int]]], seq_len: int, sp: SpecialIds) -> dict[str, torch.Tensor]:
-    """Right-pad rows of (ids, segment ids) into (N, seq_len) tensors with masks, in compact dtypes
-    (int32 ids, uint8 segments, bool masks) so cached example sets stay small; batches widen them."""
-    n = len(rows)
-    ids = torch.full((n, seq_len), sp.pad, dtype=torch.int32)
-    types = torch.zeros((n, seq_len), dtype=torch.uint8)
-    for r, (row, seg) in enumerate(rows):
-        ids[r, :len(row)] = torch.tensor(row, dtype=torch.int32)
-        types[r, :len(seg)] = torch.tensor(seg, dtype=torch.uint8)
-    special = (ids < sp.num_special) | ids.eq(sp.cls) | ids.eq(sp.sep) | ids.eq(sp.pad) | ids.eq(sp.mask)
-    return {"input_ids": ids, "token_type_ids": types, "attention_mask": ids.ne(sp.pad),
-            "special_tokens_mask": special}
-
-
-# ---- one entry point -----------------------------------------------------------------------------------------
 
 def build_examples(corpus: TokenizedCorpus, fmt: str, seq_len: int, sp: SpecialIds, copies: int = 1, seed: int = 0,
                    random_next_prob: float = 0.5, short_seq_prob: float = 0.1) -> dict[str, torch.Tensor]:
-    """The examples of `corpus` in data.format `fmt`, `copies` times (pairs redrawn per copy)."""
-    if fmt in PAIR_FORMATS:
-        max_tokens = seq_len - 3  # [CLS] A [SEP] B [SEP]
-        draw: dict[str, Callable[[random.Random], list[Pair]]] = {
-            "segment_pair": lambda rng: segment_pairs(corpus, max_tokens, short_seq_prob, random_next_prob, rng),
-            "sentence_pair": lambda rng: single_sentence_pairs(corpus, max_tokens, random_next_prob, rng),
-            "sop_pair": lambda rng: sentence_order_pairs(corpus, max_tokens, short_seq_prob, rng),
-        }
-        parts = [pair_tensors(draw[fmt](random.Random(seed * 1000 + c)), seq_len, sp, LABEL_KEYS[fmt])
-                 for c in range(copies)]
-        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
-    pack = {"full_sentences": pack_full_sentences, "doc_sentences": pack_doc_sentences,
-            "contiguous": pack_contiguous}
-    if fmt not in pack:
-        raise ValueError(f"unknown example format {fmt!r}; one of {', '.join(FORMATS)}")
-    one = single_tensors(pack[fmt](corpus, seq_len - 2, sp.sep), seq_len, sp)
-    return {k: v.repeat(copies, *([1] * (v.dim() - 1))) for k, v in one.items()}
+    """build_example_set(...) read into tensors: every example at once (small corpora, tests)."""
+    return build_example_set(corpus, fmt, seq_len, sp, copies, seed, random_next_prob, short_seq_prob).tensors()
 
 
 def padding_fraction(examples: dict[str, torch.Tensor]) -> float:
-    """Share of the (N, seq_len) positions that are padding: compute spent on nothing at full length."""
+    """Share of the (N, seq_len) positions that are padding in a dict of example tensors."""
     mask = examples["attention_mask"]
     return 1.0 - float(mask.sum()) / max(mask.numel(), 1)

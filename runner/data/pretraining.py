@@ -6,19 +6,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
+import numpy as np
 from tokenizers import Tokenizer
 
 from runner.data import cache
 from runner.data.corpus import file_fingerprint, split_documents
-from runner.data.examples import (FORMATS, NSP_FORMATS, PAIR_FORMATS, SINGLE_FORMATS, build_examples, default_format,
-                                  padding_fraction)
+from runner.data.examples import (FORMATS, LABEL_KEYS, NSP_FORMATS, PAIR_FORMATS, SINGLE_FORMATS, ExampleSet,
+                                  build_example_set, default_format)
+from runner.data.stream import TokenStream
 from runner.data.sources import load_documents
 from runner.data.tokenized import TOKENIZED_FORMAT, TokenizedCorpus, cached_tokenized
 from runner.data.tokenizer import SpecialIds, load_or_train_tokenizer, load_tokenizer, special_ids
 from runner.errors import ConfigError
 
-EXAMPLES_FORMAT = 5  # bump when the stored example tensors change, so old caches are not read
+EXAMPLES_FORMAT = 6  # bump when the stored example ranges change, so old caches are not read
 
 
 @dataclass
@@ -38,27 +39,36 @@ class PretrainingData:
     configured_vocab_size: int | None = None  # model.vocab_size, for the vocabulary note in stats()
     tokenizer_source: str = "trained"  # or the tokenizer.json it was loaded from
 
-    def examples(self, split: str, copies: int, seed: int, random_next_prob: float = 0.5) -> dict[str, torch.Tensor]:
+    def examples(self, split: str, copies: int, seed: int, random_next_prob: float = 0.5) -> ExampleSet:
         """Fixed-length examples of a split in data.format, `copies` times (BERT's dupe factor; pairs are
-        redrawn per copy). Their padding share is recorded for stats()."""
+        redrawn per copy), as stream ranges cached in memory-mapped .npy files: a few integers per example,
+        whatever the corpus size. Their padding share is recorded for stats()."""
         rnp = random_next_prob if self.format in NSP_FORMATS else None  # formats without it share a cache
         short = self.short_seq_prob if self.format in ("segment_pair", "sop_pair") else None
         k = cache.key(EXAMPLES_FORMAT, self.seq_len, copies, seed, rnp, short)
-        path = self.cache_dir / "examples" / f"{self.key}-{split}-{self.format}-{k}.pt"
-        out = cache.cached(path, lambda: self._build(split, copies, seed, random_next_prob))
-        n = int(out["input_ids"].shape[0])
-        self.example_stats[split] = {"examples": n, "padding_fraction": round(padding_fraction(out), 4),
-                                     "mean_tokens": round(float(out["attention_mask"].sum()) / max(n, 1), 2)}
-        return out
+        corpus = self.splits[split]
 
-    def _build(self, split: str, copies: int, seed: int, random_next_prob: float) -> dict[str, torch.Tensor]:
-        out = build_examples(self.splits[split], self.format, self.seq_len, self.specials, copies, seed,
-                             random_next_prob, self.short_seq_prob)
-        if out["input_ids"].shape[0] == 0:
-            raise ConfigError(f"data.format={self.format} builds no examples from the {split} split "
-                              f"({self.splits[split].num_docs} documents); its documents are too short for "
-                              "sentence pairs: use more documents (data.max_docs) or another data.format")
-        return out
+        def build(tmp: Path) -> None:
+            ex = build_example_set(corpus, self.format, self.seq_len, self.specials, copies, seed,
+                                   random_next_prob, self.short_seq_prob)
+            if len(ex) == 0:
+                raise ConfigError(f"data.format={self.format} builds no examples from the {split} split "
+                                  f"({corpus.num_docs} documents); its documents are too short for sentence "
+                                  "pairs: use more documents (data.max_docs) or another data.format")
+            np.save(tmp / "ranges.npy", ex.ranges)
+            if ex.labels is not None:
+                np.save(tmp / "labels.npy", ex.labels)
+
+        def load(path: Path) -> ExampleSet:
+            labels = np.load(path / "labels.npy", mmap_mode="r") if (path / "labels.npy").is_file() else None
+            return ExampleSet(TokenStream(corpus, self.specials.sep), np.load(path / "ranges.npy", mmap_mode="r"),
+                              self.seq_len, self.specials, labels, LABEL_KEYS.get(self.format))
+
+        ex = cache.cached_dir(self.cache_dir / "examples" / f"{self.key}-{split}-{self.format}-{k}", build, load)
+        n, lengths = len(ex), ex.lengths()
+        self.example_stats[split] = {"examples": n, "padding_fraction": round(ex.padding_fraction(), 4),
+                                     "mean_tokens": round(float(lengths.sum()) / max(n, 1), 2)}
+        return ex
 
     def vocab_stats(self) -> dict[str, Any]:
         """The tokenizer's size and source, model.vocab_size, and a note when the vocabulary is smaller

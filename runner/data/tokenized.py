@@ -83,6 +83,10 @@ class TokenIds:
         # Widen to int32 (a copy): torch's uint16 support is partial, and consumers concatenate with int32.
         return torch.from_numpy(np.array(out, dtype=np.int32))
 
+    def array(self) -> np.ndarray:
+        """The memory map itself (uint16/uint32, read-only): slices read only the pages they touch."""
+        return self._mm
+
     def numpy(self) -> np.ndarray:
         """All ids as a new int32 numpy array."""
         return np.array(self._mm, dtype=np.int32)

@@ -28,7 +28,7 @@ class Objective(nn.Module):
         """Raise ConfigError if this encoder cannot serve the objective (called before any data is built)."""
 
     def prepare(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
-        """Turn clean examples into training inputs (e.g. masking); called per batch or once (static)."""
+        """Turn clean examples into training inputs (e.g. masking); called per batch, or per example (static)."""
         return batch
 
     def normalizers(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
