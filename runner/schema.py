@@ -50,7 +50,7 @@ class HubConfig:
     text_field: str = "text"
     title_field: Optional[str] = None  # null: <name>:<split>:<row>
     doc_boundary: str = "row"  # row: one document per row | wikitext: rows grouped under " = Title = " headings
-    streaming: bool = False  # read rows on the fly (needs data.max_docs): no full download
+    streaming: bool = False  # read rows on the fly, tokenized as they arrive: no full download (data.max_docs caps)
 
 
 @dataclass

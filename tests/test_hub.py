@@ -7,7 +7,7 @@ import pytest
 
 from runner.build import build
 from runner.data.hub import hub_documents
-from runner.data.sources import load_documents, new_report
+from runner.data.sources import load_documents, new_report, open_documents
 from runner.errors import ConfigError
 from tests.conftest import TINY, make_cfg
 
@@ -49,7 +49,7 @@ def test_wikitext_rows_are_grouped_into_articles():
                                   " It is tidally locked . \n", " = Mars = \n", " Mars is red . \n", " = Empty = \n"]]
     h = make_cfg("data=wikitext103").data.hub
     report = new_report("hub")
-    docs = hub_documents(rows, h, None, report)
+    docs = list(hub_documents(rows, h, None, report))
     assert [d.title for d in docs] == ["Moon", "Mars"]
     assert "tidally locked" in docs[0].text and "= = Orbit = =" in docs[0].text
     assert report["skipped_empty_documents"] == 1
@@ -65,10 +65,16 @@ def test_uncached_hub_dataset_fails_fast_with_one_line(monkeypatch):
     assert "\n" not in msg and "data.hub.name=wikitext (wikitext-103-raw-v1)" in msg and "save_to_disk" in msg
 
 
-def test_streaming_needs_max_docs(monkeypatch):
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    with pytest.raises(ConfigError, match="data.max_docs"):
-        load_documents(make_cfg("data=wikipedia", "data.max_docs=null").data)
+def test_streaming_reads_the_whole_split_without_max_docs(tmp_path):
+    d = tmp_path / "parquet"
+    d.mkdir()
+    datasets.Dataset.from_dict({"text": [sentences(i) for i in range(30)]}).to_parquet(str(d / "train.parquet"))
+    cfg = make_cfg("data=hub", f"data.hub.name={d}", "data.hub.streaming=true", "data.max_docs=null")
+    src = open_documents(cfg.data)
+    assert src.fingerprint.startswith("stream:")
+    first = next(iter(src))  # rows arrive one at a time from an IterableDataset
+    assert first.text == sentences(0)
+    assert len(list(src)) == 30 and src.report["documents"] == 30, "each pass reads the stream anew"
 
 
 @pytest.mark.slow

@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from runner.data import cache, tokenized
-from runner.data.corpus import Document, load_wiki
+from runner.data import cache, sources, tokenized
+from runner.data.corpus import SPLITS, Document, load_wiki, split_documents, split_of
+from runner.data.pretraining import build_data
 from runner.data.stream import TokenStream
 from runner.data.tokenized import (TOKENIZED_FORMAT, TokenIds, cached_tokenized, load_tokenized, save_tokenized,
                                    tokenize_documents)
 from runner.data.tokenizer import train_tokenizer
+from tests.conftest import make_cfg
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +41,7 @@ def test_parallel_identical_to_single(tok, docs, monkeypatch):
     mixed = [Document("e0", "t", ""), *docs[:150], Document("e1", "t", "  "), *docs[150:]]
     one = tokenize_documents(tok, mixed, num_proc=1)
     monkeypatch.setattr(tokenized, "CHARS_PER_PROC", 1)  # force workers even for this small corpus
+    monkeypatch.setattr(tokenized, "CHUNK_CHARS", 10_000)  # many chunks: one in-process, then waves of workers
     two = tokenize_documents(tok, mixed, num_proc=2)
     same(one, two)
     assert "e0" not in two.titles and "e1" not in two.titles and two.num_docs == len(docs)
@@ -138,10 +141,42 @@ def test_two_processes_build_once(tmp_path):
 def test_cached_tokenized_reuses_and_versioned_name(tok, docs, tmp_path, monkeypatch):
     d = tmp_path / f"key-train-v{TOKENIZED_FORMAT}"
     first = cached_tokenized(d, tok, docs[:50], num_proc=1)
-    monkeypatch.setattr(tokenized, "tokenize_documents", lambda *a, **k: pytest.fail("rebuilt"))
+    monkeypatch.setattr(tokenized, "encode_stream", lambda *a, **k: pytest.fail("rebuilt"))
     same(first, cached_tokenized(d, tok, docs[:50], num_proc=1))
     meta = json.loads((d / "meta.json").read_text())
     meta["format"] = TOKENIZED_FORMAT - 1
     (d / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(RuntimeError, match="delete it to rebuild"):
         load_tokenized(d)
+
+
+def test_tokenize_splits_streams_documents_chunk_by_chunk(tok, docs, tmp_path, monkeypatch):
+    monkeypatch.setattr(tokenized, "CHUNK_CHARS", 5_000)
+    pulled, seen_at_write = [0], []
+
+    def stream():
+        for d in docs:
+            pulled[0] += 1
+            yield d
+
+    add = tokenized.TokenizedWriter.add
+    monkeypatch.setattr(tokenized.TokenizedWriter, "add", lambda self, part: (seen_at_write.append(pulled[0]),
+                                                                           add(self, part))[1])
+    which = lambda d: split_of(d.title, 0.1, 0.1)  # noqa: E731
+    counts = tokenized.tokenize_splits(stream(), which, SPLITS, tok, tmp_path, num_proc=1)
+    assert seen_at_write[0] < len(docs) / 10, "the first chunk is written before most documents are read"
+    assert len(set(seen_at_write)) > 10, "written as the documents arrive"
+    for name, part in split_documents(docs, 0.1, 0.1).items():  # the same as tokenizing each split in memory
+        same(load_tokenized(tmp_path / name), tokenize_documents(tok, part))
+        assert counts[name] == len(part)
+
+
+def test_cached_corpus_is_not_read_again(tmp_path, monkeypatch):
+    cfg = make_cfg("data.max_docs=120", f"data.cache_dir={tmp_path}")
+    kw = dict(tokenizer_kind="wordpiece", vocab_size=500, lowercase=True, pairs=False)
+    first = build_data(cfg.data, **kw)
+    monkeypatch.setattr(sources.DocumentSource, "__iter__", lambda self: pytest.fail("the corpus was read again"))
+    again = build_data(cfg.data, **kw)
+    assert again.corpus_report == first.corpus_report and again.corpus_report["documents_used"] == 120
+    for name in SPLITS:
+        same(again.splits[name], first.splits[name])

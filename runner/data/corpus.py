@@ -149,22 +149,30 @@ def _unit_hash(salt: str, title: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
-def split_documents(docs: Iterable[Document], val_fraction: float, test_fraction: float,
-                    salt: str = "bertlab") -> dict[str, list[Document]]:
-    """Split by article into train/validation/test with a per-title hash, so splits are stable."""
+def check_fractions(val_fraction: float, test_fraction: float) -> None:
+    """ValueError unless both fractions lie in [0, 1) and leave something to train on."""
     for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0.0 <= frac < 1.0:  # also rejects NaN
             raise ValueError(f"{name} must be in [0, 1), got {frac!r}")
     if not val_fraction + test_fraction < 1.0:
         raise ValueError(f"val_fraction + test_fraction must be < 1 (nothing left to train on), "
                          f"got {val_fraction!r} + {test_fraction!r}")
+
+
+def split_of(title: str, val_fraction: float, test_fraction: float, salt: str = "bertlab") -> str:
+    """The split of an article, from a hash of its title alone: stable, and decidable while streaming."""
+    u = _unit_hash(salt, title)
+    # Test takes the bottom of [0,1), so growing val_fraction never moves test articles.
+    return "test" if u < test_fraction else ("validation" if u < test_fraction + val_fraction else "train")
+
+
+def split_documents(docs: Iterable[Document], val_fraction: float, test_fraction: float,
+                    salt: str = "bertlab") -> dict[str, list[Document]]:
+    """Split by article into train/validation/test with a per-title hash, so splits are stable."""
+    check_fractions(val_fraction, test_fraction)
     out: dict[str, list[Document]] = {s: [] for s in SPLITS}
     for doc in docs:
-        u = _unit_hash(salt, doc.title)
-        # Test takes the bottom of [0,1), so growing val_fraction never moves test articles.
-        split = "test" if u < test_fraction else (
-            "validation" if u < test_fraction + val_fraction else "train")
-        out[split].append(doc)
+        out[split_of(doc.title, val_fraction, test_fraction, salt)].append(doc)
     return out
 
 

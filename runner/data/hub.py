@@ -3,11 +3,12 @@ locally with `save_to_disk` / a local data directory. Offline, a dataset that is
 with one line saying how to get it (instead of minutes of retries)."""
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import socket
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 from urllib.parse import urlparse
 
 from runner.data.corpus import Document
@@ -59,8 +60,6 @@ def open_dataset(h: Any, max_docs: int | None):
                                   f"set data.hub.split to one of them")
             ds = ds[h.split]
         return ds, f"disk:{ds._fingerprint}"
-    if h.streaming and max_docs is None:
-        raise ConfigError("data.hub.streaming=true reads documents on the fly: set data.max_docs to how many to use")
     if not local.is_dir() and (_offline_wanted() or not hub_reachable()):
         _force_offline()  # only the local cache can answer: don't wait through minutes of retries
     try:
@@ -78,23 +77,17 @@ def open_dataset(h: Any, max_docs: int | None):
     return ds, f"hub:{ds._fingerprint}"
 
 
-def hub_documents(rows: Iterable[dict], h: Any, max_docs: int | None, report: dict[str, Any]) -> list[Document]:
-    """Documents from dataset rows: one per row, or WikiText articles grouped under their headings."""
+def hub_documents(rows: Iterable[dict], h: Any, max_docs: int | None, report: dict[str, Any]) -> Iterator[Document]:
+    """Documents from dataset rows, read one row at a time: one per row, or WikiText articles grouped under their
+    headings. At most max_docs."""
     if h.doc_boundary not in DOC_BOUNDARIES:
         raise ConfigError(f"data.hub.doc_boundary={h.doc_boundary!r} must be one of {', '.join(DOC_BOUNDARIES)}")
-    docs: list[Document] = []
+    return itertools.islice(_documents(rows, h, report), max_docs)
+
+
+def _documents(rows: Iterable[dict], h: Any, report: dict[str, Any]) -> Iterator[Document]:
     title, lines = None, []
-
-    def close() -> None:
-        text = "".join(lines).strip()
-        if title is not None and text:
-            docs.append(Document(title=title, topic="", text=text))
-        elif title is not None:
-            report["skipped_empty_documents"] += 1
-
     for i, row in enumerate(rows):
-        if max_docs is not None and len(docs) >= max_docs:
-            break
         if h.text_field not in row:
             raise ConfigError(f"data.hub.text_field={h.text_field!r} is not a column of {h.name} "
                               f"(columns: {', '.join(row)}); set data.hub.text_field")
@@ -102,7 +95,8 @@ def hub_documents(rows: Iterable[dict], h: Any, max_docs: int | None, report: di
         if h.doc_boundary == "wikitext":
             m = _HEADING.match(text.rstrip("\n"))
             if m:
-                close()
+                if title is not None:  # the previous article ends at this heading
+                    yield from _article(title, lines, report)
                 title, lines = m.group(1).strip(), []
             elif title is not None:
                 lines.append(text)
@@ -111,7 +105,15 @@ def hub_documents(rows: Iterable[dict], h: Any, max_docs: int | None, report: di
             report["skipped_empty_documents"] += 1
             continue
         name = str(row[h.title_field]) if h.title_field and row.get(h.title_field) else f"{h.name}:{h.split}:{i}"
-        docs.append(Document(title=name, topic="", text=text))
-    if h.doc_boundary == "wikitext" and (max_docs is None or len(docs) < max_docs):
-        close()
-    return docs
+        yield Document(title=name, topic="", text=text)
+    if title is not None:
+        yield from _article(title, lines, report)
+
+
+def _article(title: str, lines: list[str], report: dict[str, Any]) -> Iterator[Document]:
+    """A WikiText article from its lines, or a counted skip when it has no text."""
+    text = "".join(lines).strip()
+    if text:
+        yield Document(title=title, topic="", text=text)
+    else:
+        report["skipped_empty_documents"] += 1

@@ -2,6 +2,9 @@
 each cached on disk so a second run starts training within seconds."""
 from __future__ import annotations
 
+import itertools
+import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,12 +13,12 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from runner.data import cache
-from runner.data.corpus import file_fingerprint, split_documents
+from runner.data.corpus import SPLITS, Document, file_fingerprint, split_of
 from runner.data.examples import (FORMATS, LABEL_KEYS, NSP_FORMATS, PAIR_FORMATS, SINGLE_FORMATS, ExampleSet,
                                   build_example_set, default_format)
 from runner.data.stream import TokenStream
-from runner.data.sources import load_documents
-from runner.data.tokenized import TOKENIZED_FORMAT, TokenizedCorpus, cached_tokenized
+from runner.data.sources import open_documents
+from runner.data.tokenized import TOKENIZED_FORMAT, TokenizedCorpus, load_tokenized, tokenize_splits
 from runner.data.tokenizer import SpecialIds, load_or_train_tokenizer, load_tokenizer, special_ids
 from runner.errors import ConfigError
 
@@ -117,6 +120,18 @@ def check_format(cfg, pairs: bool, objective: str | None = None) -> str:
     return fmt
 
 
+def empty_split_message(cfg, report: dict[str, Any], counts: dict[str, int]) -> str:
+    """The one-line error for a corpus that leaves no training or no validation documents."""
+    n, sizes = report["documents_used"], f"train {counts['train']}, validation {counts['validation']}"
+    if report["source"] == "wiki":
+        return (f"data: {n} articles leave an empty train or validation split ({sizes}); raise data.max_docs or "
+                "data.val_fraction")
+    more = " or data.doc_boundary=blank_line" if cfg.get("doc_boundary") == "file" and report["source"] == "text" \
+        else ""
+    return (f"data.paths={list(cfg.paths)}: {n} documents leave an empty train or validation split ({sizes}); fix: "
+            f"add documents (more files{more}), raise data.val_fraction, or raise data.max_docs")
+
+
 def build_data(cfg, *, tokenizer_kind: str, vocab_size: int, lowercase: bool, pairs: bool,
                tokenizer_path: str | None = None, objective: str | None = None) -> PretrainingData:
     """Load the corpus named by the data config, split it by article, train or load the tokenizer."""
@@ -126,36 +141,41 @@ def build_data(cfg, *, tokenizer_kind: str, vocab_size: int, lowercase: bool, pa
         ("model.init_from", tokenizer_path) if tokenizer_path else None
     if source:  # a local tokenizer.json instead of a trained one, checked before the corpus is read
         tok, tok_file = load_tokenizer(source[1], tokenizer_kind, source[0])  # specials found by name
-    docs, fingerprint, report = load_documents(cfg)  # ConfigError on bad input; skips counted in report
-    if cfg.max_docs is not None:
-        docs = docs[:cfg.max_docs]
-    report["documents_used"] = len(docs)  # after data.max_docs
-    splits = split_documents(docs, cfg.val_fraction, cfg.test_fraction)
-    if not splits["train"] or not splits["validation"]:
-        sizes = f"train {len(splits['train'])}, validation {len(splits['validation'])}"
-        if report["source"] == "wiki":
-            raise ConfigError(f"data: {len(docs)} articles leave an empty train or validation split ({sizes}); "
-                              "raise data.max_docs or data.val_fraction")
-        more = " or data.doc_boundary=blank_line" if cfg.get("doc_boundary") == "file" and report["source"] == "text" \
-            else ""
-        raise ConfigError(f"data.paths={list(cfg.paths)}: {len(docs)} documents leave an empty train or validation "
-                          f"split ({sizes}); fix: add documents (more files{more}), raise data.val_fraction, "
-                          f"or raise data.max_docs")
+    corpus = open_documents(cfg)  # checks paths and options now; the text is read pass by pass
+
+    def docs() -> Iterator[Document]:
+        """One pass over the documents in use (the first data.max_docs)."""
+        return itertools.islice(corpus, cfg.max_docs)
+
+    def split(doc: Document) -> str:
+        return split_of(doc.title, cfg.val_fraction, cfg.test_fraction)
+
     root = cache.cache_root(cfg.cache_dir)
-    corpus_key = cache.key(fingerprint, cfg.max_docs, cfg.val_fraction, cfg.test_fraction)
+    corpus_key = cache.key(corpus.fingerprint, cfg.max_docs, cfg.val_fraction, cfg.test_fraction)
     if source:
         tok_key, tok_source = cache.key(file_fingerprint(tok_file)), str(tok_file)  # keyed by content
     else:
         tok_source = "trained"
-        tok = load_or_train_tokenizer(tokenizer_kind, lambda: (d.text for d in splits["train"]), vocab_size,
-                                      lowercase, root, corpus_key)
+        tok = load_or_train_tokenizer(tokenizer_kind, lambda: (d.text for d in docs() if split(d) == "train"),
+                                      vocab_size, lowercase, root, corpus_key)
         tok_key = cache.key(tokenizer_kind, vocab_size, lowercase)
     key = f"{corpus_key}-{tok_key}"
-    # A directory of memory-mapped arrays per split, built once even when several runs start together.
-    tokenized = {name: cached_tokenized(root / "tokenized" / f"{key}-{name}-v{TOKENIZED_FORMAT}", tok, docs_,
-                                        cfg.get("num_proc"))
-                 for name, docs_ in splits.items() if docs_}
-    return PretrainingData(tokenizer=tok, specials=special_ids(tok, tokenizer_kind), splits=tokenized,
+
+    def build(tmp: Path) -> None:
+        counts = tokenize_splits(docs(), split, SPLITS, tok, tmp, cfg.get("num_proc"))
+        report = {**corpus.report, "documents_used": corpus.report["documents"]}  # read in this pass
+        if not counts["train"] or not counts["validation"]:
+            raise ConfigError(empty_split_message(cfg, report, counts))
+        cache.atomic_write_bytes(json.dumps(report).encode("utf-8"), tmp / "report.json")
+
+    def load(path: Path) -> tuple[dict[str, TokenizedCorpus], dict[str, Any]]:
+        return ({name: load_tokenized(path / name) for name in SPLITS},
+                json.loads((path / "report.json").read_text(encoding="utf-8")))
+
+    # One streaming pass writes every split as memory-mapped arrays, once even when several runs start together;
+    # later runs read the corpus report stored with them and never touch the text again.
+    splits, report = cache.cached_dir(root / "tokenized" / f"{key}-v{TOKENIZED_FORMAT}", build, load)
+    return PretrainingData(tokenizer=tok, specials=special_ids(tok, tokenizer_kind), splits=splits,
                            seq_len=cfg.seq_len, format=fmt,
                            short_seq_prob=cfg.short_seq_prob, cache_dir=root, key=key, corpus_report=report,
                            configured_vocab_size=vocab_size, tokenizer_source=tok_source)

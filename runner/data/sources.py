@@ -1,7 +1,7 @@
 """Corpus sources of the `data` group: the bundled wiki summaries, local plain text, local JSON lines.
 
-`load_documents(cfg)` returns the documents, a fingerprint for cache keys and a report of what was read and
-what was skipped. Bad input is either a one-line ConfigError naming the file (and line) and the fix, or a skip
+`open_documents(cfg)` returns the corpus as a DocumentSource read lazily, pass by pass, with a fingerprint for
+cache keys and a report of what each pass read and skipped. Bad input is either a one-line ConfigError naming the file (and line) and the fix, or a skip
 counted in the report: nothing is dropped silently."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -69,8 +69,35 @@ def new_report(source: str) -> dict[str, Any]:
     return {"source": source, **{k: 0 for k in REPORT_KEYS}}
 
 
-def load_documents(cfg: Any) -> tuple[list[Document], str, dict[str, Any]]:
-    """Documents of the corpus that the data config names, a fingerprint for cache keys, and a report."""
+class DocumentSource:
+    """The corpus a data config names, read lazily: each iteration is one pass over it, counting into a fresh
+    report (`.report`). Local files are read one at a time (a file's documents are held together, so a skipped
+    undecodable file contributes nothing); hub rows one row at a time. A pass that yields no document raises
+    the one-line ConfigError saying why."""
+
+    def __init__(self, name: str, fingerprint: str, read: Callable[[dict[str, Any]], Iterable[Document]],
+                 empty: Callable[[dict[str, Any]], str], preset: dict[str, Any] | None = None):
+        self.name, self.fingerprint, self._read, self._empty = name, fingerprint, read, empty
+        self._preset = preset or {}  # report fields known before reading (files matched)
+        self.report = self._fresh()
+
+    def _fresh(self) -> dict[str, Any]:
+        return {**new_report(self.name), **self._preset}
+
+    def __iter__(self) -> Iterator[Document]:
+        report = self.report = self._fresh()
+        titles: set[str] = set()
+        for doc in self._read(report):
+            titles.add(doc.title)
+            report["documents"] += 1
+            yield doc
+        report["duplicate_titles"] = report["documents"] - len(titles)  # same title: same split, kept
+        if not report["documents"]:
+            raise ConfigError(self._empty(report))
+
+
+def open_documents(cfg: Any) -> DocumentSource:
+    """The lazily read corpus of a data config; the config and the paths are checked now, the text when read."""
     source = _opt(cfg, "source", "wiki")
     if source not in SOURCES:
         raise ConfigError(f"data.source={source!r} must be one of {', '.join(SOURCES)}; "
@@ -86,9 +113,9 @@ def load_documents(cfg: Any) -> tuple[list[Document], str, dict[str, Any]]:
         if paths:  # a wiki run that silently ignored data.paths would train on the wrong corpus
             raise ConfigError(f"data.paths={paths} is read only by data=text or data=jsonl, not data.source=wiki; "
                               f"fix: add data=text (or data=jsonl), or drop data.paths")
-        return _load_wiki(cfg)
+        return _open_wiki(cfg)
     if source == "hub":
-        return _load_hub(cfg)
+        return _open_hub(cfg)
     if _opt(cfg, "path", None):
         raise ConfigError(f"data.path={cfg.path!r} is a wiki-format JSON file, not read by data.source={source}; "
                           f"fix: list local files in data.paths=[...] instead")
@@ -98,40 +125,42 @@ def load_documents(cfg: Any) -> tuple[list[Document], str, dict[str, Any]]:
     pattern = _opt(cfg, "glob", None) or DEFAULT_GLOBS[source]
     files = resolve_paths(paths, pattern)
     root = Path(os.path.commonpath([str(f.parent) for f in files]))
-    report = new_report(source)
-    report["files_matched"] = len(files)
     if source == "text":
         options: tuple = (boundary,)
-        read = lambda f, rel: _text_documents(f, rel, boundary, encoding_errors, report)  # noqa: E731
+        read_file = lambda f, rel, report: _text_documents(f, rel, boundary, encoding_errors, report)  # noqa: E731
     else:
         fields = (_opt(cfg, "text_field", "text"), _opt(cfg, "title_field", None), _opt(cfg, "topic_field", None))
         options = (*fields, bad_lines)
-        read = lambda f, rel: _jsonl_documents(f, rel, *fields, bad_lines, encoding_errors, report)  # noqa: E731
+        read_file = lambda f, rel, report: _jsonl_documents(f, rel, *fields, bad_lines, encoding_errors,  # noqa: E731
+                                                            report)
+
+    def read(report: dict[str, Any]) -> Iterator[Document]:
+        for f in files:
+            yield from read_file(f, f.relative_to(root).as_posix(), report)
+
+    def empty(report: dict[str, Any]) -> str:
+        return (f"data.paths={paths}: no documents left in {len(files)} file(s) after filtering ({_skips(report)}); "
+                f"fix: point data.paths at non-empty {'UTF-8 text' if source == 'text' else 'JSON-lines'} files")
+
     fingerprint = local_fingerprint(files, root, (source, *options, encoding_errors))
-    docs: list[Document] = []
-    for f in files:
-        docs.extend(read(f, f.relative_to(root).as_posix()))
-    report["documents"] = len(docs)
-    report["duplicate_titles"] = len(docs) - len({d.title for d in docs})  # same title: same split, kept
-    if not docs:
-        raise ConfigError(f"data.paths={paths}: no documents left in {len(files)} file(s) after filtering "
-                          f"({_skips(report)}); fix: point data.paths at non-empty "
-                          f"{'UTF-8 text' if source == 'text' else 'JSON-lines'} files")
-    return docs, fingerprint, report
+    return DocumentSource(source, fingerprint, read, empty, {"files_matched": len(files)})
 
 
-def _load_hub(cfg: Any) -> tuple[list[Document], str, dict[str, Any]]:
-    """Documents from a Hugging Face `datasets` dataset (runner/data/hub.py)."""
+def load_documents(cfg: Any) -> tuple[list[Document], str, dict[str, Any]]:
+    """Every document of the corpus at once (small corpora, tests), its fingerprint, and the report of the pass."""
+    src = open_documents(cfg)
+    docs = list(src)
+    return docs, src.fingerprint, src.report
+
+
+def _open_hub(cfg: Any) -> DocumentSource:
+    """Documents from a Hugging Face `datasets` dataset (runner/data/hub.py), read row by row."""
     from runner.data.hub import hub_documents, open_dataset
 
-    report = new_report("hub")
-    rows, fingerprint = open_dataset(cfg.hub, cfg.max_docs)
-    docs = hub_documents(rows, cfg.hub, cfg.max_docs, report)
-    report["documents"] = len(docs)
-    if not docs:
-        raise ConfigError(f"data.hub.name={cfg.hub.name}: no documents with text in column "
-                          f"{cfg.hub.text_field!r} ({_skips(report)}); set data.hub.text_field")
-    return docs, fingerprint, report
+    rows, fingerprint = open_dataset(cfg.hub, cfg.max_docs)  # fails fast offline, before any pass
+    return DocumentSource("hub", fingerprint, lambda report: hub_documents(rows, cfg.hub, cfg.max_docs, report),
+                          lambda report: f"data.hub.name={cfg.hub.name}: no documents with text in column "
+                                         f"{cfg.hub.text_field!r} ({_skips(report)}); set data.hub.text_field")
 
 
 def _skips(report: dict[str, Any]) -> str:
@@ -141,17 +170,27 @@ def _skips(report: dict[str, Any]) -> str:
     return ", ".join(parts) or "nothing skipped"
 
 
-def _load_wiki(cfg: Any) -> tuple[list[Document], str, dict[str, Any]]:
-    """The bundled summaries of data.lang, or the wiki-format JSON at data.path."""
-    report = new_report("wiki")
+def _open_wiki(cfg: Any) -> DocumentSource:
+    """The bundled summaries of data.lang, or the wiki-format JSON at data.path (one JSON file, read whole)."""
     try:
         path = Path(cfg.path).expanduser() if _opt(cfg, "path", None) else wiki_corpus_path(cfg.lang)
-        docs = load_wiki(path, report=report)
     except CorpusError as e:
         raise ConfigError(str(e)) from e
-    report.update(files_matched=1, files_read=1, bytes_read=path.stat().st_size, documents=len(docs))
-    # The file's content hash, as before this module existed: existing caches stay valid.
-    return docs, file_fingerprint(path), report
+    if not path.is_file():
+        raise ConfigError(f"data.path={str(path)!r}: no such file; fix: give a summaries JSON file in the wiki "
+                          "format, or drop data.path to use the bundled corpus")
+    fingerprint = file_fingerprint(path)  # the file's content hash, as before this module existed
+
+    def read(report: dict[str, Any]) -> list[Document]:
+        try:
+            docs = load_wiki(path, report=report)
+        except CorpusError as e:
+            raise ConfigError(str(e)) from e
+        report.update(files_read=1, bytes_read=path.stat().st_size)
+        return docs
+
+    return DocumentSource("wiki", fingerprint, read, lambda report: f"wiki corpus {path} holds no article with text; "
+                          "fix: point data.path at a summaries JSON with extracts", {"files_matched": 1})
 
 
 def resolve_paths(paths: list[str], pattern: str) -> list[Path]:

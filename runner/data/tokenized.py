@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import multiprocessing
 import os
 import pathlib
-from collections.abc import Iterator
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,12 +26,16 @@ _CHUNK = 50_000
 
 # Bump when the on-disk layout changes: it is part of the cache directory name (and checked in meta.json),
 # so older caches, including version 1's single `.pt` files, are never read.
-TOKENIZED_FORMAT = 2
+TOKENIZED_FORMAT = 3
 
-# A split gets at most one worker per this many characters of text. A spawned worker pays ~2 s of imports
-# (torch), while in-process encoding is already multi-threaded in Rust (~2.4M chars/s): on the 5M-character wiki
-# corpus 2 workers took 5.7 s against 2.0 s in-process, so only corpora far larger are worth splitting.
+# Worker processes start only after this many characters were encoded in-process. A spawned worker pays ~2 s of
+# imports (torch), while in-process encoding is already multi-threaded in Rust (~2.4M chars/s): on the
+# 5M-character wiki corpus 2 workers took 5.7 s against 2.0 s in-process, so only corpora far larger gain.
 CHARS_PER_PROC = 20_000_000
+
+# Characters of documents encoded per chunk: bounds the transient Python token lists (~36 bytes a token) and the
+# documents held at once, whatever the corpus size.
+CHUNK_CHARS = 4_000_000
 
 
 class TokenIds:
@@ -205,44 +209,90 @@ def default_num_proc(num_proc: int | None) -> int:
     return max(1, num_proc if num_proc is not None else min(4, os.cpu_count() or 1))
 
 
-def _contiguous_chunks(docs: list[Document], n: int) -> list[list[Document]]:
-    """`docs` cut into at most `n` contiguous runs of roughly equal text length, in order."""
-    cum = np.cumsum([len(d.text) for d in docs])
-    cuts = np.searchsorted(cum, cum[-1] * np.arange(1, n) / n, side="right")
-    bounds = [0, *sorted(set(int(c) for c in cuts) - {0, len(docs)}), len(docs)]
-    return [docs[a:b] for a, b in zip(bounds, bounds[1:])]
+def _chunks(docs: Iterable[Document], chars: int) -> Iterator[list[Document]]:
+    """Consecutive runs of documents holding about `chars` characters each, in order."""
+    buf: list[Document] = []
+    n = 0
+    for d in docs:
+        buf.append(d)
+        n += len(d.text)
+        if n >= chars:
+            yield buf
+            buf, n = [], 0
+    if buf:
+        yield buf
 
 
-def tokenize_documents(tok: Tokenizer, docs: list[Document], num_proc: int | None = 1) -> TokenizedCorpus:
-    """Sentence-split and encode (no special tokens) every document into a TokenizedCorpus.
+EncodedChunk = tuple[list[Document], np.ndarray, np.ndarray, np.ndarray]  # documents, ids, lengths, per-doc counts
 
-    num_proc > 1 encodes contiguous chunks of documents in spawned worker processes (at most one per
-    CHARS_PER_PROC characters); the result is identical to the in-process one."""
-    n_chars = sum(len(d.text) for d in docs)
-    workers = min(default_num_proc(num_proc), len(docs), max(1, math.ceil(n_chars / CHARS_PER_PROC)))
-    if workers <= 1:
-        parts = [_encode_docs(tok, docs)]
-    else:
-        # Several chunks per worker evens out uneven chunks; pool.map keeps document order.
-        chunks = _contiguous_chunks(docs, workers * 4)
-        # spawn, not fork: the Rust tokenizer's thread pool may already exist here and does not survive a fork.
-        ctx = multiprocessing.get_context("spawn")
-        with ctx.Pool(workers, initializer=_init_worker, initargs=(tok.to_str(),)) as pool:
-            parts = pool.map(_encode_docs_worker, chunks)
-    ids = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int32)
-    lengths = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
-    per_doc = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, np.int64)
-    sent_offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=sent_offsets[1:])
 
-    # Docs left with no sentences are dropped entirely.
-    kept_docs = np.flatnonzero(per_doc)
-    doc_offsets = np.zeros(len(kept_docs) + 1, dtype=np.int64)
-    np.cumsum(per_doc[kept_docs], out=doc_offsets[1:])
-    return TokenizedCorpus(
-        ids=torch.from_numpy(ids.astype(np.int32, copy=False)), sent_offsets=torch.from_numpy(sent_offsets),
-        doc_offsets=torch.from_numpy(doc_offsets),
-        topics=[docs[i].topic for i in kept_docs], titles=[docs[i].title for i in kept_docs])
+def encode_stream(tok: Tokenizer, docs: Iterable[Document], num_proc: int | None = 1) -> Iterator[EncodedChunk]:
+    """Sentence-split and encode (no special tokens) documents chunk by chunk (CHUNK_CHARS characters), in order,
+    holding one chunk (or one wave of chunks) at a time. The first CHARS_PER_PROC characters are encoded
+    in-process; past them, with num_proc > 1, waves of chunks go to spawned workers. The output is the same
+    either way."""
+    workers = default_num_proc(num_proc)
+    chunks = _chunks(docs, CHUNK_CHARS)
+    done, pool = 0, None
+    try:
+        for chunk in chunks:
+            if workers > 1 and done >= CHARS_PER_PROC:
+                if pool is None:
+                    # spawn, not fork: the Rust tokenizer's thread pool may already exist and does not survive fork.
+                    ctx = multiprocessing.get_context("spawn")
+                    pool = ctx.Pool(workers, initializer=_init_worker, initargs=(tok.to_str(),))
+                wave = [chunk, *itertools.islice(chunks, 2 * workers - 1)]  # two chunks per worker evens out sizes
+                results = pool.map(_encode_docs_worker, wave)
+            else:
+                wave, results = [chunk], [_encode_docs(tok, chunk)]
+            for c, r in zip(wave, results):
+                done += sum(len(d.text) for d in c)
+                yield (c, *r)
+    finally:
+        if pool is not None:
+            pool.terminate()
+
+
+@dataclass
+class Encoded:
+    """Encoded documents that kept at least one sentence: titles, topics, ids, sentence lengths, sentences per doc."""
+
+    titles: list[str]
+    topics: list[str]
+    ids: np.ndarray
+    lengths: np.ndarray
+    counts: np.ndarray
+
+    @classmethod
+    def of(cls, chunk: EncodedChunk, select: np.ndarray | None = None) -> Encoded:
+        """The chunk's documents (those where `select` is True, if given), dropping documents with no sentences."""
+        docs, ids, lengths, per_doc = chunk
+        keep = per_doc > 0 if select is None else (per_doc > 0) & select
+        if keep.all():
+            return cls([d.title for d in docs], [d.topic for d in docs], ids, lengths, per_doc)
+        sent_keep = np.repeat(keep, per_doc)  # (sentences,)
+        kept = np.flatnonzero(keep)
+        return cls([docs[i].title for i in kept], [docs[i].topic for i in kept], ids[np.repeat(sent_keep, lengths)],
+                   lengths[sent_keep], per_doc[keep])
+
+
+def tokenize_documents(tok: Tokenizer, docs: Iterable[Document], num_proc: int | None = 1) -> TokenizedCorpus:
+    """Encode documents into an in-memory TokenizedCorpus (small corpora and tests; runs write to disk with
+    TokenizedWriter instead). Documents left with no sentences are dropped."""
+    parts = [Encoded.of(c) for c in encode_stream(tok, docs, num_proc)]
+    ids = np.concatenate([p.ids for p in parts]) if parts else np.zeros(0, np.int32)
+    lengths = np.concatenate([p.lengths for p in parts]) if parts else np.zeros(0, np.int64)
+    counts = np.concatenate([p.counts for p in parts]) if parts else np.zeros(0, np.int64)
+    return TokenizedCorpus(ids=torch.from_numpy(ids.astype(np.int32, copy=False)),
+                           sent_offsets=torch.from_numpy(_offsets(lengths)), doc_offsets=torch.from_numpy(_offsets(counts)),
+                           topics=[t for p in parts for t in p.topics], titles=[t for p in parts for t in p.titles])
+
+
+def _offsets(lengths: np.ndarray) -> np.ndarray:
+    """[0, cumsum(lengths)...] as int64."""
+    out = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=out[1:])
+    return out
 
 
 def ids_dtype(vocab_size: int) -> str:
@@ -250,19 +300,80 @@ def ids_dtype(vocab_size: int) -> str:
     return "uint16" if vocab_size <= 1 << 16 else "uint32"
 
 
+class TokenizedWriter:
+    """Appends encoded documents to a split directory: ids.bin (raw uint16/uint32) grows chunk by chunk, so a
+    corpus of any size is written holding one chunk; finish() adds sent_offsets.npy, doc_offsets.npy, meta.json."""
+
+    def __init__(self, directory: pathlib.Path | str, vocab_size: int):
+        self.dir = pathlib.Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.vocab_size, self.dtype = vocab_size, ids_dtype(vocab_size)
+        self._ids = open(self.dir / "ids.bin", "wb")
+        self._lengths = open(self.dir / "sent_lengths.tmp", "wb")  # int64 per sentence, summed in finish()
+        self.num_tokens = self.num_sentences = 0
+        self.counts = array("q")  # sentences per document: 8 bytes a document
+        self.titles: list[str] = []
+        self.topics: list[str] = []
+
+    def add(self, part: Encoded) -> None:
+        """Append documents."""
+        if part.ids.size and (int(part.ids.min()) < 0 or int(part.ids.max()) >= self.vocab_size):
+            raise ValueError(f"token ids outside [0, {self.vocab_size}) cannot be stored as {self.dtype}")
+        part.ids.astype(self.dtype).tofile(self._ids)
+        part.lengths.astype(np.int64).tofile(self._lengths)
+        self.num_tokens += int(part.ids.size)
+        self.num_sentences += len(part.lengths)
+        self.counts.extend(int(c) for c in part.counts)
+        self.titles.extend(part.titles)
+        self.topics.extend(part.topics)
+
+    @property
+    def num_docs(self) -> int:
+        """Documents written so far."""
+        return len(self.counts)
+
+    def finish(self) -> None:
+        """Write the offsets and meta.json; the directory is then loadable with load_tokenized."""
+        self._ids.close()
+        self._lengths.close()
+        lengths_path = self.dir / "sent_lengths.tmp"
+        sent = np.lib.format.open_memmap(self.dir / "sent_offsets.npy", mode="w+", dtype=np.int64,
+                                         shape=(self.num_sentences + 1,))
+        sent[0] = 0
+        if self.num_sentences:  # summed through memory maps: no in-memory copy of a large split
+            np.cumsum(np.memmap(lengths_path, dtype=np.int64, mode="r"), out=sent[1:])
+        sent.flush()
+        del sent
+        lengths_path.unlink()
+        np.save(self.dir / "doc_offsets.npy", _offsets(np.frombuffer(self.counts, dtype=np.int64)))
+        meta = {"format": TOKENIZED_FORMAT, "dtype": self.dtype, "num_tokens": self.num_tokens,
+                "num_sentences": self.num_sentences, "num_docs": self.num_docs, "titles": self.titles,
+                "topics": self.topics}
+        (self.dir / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+
+
 def save_tokenized(tc: TokenizedCorpus, directory: pathlib.Path | str, vocab_size: int) -> None:
-    """Write `tc` into `directory`: ids.bin (raw uint16/uint32), sent_offsets.npy, doc_offsets.npy, meta.json."""
-    directory = pathlib.Path(directory)
-    dtype = ids_dtype(vocab_size)
-    ids = np.asarray(tc.ids.numpy())
-    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
-        raise ValueError(f"token ids outside [0, {vocab_size}) cannot be stored as {dtype}")
-    ids.astype(dtype).tofile(directory / "ids.bin")
-    np.save(directory / "sent_offsets.npy", tc.sent_offsets.numpy().astype(np.int64, copy=False))
-    np.save(directory / "doc_offsets.npy", tc.doc_offsets.numpy().astype(np.int64, copy=False))
-    meta = {"format": TOKENIZED_FORMAT, "dtype": dtype, "num_tokens": tc.num_tokens,
-            "num_sentences": tc.num_sentences, "num_docs": tc.num_docs, "titles": tc.titles, "topics": tc.topics}
-    (directory / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+    """Write an in-memory TokenizedCorpus into `directory` (see TokenizedWriter)."""
+    w = TokenizedWriter(directory, vocab_size)
+    w.add(Encoded(tc.titles, tc.topics, np.asarray(tc.ids.numpy()), np.diff(tc.sent_offsets.numpy()),
+                  np.diff(tc.doc_offsets.numpy())))
+    w.finish()
+
+
+def tokenize_splits(docs: Iterable[Document], split: Callable[[Document], str], names: Sequence[str],
+                    tok: Tokenizer, directory: pathlib.Path, num_proc: int | None = None) -> dict[str, int]:
+    """One streaming pass: encode documents and append each to the directory of its split (directory/<name>);
+    returns the documents per split. Memory holds one chunk of documents, not the corpus."""
+    writers = {name: TokenizedWriter(directory / name, tok.get_vocab_size()) for name in names}
+    for chunk in encode_stream(tok, docs, num_proc):
+        where = np.array([split(d) for d in chunk[0]])
+        for name, w in writers.items():
+            select = where == name
+            if select.any():
+                w.add(Encoded.of(chunk, select))
+    for w in writers.values():
+        w.finish()
+    return {name: w.num_docs for name, w in writers.items()}
 
 
 def load_tokenized(directory: pathlib.Path | str) -> TokenizedCorpus:
@@ -285,9 +396,12 @@ def load_tokenized(directory: pathlib.Path | str) -> TokenizedCorpus:
     return TokenizedCorpus(ids=ids, sent_offsets=sent, doc_offsets=doc, topics=meta["topics"], titles=meta["titles"])
 
 
-def cached_tokenized(directory: pathlib.Path | str, tok: Tokenizer, docs: list[Document],
+def cached_tokenized(directory: pathlib.Path | str, tok: Tokenizer, docs: Iterable[Document],
                      num_proc: int | None = None) -> TokenizedCorpus:
-    """Load the tokenized split cached in `directory`, building it first (once across processes) if missing."""
+    """Load the tokenized documents cached in `directory`, building it first (once across processes) if missing."""
     def build(tmp: pathlib.Path) -> None:
-        save_tokenized(tokenize_documents(tok, docs, num_proc), tmp, tok.get_vocab_size())
+        w = TokenizedWriter(tmp, tok.get_vocab_size())
+        for chunk in encode_stream(tok, docs, num_proc):
+            w.add(Encoded.of(chunk))
+        w.finish()
     return cache.cached_dir(directory, build, load_tokenized)
