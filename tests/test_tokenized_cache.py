@@ -52,13 +52,16 @@ def test_layout_and_load(tok, docs, tmp_path):
     d = tmp_path / "split"
     d.mkdir()
     save_tokenized(tc, d, tok.get_vocab_size())
-    assert sorted(p.name for p in d.iterdir()) == ["doc_offsets.npy", "ids.bin", "meta.json", "sent_offsets.npy"]
+    assert sorted(p.name for p in d.iterdir()) == ["doc_offsets.npy", "docs.jsonl", "ids.bin", "meta.json",
+                                                   "sent_offsets.npy"]
     assert (d / "ids.bin").stat().st_size == 2 * tc.num_tokens  # uint16
     meta = json.loads((d / "meta.json").read_text())
     assert meta["format"] == TOKENIZED_FORMAT and meta["dtype"] == "uint16" and meta["num_tokens"] == tc.num_tokens
     got = load_tokenized(d)
     assert isinstance(got.ids, TokenIds)
+    assert got.titles._values is None, "titles are read only when asked for"
     same(tc, got)
+    assert got.titles[3] == tc.titles[3] and len(got.topics) == tc.num_docs
     assert got.ids.dtype == torch.int32 and got.ids.dim() == 1 and got.num_tokens == tc.num_tokens
     assert got.sent_offsets.dtype == torch.int64
     for i in (0, 7, got.num_docs - 1):
@@ -121,7 +124,7 @@ def _request(directory: str, marker: str, out: str) -> None:
         save_tokenized(tc, d, 100)
 
     tc = cache.cached_dir(directory, build, load_tokenized)
-    pathlib.Path(out).write_text(json.dumps([tc.ids.tolist(), tc.sent_offsets.tolist(), tc.titles]))
+    pathlib.Path(out).write_text(json.dumps([tc.ids.tolist(), tc.sent_offsets.tolist(), list(tc.titles)]))
 
 
 def test_two_processes_build_once(tmp_path):

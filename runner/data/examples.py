@@ -45,25 +45,24 @@ def default_format(pairs: bool) -> str:
     return "segment_pair" if pairs else "full_sentences"
 
 
-class _Lengths:
-    """Sentence lengths and stream positions of a corpus as Python lists (fast scalar access in the loops)."""
+class _Docs:
+    """Sentence boundaries of a corpus, read one document at a time: the builders hold one document's worth of
+    Python integers, never the corpus's (the offsets stay in their memory-mapped file)."""
 
     def __init__(self, corpus: TokenizedCorpus):
-        start = corpus.sent_offsets.numpy()
-        self.start = start[:-1].tolist()  # token offset of each sentence
-        self.len = np.diff(start).tolist()
-        self.doc = corpus.doc_offsets.numpy().tolist()  # sentence offsets of the documents
+        self.sent = corpus.sent_offsets.numpy()  # (S + 1,) token offsets of the sentences
+        self.doc = corpus.doc_offsets.numpy()  # (D + 1,) sentence offsets of the documents
         self.n_docs = len(self.doc) - 1
 
-    def pos(self, j: int, d: int) -> int:
-        """Stream position of sentence j of document d (d separators precede it)."""
-        return self.start[j] + d
+    def offsets(self, d: int) -> list[int]:
+        """Token offsets of document d's sentence boundaries (its sentence count + 1 values)."""
+        return self.sent[self.doc[d]:self.doc[d + 1] + 1].tolist()
 
-    def span(self, d: int, first: int, n: int) -> tuple[int, int]:
-        """Stream range of n consecutive sentences of document d, from its sentence `first` (document-relative)."""
-        j = self.doc[d] + first
-        p = self.pos(j, d)
-        return p, p + sum(self.len[j:j + n])
+
+def _span(offs: list[int], d: int, first: int, n: int) -> tuple[int, int]:
+    """Stream range of n consecutive sentences of document d from its sentence `first` (d separators precede
+    the document in the stream)."""
+    return offs[first] + d, offs[first + n] + d
 
 
 # ---- single sequences ----------------------------------------------------------------------------------------
@@ -71,7 +70,7 @@ class _Lengths:
 def _pack(corpus: TokenizedCorpus, max_tokens: int, cross_documents: bool) -> np.ndarray:
     """Greedy packing of whole sentences into blocks of at most max_tokens stream positions; a sentence longer
     than a block is split. Across documents a block holds the separator between them (never at its end)."""
-    L = _Lengths(corpus)
+    docs = _Docs(corpus)
     out = array("q")
     start = size = 0
     ends_with_sep = False
@@ -84,15 +83,16 @@ def _pack(corpus: TokenizedCorpus, max_tokens: int, cross_documents: bool) -> np
             out.extend((start, start + size))
         size, ends_with_sep = 0, False
 
-    for d in range(L.n_docs):
+    for d in range(docs.n_docs):
         if size:
             if not cross_documents or size + 1 > max_tokens:
                 flush()
             else:
                 size += 1  # the separator before this document, inside the block
                 ends_with_sep = True
-        for j in range(L.doc[d], L.doc[d + 1]):
-            p, n = L.pos(j, d), L.len[j]
+        offs = docs.offsets(d)
+        for lo, hi in zip(offs, offs[1:]):
+            p, n = lo + d, hi - lo
             for off in range(0, n, max_tokens):
                 piece = min(max_tokens, n - off)
                 if size + piece > max_tokens:
@@ -180,10 +180,10 @@ def segment_pair_ranges(corpus: TokenizedCorpus, max_tokens: int, short_seq_prob
     random_next_prob B is replaced by text from a random other document (label 1) and the chunk's unused
     sentences start the next pair. The target is redrawn for every pair. One deviation keeps labels balanced
     on short documents: a one-sentence chunk is never forced random (see the comment in the loop)."""
-    L, out = _Lengths(corpus), _Pairs(max_tokens, rng)
-    for d in range(L.n_docs):
-        n_sents = L.doc[d + 1] - L.doc[d]
-        lens = L.len[L.doc[d]:L.doc[d + 1]]
+    docs, out = _Docs(corpus), _Pairs(max_tokens, rng)
+    for d in range(docs.n_docs):
+        offs = docs.offsets(d)
+        n_sents = len(offs) - 1
         target = _target(max_tokens, short_seq_prob, rng)
         first = size = length = 0  # the chunk: `size` sentences from `first`, `length` tokens
         i = 0
@@ -191,7 +191,7 @@ def segment_pair_ranges(corpus: TokenizedCorpus, max_tokens: int, short_seq_prob
             if not size:
                 first = i
             size += 1
-            length += lens[i]
+            length += offs[i + 1] - offs[i]
             if i == n_sents - 1 or length >= target:
                 # BERT's code forces a random B for a one-sentence chunk; on short articles (the wiki summaries
                 # have a median of 3 sentences) that tilts labels to ~65% random. Here a document's lone last
@@ -202,25 +202,25 @@ def segment_pair_ranges(corpus: TokenizedCorpus, max_tokens: int, short_seq_prob
                     target = _target(max_tokens, short_seq_prob, rng)
                     i += 1
                     continue
-                is_random = L.n_docs > 1 and rng.random() < random_next_prob
+                is_random = docs.n_docs > 1 and rng.random() < random_next_prob
                 if size == 1 and not is_random:
                     i += 1
                     size += 1
                 a_end = rng.randint(1, size - 1) if size >= 2 else 1
-                a = L.span(d, first, a_end)
+                a = _span(offs, d, first, a_end)
                 if is_random:
-                    o = _other_doc(L.n_docs, d, rng)
-                    o_lens = L.len[L.doc[o]:L.doc[o + 1]]
-                    k = rng.randrange(len(o_lens))
-                    want, n_b, got = target - (a[1] - a[0]), 0, 0
-                    for s in o_lens[k:]:
-                        n_b, got = n_b + 1, got + s
-                        if got >= want:
+                    o = _other_doc(docs.n_docs, d, rng)
+                    o_offs = docs.offsets(o)
+                    k = rng.randrange(len(o_offs) - 1)
+                    want, n_b = target - (a[1] - a[0]), 0
+                    for end in o_offs[k + 1:]:  # whole sentences of the other document until B is long enough
+                        n_b += 1
+                        if end - o_offs[k] >= want:
                             break
-                    b, label = L.span(o, k, n_b), 1
+                    b, label = _span(o_offs, o, k, n_b), 1
                     i -= size - a_end  # the unused sentences of this chunk start the next pair
                 else:
-                    b, label = L.span(d, first + a_end, size - a_end), 0
+                    b, label = _span(offs, d, first + a_end, size - a_end), 0
                 if b[1] > b[0]:
                     out.add(a, b, label)
                 size = length = 0
@@ -236,18 +236,19 @@ def sentence_pair_ranges(corpus: TokenizedCorpus, max_tokens: int, random_next_p
     starts the next pair. A document's last sentence, having no successor, is never an A (so each pair's label
     is one draw, and labels average random_next_prob). The pairs are far shorter than seq_len, which is the
     point of the ablation; no short targets are drawn. A pair longer than max_tokens is truncated."""
-    L, out = _Lengths(corpus), _Pairs(max_tokens, rng)
-    for d in range(L.n_docs):
-        n_sents = L.doc[d + 1] - L.doc[d]
+    docs, out = _Docs(corpus), _Pairs(max_tokens, rng)
+    for d in range(docs.n_docs):
+        offs = docs.offsets(d)
         i = 0
-        while i < n_sents - 1:
-            if L.n_docs > 1 and rng.random() < random_next_prob:
-                o = _other_doc(L.n_docs, d, rng)
-                k = rng.randrange(L.doc[o + 1] - L.doc[o])
-                out.add(L.span(d, i, 1), L.span(o, k, 1), 1)
+        while i < len(offs) - 2:  # sentence i has a successor
+            if docs.n_docs > 1 and rng.random() < random_next_prob:
+                o = _other_doc(docs.n_docs, d, rng)
+                o_offs = docs.offsets(o)
+                k = rng.randrange(len(o_offs) - 1)
+                out.add(_span(offs, d, i, 1), _span(o_offs, o, k, 1), 1)
                 i += 1
             else:
-                out.add(L.span(d, i, 1), L.span(d, i + 1, 1), 0)
+                out.add(_span(offs, d, i, 1), _span(offs, d, i + 1, 1), 0)
                 i += 2
     return out.result()
 
@@ -259,21 +260,21 @@ def sentence_order_ranges(corpus: TokenizedCorpus, max_tokens: int, short_seq_pr
     kept in order (label 0) or swapped (label 1) with swap_prob. Both segments always come from the same
     document: a chunk closes only with at least two sentences, and a document's lone remaining sentence is
     left out (ALBERT's code would fill it from another document, which is NSP's task, not SOP's)."""
-    L, out = _Lengths(corpus), _Pairs(max_tokens, rng)
-    for d in range(L.n_docs):
-        n_sents = L.doc[d + 1] - L.doc[d]
-        lens = L.len[L.doc[d]:L.doc[d + 1]]
+    docs, out = _Docs(corpus), _Pairs(max_tokens, rng)
+    for d in range(docs.n_docs):
+        offs = docs.offsets(d)
+        n_sents = len(offs) - 1
         target = _target(max_tokens, short_seq_prob, rng)
         first = size = length = 0
         for i in range(n_sents):
             if not size:
                 first = i
             size += 1
-            length += lens[i]
+            length += offs[i + 1] - offs[i]
             if i == n_sents - 1 or (length >= target and size >= 2):
                 if size >= 2:
                     a_end = rng.randint(1, size - 1)
-                    a, b = L.span(d, first, a_end), L.span(d, first + a_end, size - a_end)
+                    a, b = _span(offs, d, first, a_end), _span(offs, d, first + a_end, size - a_end)
                     label = int(rng.random() < swap_prob)
                     out.add(*((b, a) if label else (a, b)), label)
                 size = length = 0

@@ -29,7 +29,7 @@ _MAGIC = re.compile(r"[*?[]")  # glob metacharacters: such a path entry is a pat
 
 REPORT_KEYS = ("files_matched", "files_read", "bytes_read", "documents", "skipped_empty_files",
                "skipped_empty_documents", "skipped_duplicate_documents", "skipped_undecodable_files",
-               "replaced_decode_errors", "blank_lines", "bad_json_lines", "duplicate_titles")
+               "replaced_decode_errors", "blank_lines", "bad_json_lines")
 
 
 class _ReplaceCounter:
@@ -86,12 +86,9 @@ class DocumentSource:
 
     def __iter__(self) -> Iterator[Document]:
         report = self.report = self._fresh()
-        titles: set[str] = set()
         for doc in self._read(report):
-            titles.add(doc.title)
             report["documents"] += 1
             yield doc
-        report["duplicate_titles"] = report["documents"] - len(titles)  # same title: same split, kept
         if not report["documents"]:
             raise ConfigError(self._empty(report))
 

@@ -136,8 +136,8 @@ class TokenizedCorpus:
     ids: torch.Tensor | TokenIds  # int32 [num_tokens]; TokenIds when loaded from the cache
     sent_offsets: torch.Tensor  # int64 [num_sentences + 1], into ids
     doc_offsets: torch.Tensor  # int64 [num_docs + 1], into sentences
-    topics: list[str]
-    titles: list[str]
+    topics: Sequence[str]  # per document; read from docs.jsonl on first use when loaded from the cache
+    titles: Sequence[str]
 
     @property
     def num_docs(self) -> int:
@@ -312,8 +312,7 @@ class TokenizedWriter:
         self._lengths = open(self.dir / "sent_lengths.tmp", "wb")  # int64 per sentence, summed in finish()
         self.num_tokens = self.num_sentences = 0
         self.counts = array("q")  # sentences per document: 8 bytes a document
-        self.titles: list[str] = []
-        self.topics: list[str] = []
+        self._docs = open(self.dir / "docs.jsonl", "w", encoding="utf-8")  # title and topic, a line per document
 
     def add(self, part: Encoded) -> None:
         """Append documents."""
@@ -324,8 +323,8 @@ class TokenizedWriter:
         self.num_tokens += int(part.ids.size)
         self.num_sentences += len(part.lengths)
         self.counts.extend(int(c) for c in part.counts)
-        self.titles.extend(part.titles)
-        self.topics.extend(part.topics)
+        self._docs.writelines(json.dumps({"title": t, "topic": p}, ensure_ascii=False) + "\n"
+                              for t, p in zip(part.titles, part.topics))
 
     @property
     def num_docs(self) -> int:
@@ -336,6 +335,7 @@ class TokenizedWriter:
         """Write the offsets and meta.json; the directory is then loadable with load_tokenized."""
         self._ids.close()
         self._lengths.close()
+        self._docs.close()
         lengths_path = self.dir / "sent_lengths.tmp"
         sent = np.lib.format.open_memmap(self.dir / "sent_offsets.npy", mode="w+", dtype=np.int64,
                                          shape=(self.num_sentences + 1,))
@@ -347,8 +347,7 @@ class TokenizedWriter:
         lengths_path.unlink()
         np.save(self.dir / "doc_offsets.npy", _offsets(np.frombuffer(self.counts, dtype=np.int64)))
         meta = {"format": TOKENIZED_FORMAT, "dtype": self.dtype, "num_tokens": self.num_tokens,
-                "num_sentences": self.num_sentences, "num_docs": self.num_docs, "titles": self.titles,
-                "topics": self.topics}
+                "num_sentences": self.num_sentences, "num_docs": self.num_docs}
         (self.dir / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
 
 
@@ -393,7 +392,33 @@ def load_tokenized(directory: pathlib.Path | str) -> TokenizedCorpus:
     except Exception as e:
         raise RuntimeError(f"tokenized cache {directory} is unreadable ({type(e).__name__}: {e}); "
                            f"delete it to rebuild") from e
-    return TokenizedCorpus(ids=ids, sent_offsets=sent, doc_offsets=doc, topics=meta["topics"], titles=meta["titles"])
+    docs = directory / "docs.jsonl"
+    return TokenizedCorpus(ids=ids, sent_offsets=sent, doc_offsets=doc, topics=DocColumn(docs, "topic"),
+                           titles=DocColumn(docs, "title"))
+
+
+class DocColumn(Sequence):
+    """One field of a split's docs.jsonl, read on first use: training never needs titles, so a run over a
+    corpus of millions of documents does not hold them."""
+
+    def __init__(self, path: pathlib.Path, field: str):
+        self.path, self.field = path, field
+        self._values: list[str] | None = None
+
+    def _all(self) -> list[str]:
+        if self._values is None:
+            with open(self.path, encoding="utf-8") as f:
+                self._values = [json.loads(line)[self.field] for line in f]
+        return self._values
+
+    def __getitem__(self, i: Any) -> Any:
+        return self._all()[i]
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    def __eq__(self, other: object) -> bool:
+        return list(self) == list(other) if isinstance(other, Sequence) else NotImplemented
 
 
 def cached_tokenized(directory: pathlib.Path | str, tok: Tokenizer, docs: Iterable[Document],
