@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 #   make TORCH_SPEC="torch==2.5.1" TORCH_INDEX=https://download.pytorch.org/whl/cu124 test
 TORCH_SPEC  ?= torch==2.13.0
 TORCH_INDEX ?=
-RUN_ARGS    ?= model=roberta data=wiki
+RUN_ARGS    ?= model=electra data=wiki
 
 .PHONY: run test setup clean
 run: $(VENV)/.installed

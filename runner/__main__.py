@@ -46,6 +46,10 @@ def export_run_dir(src: Path, build, export_run) -> str:
     cfg = OmegaConf.load(cfg_file)
     cfg.trainer.max_steps = 0
     built = build(cfg)
+    from runner.models.hf import hf_unsupported
+
+    if (why := hf_unsupported(built.config)) is not None:
+        raise ConfigError(f"export={str(src)!r}: {why}")
     state = checkpoint.load(src)
     built.module.load_state_dict(state["module"])
     torch.set_grad_enabled(False)

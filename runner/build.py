@@ -15,6 +15,7 @@ from runner.data.pretraining import PretrainingData, build_data
 from runner.data.words import continuation_table
 from runner.errors import ConfigError
 from runner.models import Encoder, EncoderConfig
+from runner.models.heads import MLMHead
 from runner.models.hf import load_hf_weights
 from runner.objectives.base import Objective
 from runner.validate import validate
@@ -26,6 +27,7 @@ class Pretrainer(nn.Module):
     def __init__(self, encoder: Encoder, objective: Objective):
         super().__init__()
         self.encoder, self.objective = encoder, objective
+        objective.attach(encoder)  # before any optimizer sees the parameters (ELECTRA shares embeddings)
 
     def forward(self, batch: dict[str, torch.Tensor], norms: dict) -> tuple[torch.Tensor, dict]:
         """Loss of a batch, normalised by `norms`, and its stats."""
@@ -57,6 +59,7 @@ def build(cfg: DictConfig) -> Built:
     config = encoder_config(cfg)
     objective_cls = get_class(cfg.objective._target_)
     objective_cls.check(config, cfg.objective.name)
+    objective_cls.check_options(config, cfg.objective)
     tokenizer_path = None  # keep a checkpoint's vocab; data.tokenizer.path, when set, wins (build_data)
     if config.init_from and (Path(config.init_from).expanduser() / "tokenizer.json").is_file():
         tokenizer_path = str(Path(config.init_from).expanduser() / "tokenizer.json")
@@ -96,3 +99,31 @@ def parameter_counts(module: Pretrainer) -> dict[str, int]:
 
 def _count(m: nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())  # parameters() yields each shared tensor once
+
+
+def preset_config(name: str) -> EncoderConfig:
+    """The typed config of model preset conf/model/<name>.yaml, composed inside or outside a Hydra app."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from runner.schema import register
+
+    if GlobalHydra.instance().is_initialized():  # inside @hydra.main or a compose context: its search path
+        return encoder_config(compose("config", overrides=[f"model={name}"]))
+    register()
+    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
+        return encoder_config(compose("config", overrides=[f"model={name}"]))
+
+
+def preset_parameters(name: str) -> int:
+    """Unique parameters of a preset's encoder and MLM head (transformers' *ForMaskedLM count), on the meta device."""
+    config = preset_config(name)
+    with torch.device("meta"):  # shapes only: no memory, no init cost
+        return _count(nn.ModuleList([Encoder(config), MLMHead(config)]))
+
+
+def albert_contrast() -> dict[str, float]:
+    """ALBERT's headline (Lan et al. 2020, Table 2: 18M vs 334M): albert_large against bert_large, both counted
+    from their presets with an MLM head."""
+    albert, bert = preset_parameters("albert_large"), preset_parameters("bert_large")
+    return {"albert_large": albert, "bert_large": bert, "ratio": round(albert / bert, 4)}

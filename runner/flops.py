@@ -2,7 +2,7 @@
 (Kaplan et al. 2020, section 2.1; the ELECTRA paper's FLOPs accounting counts the same terms)."""
 from __future__ import annotations
 
-from runner.models.config import EncoderConfig
+from runner.models.config import EncoderConfig, embedding_width
 
 
 def layer_matmul_params(c: EncoderConfig) -> int:
@@ -10,10 +10,27 @@ def layer_matmul_params(c: EncoderConfig) -> int:
     return 4 * c.hidden_size * c.hidden_size + 2 * c.hidden_size * c.intermediate_size
 
 
-def train_flops(c: EncoderConfig, sequences: int, seq_len: int, predicted: int, pooled: bool = False) -> float:
-    """FLOPs of one training step over `sequences` x `seq_len` tokens with `predicted` MLM positions."""
+def encoder_flops(c: EncoderConfig, tokens: int, seq_len: int) -> int:
+    """Forward matmul FLOPs of the encoder over `tokens` tokens in sequences of seq_len (+ the E -> H projection
+    of factorized embeddings)."""
+    project = tokens * 2 * embedding_width(c) * c.hidden_size if c.embedding_size is not None else 0
+    return project + tokens * c.num_layers * (2 * layer_matmul_params(c) + 4 * seq_len * c.hidden_size)  # + QK^T, AV
+
+
+def mlm_head_flops(c: EncoderConfig, predicted: int) -> int:
+    """Forward matmul FLOPs of the MLM head (dense H -> E, decoder E -> V) on `predicted` positions."""
+    return predicted * 2 * (c.hidden_size * embedding_width(c) + embedding_width(c) * c.vocab_size)
+
+
+def train_flops(c: EncoderConfig, sequences: int, seq_len: int, predicted: int, pooled: bool = False,
+                generator: EncoderConfig | None = None) -> float:
+    """FLOPs of one training step over `sequences` x `seq_len` tokens with `predicted` MLM positions. With an
+    ELECTRA `generator` config, the MLM head sits on the generator (whose encoder also runs over every token)
+    and the discriminator's head (dense H -> H, dense H -> 1) runs over every token (Clark et al. 2020)."""
     tokens = sequences * seq_len
-    encoder = tokens * c.num_layers * (2 * layer_matmul_params(c) + 4 * seq_len * c.hidden_size)  # + QK^T, AV
-    head = predicted * 2 * (c.hidden_size * c.hidden_size + c.hidden_size * c.vocab_size)
     pool = sequences * 2 * (c.hidden_size * c.hidden_size + 2 * c.hidden_size) if pooled else 0
-    return 3.0 * (encoder + head + pool)
+    if generator is None:
+        return 3.0 * (encoder_flops(c, tokens, seq_len) + mlm_head_flops(c, predicted) + pool)
+    disc_head = tokens * 2 * (c.hidden_size * c.hidden_size + c.hidden_size)
+    gen = encoder_flops(generator, tokens, seq_len) + mlm_head_flops(generator, predicted)
+    return 3.0 * (encoder_flops(c, tokens, seq_len) + disc_head + gen + pool)

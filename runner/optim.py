@@ -1,4 +1,4 @@
-"""AdamW with decoupled weight decay and BERT's linear warmup / linear decay schedule."""
+"""AdamW with decoupled weight decay and BERT's linear warmup / linear decay schedule; LAMB (ALBERT's optimizer)."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -32,9 +32,70 @@ def build_adamw(module: nn.Module, max_steps: int, lr: float, betas: Sequence[fl
                 weight_decay: float, warmup_steps: int | None = None, warmup_fraction: float = 0.0,
                 min_lr_ratio: float = 0.0, name: str = "adamw"):
     """AdamW and its LambdaLR schedule for a run of max_steps optimizer steps."""
-    warmup = warmup_steps if warmup_steps is not None else int(round(warmup_fraction * max_steps))
     fused = next(module.parameters()).is_cuda
     opt = torch.optim.AdamW(param_groups(module, weight_decay), lr=lr, betas=tuple(betas), eps=eps,
                             **({"fused": True} if fused else {}))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_linear(warmup, max_steps, min_lr_ratio))
-    return opt, sched
+    return opt, schedule(opt, max_steps, warmup_steps, warmup_fraction, min_lr_ratio)
+
+
+def schedule(opt: torch.optim.Optimizer, max_steps: int, warmup_steps: int | None, warmup_fraction: float,
+             min_lr_ratio: float) -> torch.optim.lr_scheduler.LambdaLR:
+    """BERT's linear warmup (warmup_steps, else warmup_fraction of max_steps) then linear decay."""
+    warmup = warmup_steps if warmup_steps is not None else int(round(warmup_fraction * max_steps))
+    return torch.optim.lr_scheduler.LambdaLR(opt, warmup_linear(warmup, max_steps, min_lr_ratio))
+
+
+class Lamb(torch.optim.Optimizer):
+    """LAMB (You et al. 2020, Algorithm 2): Adam's step plus decoupled weight decay, rescaled per tensor by the
+    trust ratio ||w|| / ||update|| (1 when either norm is 0). Groups with adapt=False (biases, LayerNorm) take
+    the plain Adam step, as ALBERT's lamb_optimizer.py excludes them from layer adaptation and decay."""
+
+    def __init__(self, params, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-6,
+                 weight_decay: float = 0.0, bias_correction: bool = True, adapt: bool = True):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                      bias_correction=bias_correction, adapt=adapt))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """One update of every parameter that has a gradient."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            b1, b2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["step"] += 1
+                m, v = state["exp_avg"], state["exp_avg_sq"]
+                m.mul_(b1).add_(p.grad, alpha=1 - b1)
+                v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+                if group["bias_correction"]:
+                    m_hat, v_hat = m / (1 - b1 ** state["step"]), v / (1 - b2 ** state["step"])
+                else:
+                    m_hat, v_hat = m, v
+                update = m_hat / (v_hat.sqrt() + group["eps"])
+                if group["weight_decay"]:
+                    update.add_(p, alpha=group["weight_decay"])
+                ratio = 1.0
+                if group["adapt"]:
+                    w_norm, u_norm = p.norm(), update.norm()
+                    ratio = torch.where((w_norm > 0) & (u_norm > 0), w_norm / u_norm, torch.ones_like(w_norm))
+                p.sub_(update * (group["lr"] * ratio))
+        return loss
+
+
+def build_lamb(module: nn.Module, max_steps: int, lr: float, betas: Sequence[float], eps: float,
+               weight_decay: float, warmup_steps: int | None = None, warmup_fraction: float = 0.0,
+               min_lr_ratio: float = 0.0, bias_correction: bool = True, name: str = "lamb"):
+    """LAMB and the same warmup / linear decay schedule as build_adamw."""
+    decay, no_decay = param_groups(module, weight_decay)  # the 1-D group gets neither decay nor trust ratio
+    opt = Lamb([{**decay, "adapt": True}, {**no_decay, "adapt": False}], lr=lr, betas=tuple(betas), eps=eps,
+               bias_correction=bias_correction)
+    return opt, schedule(opt, max_steps, warmup_steps, warmup_fraction, min_lr_ratio)

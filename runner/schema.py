@@ -40,6 +40,29 @@ class MLMNSPConfig(MLMConfig):
 
 
 @dataclass
+class MLMSOPConfig(MLMConfig):
+    """objective=mlm_sop: MLM plus ALBERT's sentence-order prediction on data.format=sop_pair (its default)."""
+
+    _target_: str = "runner.objectives.mlm_sop.MaskedLMWithSOP"
+    name: str = "mlm_sop"
+    span: str = "ngram"  # ALBERT section 4.1: n-gram masking, n <= max_ngram, p(n) proportional to 1/n
+
+
+@dataclass
+class RTDConfig(MLMConfig):
+    """objective=rtd: ELECTRA's replaced-token detection, a small generator MLM plus the discriminator."""
+
+    _target_: str = "runner.objectives.rtd.ReplacedTokenDetection"
+    name: str = "rtd"
+    mask_token_prob: float = 0.85  # official ELECTRA mask(): 85% [MASK], 15% kept unchanged, no random tokens
+    random_token_prob: float = 0.0
+    generator_size: float = 0.25  # generator hidden and FFN over the discriminator's (1/4 small and large, 1/3 base)
+    disc_weight: float = 50.0  # lambda in L_MLM + lambda * L_Disc (ELECTRA section 2, appendix A)
+    temperature: float = 1.0  # of the generator's softmax when sampling replacements
+    tie_embeddings: str = "embeddings"  # none | embeddings (token, position, type, LayerNorm; 3.2) | all (size 1.0)
+
+
+@dataclass
 class HubConfig:
     """data.source=hub: a Hugging Face `datasets` dataset."""
 
@@ -112,6 +135,17 @@ class OptimizerConfig:
 
 
 @dataclass
+class LambConfig(OptimizerConfig):
+    """optimizer=lamb: Adam with a layer-wise trust ratio (You et al. 2020), ALBERT's optimizer."""
+
+    _target_: str = "runner.optim.build_lamb"
+    name: str = "lamb"
+    lr: float = 0.00176  # ALBERT section 4.1 (batch 4096)
+    warmup_fraction: float = 0.025  # ALBERT: 3,125 warmup steps of 125,000
+    bias_correction: bool = True  # Adam's bias correction (LAMB Algorithm 2); false: ALBERT's lamb_optimizer.py
+
+
+@dataclass
 class TrainerConfig:
     """The loop: steps, batch, evaluation, checkpoints, device."""
 
@@ -165,7 +199,10 @@ def register() -> None:
     cs.store(group="model", name="base_model", node=EncoderConfig)
     cs.store(group="objective", name="base_mlm", node=MLMConfig)
     cs.store(group="objective", name="base_mlm_nsp", node=MLMNSPConfig)
+    cs.store(group="objective", name="base_rtd", node=RTDConfig)
+    cs.store(group="objective", name="base_mlm_sop", node=MLMSOPConfig)
     cs.store(group="data", name="base_data", node=DataConfig)
     cs.store(group="optimizer", name="base_optimizer", node=OptimizerConfig)
+    cs.store(group="optimizer", name="base_lamb", node=LambConfig)
     cs.store(group="trainer", name="base_trainer", node=TrainerConfig)
     cs.store(group="logger", name="base_logger", node=LoggerConfig)

@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from runner import checkpoint
-from runner.build import Built, parameter_counts
+from runner.build import Built, albert_contrast, parameter_counts
 from runner.data.batches import Batch, Batches, batch_loader, dist_rank_world, trim
 from runner.errors import TrainingError
 from runner.flops import train_flops
@@ -138,7 +138,8 @@ class Trainer:
             loss_total += float(loss.detach())
             tokens += int(b["attention_mask"].sum())
             self.flops += train_flops(self.built.config, b["input_ids"].shape[0], b["input_ids"].shape[1],
-                                      int(b["labels"].ne(-100).sum()), "next_sentence_label" in b)
+                                      int(b["labels"].ne(-100).sum()), hasattr(self.built.objective, "pair_head"),
+                                      getattr(self.built.objective, "generator_config", None))  # ELECTRA's generator
         return {"loss": loss_total, "batch_tokens": tokens}
 
     def train_step(self) -> dict[str, float]:
@@ -225,11 +226,18 @@ def run(cfg: DictConfig, built: Built, run_dir: Path) -> dict[str, Any]:
         "device": str(trainer.device), "precision": trainer.precision, "data_stats": built.data.stats(),
         "wandb_mode": logger.mode,
     }
+    if cfg.model.family == "albert":  # the paper's headline contrast, counted from the presets (Table 2)
+        summary["albert_vs_bert"] = albert_contrast()
     if cfg.trainer.export_hf and trainer.step == cfg.trainer.max_steps and cfg.trainer.max_steps > 0:
         summary["hf_export"] = export_run(built, run_dir)
     summary["wall_time_s"] = time.perf_counter() - started  # this invocation: data, evaluation, export included
     logger.finish(summary)
     console.print(summary_table(summary))
+    if "albert_vs_bert" in summary:
+        c = summary["albert_vs_bert"]
+        console.print(f"ALBERT Table 2: albert_large {c['albert_large'] / 1e6:.1f}M vs bert_large "
+                      f"{c['bert_large'] / 1e6:.0f}M parameters ({c['ratio']:.1%}); this run "
+                      f"{summary['parameters']['total']:,}", highlight=False, soft_wrap=True)
     return summary
 
 
@@ -240,9 +248,36 @@ def export_run(built: Built, run_dir: Path) -> str | None:
     except ImportError:
         console.print("[yellow]transformers is not installed: skipped the hf/ export (pip install -e '.[hf]')")
         return None
-    from runner.models.hf import export
+    from runner.models.hf import export, hf_unsupported
 
+    # Sharing or factorization that no transformers class holds (e.g. ALBERT's share=attention|ffn ablations):
+    # the run trained fine and its checkpoint stands, so skip the export with a note rather than fail at the end.
+    if (why := hf_unsupported(built.config)) is not None:
+        console.print(f"[yellow]skipped the hf/ export: {why}", highlight=False, soft_wrap=True)
+        return None
     obj = built.objective
-    out = export(built.module.cpu(), built.config, hasattr(obj, "nsp_head"), built.data.tokenizer,
+    if hasattr(obj, "hf_exports"):  # ELECTRA: the discriminator to hf/, the generator to hf_generator/
+        return export_electra(obj, built, Path(run_dir))
+    out = export(built.module.cpu(), built.config, hasattr(obj, "pair_head"), built.data.tokenizer,
                  Path(run_dir) / "hf")
     return str(out)
+
+
+def export_electra(obj: Any, built: Built, run_dir: Path) -> str | None:
+    """Write run_dir/hf (ElectraForPreTraining) and run_dir/hf_generator (ElectraForMaskedLM), or say why not."""
+    from runner.errors import ConfigError
+    from runner.models.hf import export, hf_unsupported
+
+    module = built.module.cpu()
+    try:
+        parts = obj.hf_exports(module.encoder)
+    except ConfigError as e:
+        console.print(f"[yellow]skipped the hf/ export: {e}", highlight=False, soft_wrap=True)
+        return None
+    for _, config, _ in parts.values():
+        if (why := hf_unsupported(config)) is not None:
+            console.print(f"[yellow]skipped the hf/ export: {why}", highlight=False, soft_wrap=True)
+            return None
+    for sub, (state, config, discriminator) in parts.items():
+        export(state, config, False, built.data.tokenizer, run_dir / sub, discriminator=discriminator)
+    return str(run_dir / "hf")

@@ -6,6 +6,7 @@ import torch
 
 from runner.errors import ConfigError
 from runner.logging import MODES
+from runner.models.config import SHARES
 
 
 def _need(ok: bool, message: str) -> None:
@@ -16,7 +17,11 @@ def _need(ok: bool, message: str) -> None:
 def validate(cfg) -> None:
     """Raise ConfigError on the first inconsistent setting."""
     m, d, t, o = cfg.model, cfg.data, cfg.trainer, cfg.optimizer
-    _need(m.family in ("bert", "roberta"), f"model.family={m.family!r} must be 'bert' or 'roberta'")
+    _need(m.family in ("bert", "roberta", "albert", "electra"),
+          f"model.family={m.family!r} must be 'bert', 'roberta', 'albert' or 'electra'")
+    _need(m.share in SHARES, f"model.share={m.share!r} must be one of {', '.join(SHARES)} (ALBERT section 3.1)")
+    _need(m.embedding_size is None or m.embedding_size >= 1,
+          f"model.embedding_size={m.embedding_size} must be >= 1, or null for embeddings as wide as hidden_size")
     _need(m.tokenizer in ("wordpiece", "bpe", "unigram"),
           f"model.tokenizer={m.tokenizer!r} must be 'wordpiece', 'bpe' or 'unigram'")
     for key in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "vocab_size",

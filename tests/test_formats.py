@@ -219,9 +219,9 @@ def test_format_defaults_and_accepted_combinations(overrides, pairs, fmt):
                                                      "objective=mlm_nsp", "full_sentences"]),
     (["model=roberta", "data.format=sentence_pair"], ["data.format=sentence_pair", "objective=mlm"]),
     (["model=bert", "data.format=sop_pair"], ["data.format=sop_pair", "objective=mlm_nsp",
-                                              "objective=sop arrives with ALBERT"]),
+                                              "objective=mlm_sop"]),
     (["model=roberta", "data.format=sop_pair"], ["data.format=sop_pair", "objective=mlm",
-                                                 "objective=sop arrives with ALBERT"]),
+                                                 "objective=mlm_sop"]),
     (["data.format=full_sentence"], ["data.format='full_sentence'", "doc_sentences"]),
 ])
 def test_format_that_does_not_fit_the_objective_is_a_one_line_error(overrides, words):

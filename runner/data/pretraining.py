@@ -99,22 +99,29 @@ class PretrainingData:
 
 def check_format(cfg, pairs: bool, objective: str | None = None) -> str:
     """data.format resolved (null: the objective's default) and checked against the objective: NSP trains on
-    segment_pair or sentence_pair, every other objective on single sequences."""
-    fmt = cfg.get("format") or default_format(pairs)
+    segment_pair or sentence_pair, SOP (objective=mlm_sop) on sop_pair, every other objective on single sequences."""
+    sop = objective == "mlm_sop"  # sentence-order labels (ALBERT section 4.1); other pair objectives predict NSP
+    fmt = cfg.get("format") or ("sop_pair" if sop else default_format(pairs))
     if fmt not in FORMATS:
         raise ConfigError(f"data.format={fmt!r} must be one of {', '.join(FORMATS)} (or null: the objective's "
                           "default)")
     name = objective or ("mlm_nsp" if pairs else "mlm")  # for the messages
+    if sop:
+        if fmt != "sop_pair":
+            what = "next-sentence labels" if fmt in NSP_FORMATS else "single sequences"
+            raise ConfigError(f"data.format={fmt} gives {what}, but objective={name} predicts sentence order; use "
+                              "data.format=sop_pair (its default) with it, or objective=mlm_nsp for NSP")
+        return fmt
     if pairs and fmt == "sop_pair":
         raise ConfigError(f"data.format=sop_pair gives sentence-order labels, but objective={name} predicts the "
-                          "next sentence; use data.format=segment_pair or sentence_pair with it "
-                          "(objective=sop arrives with ALBERT)")
+                          "next sentence; use data.format=segment_pair or sentence_pair with it, or "
+                          "objective=mlm_sop for sentence order")
     if pairs and fmt not in NSP_FORMATS:
         raise ConfigError(f"data.format={fmt} gives single sequences, but objective={name} needs sentence pairs; "
                           f"use data.format=segment_pair or sentence_pair, or an objective without NSP "
                           f"(objective=mlm)")
     if not pairs and fmt in PAIR_FORMATS:
-        extra = " (objective=sop arrives with ALBERT)" if fmt == "sop_pair" else " or objective=mlm_nsp"
+        extra = " or objective=mlm_sop" if fmt == "sop_pair" else " or objective=mlm_nsp"
         raise ConfigError(f"data.format={fmt} builds sentence pairs, which objective={name} does not use; use "
                           f"data.format={'|'.join(SINGLE_FORMATS)}{extra}")
     return fmt

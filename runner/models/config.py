@@ -4,15 +4,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+SHARES = ("none", "all", "attention", "ffn")  # model.share: which parts of a layer every layer uses (ALBERT 3.1)
+
 
 @dataclass
 class EncoderConfig:
     """Shape and recipe of a BERT-family encoder; field names follow transformers' BertConfig."""
 
     name: str = "bert"  # preset name, used to name and tag runs
-    family: str = "bert"  # bert | roberta: position-id scheme and the transformers class we export to
+    family: str = "bert"  # bert | roberta | albert | electra: position-id scheme and the transformers class
     vocab_size: int = 30522
     hidden_size: int = 768
+    # ALBERT section 3.1, factorized embeddings: null keeps them hidden_size wide (BERT); an int E makes the
+    # embeddings E wide and adds a Linear E -> H (`embeddings.project`), even when E == H
+    embedding_size: Optional[int] = None
     num_layers: int = 12
     num_heads: int = 12
     intermediate_size: int = 3072
@@ -23,6 +28,9 @@ class EncoderConfig:
     attention_dropout: float = 0.1
     activation: str = "gelu"  # exact erf GELU, as BERT and transformers' "gelu"
     initializer_range: float = 0.02
+    # ALBERT section 3.1, cross-layer sharing: none | all (one layer applied num_layers times) | attention | ffn
+    # (one attention block, or one feed-forward block, used by every layer; LayerNorms stay per layer)
+    share: str = "none"
     pad_token_id: int = 0  # overwritten from the tokenizer when the run builds the model
     tokenizer: str = "wordpiece"  # wordpiece (BERT) | bpe (RoBERTa's byte-level BPE) | unigram (ALBERT)
     lowercase: bool = True  # BERT-uncased lowercases; RoBERTa is cased
@@ -42,3 +50,9 @@ class EncoderConfig:
     def max_seq_len(self) -> int:
         """Longest input the position table can serve."""
         return self.max_position_embeddings - self.position_offset
+
+
+def embedding_width(c: EncoderConfig) -> int:
+    """Width E of the embedding tables and of the MLM head's transform: model.embedding_size, else hidden_size.
+    A function, not a property: objectives receive the config from Hydra's instantiate as a DictConfig."""
+    return c.embedding_size if c.embedding_size is not None else c.hidden_size

@@ -1,4 +1,4 @@
-"""A post-LayerNorm transformer encoder (BERT, RoBERTa) in plain PyTorch.
+"""A post-LayerNorm transformer encoder (BERT, RoBERTa, ALBERT) in plain PyTorch.
 
 Module names are our own; `runner.models.hf` maps them one-to-one onto transformers' names.
 """
@@ -8,24 +8,29 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from runner.models.config import EncoderConfig
+from runner.models.config import SHARES, EncoderConfig, embedding_width
 
 ACTIVATIONS = {"gelu": F.gelu, "gelu_new": lambda x: F.gelu(x, approximate="tanh"), "relu": F.relu}
 
 
 class Embeddings(nn.Module):
-    """Token + position + segment embeddings, LayerNorm, dropout (BERT section 3, figure 2)."""
+    """Token + position + segment embeddings, LayerNorm, dropout (BERT section 3, figure 2); with
+    model.embedding_size, E-wide tables projected to the hidden size (ALBERT section 3.1)."""
 
     def __init__(self, c: EncoderConfig):
         super().__init__()
         self.config = c
-        self.word_embeddings = nn.Embedding(c.vocab_size, c.hidden_size, padding_idx=c.pad_token_id)
+        width = embedding_width(c)
+        self.word_embeddings = nn.Embedding(c.vocab_size, width, padding_idx=c.pad_token_id)
         # RoBERTa reserves position `pad_token_id` for padding, as transformers does.
         pos_pad = c.pad_token_id if c.family == "roberta" else None
-        self.position_embeddings = nn.Embedding(c.max_position_embeddings, c.hidden_size, padding_idx=pos_pad)
-        self.token_type_embeddings = nn.Embedding(c.type_vocab_size, c.hidden_size)
-        self.norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
+        self.position_embeddings = nn.Embedding(c.max_position_embeddings, width, padding_idx=pos_pad)
+        self.token_type_embeddings = nn.Embedding(c.type_vocab_size, width)
+        self.norm = nn.LayerNorm(width, eps=c.layer_norm_eps)
         self.dropout = nn.Dropout(c.hidden_dropout)
+        # ALBERT 3.1: V x E + E x H parameters instead of V x H; transformers' ALBERT embedding_hidden_mapping_in,
+        # ELECTRA's embeddings_project. Present whenever embedding_size is set, also for E == H.
+        self.project = nn.Linear(width, c.hidden_size) if c.embedding_size is not None else None
 
     def position_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Position ids: 0..T-1 for BERT; pad-aware from pad_id+1 for RoBERTa."""
@@ -37,12 +42,13 @@ class Embeddings(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         """Embed token ids (B, T) into (B, T, H)."""
-        x = self.word_embeddings(input_ids) + self.position_embeddings(self.position_ids(input_ids))
+        x = self.word_embeddings(input_ids) + self.position_embeddings(self.position_ids(input_ids))  # (B, T, E)
         if token_type_ids is None:
             x = x + self.token_type_embeddings.weight[0]
         else:
             x = x + self.token_type_embeddings(token_type_ids.long())
-        return self.dropout(self.norm(x))
+        x = self.dropout(self.norm(x))
+        return x if self.project is None else self.project(x)  # (B, T, H)
 
 
 class SelfAttention(nn.Module):
@@ -87,15 +93,28 @@ class Layer(nn.Module):
 
 
 class Encoder(nn.Module):
-    """Embeddings followed by `num_layers` transformer blocks; returns the last hidden states."""
+    """Embeddings followed by `num_layers` transformer blocks; returns the last hidden states.
+
+    Cross-layer sharing (ALBERT section 3.1, Table 4) keeps one set of tensors, never synchronised copies:
+    share=all holds a single Layer applied num_layers times; share=attention|ffn holds num_layers Layers whose
+    attention (query/key/value/out) or feed-forward (intermediate/output) modules are one object. LayerNorms
+    stay per layer in the partial modes, as the ALBERT code scopes them outside its attention and FFN blocks."""
 
     def __init__(self, config: EncoderConfig):
         super().__init__()
         if config.activation not in ACTIVATIONS:
             raise ValueError(f"model.activation={config.activation!r} is not one of {sorted(ACTIVATIONS)}")
+        if config.share not in SHARES:
+            raise ValueError(f"model.share={config.share!r} is not one of {', '.join(SHARES)}")
         self.config = config
         self.embeddings = Embeddings(config)
-        self.layers = nn.ModuleList(Layer(config) for _ in range(config.num_layers))
+        self.layers = nn.ModuleList(Layer(config) for _ in range(1 if config.share == "all" else config.num_layers))
+        first = self.layers[0]
+        for layer in self.layers[1:]:
+            if config.share == "attention":
+                layer.attention = first.attention
+            elif config.share == "ffn":
+                layer.intermediate, layer.output = first.intermediate, first.output
         self.apply(lambda m: init_weights(m, config.initializer_range))
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
@@ -105,8 +124,8 @@ class Encoder(nn.Module):
         if attention_mask is not None and not bool(attention_mask.all()):
             mask = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T): packed batches skip the mask
         x = self.embeddings(input_ids, token_type_ids)
-        for layer in self.layers:
-            x = layer(x, mask)
+        for i in range(self.config.num_layers):
+            x = self.layers[i % len(self.layers)](x, mask)  # share=all: the one layer, every time
         return x
 
 

@@ -5,28 +5,31 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from runner.models.config import EncoderConfig
+from runner.models.config import EncoderConfig, embedding_width
 from runner.models.encoder import ACTIVATIONS, init_weights
 
 
 class MLMHead(nn.Module):
-    """Dense + activation + LayerNorm, then a decoder tied to the word embeddings (BERT appendix A.2)."""
+    """Dense + activation + LayerNorm, then a decoder tied to the word embeddings (BERT appendix A.2). With
+    factorized embeddings the dense maps H -> E so the decoder can reuse the E-wide table (ALBERT 3.1,
+    transformers' AlbertMLMHead; ELECTRA's generator head has the same shape)."""
 
     def __init__(self, c: EncoderConfig):
         super().__init__()
-        self.transform = nn.Linear(c.hidden_size, c.hidden_size)
-        self.norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
+        self.transform = nn.Linear(c.hidden_size, embedding_width(c))
+        self.norm = nn.LayerNorm(embedding_width(c), eps=c.layer_norm_eps)
         self.bias = nn.Parameter(torch.zeros(c.vocab_size))
         self.act = ACTIVATIONS[c.activation]
         self.apply(lambda m: init_weights(m, c.initializer_range))
 
     def forward(self, hidden: torch.Tensor, decoder_weight: torch.Tensor) -> torch.Tensor:
-        """Vocabulary logits (..., V) for hidden states (..., H); the decoder weight is the embedding table."""
+        """Vocabulary logits (..., V) for hidden states (..., H); the decoder weight is the (V, E) embedding table."""
         return F.linear(self.norm(self.act(self.transform(hidden))), decoder_weight, self.bias)
 
 
 class NSPHead(nn.Module):
-    """BERT's pooler (tanh dense on [CLS]) and the two-way next-sentence classifier."""
+    """BERT's pooler (tanh dense on [CLS]) and a two-way classifier: next sentence (BERT) or sentence order
+    (ALBERT section 4.1, whose pooler and sop_classifier have the same shapes)."""
 
     def __init__(self, c: EncoderConfig):
         super().__init__()
@@ -37,3 +40,19 @@ class NSPHead(nn.Module):
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """Logits (B, 2) from the first token's hidden state of (B, T, H)."""
         return self.classifier(torch.tanh(self.pooler(hidden[:, 0])))
+
+
+class DiscriminatorHead(nn.Module):
+    """ELECTRA's per-token real/replaced classifier: dense H -> H, activation, dense H -> 1 (Clark et al. 2020,
+    section 2; transformers' ElectraDiscriminatorPredictions)."""
+
+    def __init__(self, c: EncoderConfig):
+        super().__init__()
+        self.dense = nn.Linear(c.hidden_size, c.hidden_size)
+        self.dense_prediction = nn.Linear(c.hidden_size, 1)
+        self.act = ACTIVATIONS[c.activation]
+        self.apply(lambda m: init_weights(m, c.initializer_range))
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits (B, T) that each token of (B, T, H) was replaced."""
+        return self.dense_prediction(self.act(self.dense(hidden))).squeeze(-1)  # (B, T)

@@ -27,6 +27,15 @@ class Objective(nn.Module):
     def check(cls, config: EncoderConfig, name: str) -> None:
         """Raise ConfigError if this encoder cannot serve the objective (called before any data is built)."""
 
+    @classmethod
+    def check_options(cls, config: EncoderConfig, options: Any) -> None:
+        """Raise ConfigError if the objective's own keys (the `objective` node) cannot work with this encoder,
+        before any data is built (ELECTRA's generator size and tying)."""
+
+    def attach(self, encoder: nn.Module) -> None:
+        """Bind to the run's encoder once, before the optimizer exists; objectives that share tensors with it
+        (ELECTRA's generator embeddings) point their modules at the encoder's here. Default: nothing."""
+
     def prepare(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
         """Turn clean examples into training inputs (e.g. masking); called per batch, or per example (static)."""
         return batch

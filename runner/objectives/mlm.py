@@ -64,14 +64,19 @@ class MaskedLM(Objective):
         """Full vocabulary logits for hidden states (..., H); used for export parity checks."""
         return self.mlm_head(hidden, encoder.embeddings.word_embeddings.weight)
 
-    def mlm_terms(self, encoder: nn.Module, hidden: torch.Tensor,
-                  labels: torch.Tensor) -> tuple[torch.Tensor, Stats]:
-        """Summed cross-entropy over selected positions only, and its stats."""
+    def selected_logits(self, encoder: nn.Module, hidden: torch.Tensor,
+                        labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Logits (M, V) of the M selected positions, their flat positions (M,) in (B*T) and their targets (M,)."""
         flat = labels.reshape(-1)
         idx = flat.ne(IGNORE).nonzero().squeeze(1)  # (M,)
         h = hidden.reshape(-1, hidden.shape[-1]).index_select(0, idx)  # (M, H)
-        logits = self.mlm_logits(encoder, h).float()  # (M, V)
-        target = flat.index_select(0, idx)
+        return self.mlm_logits(encoder, h).float(), idx, flat.index_select(0, idx)  # (M, V), (M,), (M,)
+
+    def mlm_terms(self, encoder: nn.Module, hidden: torch.Tensor, labels: torch.Tensor,
+                  selected: tuple[torch.Tensor, ...] | None = None) -> tuple[torch.Tensor, Stats]:
+        """Summed cross-entropy over selected positions only, and its stats; `selected` reuses selected_logits'
+        output (ELECTRA samples from the same logits)."""
+        logits, idx, target = selected if selected is not None else self.selected_logits(encoder, hidden, labels)
         loss_sum = F.cross_entropy(logits, target, reduction="sum")
         stats = {"mlm_loss_sum": loss_sum.detach(), "mlm_correct": (logits.argmax(-1) == target).sum(),
                  "mlm_count": torch.tensor(idx.numel())}

@@ -15,16 +15,24 @@ from runner.objectives.mlm import MaskedLM
 
 
 class MaskedLMWithNSP(MaskedLM):
-    """MLM on sentence pairs, plus a binary classifier on [CLS]: does segment B follow A in the article?"""
+    """MLM on sentence pairs, plus a binary classifier on [CLS]: does segment B follow A in the article?
+    Subclasses change the pair task by its name and label key (ALBERT's sentence order: objectives/mlm_sop.py)."""
 
     needs_pairs = True
+    task = "nsp"  # names the head (nsp_head), the normalizer and the metrics (nsp_loss, nsp_accuracy)
+    label_key = "next_sentence_label"  # the examples' label tensor (runner/data/examples.py LABEL_KEYS)
 
     def __init__(self, model_config: EncoderConfig, specials: SpecialIds, token_vocab_size: int,
                  name: str = "mlm_nsp", random_next_prob: float = 0.5, **mlm: Any):
         super().__init__(model_config, specials, token_vocab_size, name=name, **mlm)
         require(0.0 < random_next_prob < 1.0, f"objective.random_next_prob={random_next_prob} must lie in (0, 1)")
         self.random_next_prob = random_next_prob
-        self.nsp_head = NSPHead(model_config)
+        self.add_module(f"{self.task}_head", NSPHead(model_config))  # nsp_head | sop_head: transformers' names differ
+
+    @property
+    def pair_head(self) -> NSPHead:
+        """The pooler and two-way classifier on [CLS]."""
+        return getattr(self, f"{self.task}_head")
 
     @classmethod
     def check(cls, config: EncoderConfig, name: str) -> None:
@@ -34,25 +42,27 @@ class MaskedLMWithNSP(MaskedLM):
                 f"{config.type_vocab_size}); use objective=mlm or set model.type_vocab_size=2")
 
     def normalizers(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """MLM over selected tokens, NSP over sequences."""
-        return {**super().normalizers(batch), "nsp": torch.tensor(batch["next_sentence_label"].numel())}
+        """MLM over selected tokens, the pair task over sequences."""
+        return {**super().normalizers(batch), self.task: torch.tensor(batch[self.label_key].numel())}
 
     def loss(self, encoder: nn.Module, batch: dict[str, torch.Tensor],
              norms: dict[str, Any]) -> tuple[torch.Tensor, Stats]:
-        """Sum of the mean MLM loss and the mean NSP loss, as in BERT."""
+        """Sum of the mean MLM loss and the mean pair-task loss, as in BERT (and ALBERT)."""
         hidden = encoder(batch["input_ids"], batch.get("token_type_ids"), batch.get("attention_mask"))
         mlm_sum, stats = self.mlm_terms(encoder, hidden, batch["labels"])
-        logits = self.nsp_head(hidden).float()  # (B, 2)
-        target = batch["next_sentence_label"]
-        nsp_sum = F.cross_entropy(logits, target, reduction="sum")
-        stats.update(nsp_loss_sum=nsp_sum.detach(), nsp_correct=(logits.argmax(-1) == target).sum(),
-                     nsp_count=torch.tensor(target.numel()))
-        loss = mlm_sum / max(float(norms["mlm"]), 1.0) + nsp_sum / max(float(norms["nsp"]), 1.0)
+        logits = self.pair_head(hidden).float()  # (B, 2)
+        target = batch[self.label_key]
+        pair_sum = F.cross_entropy(logits, target, reduction="sum")
+        t = self.task
+        stats.update({f"{t}_loss_sum": pair_sum.detach(), f"{t}_correct": (logits.argmax(-1) == target).sum(),
+                      f"{t}_count": torch.tensor(target.numel())})
+        loss = mlm_sum / max(float(norms["mlm"]), 1.0) + pair_sum / max(float(norms[t]), 1.0)
         return loss, stats
 
-    @staticmethod
-    def metrics(stats: Stats) -> dict[str, float]:
-        """MLM metrics plus NSP loss and accuracy."""
-        n = max(float(stats["nsp_count"]), 1.0)
-        return {**MaskedLM.metrics(stats), "nsp_loss": float(stats["nsp_loss_sum"]) / n,
-                "nsp_accuracy": float(stats["nsp_correct"]) / n}
+    @classmethod
+    def metrics(cls, stats: Stats) -> dict[str, float]:
+        """MLM metrics plus the pair task's loss and accuracy (nsp_* or sop_*)."""
+        t = cls.task
+        n = max(float(stats[f"{t}_count"]), 1.0)
+        return {**MaskedLM.metrics(stats), f"{t}_loss": float(stats[f"{t}_loss_sum"]) / n,
+                f"{t}_accuracy": float(stats[f"{t}_correct"]) / n}

@@ -1,0 +1,219 @@
+"""ELECTRA's replaced-token detection (Clark et al. 2020, "ELECTRA: Pre-training Text Encoders as
+Discriminators Rather Than Generators").
+
+A small generator (a masked LM, section 2) fills the masked positions with tokens sampled from its softmax; the
+run's encoder is the discriminator and tells, for every token, whether it is the original or a replacement.
+Loss = L_MLM(generator) + disc_weight * L_Disc (section 2, lambda = 50, appendix A).
+
+Choices, each as google-research/electra's run_pretraining.py and pretrain_helpers.py make them:
+- The discriminator loss is a mean binary cross-entropy over all non-padding tokens ([CLS] and [SEP] included):
+  the official `_get_discriminator_output` weights the losses by `input_mask`.
+- Sampling is at `temperature` (1.0) with no gradient through it (official `tf.stop_gradient` on the sample); a
+  sampled token equal to the original is labelled real (0).
+- Of the selected tokens 85% become [MASK] and 15% stay unchanged, with no random replacements (official
+  `mask()`); objective.mask_token_prob and random_token_prob change that.
+- The generator is the discriminator's config with hidden size round(H * generator_size), FFN scaled the same
+  (4 H_gen for FFN = 4H, the official `get_generator_config`), heads max(1, H_gen // 64) and the same depth.
+- Shared embeddings (section 3.2, "Weight Sharing") are the token, position and segment tables and their
+  LayerNorm, all in the official `electra/embeddings` variable scope; they stay as wide as the discriminator's
+  embeddings and the generator projects them to its hidden size (`embeddings_project`).
+One deviation: replacements are drawn among the tokenizer's regular tokens only (as BERT's random replacements
+in masking.py), never a special token or an id past the tokenizer's vocabulary, which the official code could
+sample before its generator learns they are never targets; such a replacement would be trivially detectable."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+from torch import nn
+
+from runner.data.tokenizer import SpecialIds
+from runner.models.config import EncoderConfig, embedding_width
+from runner.models.encoder import Encoder
+from runner.models.heads import DiscriminatorHead
+from runner.objectives.base import Stats, require
+from runner.objectives.masking import IGNORE
+from runner.objectives.mlm import MaskedLM
+
+TIES = ("none", "embeddings", "all")
+SHARED_EMBEDDINGS = ("word_embeddings", "position_embeddings", "token_type_embeddings", "norm")
+_SEED_RANGE = 1 << 31  # per-row sampling seeds are drawn in [0, 2^31) from the batch's generator
+
+
+def generator_config(c: EncoderConfig, generator_size: float, tie_embeddings: str) -> EncoderConfig:
+    """The generator's config: the discriminator's, hidden and FFN scaled by generator_size, heads
+    max(1, H_gen // 64), same depth (ELECTRA section 3.2 and appendix; official get_generator_config)."""
+    check_generator(c, generator_size, tie_embeddings)
+    if tie_embeddings == "all":
+        return c
+    hidden = int(round(c.hidden_size * generator_size))
+    width = embedding_width(c)
+    # Shared tables keep the discriminator's width E; the generator projects E -> H_gen when they differ.
+    # Untied, the generator's own tables are H_gen wide (official: embedding_size=None for untied embeddings).
+    embedding_size = width if tie_embeddings == "embeddings" and width != hidden else None
+    return dataclasses.replace(c, name=f"{c.name}_generator", hidden_size=hidden, num_heads=max(1, hidden // 64),
+                               intermediate_size=int(round(c.intermediate_size * generator_size)),
+                               embedding_size=embedding_size)
+
+
+def check_generator(c: EncoderConfig, generator_size: float, tie_embeddings: str) -> None:
+    """Raise ConfigError, in one line naming the key, if this generator cannot be built for encoder c."""
+    require(tie_embeddings in TIES, f"objective.tie_embeddings={tie_embeddings!r} must be one of {', '.join(TIES)}")
+    require(0.0 < generator_size <= 1.0,
+            f"objective.generator_size={generator_size} must lie in (0, 1] (a fraction of model.hidden_size)")
+    require(tie_embeddings != "all" or generator_size == 1.0,
+            f"objective.tie_embeddings=all ties every weight, so it needs objective.generator_size=1.0 "
+            f"(got {generator_size}); use tie_embeddings=embeddings for a smaller generator")
+    hidden = int(round(c.hidden_size * generator_size))
+    require(hidden >= 1, f"objective.generator_size={generator_size} gives a generator hidden size of 0 for "
+                         f"model.hidden_size={c.hidden_size}; raise objective.generator_size")
+    heads = max(1, hidden // 64)
+    require(hidden % heads == 0,
+            f"objective.generator_size={generator_size} gives generator hidden size {hidden}, not divisible into "
+            f"{heads} heads of 64 (heads = max(1, hidden // 64)); pick a size giving a multiple of 64 or under 128")
+    require(int(round(c.intermediate_size * generator_size)) >= 1,
+            f"objective.generator_size={generator_size} gives a generator FFN of 0 for "
+            f"model.intermediate_size={c.intermediate_size}; raise objective.generator_size")
+
+
+class ReplacedTokenDetection(MaskedLM):
+    """ELECTRA: a generator (its own Encoder plus the MLM machinery of MaskedLM, which this class inherits:
+    masking, mlm_head, mlm_terms) and a discriminator (the run's encoder, received on each call, plus a per-token
+    real/replaced head). With tie_embeddings=embeddings the generator's embedding modules are the encoder's
+    (attach()); with tie_embeddings=all the generator is the encoder itself."""
+
+    def __init__(self, model_config: EncoderConfig, specials: SpecialIds, token_vocab_size: int, name: str = "rtd",
+                 generator_size: float = 0.25, disc_weight: float = 50.0, temperature: float = 1.0,
+                 tie_embeddings: str = "embeddings", **mlm: Any):
+        if not isinstance(model_config, EncoderConfig):  # Hydra's instantiate hands dataclasses over as DictConfig
+            model_config = EncoderConfig(**OmegaConf.to_container(model_config, resolve=True))
+        gen = generator_config(model_config, generator_size, tie_embeddings)
+        require(disc_weight > 0, f"objective.disc_weight={disc_weight} must be > 0 (ELECTRA uses 50)")
+        require(temperature > 0, f"objective.temperature={temperature} must be > 0 (ELECTRA samples at 1.0)")
+        super().__init__(gen, specials, token_vocab_size, name=name, **mlm)  # mlm_head sized for the generator
+        self.config, self.generator_config = model_config, gen  # config: the discriminator's, as every objective
+        self.generator_size, self.tie_embeddings = generator_size, tie_embeddings
+        self.disc_weight, self.temperature = disc_weight, temperature
+        self.generator: Optional[Encoder] = None if tie_embeddings == "all" else Encoder(gen)
+        self.disc_head = DiscriminatorHead(model_config)
+        self._attached: Optional[nn.Module] = None  # plain attribute: the encoder is not a submodule of ours
+
+    @classmethod
+    def check_options(cls, config: EncoderConfig, options: Any) -> None:
+        """The generator must be buildable from the encoder's config (before any data is built)."""
+        check_generator(config, float(options.generator_size), str(options.tie_embeddings))
+
+    def attach(self, encoder: nn.Module) -> None:
+        """Point the generator's embedding modules at the encoder's (tie_embeddings=embeddings): one set of
+        tensors, trained by both losses, saved under both names in checkpoints and counted once."""
+        self.__dict__["_attached"] = encoder
+        if self.tie_embeddings != "embeddings":
+            return
+        ours, theirs = self.generator.embeddings, encoder.embeddings
+        for name in SHARED_EMBEDDINGS:
+            mine, shared = getattr(ours, name), getattr(theirs, name)
+            if mine.weight.shape != shared.weight.shape:
+                raise RuntimeError(f"generator embeddings.{name} {tuple(mine.weight.shape)} cannot share the "
+                                   f"encoder's {tuple(shared.weight.shape)}")
+            setattr(ours, name, shared)
+
+    def generator_of(self, encoder: nn.Module) -> nn.Module:
+        """The generator network: its own Encoder, or the discriminator itself when all weights are tied."""
+        if self._attached is not encoder:
+            raise RuntimeError("objective=rtd was not attached to this encoder; build it through "
+                               "runner.build.Pretrainer(encoder, objective), which calls objective.attach(encoder)")
+        return encoder if self.generator is None else self.generator
+
+    def prepare(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Mask as MaskedLM does; also draw per-row seeds so the generator's samples are a function of the
+        batch's generator (deterministic and resumable runs)."""
+        out = super().prepare(batch, generator)
+        out["sample_seed"] = torch.randint(0, _SEED_RANGE, (batch["input_ids"].shape[0],), generator=generator)
+        return out
+
+    def normalizers(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """MLM over selected tokens; the discriminator over all non-padding tokens."""
+        mask = batch.get("attention_mask")
+        real = mask.sum() if mask is not None else torch.tensor(batch["input_ids"].numel())
+        return {**super().normalizers(batch), "disc": real}
+
+    def sample(self, logits: torch.Tensor, seed: int) -> torch.Tensor:
+        """Token ids (M,) drawn from softmax(logits / temperature) over the tokenizer's regular tokens; no
+        gradient flows through the draw (ELECTRA section 2)."""
+        scaled = logits.detach().float() / self.temperature  # (M, V)
+        allowed = torch.zeros(scaled.shape[-1], dtype=torch.bool, device=scaled.device)
+        allowed[self.spec.first_regular_id:self.spec.vocab_size] = True
+        probs = torch.softmax(scaled.masked_fill(~allowed, float("-inf")), dim=-1)
+        # Inverse-CDF sampling: one uniform per row (torch.multinomial and Gumbel-max draw M x V random numbers,
+        # a quarter of a CPU step at V = 8k); disallowed ids have zero mass, so a flat step of the CDF, never hit.
+        cdf = probs.cumsum(-1)  # (M, V); float32 rounding shifts boundaries by ~1e-6, zero-mass steps stay flat
+        g = torch.Generator(device=scaled.device).manual_seed(seed)
+        u = torch.rand(cdf.shape[0], 1, generator=g, dtype=cdf.dtype, device=cdf.device) * cdf[:, -1:]  # (M, 1)
+        return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_(max=cdf.shape[-1] - 1)  # (M,)
+
+    def corrupt(self, batch: dict[str, torch.Tensor], logits: torch.Tensor,
+                idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The discriminator's input (B, T): the original tokens with each selected position replaced by a
+        generator sample; and the labels (B, T), True where the token differs from the original."""
+        labels = batch["labels"]
+        original = torch.where(labels.ne(IGNORE), labels, batch["input_ids"])  # (B, T): official unmask()
+        seed = int(batch["sample_seed"].sum())
+        corrupted = original.reshape(-1).index_copy(0, idx, self.sample(logits, seed).to(original.dtype))
+        corrupted = corrupted.view_as(original)  # (B, T)
+        return corrupted, corrupted.ne(original)  # a sample equal to the original is real
+
+    def loss(self, encoder: nn.Module, batch: dict[str, torch.Tensor],
+             norms: dict[str, Any]) -> tuple[torch.Tensor, Stats]:
+        """Generator MLM loss + disc_weight x discriminator loss, each normalised by its accumulated count."""
+        types, mask = batch.get("token_type_ids"), batch.get("attention_mask")
+        gen = self.generator_of(encoder)
+        g_hidden = gen(batch["input_ids"], types, mask)  # (B, T, H_gen)
+        selected = self.selected_logits(gen, g_hidden, batch["labels"])
+        mlm_sum, stats = self.mlm_terms(gen, g_hidden, batch["labels"], selected)
+        logits, idx, target = selected
+        corrupted, replaced = self.corrupt(batch, logits, idx)  # integer ids: no path back into the generator
+        d_logits = self.disc_head(encoder(corrupted, types, mask)).float()  # (B, T)
+        real = mask.bool() if mask is not None else torch.ones_like(replaced)  # (B, T): non-padding tokens
+        bce = F.binary_cross_entropy_with_logits(d_logits, replaced.float(), reduction="none")  # (B, T)
+        disc_sum = bce.masked_fill(~real, 0.0).sum()
+        pred = d_logits > 0
+        stats.update(disc_loss_sum=disc_sum.detach(), disc_count=real.sum(),
+                     disc_correct=(pred.eq(replaced) & real).sum(), disc_true_pos=(pred & replaced & real).sum(),
+                     disc_pred_pos=(pred & real).sum(), disc_replaced=(replaced & real).sum(),
+                     sampled_correct=corrupted.reshape(-1).index_select(0, idx).eq(target).sum())
+        loss = mlm_sum / max(float(norms["mlm"]), 1.0) + self.disc_weight * disc_sum / max(float(norms["disc"]), 1.0)
+        return loss, stats
+
+    @staticmethod
+    def metrics(stats: Stats) -> dict[str, float]:
+        """The generator's MLM metrics (mlm_loss, mlm_accuracy, perplexity, sampled_accuracy: share of samples
+        equal to the original) and the discriminator's: loss, accuracy, precision / recall / F1 of "replaced",
+        the replaced-token rate and the accuracy of predicting "real" everywhere (1 - replaced rate)."""
+        n = max(float(stats["disc_count"]), 1.0)
+        tp, pred_pos, replaced = (float(stats[k]) for k in ("disc_true_pos", "disc_pred_pos", "disc_replaced"))
+        precision, recall = tp / max(pred_pos, 1.0), tp / max(replaced, 1.0)
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+        return {**MaskedLM.metrics(stats),
+                "sampled_accuracy": float(stats["sampled_correct"]) / max(float(stats["mlm_count"]), 1.0),
+                "disc_loss": float(stats["disc_loss_sum"]) / n, "disc_accuracy": float(stats["disc_correct"]) / n,
+                "disc_precision": precision, "disc_recall": recall, "disc_f1": f1, "replaced_rate": replaced / n,
+                "all_real_accuracy": 1.0 - replaced / n}
+
+    def hf_exports(self, encoder: nn.Module) -> dict[str, tuple[dict[str, torch.Tensor], EncoderConfig, bool]]:
+        """What a finished run writes for transformers: {directory: (tensors under our names, ELECTRA-family
+        config, is_discriminator)}; hf/ holds ElectraForPreTraining, hf_generator/ ElectraForMaskedLM."""
+        require(self.config.family != "roberta",
+                "objective=rtd on model.family=roberta has no transformers ELECTRA counterpart (RoBERTa's position "
+                "ids start at pad_token_id + 1); set trainer.export_hf=false or use model.family=electra or bert")
+
+        def named(prefix: str, module: nn.Module) -> dict[str, torch.Tensor]:
+            return {f"{prefix}.{k}": v for k, v in module.state_dict().items()}
+
+        gen = self.generator_of(encoder)
+        return {"hf": ({**named("encoder", encoder), **named("objective.disc_head", self.disc_head)},
+                       dataclasses.replace(self.config, family="electra"), True),
+                "hf_generator": ({**named("encoder", gen), **named("objective.mlm_head", self.mlm_head)},
+                                 dataclasses.replace(self.generator_config, family="electra"), False)}

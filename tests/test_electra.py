@@ -1,0 +1,324 @@
+"""ELECTRA (Clark et al. 2020): parameter counts and logits against transformers, replaced-token labels, gradient
+isolation of the generator, embedding sharing, export, and `python -m runner model=electra` end to end."""
+from __future__ import annotations
+
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from runner.build import Pretrainer, build, encoder_config, parameter_counts
+from runner.data.tokenizer import SpecialIds
+from runner.errors import ConfigError
+from runner.flops import encoder_flops, train_flops
+from runner.models import Encoder, EncoderConfig
+from runner.models.hf import build_hf_model, hf_config, hf_model_class
+from runner.objectives.masking import IGNORE
+from runner.objectives.mlm import MaskedLM
+from runner.objectives.rtd import ReplacedTokenDetection, generator_config
+from tests.conftest import TINY, make_cfg, run_cli
+
+transformers = pytest.importorskip("transformers")
+
+SP = SpecialIds(pad=0, unk=1, cls=2, sep=3, mask=4, num_special=5)
+# transformers' counts from ../shared/reference/papers.md (ElectraForPreTraining / ElectraForMaskedLM)
+DISCRIMINATORS = [("electra_small", 13_549_057), ("electra_base", 109_483_009), ("electra_large", 335_142_913)]
+
+
+def preset(name: str) -> EncoderConfig:
+    return encoder_config(make_cfg(f"model={name}"))
+
+
+def rtd(config: EncoderConfig, **kw) -> Pretrainer:
+    """Encoder (discriminator) + RTD objective, attached as a run builds them."""
+    return Pretrainer(Encoder(config), ReplacedTokenDetection(config, SP, config.vocab_size, **kw))
+
+
+def tiny(**kw) -> EncoderConfig:
+    base = dict(family="electra", vocab_size=120, hidden_size=48, embedding_size=24, num_layers=2, num_heads=4,
+                intermediate_size=96, max_position_embeddings=66, hidden_dropout=0.0, attention_dropout=0.0)
+    return EncoderConfig(**{**base, **kw})
+
+
+def batch_of(obj: ReplacedTokenDetection, seed: int = 0, pad_tail: bool = True) -> dict[str, torch.Tensor]:
+    """A prepared batch of 3 x 20 tokens, the second row padded after 14 tokens."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, 120, (3, 20), generator=g)
+    ids[:, 0], ids[:, -1] = SP.cls, SP.sep
+    mask = torch.ones_like(ids)
+    if pad_tail:
+        ids[1, 13], ids[1, 14:], mask[1, 14:] = SP.sep, SP.pad, 0
+    special = (ids < SP.num_special)
+    clean = {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids),
+             "special_tokens_mask": special}
+    return obj.prepare(clean, torch.Generator().manual_seed(seed + 1))
+
+
+# ---- sizes -----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("model,expected", DISCRIMINATORS)
+def test_discriminator_count_equals_transformers(model, expected):
+    config = preset(model)
+    size = make_cfg(f"model={model}").objective.generator_size
+    with torch.device("meta"):
+        ours = rtd(config, generator_size=size)
+        theirs = hf_model_class("electra", False, True)(hf_config(config, False, {}, discriminator=True))
+    disc = sum(p.numel() for p in torch.nn.ModuleList([ours.encoder, ours.objective.disc_head]).parameters())
+    assert disc == expected == sum(p.numel() for p in theirs.parameters())
+
+
+def test_small_generator_before_sharing_equals_electra_for_masked_lm():
+    config = preset("electra_small")
+    gen = generator_config(config, 0.25, "embeddings")
+    assert (gen.hidden_size, gen.num_heads, gen.intermediate_size, gen.embedding_size) == (64, 1, 256, 128)
+    with torch.device("meta"):
+        ours = torch.nn.ModuleList([Encoder(gen), ReplacedTokenDetection(config, SP, config.vocab_size).mlm_head])
+        theirs = hf_model_class("electra", False)(hf_config(gen, False, {}))
+    assert sum(p.numel() for p in ours.parameters()) == 4_620_026 == sum(p.numel() for p in theirs.parameters())
+
+
+def test_base_generator_is_a_third_and_projects_shared_768_wide_embeddings():
+    gen = generator_config(preset("electra_base"), make_cfg("model=electra_base").objective.generator_size,
+                           "embeddings")
+    assert (gen.hidden_size, gen.num_heads, gen.intermediate_size, gen.embedding_size) == (256, 4, 1024, 768)
+
+
+@pytest.mark.parametrize("experiment,preset_name,batch,steps,lr,mask,gen", [
+    ("electra_small_paper", "electra_small", 128, 1_000_000, 5e-4, 0.15, 0.25),
+    ("electra_base_paper", "electra_base", 256, 766_000, 2e-4, 0.15, 0.33333),
+    ("electra_large_paper", "electra_large", 2048, 400_000, 2e-4, 0.25, 0.25),
+])
+def test_paper_experiments_compose_the_recipe(experiment, preset_name, batch, steps, lr, mask, gen):
+    cfg = make_cfg(f"experiment={experiment}")
+    assert cfg.model.name == preset_name and cfg.objective.name == "rtd" and cfg.objective.disc_weight == 50.0
+    assert cfg.trainer.batch_size * cfg.trainer.grad_accum == batch and cfg.trainer.max_steps == steps
+    assert (cfg.optimizer.lr, cfg.optimizer.warmup_steps, cfg.optimizer.eps) == (lr, 10_000, 1e-6)
+    assert (cfg.objective.mask_prob, cfg.objective.generator_size) == (mask, gen)
+    assert cfg.data.seq_len == (128 if preset_name == "electra_small" else 512)
+
+
+# ---- sharing -------------------------------------------------------------------------------------------------
+
+def test_shared_embeddings_are_one_tensor_counted_once_and_survive_a_checkpoint():
+    torch.manual_seed(0)
+    module = rtd(tiny())
+    gen, disc = module.objective.generator.embeddings, module.encoder.embeddings
+    for name in ("word_embeddings", "position_embeddings", "token_type_embeddings", "norm"):
+        assert getattr(gen, name).weight is getattr(disc, name).weight, name
+    assert gen.project is not disc.project  # each network projects E to its own hidden size
+    counts = parameter_counts(module)
+    shared = sum(p.numel() for n in ("word_embeddings", "position_embeddings", "token_type_embeddings", "norm")
+                 for p in getattr(disc, n).parameters())
+    assert counts["total"] == counts["embeddings"] + counts["encoder_layers"] + counts["mlm_head"] + \
+        counts["generator"] - shared + counts["disc_head"]
+    buf = io.BytesIO()
+    torch.save(module.state_dict(), buf)
+    torch.manual_seed(1)
+    fresh = rtd(tiny())
+    fresh.load_state_dict(torch.load(io.BytesIO(buf.getvalue()), weights_only=True))
+    tied = fresh.objective.generator.embeddings.word_embeddings.weight
+    assert tied is fresh.encoder.embeddings.word_embeddings.weight
+    for (name, a), (_, b) in zip(module.state_dict().items(), fresh.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_tie_all_makes_the_generator_the_discriminator():
+    module = rtd(tiny(embedding_size=None), generator_size=1.0, tie_embeddings="all")
+    assert module.objective.generator is None
+    assert module.objective.generator_of(module.encoder) is module.encoder
+    untied = rtd(tiny(embedding_size=None), tie_embeddings="none")
+    assert untied.objective.generator.embeddings.word_embeddings.weight.shape == (120, 12)  # its own H_gen tables
+
+
+# ---- the task ------------------------------------------------------------------------------------------------
+
+def test_labels_mark_replacements_and_a_sample_equal_to_the_original_is_real():
+    torch.manual_seed(0)
+    module = rtd(tiny(), mask_prob=0.5).eval()
+    obj, enc = module.objective, module.encoder
+    batch = batch_of(obj)
+    selected = batch["labels"].ne(IGNORE)
+    original = torch.where(selected, batch["labels"], batch["input_ids"])
+    forced = int(original[selected][0])  # a token that occurs at a selected position
+    with torch.no_grad():  # force the generator: every sample is `forced`
+        obj.mlm_head.bias.fill_(-1e4)
+        obj.mlm_head.bias[forced] = 1e4
+        gen = obj.generator_of(enc)
+        logits, idx, _ = obj.selected_logits(gen, gen(batch["input_ids"], None, batch["attention_mask"]),
+                                             batch["labels"])
+        corrupted, replaced = obj.corrupt(batch, logits, idx)
+    assert torch.equal(corrupted[selected], torch.full_like(corrupted[selected], forced))
+    assert torch.equal(corrupted[~selected], original[~selected])
+    expected = selected & original.ne(forced)
+    assert torch.equal(replaced, expected)
+    assert bool((selected & ~expected).any()), "the batch must hold a selected token equal to its sample"
+    _, stats = module(batch, {k: float(v) for k, v in obj.normalizers(batch).items()})
+    assert int(stats["disc_replaced"]) == int(expected.sum())
+    assert int(stats["disc_count"]) == int(batch["attention_mask"].sum())  # all non-padding tokens, [CLS] included
+
+
+def test_sampling_follows_the_batch_generator():
+    torch.manual_seed(0)
+    module = rtd(tiny()).eval()
+    a, b = batch_of(module.objective, seed=3), batch_of(module.objective, seed=3)
+    other = batch_of(module.objective, seed=4)
+    norms = {k: float(v) for k, v in module.objective.normalizers(a).items()}
+    with torch.no_grad():
+        la, _ = module(a, norms)
+        lb, _ = module(b, norms)
+    assert torch.equal(la, lb)
+    assert not torch.equal(a["sample_seed"], other["sample_seed"])
+
+
+def test_discriminator_loss_sends_no_gradient_into_the_generator():
+    torch.manual_seed(0)
+    module = rtd(tiny())
+    obj = module.objective
+    batch = batch_of(obj)
+    norms = {k: float(v) for k, v in obj.normalizers(batch).items()}
+
+    def grads(weight: float) -> dict[str, torch.Tensor | None]:
+        module.zero_grad(set_to_none=True)
+        obj.disc_weight = weight
+        loss, _ = module(batch, norms)
+        loss.backward()
+        return {n: None if p.grad is None else p.grad.clone() for n, p in module.named_parameters()}
+
+    with_disc, mlm_only = grads(50.0), grads(0.0)
+    shared = {n for n, _ in module.named_parameters() if n.startswith("encoder.embeddings.") and "project" not in n}
+    generator_own = [n for n, _ in module.named_parameters()
+                     if n.startswith(("objective.generator.", "objective.mlm_head."))]
+    assert generator_own and not any(n.startswith("objective.generator.embeddings.word") for n in generator_own)
+    for n in generator_own:  # the discriminator term adds exactly nothing to the generator's own weights
+        assert mlm_only[n] is not None and torch.equal(with_disc[n], mlm_only[n]), n
+    for n in shared:  # shared embeddings learn from both losses, as in the paper (section 3.2)
+        assert not torch.allclose(with_disc[n], mlm_only[n]), n
+    assert with_disc["objective.disc_head.dense.weight"].abs().sum() > 0
+    body = mlm_only["encoder.layers.0.attention.query.weight"]  # the discriminator body learns from L_Disc only
+    assert body is None or not bool(body.any())
+
+
+def test_discriminator_and_generator_logits_equal_transformers_on_identical_weights():
+    torch.manual_seed(0)
+    module = rtd(tiny()).eval()
+    obj = module.objective
+    parts = obj.hf_exports(module.encoder)
+    disc = build_hf_model(parts["hf"][0], parts["hf"][1], False, discriminator=True)
+    gen = build_hf_model(parts["hf_generator"][0], parts["hf_generator"][1], False)
+    assert type(disc).__name__ == "ElectraForPreTraining" and type(gen).__name__ == "ElectraForMaskedLM"
+    batch = batch_of(obj)
+    ids, mask, types = batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
+    real = mask.bool()
+    with torch.no_grad():
+        ours_d = obj.disc_head(module.encoder(ids, types, mask))
+        g = obj.generator
+        ours_g = obj.mlm_logits(g, g(ids, types, mask))
+        theirs_d = disc(input_ids=ids, attention_mask=mask, token_type_ids=types).logits
+        theirs_g = gen(input_ids=ids, attention_mask=mask, token_type_ids=types).logits
+    assert (ours_d[real] - theirs_d[real]).abs().max() <= 1e-4
+    assert (ours_g[real] - theirs_g[real]).abs().max() <= 1e-4
+
+
+def test_mlm_on_the_electra_architecture_exports_as_electra_for_masked_lm():
+    torch.manual_seed(0)
+    config = tiny()
+    module = Pretrainer(Encoder(config), MaskedLM(config, SP, config.vocab_size)).eval()
+    hf = build_hf_model(module, config, False)
+    assert type(hf).__name__ == "ElectraForMaskedLM"
+    ids = torch.randint(5, 120, (2, 12))
+    with torch.no_grad():
+        ours = module.objective.mlm_logits(module.encoder, module.encoder(ids))
+        assert (ours - hf(input_ids=ids).logits).abs().max() <= 1e-4
+
+
+def test_flops_count_the_generator_and_the_discriminator_head():
+    c = tiny(embedding_size=None)
+    base = train_flops(c, 4, 20, 12)
+    # a full-size generator adds one more encoder pass and the discriminator head (dense H->H, H->1) per token
+    assert train_flops(c, 4, 20, 12, generator=c) - base == 3.0 * (encoder_flops(c, 80, 20) + 80 * 2 * (48 * 48 + 48))
+    small = generator_config(c, 0.25, "embeddings")
+    assert base - 3.0 * 12 * 2 * (48 * 48 + 48 * 120) < train_flops(c, 4, 20, 12, generator=small) < \
+        train_flops(c, 4, 20, 12, generator=c)
+
+
+@pytest.mark.parametrize("overrides,key", [
+    (["objective.tie_embeddings=all"], "objective.tie_embeddings=all"),
+    (["objective.generator_size=1.5"], "objective.generator_size=1.5"),
+    (["objective.generator_size=0"], "objective.generator_size=0"),
+    (["objective.tie_embeddings=some"], "objective.tie_embeddings='some'"),
+    (["model.hidden_size=516", "model.num_heads=4", "objective.generator_size=0.25"], "not divisible"),
+])
+def test_bad_combinations_fail_before_any_data(overrides, key, monkeypatch):
+    import runner.build as b
+
+    monkeypatch.setattr(b, "build_data", lambda *a, **k: pytest.fail("data was built before the check"))
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        build(make_cfg(*TINY, "model=electra", *overrides))
+
+
+# ---- end to end ----------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("electra") / "run"
+    r = run_cli(*TINY, "model=electra", "trainer.max_steps=6", "trainer.eval_every=3", "trainer.log_every=3",
+                run_dir=run_dir)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return run_dir
+
+
+def test_cli_run_logs_generator_and_discriminator_metrics(finished_run):
+    summary = json.loads((finished_run / "summary.json").read_text())
+    final = summary["final_val"]
+    for key in ("mlm_loss", "mlm_accuracy", "sampled_accuracy", "disc_loss", "disc_accuracy", "disc_precision",
+                "disc_recall", "disc_f1", "replaced_rate", "all_real_accuracy"):
+        assert key in final, key
+    assert 0.0 < final["replaced_rate"] < 0.3
+    assert final["all_real_accuracy"] == pytest.approx(1.0 - final["replaced_rate"])
+    assert summary["objective"] == "rtd" and {"generator", "disc_head", "mlm_head"} <= set(summary["parameters"])
+    cfg = make_cfg(*TINY, "model=electra")
+    disc_only = 6 * train_flops(encoder_config(cfg), 8, 64, 0)
+    assert summary["train_flops"] > disc_only  # the generator and both heads are counted too
+
+
+def test_cli_export_reloads_in_transformers_with_our_logits(finished_run):
+    from omegaconf import OmegaConf
+    from transformers import AutoModelForMaskedLM, AutoModelForPreTraining, AutoTokenizer
+
+    cfg = OmegaConf.load(finished_run / ".hydra" / "config.yaml")
+    cfg.trainer.max_steps = 0
+    built = build(cfg)
+    built.module.load_state_dict(torch.load(finished_run / "checkpoints" / "last.pt", weights_only=False)["module"])
+    module = built.module.eval()
+    disc = AutoModelForPreTraining.from_pretrained(finished_run / "hf").eval()
+    gen = AutoModelForMaskedLM.from_pretrained(finished_run / "hf_generator").eval()
+    assert type(disc).__name__ == "ElectraForPreTraining" and type(gen).__name__ == "ElectraForMaskedLM"
+    tok = AutoTokenizer.from_pretrained(finished_run / "hf")
+    enc = tok(["The Moon orbits the Earth.", "Music is an art form."], padding=True, return_tensors="pt")
+    real = enc["attention_mask"].bool()
+    obj = module.objective
+    with torch.no_grad():
+        ours_d = obj.disc_head(module.encoder(enc["input_ids"], enc["token_type_ids"], enc["attention_mask"]))
+        g = obj.generator
+        ours_g = obj.mlm_logits(g, g(enc["input_ids"], enc["token_type_ids"], enc["attention_mask"]))
+        assert (ours_d[real] - disc(**enc).logits[real]).abs().max() <= 1e-4
+        assert (ours_g[real] - gen(**enc).logits[real]).abs().max() <= 1e-4
+
+
+def test_rtd_trains_a_bert_encoder(tmp_path):
+    r = run_cli(*TINY, "model=bert", "objective=rtd", "trainer.max_steps=2", "trainer.export_hf=false",
+                run_dir=tmp_path / "run")
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["model"] == "bert" and summary["objective"] == "rtd" and "disc_f1" in summary["final_val"]
+
+
+def test_bad_combination_exits_2_with_one_line(tmp_path):
+    r = run_cli(*TINY, "model=electra", "objective.generator_size=0.5", "objective.tie_embeddings=all",
+                run_dir=tmp_path / "run")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "objective.tie_embeddings=all" in lines[0] and "generator_size=1.0" in lines[0]
