@@ -48,7 +48,7 @@ def export_run_dir(src: Path, build, export_run) -> str:
     built = build(cfg)
     from runner.models.hf import hf_unsupported
 
-    if (why := hf_unsupported(built.config)) is not None:
+    if (why := hf_unsupported(built.config, hasattr(built.objective, "pair_head"))) is not None:
         raise ConfigError(f"export={str(src)!r}: {why}")
     state = checkpoint.load(src)
     built.module.load_state_dict(state["module"])

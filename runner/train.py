@@ -110,13 +110,15 @@ class Trainer:
     def evaluate(self) -> dict[str, float]:
         """Validation metrics over the fixed, pre-masked validation batches."""
         self.module.eval()
-        totals: dict[str, float] = {}
+        totals: dict[str, torch.Tensor] = {}
         for batch in self.val:
             b = _to(batch, self.device)
             with self.autocast():
                 _, stats = self.module(b, {k: 1.0 for k in self.built.objective.normalizers(b)})
             for k, v in stats.items():
-                totals[k] = totals.get(k, 0.0) + float(v)
+                # summed as float64 tensors: counts stay exact, and vector stats (ELECTRA's histograms) add up
+                v = v.detach().to("cpu", torch.float64)
+                totals[k] = totals[k] + v if k in totals else v
         self.module.train()
         return self.built.objective.metrics(totals)
 
@@ -250,12 +252,13 @@ def export_run(built: Built, run_dir: Path) -> str | None:
         return None
     from runner.models.hf import export, hf_unsupported
 
-    # Sharing or factorization that no transformers class holds (e.g. ALBERT's share=attention|ffn ablations):
-    # the run trained fine and its checkpoint stands, so skip the export with a note rather than fail at the end.
-    if (why := hf_unsupported(built.config)) is not None:
+    # Sharing, factorization or a pair head that no transformers class holds (ALBERT's share=attention|ffn
+    # ablations, BERT-style NSP on the ELECTRA architecture): the run trained fine and its checkpoint stands, so
+    # skip the export with a note rather than fail at the end.
+    obj = built.objective
+    if (why := hf_unsupported(built.config, hasattr(obj, "pair_head"))) is not None:
         console.print(f"[yellow]skipped the hf/ export: {why}", highlight=False, soft_wrap=True)
         return None
-    obj = built.objective
     if hasattr(obj, "hf_exports"):  # ELECTRA: the discriminator to hf/, the generator to hf_generator/
         return export_electra(obj, built, Path(run_dir))
     out = export(built.module.cpu(), built.config, hasattr(obj, "pair_head"), built.data.tokenizer,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 from pathlib import Path
 
@@ -15,10 +16,12 @@ from runner.data.tokenizer import SpecialIds
 from runner.errors import ConfigError
 from runner.flops import encoder_flops, train_flops
 from runner.models import Encoder, EncoderConfig
-from runner.models.hf import build_hf_model, hf_config, hf_model_class
+from runner.models.hf import build_hf_model, hf_config, hf_model_class, hf_unsupported
 from runner.objectives.masking import IGNORE
 from runner.objectives.mlm import MaskedLM
-from runner.objectives.rtd import ReplacedTokenDetection, generator_config
+from runner.objectives.rtd import (ReplacedTokenDetection, binary_entropy, generator_config,
+                                   probability_histograms, roc_auc)
+from runner.train import run
 from tests.conftest import TINY, make_cfg, run_cli
 
 transformers = pytest.importorskip("transformers")
@@ -160,6 +163,28 @@ def test_labels_mark_replacements_and_a_sample_equal_to_the_original_is_real():
     assert int(stats["disc_count"]) == int(batch["attention_mask"].sum())  # all non-padding tokens, [CLS] included
 
 
+def pairwise_auc(scores: torch.Tensor, positive: torch.Tensor) -> float:
+    """The exact ROC AUC: the share of (positive, negative) pairs ordered right, ties counted half."""
+    diff = scores[positive][:, None] - scores[~positive][None, :]
+    return float((diff > 0).double().mean() + 0.5 * (diff == 0).double().mean())
+
+
+def test_auc_from_histograms_matches_the_pairwise_auc_and_a_constant_scores_half():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 50, generator=g)
+    replaced = torch.rand(6, 50, generator=g) < torch.sigmoid(2 * logits)  # informative but noisy scores
+    scored = torch.rand(6, 50, generator=g) < 0.9  # padding is left out
+    halves = [probability_histograms(logits[r], replaced[r], scored[r]) for r in (slice(0, 3), slice(3, 6))]
+    pos, neg = halves[0][0] + halves[1][0], halves[0][1] + halves[1][1]  # summed across batches, as evaluate()
+    exact = pairwise_auc(torch.sigmoid(logits)[scored], replaced[scored])
+    assert 0.6 < exact < 0.95
+    assert abs(roc_auc(pos, neg) - exact) < 2e-3  # only pairs sharing a 0.001-wide bin count as ties
+    assert int(pos.sum() + neg.sum()) == int(scored.sum())
+    assert roc_auc(*probability_histograms(torch.full((6, 50), -3.0), replaced, scored)) == 0.5  # "all real"
+    assert roc_auc(*probability_histograms(torch.where(replaced, 2.0, -2.0), replaced, scored)) == 1.0
+    assert abs(binary_entropy(0.25) - 0.5623351446) < 1e-9 and binary_entropy(0.0) == 0.0
+
+
 def test_sampling_follows_the_batch_generator():
     torch.manual_seed(0)
     module = rtd(tiny()).eval()
@@ -234,6 +259,24 @@ def test_mlm_on_the_electra_architecture_exports_as_electra_for_masked_lm():
         assert (ours - hf(input_ids=ids).logits).abs().max() <= 1e-4
 
 
+@pytest.mark.parametrize("family", ["electra", "roberta"])
+def test_pair_heads_have_no_export_outside_bert_and_albert(family):
+    config = tiny(family=family, embedding_size=None if family == "roberta" else 24, type_vocab_size=2)
+    assert "next-sentence or sentence-order head" in hf_unsupported(config, nsp=True)
+    assert hf_unsupported(config, nsp=False) is None
+    assert hf_unsupported(tiny(family="bert", embedding_size=None), nsp=True) is None
+
+
+def test_nsp_on_the_electra_architecture_trains_and_skips_the_export_with_a_note(tmp_path, capsys):
+    cfg = make_cfg(*TINY, "model=electra", "objective=mlm_nsp", "trainer.export_hf=true", "trainer.max_steps=2",
+                   "trainer.eval_every=2")
+    s = run(cfg, build(cfg), tmp_path)  # BERT-style NSP pretraining of an ELECTRA-architecture encoder is legitimate
+    assert s["steps"] == 2 and math.isfinite(s["final_val"]["nsp_loss"])
+    assert s["hf_export"] is None and not (tmp_path / "hf").exists()
+    captured = capsys.readouterr()
+    assert "skipped the hf/ export: model.family=electra has no transformers class" in captured.out + captured.err
+
+
 def test_flops_count_the_generator_and_the_discriminator_head():
     c = tiny(embedding_size=None)
     base = train_flops(c, 4, 20, 12)
@@ -274,9 +317,9 @@ def test_cli_run_logs_generator_and_discriminator_metrics(finished_run):
     summary = json.loads((finished_run / "summary.json").read_text())
     final = summary["final_val"]
     for key in ("mlm_loss", "mlm_accuracy", "sampled_accuracy", "disc_loss", "disc_accuracy", "disc_precision",
-                "disc_recall", "disc_f1", "replaced_rate", "all_real_accuracy"):
+                "disc_recall", "disc_f1", "replaced_rate", "all_real_accuracy", "all_real_loss", "disc_auc"):
         assert key in final, key
-    assert 0.0 < final["replaced_rate"] < 0.3
+    assert 0.0 < final["replaced_rate"] < 0.3 and 0.0 <= final["disc_auc"] <= 1.0
     assert final["all_real_accuracy"] == pytest.approx(1.0 - final["replaced_rate"])
     assert summary["objective"] == "rtd" and {"generator", "disc_head", "mlm_head"} <= set(summary["parameters"])
     cfg = make_cfg(*TINY, "model=electra")
@@ -322,3 +365,15 @@ def test_bad_combination_exits_2_with_one_line(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "objective.tie_embeddings=all" in lines[0] and "generator_size=1.0" in lines[0]
+
+
+def test_a_short_wiki_run_lifts_the_discriminator_above_all_real(tmp_path):
+    cfg = make_cfg(*TINY, "model=electra", "model.hidden_size=64", "model.embedding_size=32", "optimizer.lr=1e-3",
+                   "trainer.max_steps=80", "trainer.eval_every=1000", "trainer.eval_batches=8",
+                   "trainer.export_hf=false")
+    summary = run(cfg, build(cfg), tmp_path)
+    first, final = summary["initial_val"], summary["final_val"]
+    assert first["disc_accuracy"] < first["all_real_accuracy"], "untrained, it does worse than saying 'real'"
+    assert final["disc_accuracy"] > final["all_real_accuracy"] + 0.005
+    assert final["disc_auc"] > 0.7 and final["disc_f1"] > 0.1
+    assert final["disc_loss"] < final["all_real_loss"] - 0.03, "better than the best constant predictor"

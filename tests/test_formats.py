@@ -254,9 +254,12 @@ def test_two_steps_in_each_format(tmp_path, overrides, fmt, metric):
     assert "validation" in ex
 
 
-@pytest.mark.parametrize("fmt,key", [("segment_pair", "next_sentence_label"), ("sentence_pair", "next_sentence_label")])
-def test_nsp_labels_near_half_on_the_short_wiki_articles(fmt, key):
-    built = build(make_cfg(*TINY, "model=bert", "data.max_docs=600", f"data.format={fmt}", "trainer.max_steps=0"))
+@pytest.mark.parametrize("fmt,key,objective", [("segment_pair", "next_sentence_label", "mlm_nsp"),
+                                               ("sentence_pair", "next_sentence_label", "mlm_nsp"),
+                                               ("sop_pair", "sentence_order_label", "mlm_sop")])
+def test_pair_labels_near_half_on_the_short_wiki_articles(fmt, key, objective):
+    built = build(make_cfg(*TINY, "model=bert", f"objective={objective}", "data.max_docs=600", f"data.format={fmt}",
+                           "trainer.max_steps=0"))
     ex = built.data.examples("train", 1, 0)
     assert ex.label_key == key
     labels = torch.from_numpy(ex.labels.astype("float32"))

@@ -136,9 +136,13 @@ def hf_model_class(family: str, nsp: bool, discriminator: bool = False):
     return transformers.BertForPreTraining if nsp else transformers.BertForMaskedLM
 
 
-def hf_unsupported(config: EncoderConfig) -> str | None:
+def hf_unsupported(config: EncoderConfig, nsp: bool = False) -> str | None:
     """Why no transformers class can hold this model (None when one can): transformers shares only ALBERT's whole
-    layers, and projects embeddings only in ALBERT (always, so an ALBERT needs model.embedding_size)."""
+    layers, projects embeddings only in ALBERT (always, so an ALBERT needs model.embedding_size), and has a
+    sentence-pair head (nsp: objective=mlm_nsp or mlm_sop) only in BERT's and ALBERT's pretraining classes."""
+    if nsp and config.family not in ("bert", "albert"):
+        return (f"model.family={config.family} has no transformers class with a next-sentence or sentence-order "
+                "head; use objective=mlm or rtd, or model.family=bert or albert, to export")
     if config.family == "albert":
         if config.share in ("attention", "ffn"):
             return (f"model.share={config.share} has no transformers counterpart (ALBERT there shares whole layers "
@@ -166,7 +170,7 @@ def hf_unsupported(config: EncoderConfig) -> str | None:
 def build_hf_model(module: nn.Module | dict[str, torch.Tensor], config: EncoderConfig, nsp: bool,
                    specials: dict[str, int] | None = None, discriminator: bool = False):
     """A transformers model holding exactly our weights (module, or tensors under our names)."""
-    if (why := hf_unsupported(config)) is not None:
+    if (why := hf_unsupported(config, nsp)) is not None:
         raise ConfigError(why)
     hf = hf_model_class(config.family, nsp, discriminator)(hf_config(config, nsp, specials or {}, discriminator))
     missing, unexpected = hf.load_state_dict(to_hf_state_dict(module, config.family), strict=False)

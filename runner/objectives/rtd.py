@@ -23,6 +23,7 @@ sample before its generator learns they are never targets; such a replacement wo
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Optional
 
 import torch
@@ -41,6 +42,7 @@ from runner.objectives.mlm import MaskedLM
 TIES = ("none", "embeddings", "all")
 SHARED_EMBEDDINGS = ("word_embeddings", "position_embeddings", "token_type_embeddings", "norm")
 _SEED_RANGE = 1 << 31  # per-row sampling seeds are drawn in [0, 2^31) from the batch's generator
+AUC_BINS = 1000  # histogram bins of the "replaced" probability; the AUC is exact up to ties within a 0.001 bin
 
 
 def generator_config(c: EncoderConfig, generator_size: float, tie_embeddings: str) -> EncoderConfig:
@@ -57,6 +59,31 @@ def generator_config(c: EncoderConfig, generator_size: float, tie_embeddings: st
     return dataclasses.replace(c, name=f"{c.name}_generator", hidden_size=hidden, num_heads=max(1, hidden // 64),
                                intermediate_size=int(round(c.intermediate_size * generator_size)),
                                embedding_size=embedding_size)
+
+
+def probability_histograms(logits: torch.Tensor, replaced: torch.Tensor, scored: torch.Tensor,
+                            bins: int = AUC_BINS) -> tuple[torch.Tensor, torch.Tensor]:
+    """Counts (bins,) of sigmoid(logits) over [0, 1] among the scored replaced tokens and the scored real ones:
+    summable across batches, they give the ROC AUC without keeping every prediction (roc_auc)."""
+    bin_of = (torch.sigmoid(logits.detach().float()) * bins).long().clamp_(0, bins - 1)[scored]  # (N,)
+    pos = replaced[scored]
+    return (torch.bincount(bin_of[pos], minlength=bins), torch.bincount(bin_of[~pos], minlength=bins))
+
+
+def roc_auc(pos_hist: torch.Tensor, neg_hist: torch.Tensor) -> float:
+    """P(score of a replaced token > score of a real one), ties (same bin) counted half; 0.5 with no positives
+    or no negatives, as for a constant predictor."""
+    pos, neg = pos_hist.double(), neg_hist.double()
+    n_pos, n_neg = float(pos.sum()), float(neg.sum())
+    if n_pos == 0 or n_neg == 0:
+        return 0.5
+    below = torch.cumsum(neg, 0) - neg  # real tokens in strictly lower bins than each bin
+    return float((pos * (below + 0.5 * neg)).sum()) / (n_pos * n_neg)
+
+
+def binary_entropy(p: float) -> float:
+    """Entropy in nats of a Bernoulli(p): the log-loss of the best constant predictor of a p-rate event."""
+    return 0.0 if p <= 0.0 or p >= 1.0 else -(p * math.log(p) + (1 - p) * math.log(1 - p))
 
 
 def check_generator(c: EncoderConfig, generator_size: float, tie_embeddings: str) -> None:
@@ -180,7 +207,9 @@ class ReplacedTokenDetection(MaskedLM):
         bce = F.binary_cross_entropy_with_logits(d_logits, replaced.float(), reduction="none")  # (B, T)
         disc_sum = bce.masked_fill(~real, 0.0).sum()
         pred = d_logits > 0
-        stats.update(disc_loss_sum=disc_sum.detach(), disc_count=real.sum(),
+        hist_replaced, hist_real = probability_histograms(d_logits, replaced, real)
+        stats.update(disc_hist_replaced=hist_replaced, disc_hist_real=hist_real,
+                     disc_loss_sum=disc_sum.detach(), disc_count=real.sum(),
                      disc_correct=(pred.eq(replaced) & real).sum(), disc_true_pos=(pred & replaced & real).sum(),
                      disc_pred_pos=(pred & real).sum(), disc_replaced=(replaced & real).sum(),
                      sampled_correct=corrupted.reshape(-1).index_select(0, idx).eq(target).sum())
@@ -191,7 +220,9 @@ class ReplacedTokenDetection(MaskedLM):
     def metrics(stats: Stats) -> dict[str, float]:
         """The generator's MLM metrics (mlm_loss, mlm_accuracy, perplexity, sampled_accuracy: share of samples
         equal to the original) and the discriminator's: loss, accuracy, precision / recall / F1 of "replaced",
-        the replaced-token rate and the accuracy of predicting "real" everywhere (1 - replaced rate)."""
+        ROC AUC of the "replaced" probability (threshold-free), the replaced-token rate, and the two constant
+        baselines the discriminator must beat: the accuracy of predicting "real" everywhere (1 - replaced rate) and
+        the log-loss of predicting the replaced rate everywhere (its binary entropy, against disc_loss)."""
         n = max(float(stats["disc_count"]), 1.0)
         tp, pred_pos, replaced = (float(stats[k]) for k in ("disc_true_pos", "disc_pred_pos", "disc_replaced"))
         precision, recall = tp / max(pred_pos, 1.0), tp / max(replaced, 1.0)
@@ -200,7 +231,8 @@ class ReplacedTokenDetection(MaskedLM):
                 "sampled_accuracy": float(stats["sampled_correct"]) / max(float(stats["mlm_count"]), 1.0),
                 "disc_loss": float(stats["disc_loss_sum"]) / n, "disc_accuracy": float(stats["disc_correct"]) / n,
                 "disc_precision": precision, "disc_recall": recall, "disc_f1": f1, "replaced_rate": replaced / n,
-                "all_real_accuracy": 1.0 - replaced / n}
+                "all_real_accuracy": 1.0 - replaced / n, "all_real_loss": binary_entropy(replaced / n),
+                "disc_auc": roc_auc(stats["disc_hist_replaced"], stats["disc_hist_real"])}
 
     def hf_exports(self, encoder: nn.Module) -> dict[str, tuple[dict[str, torch.Tensor], EncoderConfig, bool]]:
         """What a finished run writes for transformers: {directory: (tensors under our names, ELECTRA-family
