@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from runner.build import build
-from runner.data.examples import (FORMATS, build_examples, contiguous_ranges, doc_sentence_ranges,
-                                  full_sentence_ranges, padding_fraction, segment_pair_ranges, sentence_order_ranges,
+from runner.data.examples import (FORMATS, build_example_set, build_examples, contiguous_ranges, doc_sentence_ranges,
+                                  full_sentence_ranges, segment_pair_ranges, sentence_order_ranges,
                                   sentence_pair_ranges)
 from runner.data.stream import TokenStream
 from runner.data.pretraining import check_format
@@ -79,7 +79,7 @@ def test_contiguous_blocks_are_full_and_have_no_padding():
     blocks = blocks_of(c, contiguous_ranges(c, 30))
     assert all(len(b) == 30 for b in blocks) and [t for b in blocks for t in b] == stream[:len(blocks) * 30].tolist()
     ex = build_examples(c, "contiguous", 32, SP)
-    assert ex["attention_mask"].all() and padding_fraction(ex) == 0.0
+    assert ex["attention_mask"].all() and build_example_set(c, "contiguous", 32, SP).padding_fraction() == 0.0
     assert ex["input_ids"][:, 0].eq(SP.cls).all() and ex["input_ids"][:, -1].eq(SP.sep).all()
     assert blocks_of(corpus([[5]]), contiguous_ranges(corpus([[5]]), 30)) == [list(range(5, 10))], "a corpus under one block keeps it"
 
@@ -102,8 +102,8 @@ def test_sentence_pair_segments_are_single_sentences():
         else:
             assert (db, jb) == (da, ja + 1), "label 0: B is the sentence right after A"
     assert max(len(a) + len(b) for a, b, _ in pairs) <= 61
-    ex = build_examples(c, "sentence_pair", 128, SP)
-    assert padding_fraction(ex) > 0.5, "single sentences leave most of a 128-token sequence empty"
+    ex = build_example_set(c, "sentence_pair", 128, SP)
+    assert ex.padding_fraction() > 0.5, "single sentences leave most of a 128-token sequence empty"
 
 
 def test_sentence_pair_truncates_long_sentences():
@@ -193,7 +193,7 @@ def test_single_formats_have_no_labels_and_repeat_per_copy():
 
 def test_padding_fraction_orders_the_formats():
     c = varied_corpus(200)
-    pad = {f: padding_fraction(build_examples(c, f, 64, SP)) for f in FORMATS}
+    pad = {f: build_example_set(c, f, 64, SP).padding_fraction() for f in FORMATS}
     assert pad["contiguous"] == 0.0
     assert pad["full_sentences"] < pad["doc_sentences"] and pad["segment_pair"] < pad["sentence_pair"]
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import random
 
-import pytest
 import torch
 
 from runner.data.batches import Batches

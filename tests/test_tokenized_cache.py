@@ -13,7 +13,7 @@ from runner.data import cache, sources, tokenized
 from runner.data.corpus import SPLITS, Document, load_wiki, split_documents, split_of
 from runner.data.pretraining import build_data
 from runner.data.stream import TokenStream
-from runner.data.tokenized import (TOKENIZED_FORMAT, TokenIds, cached_tokenized, load_tokenized, save_tokenized,
+from runner.data.tokenized import (TOKENIZED_FORMAT, TokenIds, load_tokenized, save_tokenized,
                                    tokenize_documents)
 from runner.data.tokenizer import train_tokenizer
 from tests.conftest import make_cfg
@@ -86,7 +86,9 @@ def test_uint32_when_vocab_large(tmp_path):
 
 
 def test_empty_split_round_trips(tok, tmp_path):
-    got = cached_tokenized(tmp_path / "empty", tok, [], num_proc=1)
+    counts = tokenized.tokenize_splits([], lambda d: "train", SPLITS, tok, tmp_path, num_proc=1)
+    assert counts == {"train": 0, "validation": 0, "test": 0}
+    got = load_tokenized(tmp_path / "validation")
     assert (got.num_docs, got.num_sentences, got.num_tokens) == (0, 0, 0) and got.ids.tolist() == []
 
 
@@ -141,16 +143,13 @@ def test_two_processes_build_once(tmp_path):
     assert outs[0] == outs[1] == [list(range(10)), [0, 4, 10], ["title"]]
 
 
-def test_cached_tokenized_reuses_and_versioned_name(tok, docs, tmp_path, monkeypatch):
-    d = tmp_path / f"key-train-v{TOKENIZED_FORMAT}"
-    first = cached_tokenized(d, tok, docs[:50], num_proc=1)
-    monkeypatch.setattr(tokenized, "encode_stream", lambda *a, **k: pytest.fail("rebuilt"))
-    same(first, cached_tokenized(d, tok, docs[:50], num_proc=1))
-    meta = json.loads((d / "meta.json").read_text())
+def test_an_older_format_is_refused_with_the_fix(tok, docs, tmp_path):
+    save_tokenized(tokenize_documents(tok, docs[:50]), tmp_path, tok.get_vocab_size())
+    meta = json.loads((tmp_path / "meta.json").read_text())
     meta["format"] = TOKENIZED_FORMAT - 1
-    (d / "meta.json").write_text(json.dumps(meta))
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(RuntimeError, match="delete it to rebuild"):
-        load_tokenized(d)
+        load_tokenized(tmp_path)
 
 
 def test_tokenize_splits_streams_documents_chunk_by_chunk(tok, docs, tmp_path, monkeypatch):

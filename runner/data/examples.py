@@ -375,9 +375,3 @@ def build_examples(corpus: TokenizedCorpus, fmt: str, seq_len: int, sp: SpecialI
                    random_next_prob: float = 0.5, short_seq_prob: float = 0.1) -> dict[str, torch.Tensor]:
     """build_example_set(...) read into tensors: every example at once (small corpora, tests)."""
     return build_example_set(corpus, fmt, seq_len, sp, copies, seed, random_next_prob, short_seq_prob).tensors()
-
-
-def padding_fraction(examples: dict[str, torch.Tensor]) -> float:
-    """Share of the (N, seq_len) positions that are padding in a dict of example tensors."""
-    mask = examples["attention_mask"]
-    return 1.0 - float(mask.sum()) / max(mask.numel(), 1)

@@ -1,5 +1,6 @@
-"""A whole corpus tokenized into flat tensors with sentence and document offsets, and its on-disk cache: a
-directory of memory-mapped arrays built once (in parallel worker processes) and shared by later runs."""
+"""A corpus tokenized into flat token ids with sentence and document offsets: encoded chunk by chunk in one
+streaming pass (in parallel worker processes on large corpora) into a directory of memory-mapped arrays per
+split, which runner.data.pretraining builds once under the cache's lock and later runs share."""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-from runner.data import cache
 from runner.data.corpus import Document
 from runner.data.tokenizer import encode_sentences
 
@@ -419,14 +419,3 @@ class DocColumn(Sequence):
 
     def __eq__(self, other: object) -> bool:
         return list(self) == list(other) if isinstance(other, Sequence) else NotImplemented
-
-
-def cached_tokenized(directory: pathlib.Path | str, tok: Tokenizer, docs: Iterable[Document],
-                     num_proc: int | None = None) -> TokenizedCorpus:
-    """Load the tokenized documents cached in `directory`, building it first (once across processes) if missing."""
-    def build(tmp: pathlib.Path) -> None:
-        w = TokenizedWriter(tmp, tok.get_vocab_size())
-        for chunk in encode_stream(tok, docs, num_proc):
-            w.add(Encoded.of(chunk))
-        w.finish()
-    return cache.cached_dir(directory, build, load_tokenized)
