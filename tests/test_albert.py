@@ -24,6 +24,7 @@ from runner.optim import Lamb, build_adamw, build_lamb
 from runner.train import run
 from runner.validate import validate
 from tests.conftest import TINY, make_cfg, run_cli
+from tests.test_models import assert_logits_match
 
 transformers = pytest.importorskip("transformers")
 
@@ -99,16 +100,7 @@ def test_logits_equal_transformers_on_identical_weights(share, sop):
     ours = pretrainer(tiny(share), sop).eval()
     theirs = build_hf_model(ours, ours.encoder.config, sop)
     assert theirs.config.num_hidden_groups == (1 if share == "all" else 3)
-    ids, types, mask = inputs()
-    with torch.no_grad():
-        hidden = ours.encoder(ids, types, mask)
-        logits = ours.objective.mlm_logits(ours.encoder, hidden)
-        out = theirs(input_ids=ids, token_type_ids=types, attention_mask=mask)
-    ref = out.prediction_logits if sop else out.logits
-    real = mask.bool()
-    assert (logits[real] - ref[real]).abs().max() <= 1e-4
-    if sop:
-        assert (ours.objective.sop_head(hidden) - out.sop_logits).abs().max() <= 1e-4
+    assert_logits_match(ours, theirs, *inputs(), "sop_logits" if sop else None)
 
 
 @pytest.mark.parametrize("family", ["bert", "albert"])
