@@ -24,7 +24,7 @@ from runner.optim import Lamb, build_adamw, build_lamb
 from runner.train import run
 from runner.validate import validate
 from tests.conftest import TINY, make_cfg, run_cli
-from tests.test_models import assert_logits_match
+from tests.test_models import assert_logits_match, assert_weights_round_trip
 
 transformers = pytest.importorskip("transformers")
 
@@ -121,14 +121,7 @@ def test_either_pair_head_exports_into_the_familys_slot(family):
 
 
 def test_load_hf_weights_round_trip_and_share_mismatch(tmp_path):
-    torch.manual_seed(0)
-    src = pretrainer(tiny("all"), True)
-    build_hf_model(src, src.encoder.config, True).save_pretrained(tmp_path)
-    torch.manual_seed(1)
-    dst = pretrainer(tiny("all"), True)
-    assert load_hf_weights(dst, dst.encoder.config, str(tmp_path)) == []
-    for (name, a), (_, b) in zip(src.state_dict().items(), dst.state_dict().items()):
-        assert torch.equal(a, b), name
+    assert_weights_round_trip(tiny("all"), tmp_path)
     unshared = pretrainer(tiny("none"), True)
     with pytest.raises(ConfigError, match="model.share=none needs num_hidden_groups=3"):
         load_hf_weights(unshared, unshared.encoder.config, str(tmp_path))
