@@ -16,7 +16,7 @@ register()
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    """Entry point; returns the final validation MLM loss (the value sweepers minimise)."""
+    """Entry point; returns the final validation MLM loss, or LM loss for objective=clm (what sweepers minimise)."""
     from runner.build import build  # imported here so `--help` stays fast
     from runner.logging import console
     from runner.train import export_run, run
@@ -28,7 +28,7 @@ def main(cfg: DictConfig) -> float | None:
             return None
         run_dir = Path(HydraConfig.get().runtime.output_dir)
         summary = run(cfg, build(cfg), run_dir)
-        return summary["final_val"].get("mlm_loss")
+        return summary["final_val"].get("mlm_loss", summary["final_val"].get("lm_loss"))
     except (ConfigError, TrainingError) as e:
         console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         sys.exit(2)

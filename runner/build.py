@@ -17,6 +17,7 @@ from runner.errors import ConfigError
 from runner.models import Encoder, EncoderConfig
 from runner.models.heads import MLMHead
 from runner.models.hf import load_hf_weights
+from runner.models.txl import TransformerXL
 from runner.objectives.base import Objective
 from runner.validate import validate
 
@@ -24,7 +25,7 @@ from runner.validate import validate
 class Pretrainer(nn.Module):
     """An encoder and the objective that trains it; the objective receives the encoder on each call."""
 
-    def __init__(self, encoder: Encoder, objective: Objective):
+    def __init__(self, encoder: Encoder | TransformerXL, objective: Objective):
         super().__init__()
         self.encoder, self.objective = encoder, objective
         objective.attach(encoder)  # before any optimizer sees the parameters (ELECTRA shares embeddings)
@@ -59,6 +60,10 @@ def build(cfg: DictConfig) -> Built:
     config = encoder_config(cfg)
     objective_cls = get_class(cfg.objective._target_)
     objective_cls.check(config, cfg.objective.name)
+    if config.family == "txl" and not getattr(objective_cls, "streams", False):
+        raise ConfigError(f"model.family=txl is a causal decoder with memory, but objective={cfg.objective.name} "
+                          "needs a bidirectional encoder; use objective=clm (the txl presets' default) or a "
+                          "BERT-family model (README: memory on a bidirectional encoder)")
     objective_cls.check_options(config, cfg.objective)
     tokenizer_path = None  # keep a checkpoint's vocab; data.tokenizer.path, when set, wins (build_data)
     if config.init_from and (Path(config.init_from).expanduser() / "tokenizer.json").is_file():
@@ -73,7 +78,7 @@ def build(cfg: DictConfig) -> Built:
                           f"set model.vocab_size>={n_tok}")
     config = dataclasses.replace(config, pad_token_id=data.specials.pad)
     torch.manual_seed(cfg.seed)
-    encoder = Encoder(config)
+    encoder = TransformerXL(config) if config.family == "txl" else Encoder(config)
     try:
         objective = instantiate(cfg.objective, model_config=config, specials=data.specials, token_vocab_size=n_tok,
                                 word_table=continuation_table(data.tokenizer, config.tokenizer))

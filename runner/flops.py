@@ -34,3 +34,20 @@ def train_flops(c: EncoderConfig, sequences: int, seq_len: int, predicted: int, 
     disc_head = tokens * 2 * (c.hidden_size * c.hidden_size + c.hidden_size)
     gen = encoder_flops(generator, tokens, seq_len) + mlm_head_flops(generator, predicted)
     return 3.0 * (encoder_flops(c, tokens, seq_len) + disc_head + gen + pool)
+
+
+def txl_train_flops(c: EncoderConfig, sequences: int, tgt_len: int, mem_len: int) -> float:
+    """FLOPs of one Transformer-XL training step over `sequences` segments of tgt_len tokens after a memory of
+    mem_len: keys and values are computed for memory and segment (K = mem_len + tgt_len), queries, FFN and softmax
+    for the segment; the relative position keys once per segment; scores against K keys twice (content and
+    position terms) plus the weighted sum of values. The adaptive softmax is counted as a full one (an upper bound)."""
+    T, K, H = tgt_len, mem_len + tgt_len, c.hidden_size
+    inner = c.num_heads * (H // c.num_heads)
+    per_layer = (2 * T * H * inner  # queries
+                 + 2 * K * H * 2 * inner  # keys and values over memory and segment
+                 + 2 * K * H * inner  # r_net on K relative positions
+                 + 2 * T * inner * H  # output projection
+                 + 2 * T * 2 * H * c.intermediate_size  # FFN
+                 + 3 * 2 * T * K * inner)  # content scores, position scores, attention-weighted values
+    head = 2 * T * embedding_width(c) * c.vocab_size
+    return 3.0 * sequences * (c.num_layers * per_layer + head)

@@ -1,6 +1,7 @@
 """AdamW with decoupled weight decay and BERT's linear warmup / linear decay schedule; LAMB (ALBERT's optimizer)."""
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -28,21 +29,35 @@ def warmup_linear(warmup: int, total: int, min_ratio: float):
     return factor
 
 
+def warmup_cosine(warmup: int, total: int, min_ratio: float):
+    """LR multiplier: linear warmup, then cosine annealing from 1 to `min_ratio` at `total` (Transformer-XL's
+    schedule; Loshchilov & Hutter 2017 without restarts)."""
+    def factor(step: int) -> float:
+        if warmup > 0 and step < warmup:
+            return (step + 1) / warmup
+        done = min(max(step - warmup, 0) / max(total - warmup, 1), 1.0)
+        return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * done))
+    return factor
+
+
+DECAYS = {"linear": warmup_linear, "cosine": warmup_cosine}
+
+
 def build_adamw(module: nn.Module, max_steps: int, lr: float, betas: Sequence[float], eps: float,
                 weight_decay: float, warmup_steps: int | None = None, warmup_fraction: float = 0.0,
-                min_lr_ratio: float = 0.0, name: str = "adamw"):
-    """AdamW and its LambdaLR schedule for a run of max_steps optimizer steps."""
+                min_lr_ratio: float = 0.0, name: str = "adamw", decay: str = "linear"):
+    """AdamW and its LambdaLR schedule for a run of max_steps optimizer steps (Adam with weight_decay=0)."""
     fused = next(module.parameters()).is_cuda
     opt = torch.optim.AdamW(param_groups(module, weight_decay), lr=lr, betas=tuple(betas), eps=eps,
                             **({"fused": True} if fused else {}))
-    return opt, schedule(opt, max_steps, warmup_steps, warmup_fraction, min_lr_ratio)
+    return opt, schedule(opt, max_steps, warmup_steps, warmup_fraction, min_lr_ratio, decay)
 
 
 def schedule(opt: torch.optim.Optimizer, max_steps: int, warmup_steps: int | None, warmup_fraction: float,
-             min_lr_ratio: float) -> torch.optim.lr_scheduler.LambdaLR:
-    """BERT's linear warmup (warmup_steps, else warmup_fraction of max_steps) then linear decay."""
+             min_lr_ratio: float, decay: str = "linear") -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warmup (warmup_steps, else warmup_fraction of max_steps), then BERT's linear or a cosine decay."""
     warmup = warmup_steps if warmup_steps is not None else int(round(warmup_fraction * max_steps))
-    return torch.optim.lr_scheduler.LambdaLR(opt, warmup_linear(warmup, max_steps, min_lr_ratio))
+    return torch.optim.lr_scheduler.LambdaLR(opt, DECAYS[decay](warmup, max_steps, min_lr_ratio))
 
 
 class Lamb(torch.optim.Optimizer):
@@ -93,9 +108,9 @@ class Lamb(torch.optim.Optimizer):
 
 def build_lamb(module: nn.Module, max_steps: int, lr: float, betas: Sequence[float], eps: float,
                weight_decay: float, warmup_steps: int | None = None, warmup_fraction: float = 0.0,
-               min_lr_ratio: float = 0.0, bias_correction: bool = True, name: str = "lamb"):
+               min_lr_ratio: float = 0.0, bias_correction: bool = True, name: str = "lamb", decay: str = "linear"):
     """LAMB and the same warmup / linear decay schedule as build_adamw."""
-    decay, no_decay = param_groups(module, weight_decay)  # the 1-D group gets neither decay nor trust ratio
-    opt = Lamb([{**decay, "adapt": True}, {**no_decay, "adapt": False}], lr=lr, betas=tuple(betas), eps=eps,
+    matrices, vectors = param_groups(module, weight_decay)  # the 1-D group gets neither decay nor trust ratio
+    opt = Lamb([{**matrices, "adapt": True}, {**vectors, "adapt": False}], lr=lr, betas=tuple(betas), eps=eps,
                bias_correction=bias_correction)
-    return opt, schedule(opt, max_steps, warmup_steps, warmup_fraction, min_lr_ratio)
+    return opt, schedule(opt, max_steps, warmup_steps, warmup_fraction, min_lr_ratio, decay)

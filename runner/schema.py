@@ -63,6 +63,20 @@ class RTDConfig(MLMConfig):
 
 
 @dataclass
+class CLMConfig:
+    """objective=clm: causal language modelling over contiguous streams with Transformer-XL's memory."""
+
+    _target_: str = "runner.objectives.clm.CausalLM"
+    name: str = "clm"
+    # stream: the memory carries across documents, as the original over WikiText-103 and enwik8 (it restarts only
+    # when a row's stream does, at an epoch wrap); document: no token attends across a document separator
+    reset: str = "stream"
+    # tokens of the final comparison predicted by the sliding-window evaluation (Al-Rfou et al.: one forward of the
+    # whole window per token, so keep it small on a CPU); 0 skips the sliding window
+    compare_tokens: int = 256
+
+
+@dataclass
 class HubConfig:
     """data.source=hub: a Hugging Face `datasets` dataset."""
 
@@ -131,7 +145,8 @@ class OptimizerConfig:
     weight_decay: float = 0.01  # not applied to biases and LayerNorm weights
     warmup_steps: Optional[int] = None  # takes precedence over warmup_fraction
     warmup_fraction: float = 0.06
-    min_lr_ratio: float = 0.0  # linear decay ends at lr * min_lr_ratio
+    min_lr_ratio: float = 0.0  # the decay ends at lr * min_lr_ratio
+    decay: str = "linear"  # after warmup: linear (BERT) | cosine (Transformer-XL: cosine annealing to min_lr_ratio)
 
 
 @dataclass
@@ -201,6 +216,7 @@ def register() -> None:
     cs.store(group="objective", name="base_mlm_nsp", node=MLMNSPConfig)
     cs.store(group="objective", name="base_rtd", node=RTDConfig)
     cs.store(group="objective", name="base_mlm_sop", node=MLMSOPConfig)
+    cs.store(group="objective", name="base_clm", node=CLMConfig)
     cs.store(group="data", name="base_data", node=DataConfig)
     cs.store(group="optimizer", name="base_optimizer", node=OptimizerConfig)
     cs.store(group="optimizer", name="base_lamb", node=LambConfig)

@@ -14,8 +14,10 @@ from omegaconf import DictConfig, OmegaConf
 from runner import checkpoint
 from runner.build import Built, albert_contrast, parameter_counts
 from runner.data.batches import Batch, Batches, batch_loader, dist_rank_world, trim
-from runner.errors import TrainingError
-from runner.flops import train_flops
+from runner.data.lm_stream import StreamBatches, stream_rows
+from runner.data.stream import TokenStream
+from runner.errors import ConfigError, TrainingError
+from runner.flops import train_flops, txl_train_flops
 from runner.logging import RunLogger, console, progress, summary_table
 from runner.validate import resolve_device
 
@@ -39,23 +41,26 @@ class Trainer:
             contextlib.nullcontext
         self.precision = "bf16" if bf16 else "fp32"
         obj = built.objective
-        static = getattr(obj, "masking", "dynamic") == "static"
-        copies = obj.dupe_factor if static else 1
-        rnp = getattr(obj, "random_next_prob", 0.5)
-        train = built.data.examples("train", copies, cfg.seed, rnp)
         rank, world = dist_rank_world()
-        # Static (BERT): each copy of each example keeps one set of masks; dynamic (RoBERTa): new masks per batch.
-        self.batches = Batches(train, self.t.batch_size, cfg.seed, prepare=obj.prepare, rank=rank, world_size=world,
-                               static=static)
         # Background loader over batch indices, opened on first use at the (possibly resumed) position.
         self._stream: Any = None  # iterator of the DataLoader (it keeps the loader alive)
         self._next_index = 0
-        val = built.data.examples("validation", 1, cfg.seed + 1, rnp)
-        n_val = min(len(val), self.t.eval_batches * self.t.batch_size)
-        # Validation masks are drawn once, so every evaluation of every run with this seed scores the same task.
-        val = obj.prepare(val.rows(range(n_val)), torch.Generator().manual_seed(cfg.seed + 29))
-        self.val = [trim({k: v[i:i + self.t.batch_size] for k, v in val.items()})
-                    for i in range(0, n_val, self.t.batch_size)]
+        if getattr(obj, "streams", False):  # causal LM: rows continue their streams step to step (Transformer-XL)
+            self.batches, self.val = stream_batches(cfg, built, rank, world)
+        else:
+            static = getattr(obj, "masking", "dynamic") == "static"
+            copies = obj.dupe_factor if static else 1
+            rnp = getattr(obj, "random_next_prob", 0.5)
+            train = built.data.examples("train", copies, cfg.seed, rnp)
+            # Static (BERT): each copy of each example keeps one set of masks; dynamic (RoBERTa): new masks per batch.
+            self.batches = Batches(train, self.t.batch_size, cfg.seed, prepare=obj.prepare, rank=rank,
+                                   world_size=world, static=static)
+            val = built.data.examples("validation", 1, cfg.seed + 1, rnp)
+            n_val = min(len(val), self.t.eval_batches * self.t.batch_size)
+            # Validation masks are drawn once, so every evaluation of every run with this seed scores the same task.
+            val = obj.prepare(val.rows(range(n_val)), torch.Generator().manual_seed(cfg.seed + 29))
+            self.val = [trim({k: v[i:i + self.t.batch_size] for k, v in val.items()})
+                        for i in range(0, n_val, self.t.batch_size)]
         self.optimizer, self.scheduler = instantiate(cfg.optimizer)(module=self.module, max_steps=max(self.t.max_steps, 1))
         self.step, self.tokens, self.flops, self.elapsed = 0, 0, 0.0, 0.0
         self.first_val: dict[str, float] | None = None
@@ -139,10 +144,32 @@ class Trainer:
             loss.backward()
             loss_total += float(loss.detach())
             tokens += int(b["attention_mask"].sum())
-            self.flops += train_flops(self.built.config, b["input_ids"].shape[0], b["input_ids"].shape[1],
-                                      int(b["labels"].ne(-100).sum()), hasattr(self.built.objective, "pair_head"),
-                                      getattr(self.built.objective, "generator_config", None))  # ELECTRA's generator
+            self.flops += self.step_flops(b)
         return {"loss": loss_total, "batch_tokens": tokens}
+
+    def step_flops(self, b: dict[str, torch.Tensor]) -> float:
+        """Training FLOPs of one micro-batch."""
+        c, obj, (B, T) = self.built.config, self.built.objective, b["input_ids"].shape
+        if c.family == "txl":
+            return txl_train_flops(c, B, T, c.mem_len)
+        return train_flops(c, B, T, int(b["labels"].ne(-100).sum()), hasattr(obj, "pair_head"),
+                           getattr(obj, "generator_config", None))  # ELECTRA's generator
+
+    def compare_contexts(self) -> dict[str, Any]:
+        """Transformer-XL's evaluation three ways on validation rows: with memory, without, sliding window."""
+        from runner.lm_eval import compare_contexts
+
+        c, t = self.built.config, self.t
+        tgt = c.eval_tgt_len or self.cfg.data.seq_len
+        mem = c.eval_mem_len if c.eval_mem_len is not None else c.mem_len
+        stream = TokenStream(self.built.data.splits["validation"], self.built.data.specials.sep)
+        R = min(t.batch_size, 4)  # a few long rows: the memory matters more the longer a row runs
+        n = min(stream.length // R - 1, t.eval_batches * tgt)
+        rows = torch.from_numpy(stream_rows(stream, R, n + 1)).to(self.device)  # (R, n + 1)
+        with self.autocast():
+            return compare_contexts(self.module.encoder, self.built.objective, rows, tgt_len=tgt, mem_len=mem,
+                                    clamp_len=c.clamp_len, same_length=c.same_length,
+                                    sliding_tokens=self.built.objective.compare_tokens)
 
     def train_step(self) -> dict[str, float]:
         """One optimizer step: accumulate, stop on a non-finite loss, clip, step the optimizer and schedule."""
@@ -218,6 +245,7 @@ def run(cfg: DictConfig, built: Built, run_dir: Path) -> dict[str, Any]:
         logger.abort()
         raise
     final_val = trainer.evaluate() if cfg.trainer.max_steps > 0 else {}
+    context = trainer.compare_contexts() if getattr(built.objective, "streams", False) and final_val else None
     summary = {
         "name": name, "model": m, "objective": o, "data": d, "run_dir": str(run_dir),
         "parameters": parameter_counts(built.module), "steps": trainer.step, "max_steps": cfg.trainer.max_steps,
@@ -228,6 +256,9 @@ def run(cfg: DictConfig, built: Built, run_dir: Path) -> dict[str, Any]:
         "device": str(trainer.device), "precision": trainer.precision, "data_stats": built.data.stats(),
         "wandb_mode": logger.mode,
     }
+    if context is not None:  # Transformer-XL section 4.3 / Table 9: what the memory buys, and how fast
+        summary["context_comparison"] = context
+        logger.log(context_metrics(context), step=trainer.step)
     if cfg.model.family == "albert":  # the paper's headline contrast, counted from the presets (Table 2)
         summary["albert_vs_bert"] = albert_contrast()
     if cfg.trainer.export_hf and trainer.step == cfg.trainer.max_steps and cfg.trainer.max_steps > 0:
@@ -235,6 +266,8 @@ def run(cfg: DictConfig, built: Built, run_dir: Path) -> dict[str, Any]:
     summary["wall_time_s"] = time.perf_counter() - started  # this invocation: data, evaluation, export included
     logger.finish(summary)
     console.print(summary_table(summary))
+    if context is not None:
+        console.print(context_table(context))
     if "albert_vs_bert" in summary:
         c = summary["albert_vs_bert"]
         console.print(f"ALBERT Table 2: albert_large {c['albert_large'] / 1e6:.1f}M vs bert_large "
@@ -284,3 +317,57 @@ def export_electra(obj: Any, built: Built, run_dir: Path) -> str | None:
     for sub, (state, config, discriminator) in parts.items():
         export(state, config, False, built.data.tokenizer, run_dir / sub, discriminator=discriminator)
     return str(run_dir / "hf")
+
+
+def stream_batches(cfg: DictConfig, built: Built, rank: int, world: int) -> tuple[StreamBatches, list]:
+    """Training batches over contiguous train rows, and the validation segments in reading order (evaluation
+    uses its own memory slot, read from the first segment on)."""
+    from runner.objectives.clm import EVAL_SLOT
+
+    data, t, c = built.data, cfg.trainer, built.config
+    try:
+        train = StreamBatches(TokenStream(data.splits["train"], data.specials.sep), t.batch_size, cfg.data.seq_len,
+                              grad_accum=t.grad_accum, rank=rank, world_size=world)
+        val_stream = TokenStream(data.splits["validation"], data.specials.sep)
+        tgt = c.eval_tgt_len or cfg.data.seq_len
+        # as many rows as the batch, or fewer on a small validation split (every row needs one segment + 1 token)
+        rows = max(1, min(t.batch_size, (val_stream.length - 1) // tgt))
+        val = StreamBatches(val_stream, rows, tgt, max_segments=t.eval_batches, what="validation")
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    return train, [{**val.get(i), "slot": torch.tensor(EVAL_SLOT)} for i in range(len(val))]
+
+
+def context_metrics(context: dict[str, Any]) -> dict[str, float]:
+    """The comparison's headline numbers as flat W&B keys under context/."""
+    out = {"context/ppl_gain_from_memory": context["ppl_gain_from_memory"]}
+    for mode in ("memory", "no_memory", "sliding_window"):
+        for k, v in context.get(mode, {}).items():
+            if k != "seconds":
+                out[f"context/{mode}_{k}"] = v
+    if "speedup_vs_sliding" in context:
+        out["context/speedup_vs_sliding"] = context["speedup_vs_sliding"]
+    return out
+
+
+def context_table(context: dict[str, Any]):
+    """A rich table: perplexity and tokens/s of evaluation with memory, without, and by sliding window."""
+    from rich.table import Table
+
+    table = Table(title=f"Evaluation context (attention length {context['attention_length']}: memory "
+                        f"{context['mem_len']} + segment {context['tgt_len']})")
+    for col in ("evaluation", "perplexity", "bpc", "tokens/s", "ppl on sliding tokens"):
+        table.add_column(col, justify="left" if col == "evaluation" else "right")
+    same = context.get("on_sliding_tokens", {})
+    for mode, label in (("memory", "segments + memory"), ("no_memory", "segments alone"),
+                        ("sliding_window", "sliding window")):
+        if mode not in context:
+            continue
+        m = context[mode]
+        on = same.get(mode, m if mode == "sliding_window" else None)
+        table.add_row(label, f"{m['perplexity']:.3f}", f"{m['bpc']:.4f}" if "bpc" in m else "-",
+                      f"{m['tokens_per_s']:,.0f}", f"{on['perplexity']:.3f}" if on else "-")
+    speed = f"; memory is {context['speedup_vs_sliding']:.1f}x faster than the sliding window" \
+        if "speedup_vs_sliding" in context else ""
+    table.caption = f"memory lowers perplexity {context['ppl_gain_from_memory']:.3f}x{speed}"
+    return table

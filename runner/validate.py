@@ -17,13 +17,16 @@ def _need(ok: bool, message: str) -> None:
 def validate(cfg) -> None:
     """Raise ConfigError on the first inconsistent setting."""
     m, d, t, o = cfg.model, cfg.data, cfg.trainer, cfg.optimizer
-    _need(m.family in ("bert", "roberta", "albert", "electra"),
-          f"model.family={m.family!r} must be 'bert', 'roberta', 'albert' or 'electra'")
+    _need(m.family in ("bert", "roberta", "albert", "electra", "txl"),
+          f"model.family={m.family!r} must be 'bert', 'roberta', 'albert', 'electra' or 'txl'")
     _need(m.share in SHARES, f"model.share={m.share!r} must be one of {', '.join(SHARES)} (ALBERT section 3.1)")
     _need(m.embedding_size is None or m.embedding_size >= 1,
           f"model.embedding_size={m.embedding_size} must be >= 1, or null for embeddings as wide as hidden_size")
-    _need(m.tokenizer in ("wordpiece", "bpe", "unigram"),
-          f"model.tokenizer={m.tokenizer!r} must be 'wordpiece', 'bpe' or 'unigram'")
+    _need(m.tokenizer in ("wordpiece", "bpe", "unigram", "word", "char"),
+          f"model.tokenizer={m.tokenizer!r} must be 'wordpiece', 'bpe', 'unigram', 'word' or 'char'")
+    _need(cfg.optimizer.get("decay", "linear") in ("linear", "cosine"),
+          f"optimizer.decay={cfg.optimizer.get('decay')!r} must be linear or cosine")
+    txl(m, d)
     for key in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "vocab_size",
                 "max_position_embeddings", "type_vocab_size"):
         _need(m[key] >= 1, f"model.{key}={m[key]} must be >= 1")
@@ -33,7 +36,7 @@ def validate(cfg) -> None:
     for key in ("hidden_dropout", "attention_dropout"):
         _need(0.0 <= m[key] < 1.0, f"model.{key}={m[key]} must lie in [0, 1)")
     offset = 2 if m.family == "roberta" else 0  # RoBERTa's positions start after the padding index
-    _need(d.seq_len <= m.max_position_embeddings - offset,
+    _need(m.family == "txl" or d.seq_len <= m.max_position_embeddings - offset,  # txl: relative positions only
           f"data.seq_len={d.seq_len} exceeds model.max_position_embeddings={m.max_position_embeddings}"
           f"{' minus RoBERTa offset 2' if offset else ''}; lower data.seq_len or raise model.max_position_embeddings")
     _need(d.seq_len >= 8, f"data.seq_len={d.seq_len} is too short; use at least 8")
@@ -55,6 +58,33 @@ def validate(cfg) -> None:
     _need(t.precision in ("auto", "bf16", "fp32"), f"trainer.precision={t.precision!r} must be auto, bf16 or fp32")
     _need(cfg.logger.mode in MODES, f"logger.mode={cfg.logger.mode!r} must be one of {', '.join(MODES)}")
     resolve_device(t.device)
+
+
+def txl(m, d) -> None:
+    """Transformer-XL keys: memory and evaluation lengths, adaptive softmax cutoffs."""
+    if m.family != "txl":
+        _need(m.mem_len == 0, f"model.mem_len={m.mem_len} is Transformer-XL's segment-level recurrence, which "
+              f"model.family={m.family} (a bidirectional encoder) does not implement; use model=txl (or a txl_* "
+              "preset) with objective=clm, or model.mem_len=0 (README: memory on a bidirectional encoder)")
+        _need(not m.cutoffs, f"model.cutoffs={list(m.cutoffs)} (adaptive softmax) exist only for model.family=txl; "
+              "set model.cutoffs=[]")
+        return
+    _need(m.mem_len >= 0, f"model.mem_len={m.mem_len} must be >= 0 (0: no memory)")
+    for key in ("eval_tgt_len", "eval_mem_len", "clamp_len"):
+        _need(m[key] is None or m[key] >= (1 if key == "eval_tgt_len" else 0),
+              f"model.{key}={m[key]} must be {'>= 1' if key == 'eval_tgt_len' else '>= 0'} or null")
+    cuts = list(m.cutoffs)
+    _need(all(a < b for a, b in zip([0, *cuts], [*cuts, m.vocab_size])),
+          f"model.cutoffs={cuts} must increase strictly between 0 and model.vocab_size={m.vocab_size}; "
+          "e.g. [20000, 40000, 200000] for WikiText-103's 267,735 words")
+    _need(m.div_val >= 1, f"model.div_val={m.div_val} must be >= 1 (1: every cluster as wide as the embeddings)")
+    width = m.embedding_size or m.hidden_size
+    _need(m.div_val == 1 or width // m.div_val ** len(cuts) >= 1,
+          f"model.div_val={m.div_val} makes the last of {len(cuts) + 1} clusters 0 wide (embedding width {width}); "
+          "lower model.div_val or use fewer model.cutoffs")
+    _need(m.share == "none", f"model.share={m.share} is not implemented for model.family=txl; use model.share=none")
+    _need(m.init_from is None, f"model.init_from={m.init_from!r}: transformers has no Transformer-XL class to load "
+          "from (TransfoXL was removed in transformers 5); drop model.init_from")
 
 
 def resolve_device(name: str) -> torch.device:

@@ -1,5 +1,5 @@
 """Train, cache, load and apply BERT (WordPiece), RoBERTa (byte-level BPE) and ALBERT-style (SentencePiece
-unigram) tokenizers."""
+unigram) tokenizers, and Transformer-XL style word-level (WikiText-103) and character-level (enwik8, text8) ones."""
 
 from __future__ import annotations
 
@@ -16,20 +16,27 @@ from runner.data.cache import atomic_write_bytes
 from runner.errors import ConfigError
 
 # Order is the id order: BERT gets pad=0 and RoBERTa pad=1, like transformers' default configs; the unigram
-# kind has ALBERT's specials and ids (pad=0, unk=1, [CLS]=2, [SEP]=3, [MASK]=4).
+# kind has ALBERT's specials and ids (pad=0, unk=1, [CLS]=2, [SEP]=3, [MASK]=4). The word and char kinds have
+# WikiText-103's "<unk>" and "<eos>" (its line end, our document separator) plus padding and masking.
 SPECIALS: dict[str, list[str]] = {
     "wordpiece": ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
     "bpe": ["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
     "unigram": ["<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"],
+    "word": ["<pad>", "<unk>", "<eos>", "<mask>"],
+    "char": ["<pad>", "<unk>", "<eos>", "<mask>"],
 }
 # Role -> token, per kind.
 ROLES: dict[str, dict[str, str]] = {
     "wordpiece": {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"},
     "bpe": {"pad": "<pad>", "unk": "<unk>", "cls": "<s>", "sep": "</s>", "mask": "<mask>"},
     "unigram": {"pad": "<pad>", "unk": "<unk>", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"},
+    # One "<eos>" plays cls and sep: a language model's only boundary token.
+    "word": {"pad": "<pad>", "unk": "<unk>", "cls": "<eos>", "sep": "<eos>", "mask": "<mask>"},
+    "char": {"pad": "<pad>", "unk": "<unk>", "cls": "<eos>", "sep": "<eos>", "mask": "<mask>"},
 }
 METASPACE = "\u2581"  # "▁": SentencePiece's word-start marker (the space before a word)
 _SCORE_DECIMALS = 5  # unigram scores are rounded: see _canonical_unigram
+_ANY_CHAR = r"[\s\S]"  # one character, line breaks included (Oniguruma, tokenizers' regex engine, has no (?s))
 
 
 @dataclass(frozen=True)
@@ -59,8 +66,9 @@ def special_ids(tok: Tokenizer, kind: str) -> SpecialIds:
         if i is None:
             raise ValueError(f"tokenizer has no {token!r} token; is it a {kind!r} tokenizer?")
         ids[role] = i
-    # Ids up to the highest special one count as special: for our tokenizers 0..4; for a checkpoint's
-    # vocabulary such as BERT's ([PAD]=0, [unused*], [UNK]=100 ... [MASK]=103) the reserved slots too.
+    # Ids up to the highest special one count as special: for our tokenizers 0..4 (0..3 for word and char, whose
+    # cls and sep are both <eos>); for a checkpoint's vocabulary such as BERT's ([PAD]=0, [unused*], [UNK]=100 ...
+    # [MASK]=103) the reserved slots too.
     return SpecialIds(**ids, num_special=max(ids.values()) + 1)
 
 
@@ -197,14 +205,60 @@ def _train_unigram(texts: Iterable[str], vocab_size: int, lowercase: bool) -> To
     return tok
 
 
+def _lm_shell(kind: str, lowercase: bool, model: models.Model | None = None, train: bool = False) -> Tokenizer:
+    """An untrained word-level ("word": whitespace-separated words) or character-level ("char": every
+    character, whitespace included) tokenizer; no post-processor. `train` adds the training-only normalizer."""
+    tok = Tokenizer(model or models.WordLevel(unk_token="<unk>"))
+    steps: list[normalizers.Normalizer] = [normalizers.Lowercase()] if lowercase else []
+    if train:
+        # The trainer counts the specials' text (WikiText-103 is full of literal "<unk>") as words, and such a
+        # word's id then replaces the special's in the vocabulary; encoding splits specials out of the text
+        # first, so training drops them too (for "word" as a space: "a<unk>b" encodes as three tokens).
+        steps += [normalizers.Replace(t, " " if kind == "word" else "") for t in SPECIALS[kind]]
+    if steps:
+        tok.normalizer = normalizers.Sequence(steps)
+    if kind == "word":
+        # WikiText-103 is already tokenized with spaces (punctuation stands alone, "@-@" for inner hyphens):
+        # split on whitespace only, as Transformer-XL does.
+        tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+        # A space before every word, the first one dropped: the WordPiece decoder would join so too, but it
+        # glues a word that starts with "##" to the one before.
+        tok.decoder = decoders.Sequence([decoders.Replace(Regex("^"), " "), decoders.Fuse(),
+                                         decoders.Strip(" ", 1, 0)])
+    else:
+        tok.pre_tokenizer = pre_tokenizers.Split(Regex(_ANY_CHAR), behavior="isolated")
+        tok.decoder = decoders.Fuse()  # the characters as they are: decode(encode(s)) == s for known characters
+    return tok
+
+
+def _train_lm(kind: str, texts: Iterable[str], vocab_size: int, lowercase: bool) -> Tokenizer:
+    """Train a word- or character-level vocabulary: the specials, then the vocab_size - 4 most frequent words
+    or characters (ties in code-point order); anything else encodes as <unk>."""
+    specials = SPECIALS[kind]
+    tok = _lm_shell(kind, lowercase, train=True)
+    # WordLevelTrainer sorts by (count descending, text): deterministic, unlike the other trainers.
+    tok.train_from_iterator(texts, trainers.WordLevelTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                                             show_progress=False))
+    vocab: dict[str, int] = json.loads(tok.to_str())["model"]["vocab"]
+    got = [vocab.get(t) for t in specials]
+    if got != list(range(len(specials))) or sorted(vocab.values()) != list(range(len(vocab))):
+        raise ValueError(f"{kind} training gave the specials ids {got}, not 0..{len(specials) - 1}, or left id gaps")
+    # A fresh tokenizer without the training-only normalizer.
+    tok = _lm_shell(kind, lowercase, models.WordLevel(vocab, unk_token="<unk>"))
+    tok.add_special_tokens(specials)
+    return tok
+
+
 def train_tokenizer(kind: str, texts: Iterable[str], vocab_size: int, lowercase: bool) -> Tokenizer:
-    """Train a fresh WordPiece ("wordpiece"), byte-level BPE ("bpe") or SentencePiece-style unigram
-    ("unigram") tokenizer on `texts`."""
+    """Train a fresh WordPiece ("wordpiece"), byte-level BPE ("bpe"), SentencePiece-style unigram ("unigram"),
+    word-level ("word") or character-level ("char") tokenizer on `texts`."""
     _check_kind(kind)
     if kind == "wordpiece":
         tok = _train_wordpiece(texts, vocab_size, lowercase)
     elif kind == "unigram":
         tok = _train_unigram(texts, vocab_size, lowercase)
+    elif kind in ("word", "char"):
+        tok = _train_lm(kind, texts, vocab_size, lowercase)
     else:
         tok = Tokenizer(models.BPE())  # byte-level: every string is representable, no unk needed
         if lowercase:
@@ -271,20 +325,35 @@ def load_tokenizer(path: str, kind: str, key: str = "data.tokenizer.path") -> tu
     if missing:
         role, token = missing[0]
         fits = [k for k in ROLES if all(tok.token_to_id(t) is not None for t in ROLES[k].values())]
-        hint = f"it has the special tokens of model.tokenizer={fits[0]}" if fits else \
+        # word and char share their specials: name every kind that fits.
+        hint = "it has the special tokens of " + " or ".join(f"model.tokenizer={k}" for k in fits) if fits else \
             "model.tokenizer=" + " | ".join(f"{k} needs {' '.join(SPECIALS[k])}" for k in SPECIALS)
         raise ConfigError(f"{key}={str(path)!r}: the tokenizer has no {token!r} token ({role}), which "
                           f"model.tokenizer={kind} needs; {hint}")
     return tok, f
 
 
+def spaces_are_tokens(tok: Tokenizer) -> bool:
+    """Whether the tokenizer keeps a space as a token of its own (the char kind) rather than dropping it or
+    folding it into the next word (WordPiece, word, unigram's "▁", byte-level BPE's "Ġ")."""
+    pre = tok.pre_tokenizer
+    return pre is not None and " " in [piece for piece, _ in pre.pre_tokenize_str("a b")]
+
+
 def encode_sentences(tok: Tokenizer, sentences: list[str]) -> list[list[int]]:
-    """Token ids of each sentence, without special tokens, via one parallel batch call."""
+    """Token ids of each sentence, without special tokens, via one parallel batch call. For a tokenizer whose
+    tokens include spaces (the char kind) each sentence is encoded with a space after it (see below)."""
     if tok.padding is not None or tok.truncation is not None:
         # Padding/truncation would silently alter corpus token streams.
         raise ValueError("encode_sentences needs a tokenizer without padding/truncation enabled")
     if not sentences:
         return []
+    if spaces_are_tokens(tok):
+        # Sentence splitting strips the whitespace between sentences, and sentences are concatenated into one
+        # token stream: without it a character-level model would read "end.Next". So each sentence carries the
+        # space that follows it; a paragraph's line break becomes that space too, and a document's last sentence
+        # ends with one before the document separator.
+        sentences = [s + " " for s in sentences]
     # encode_batch_fast skips offset tracking, which we never use.
     encode = getattr(tok, "encode_batch_fast", tok.encode_batch)
     return [e.ids for e in encode(sentences, add_special_tokens=False)]

@@ -5,7 +5,9 @@ A token either starts a word or continues the word of the token before it. WordP
 that follows a space, so there every token without it continues a word. RoBERTa's first word has no
 leading space: the masking code therefore also starts a word at every token that follows a special token
 (see runner/objectives/masking.py `word_starts`). SentencePiece-style unigram pieces (ALBERT) mark word starts
-too, with "▁" (METASPACE), which every word gets, the first included."""
+too, with "▁" (METASPACE), which every word gets, the first included. The Transformer-XL style kinds mark
+nothing: a "word" token is a whole word and a "char" token a single character, so no token continues another
+and whole-word and n-gram masking work per word (word kind) or per character (char kind)."""
 from __future__ import annotations
 
 import torch
@@ -18,13 +20,17 @@ SPACE_MARKER = "\u0120"  # "Ġ": byte-level BPE's (GPT-2, RoBERTa) visible form 
 
 
 def continuation_table(tok: Tokenizer, kind: str) -> torch.Tensor:
-    """Boolean is_continuation[vocab_size]: True where a token continues the word of the token before it."""
+    """Boolean is_continuation[vocab_size]: True where a token continues the word of the token before it. All
+    False for the word kind (a token is a whole word) and the char kind (every character is its own unit, so
+    whole-word and n-gram masking mask characters)."""
     if kind not in SPECIALS:
         raise ValueError(f"model.tokenizer must be one of {sorted(SPECIALS)}, got {kind!r}")
     vocab = tok.get_vocab()  # includes added tokens
     flags = [False] * max(tok.get_vocab_size(), max(vocab.values(), default=-1) + 1)
     for token, i in vocab.items():
-        if kind == "wordpiece":
+        if kind in ("word", "char"):
+            flags[i] = False
+        elif kind == "wordpiece":
             flags[i] = token.startswith(CONTINUATION_PREFIX)
         elif kind == "unigram":
             flags[i] = not token.startswith(METASPACE)

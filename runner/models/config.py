@@ -1,8 +1,8 @@
 """The one typed config object every encoder is built from (also the `model` group's Hydra schema)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import List, Optional
 
 SHARES = ("none", "all", "attention", "ffn")  # model.share: which parts of a layer every layer uses (ALBERT 3.1)
 
@@ -12,7 +12,7 @@ class EncoderConfig:
     """Shape and recipe of a BERT-family encoder; field names follow transformers' BertConfig."""
 
     name: str = "bert"  # preset name, used to name and tag runs
-    family: str = "bert"  # bert | roberta | albert | electra: position-id scheme and the transformers class
+    family: str = "bert"  # bert | roberta | albert | electra | txl: position ids, transformers class; txl: Transformer-XL
     vocab_size: int = 30522
     hidden_size: int = 768
     # ALBERT section 3.1, factorized embeddings: null keeps them hidden_size wide (BERT); an int E makes the
@@ -35,6 +35,18 @@ class EncoderConfig:
     tokenizer: str = "wordpiece"  # wordpiece (BERT) | bpe (RoBERTa's byte-level BPE) | unigram (ALBERT)
     lowercase: bool = True  # BERT-uncased lowercases; RoBERTa is cased
     init_from: Optional[str] = None  # local transformers checkpoint directory to initialise from
+    # Transformer-XL (family txl; Dai et al. 2019). mem_len: hidden states per layer carried from earlier segments
+    # with no gradient (section 3.2); 0 trains segments independently (the paper's "no recurrence" ablation)
+    mem_len: int = 0
+    eval_tgt_len: Optional[int] = None  # segment length at evaluation; null: data.seq_len (the training length)
+    eval_mem_len: Optional[int] = None  # memory at evaluation; null: mem_len (the paper evaluates with longer ones)
+    clamp_len: Optional[int] = None  # at evaluation: distances beyond this share clamp_len's sinusoid; null: none
+    same_length: bool = False  # at evaluation: every query attends to eval_mem_len keys (the original's flag)
+    # adaptive input and softmax (Baevski & Auli 2019; Grave et al. 2017): vocabulary cluster boundaries (ids sorted
+    # by frequency, as the word and char tokenizers assign them); [] is a full softmax
+    cutoffs: List[int] = field(default_factory=list)
+    div_val: int = 1  # cluster i's embeddings are embedding_size // div_val**i wide, then projected
+    pre_lnorm: bool = False  # LayerNorm before attention and FFN (the original's --pre_lnorm); false: post-LN
 
     @property
     def head_dim(self) -> int:

@@ -140,6 +140,9 @@ def hf_unsupported(config: EncoderConfig, nsp: bool = False) -> str | None:
     """Why no transformers class can hold this model (None when one can): transformers shares only ALBERT's whole
     layers, projects embeddings only in ALBERT (always, so an ALBERT needs model.embedding_size), and has a
     sentence-pair head (nsp: objective=mlm_nsp or mlm_sop) only in BERT's and ALBERT's pretraining classes."""
+    if config.family == "txl":
+        return ("model.family=txl has no transformers class (TransfoXL was deprecated in transformers 4.35 and "
+                "removed in 5); the run's checkpoints/last.pt holds the model")
     if nsp and config.family not in ("bert", "albert"):
         return (f"model.family={config.family} has no transformers class with a next-sentence or sentence-order "
                 "head; use objective=mlm or rtd, or model.family=bert or albert, to export")

@@ -1,0 +1,117 @@
+"""Long-context evaluation of a Transformer-XL three ways (Dai et al. 2019, section 4.3 and Table 9):
+
+- cached: segment by segment, each segment attending to the memory of the ones before (the paper's evaluation);
+- no memory: every segment alone (what a model with a fixed context of one segment sees);
+- sliding window (Al-Rfou et al. 2018): for every predicted token, recompute the whole window of the last
+  `window` tokens and keep only the last position's prediction, the vanilla model's evaluation with a context
+  as long as the cached one; as exact as it is slow.
+
+`explicit_nll` is the reference the cached computation must equal: one forward over a whole row whose attention
+mask lets each token see exactly the keys the memory gives it.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from torch import nn
+
+from runner.objectives.clm import lm_metrics
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.no_grad()
+def cached_nll(model: nn.Module, objective: nn.Module, rows: torch.Tensor, tgt_len: int, mem_len: int,
+               clamp_len: int | None = None, same_length: bool = False) -> torch.Tensor:
+    """Per-token NLL (R, N) of rows (R, N + 1) read segment by segment of tgt_len with a memory of mem_len."""
+    out, memory = [], None
+    for s in range(0, rows.shape[1] - 1, tgt_len):
+        x, y = rows[:, s:s + tgt_len + 1][:, :-1], rows[:, s + 1:s + tgt_len + 1]  # (R, T), (R, T)
+        h, memory = model(x, memory if mem_len > 0 else None, mem_len=mem_len, clamp_len=clamp_len,
+                          same_length=same_length)
+        out.append(objective.token_nll(model, h, y))
+    return torch.cat(out, dim=1)  # (R, N)
+
+
+@torch.no_grad()
+def explicit_nll(model: nn.Module, objective: nn.Module, rows: torch.Tensor, tgt_len: int,
+                 mem_len: int) -> torch.Tensor:
+    """Per-token NLL (R, N) from one forward over each whole row: the token at p, in the segment starting at s,
+    sees keys s - mem_len .. p, the keys segment-level recurrence gives it at every layer."""
+    x, y = rows[:, :-1], rows[:, 1:]
+    N = x.shape[1]
+    p = torch.arange(N, device=x.device)
+    first = (p // tgt_len) * tgt_len - mem_len  # (N,) first key each query may see
+    block = (p[None, :] < first[:, None]).expand(x.shape[0], N, N)  # (R, N, N); the causal part is the model's
+    h, _ = model(x, None, mem_len=0, block=block)
+    return objective.token_nll(model, h, y)
+
+
+@torch.no_grad()
+def sliding_nll(model: nn.Module, objective: nn.Module, rows: torch.Tensor, window: int, targets: torch.Tensor,
+                batch_size: int = 64, clamp_len: int | None = None) -> torch.Tensor:
+    """NLL of the tokens after input positions `targets` (M, 2) = (row, t), t >= window - 1, each predicted from
+    its own window rows[row, t - window + 1 .. t] recomputed from scratch (no memory); returns (M,)."""
+    idx = torch.arange(window, device=rows.device)
+    out = []
+    for i in range(0, targets.shape[0], batch_size):
+        r, t = targets[i:i + batch_size].unbind(1)  # (b,), (b,)
+        cols = (t - window + 1)[:, None] + idx[None, :]  # (b, W)
+        x = rows[r[:, None], cols]  # (b, W)
+        h, _ = model(x, None, mem_len=0, clamp_len=clamp_len)
+        out.append(objective.token_nll(model, h[:, -1:], rows[r, t + 1][:, None]).squeeze(1))
+    return torch.cat(out)
+
+
+def _timed(fn, device: torch.device) -> tuple[Any, float]:
+    _sync(device)
+    start = time.perf_counter()
+    out = fn()
+    _sync(device)
+    return out, time.perf_counter() - start
+
+
+def compare_contexts(model: nn.Module, objective: nn.Module, rows: torch.Tensor, *, tgt_len: int, mem_len: int,
+                     clamp_len: int | None, same_length: bool, sliding_tokens: int) -> dict[str, Any]:
+    """Perplexity and tokens/s of cached, no-memory and sliding-window evaluation of rows (R, N + 1); the sliding
+    window is as long as the cached attention (mem_len + tgt_len) and predicts `sliding_tokens` of the tokens, the
+    others' perplexities are also given on exactly those tokens."""
+    was_training = [m.training for m in (model, objective)]
+    model.eval(), objective.eval()
+    device = rows.device
+    char = bool(getattr(objective, "char_level", False))
+    R, N = rows.shape[0], rows.shape[1] - 1
+    window = mem_len + tgt_len
+    try:
+        cached, t_cached = _timed(lambda: cached_nll(model, objective, rows, tgt_len, mem_len, clamp_len,
+                                                     same_length), device)
+        alone, t_alone = _timed(lambda: cached_nll(model, objective, rows, tgt_len, 0, clamp_len), device)
+        out: dict[str, Any] = {"attention_length": window, "tgt_len": tgt_len, "mem_len": mem_len,
+                               "tokens": R * N, "memory": _summary(cached.sum(), cached.numel(), t_cached, char),
+                               "no_memory": _summary(alone.sum(), alone.numel(), t_alone, char)}
+        if window < N and sliding_tokens > 0:  # targets every window can reach, spread evenly over the rows
+            t = torch.arange(window - 1, N, device=device)
+            grid = torch.stack(torch.meshgrid(torch.arange(R, device=device), t, indexing="ij"), -1).reshape(-1, 2)
+            pick = grid[torch.linspace(0, grid.shape[0] - 1, min(sliding_tokens, grid.shape[0]),
+                                       device=device).long()]  # (M, 2)
+            slide, t_slide = _timed(lambda: sliding_nll(model, objective, rows, window, pick, clamp_len=clamp_len),
+                                    device)
+            out["sliding_window"] = _summary(slide.sum(), slide.numel(), t_slide, char)
+            same = {"memory": cached[pick[:, 0], pick[:, 1]], "no_memory": alone[pick[:, 0], pick[:, 1]]}
+            out["on_sliding_tokens"] = {k: lm_metrics(float(v.sum()), v.numel(), char) for k, v in same.items()}
+            out["speedup_vs_sliding"] = out["memory"]["tokens_per_s"] / max(out["sliding_window"]["tokens_per_s"],
+                                                                             1e-12)
+        out["ppl_gain_from_memory"] = out["no_memory"]["perplexity"] / out["memory"]["perplexity"]
+        return out
+    finally:
+        model.train(was_training[0]), objective.train(was_training[1])
+
+
+def _summary(nll_sum: torch.Tensor, count: int, seconds: float, char: bool) -> dict[str, float]:
+    return {**lm_metrics(float(nll_sum), count, char), "tokens_per_s": count / max(seconds, 1e-12),
+            "seconds": seconds}
