@@ -19,6 +19,7 @@ from runner.models.heads import MLMHead
 from runner.models.hf import load_hf_weights
 from runner.models.txl import TransformerXL
 from runner.objectives.base import Objective
+from runner.objectives.mlm import MaskedLM
 from runner.validate import validate
 
 
@@ -61,9 +62,7 @@ def build(cfg: DictConfig) -> Built:
     objective_cls = get_class(cfg.objective._target_)
     objective_cls.check(config, cfg.objective.name)
     if config.family == "txl" and not getattr(objective_cls, "streams", False):
-        raise ConfigError(f"model.family=txl is a causal decoder with memory, but objective={cfg.objective.name} "
-                          "needs a bidirectional encoder; use objective=clm (the txl presets' default) or a "
-                          "BERT-family model (README: memory on a bidirectional encoder)")
+        check_masked_txl(config, objective_cls, cfg.objective)
     objective_cls.check_options(config, cfg.objective)
     tokenizer_path = None  # keep a checkpoint's vocab; data.tokenizer.path, when set, wins (build_data)
     if config.init_from and (Path(config.init_from).expanduser() / "tokenizer.json").is_file():
@@ -90,6 +89,25 @@ def build(cfg: DictConfig) -> Built:
     if config.init_from:
         load_hf_weights(module, config, config.init_from)
     return Built(config=config, data=data, module=module)
+
+
+def check_masked_txl(config: EncoderConfig, objective_cls: type, options: DictConfig) -> None:
+    """A Transformer-XL backbone serves objective=mlm when it attends both ways with a full softmax (XLNet's
+    backbone with memory, trained by masking); the pair and generator objectives need the BERT-family encoder."""
+    name = options.name
+    if objective_cls is not MaskedLM:
+        raise ConfigError(f"model.family=txl serves objective=clm, or objective=mlm with model.bidirectional=true; "
+                          f"objective={name} needs a BERT-family encoder (its pair head or generator)")
+    if not config.bidirectional:
+        raise ConfigError(f"model.family=txl is a causal decoder, but objective={name} predicts masked tokens from "
+                          "both sides; use objective=clm (the txl presets' default), or model.bidirectional=true "
+                          "(README: memory on a bidirectional encoder)")
+    if config.cutoffs:
+        raise ConfigError(f"objective={name} decodes with one tied embedding table, but model.cutoffs="
+                          f"{list(config.cutoffs)} makes the embeddings adaptive; set model.cutoffs=[]")
+    if options.get("masking") == "static":
+        raise ConfigError("objective.masking=static stores one set of masks per example, but model.family=txl reads "
+                          "contiguous streams, not examples; use objective.masking=dynamic")
 
 
 def parameter_counts(module: Pretrainer) -> dict[str, int]:

@@ -94,7 +94,7 @@ def compare_contexts(model: nn.Module, objective: nn.Module, rows: torch.Tensor,
         out: dict[str, Any] = {"attention_length": window, "tgt_len": tgt_len, "mem_len": mem_len,
                                "tokens": R * N, "memory": _summary(cached.sum(), cached.numel(), t_cached, char),
                                "no_memory": _summary(alone.sum(), alone.numel(), t_alone, char)}
-        if window < N and sliding_tokens > 0:  # targets every window can reach, spread evenly over the rows
+        if window <= N and sliding_tokens > 0:  # targets every window can reach, spread evenly over the rows
             t = torch.arange(window - 1, N, device=device)
             grid = torch.stack(torch.meshgrid(torch.arange(R, device=device), t, indexing="ij"), -1).reshape(-1, 2)
             pick = grid[torch.linspace(0, grid.shape[0] - 1, min(sliding_tokens, grid.shape[0]),

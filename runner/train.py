@@ -45,7 +45,7 @@ class Trainer:
         # Background loader over batch indices, opened on first use at the (possibly resumed) position.
         self._stream: Any = None  # iterator of the DataLoader (it keeps the loader alive)
         self._next_index = 0
-        if getattr(obj, "streams", False):  # causal LM: rows continue their streams step to step (Transformer-XL)
+        if built.config.family == "txl":  # rows continue their streams step to step, so the memory holds context
             self.batches, self.val = stream_batches(cfg, built, rank, world)
         else:
             static = getattr(obj, "masking", "dynamic") == "static"
@@ -324,15 +324,20 @@ def stream_batches(cfg: DictConfig, built: Built, rank: int, world: int) -> tupl
     uses its own memory slot, read from the first segment on)."""
     from runner.objectives.clm import EVAL_SLOT
 
-    data, t, c = built.data, cfg.trainer, built.config
+    data, t, c, obj = built.data, cfg.trainer, built.config, built.objective
+    # a masked objective on the Transformer-XL backbone masks every batch (dynamic masking); causal LM needs nothing
+    prepare = None if getattr(obj, "streams", False) else obj.prepare
     try:
         train = StreamBatches(TokenStream(data.splits["train"], data.specials.sep), t.batch_size, cfg.data.seq_len,
-                              grad_accum=t.grad_accum, rank=rank, world_size=world)
+                              grad_accum=t.grad_accum, rank=rank, world_size=world, prepare=prepare,
+                              num_special=data.specials.num_special, seed=cfg.seed)
         val_stream = TokenStream(data.splits["validation"], data.specials.sep)
         tgt = c.eval_tgt_len or cfg.data.seq_len
         # as many rows as the batch, or fewer on a small validation split (every row needs one segment + 1 token)
         rows = max(1, min(t.batch_size, (val_stream.length - 1) // tgt))
-        val = StreamBatches(val_stream, rows, tgt, max_segments=t.eval_batches, what="validation")
+        # validation masks drawn once (seed + 29), as the example path does: every evaluation scores the same task
+        val = StreamBatches(val_stream, rows, tgt, max_segments=t.eval_batches, what="validation", prepare=prepare,
+                            num_special=data.specials.num_special, seed=cfg.seed + 29)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     return train, [{**val.get(i), "slot": torch.tensor(EVAL_SLOT)} for i in range(len(val))]

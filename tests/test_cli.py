@@ -87,7 +87,9 @@ def test_max_steps_zero_builds_and_writes_summary(tmp_path):
 
 
 @pytest.mark.parametrize("experiment,steps,batch", [("bert_base_paper", 1_000_000, 256),
-                                                    ("roberta_base_paper", 500_000, 8192)])
+                                                    ("roberta_base_paper", 500_000, 8192),
+                                                    ("txl_wt103_base_paper", 200_000, 60),
+                                                    ("txl_enwik8_base_paper", 400_000, 22)])
 def test_paper_recipes_compose(experiment, steps, batch):
     cfg = make_cfg(f"experiment={experiment}")
     validate(cfg)

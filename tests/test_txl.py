@@ -13,7 +13,7 @@ from runner.data.tokenizer import SpecialIds
 from runner.lm_eval import cached_nll, explicit_nll, sliding_nll
 from runner.models.adaptive import AdaptiveSoftmax
 from runner.models.config import EncoderConfig
-from runner.models.txl import TransformerXL, sinusoid
+from runner.models.txl import TransformerXL, causal_mask, sinusoid
 from runner.objectives.clm import CausalLM
 
 SPECIALS = SpecialIds(pad=0, unk=1, cls=2, sep=2, mask=3, num_special=4)
@@ -33,8 +33,9 @@ def model_and_objective(**kw) -> tuple[TransformerXL, CausalLM]:
     return m, o
 
 
-def reference_attention(att, x, mem, u, v, clamp_len=None):
-    """Section 3.3's score computed term by term for every (i, j): no rel-shift, no einsum over blocks."""
+def reference_attention(att, x, mem, u, v, clamp_len=None, two_way=False):
+    """Section 3.3's score computed term by term for every (i, j): no rel-shift, no einsum over blocks. two_way:
+    every key, with negative distances for keys after the query (XLNet's bidirectional relative attention)."""
     B, T, H = x.shape
     n, d = att.heads, att.head_dim
     ctx = torch.cat([mem, x], 1) if mem is not None else x
@@ -48,10 +49,10 @@ def reference_attention(att, x, mem, u, v, clamp_len=None):
         for h in range(n):
             for i in range(T):
                 scores = torch.full((K,), float("-inf"), dtype=x.dtype)
-                for j in range(M + i + 1):  # keys up to the query's own absolute position M + i
+                for j in range(K if two_way else M + i + 1):  # causal: keys up to the query's own position M + i
                     dist = M + i - j
                     if clamp_len is not None:
-                        dist = min(dist, clamp_len)
+                        dist = max(min(dist, clamp_len), -clamp_len)
                     r = att.r_net(sinusoid(torch.tensor([float(dist)]), H).to(x.dtype)).view(n, d)[h]
                     scores[j] = ((q[b, i, h] + u[h]) @ k[b, j, h] + (q[b, i, h] + v[h]) @ r) * att.scale
                 out[b, i, h] = scores.softmax(0) @ val[b, :, h]
@@ -59,21 +60,39 @@ def reference_attention(att, x, mem, u, v, clamp_len=None):
     return att.norm(x + y)
 
 
+@pytest.mark.parametrize("two_way", [False, True])
 @pytest.mark.parametrize("mem_len,clamp", [(0, None), (5, None), (5, 3)])
-def test_relative_attention_matches_the_quadratic_reference(mem_len, clamp):
+def test_relative_attention_matches_the_quadratic_reference(mem_len, clamp, two_way):
     m, _ = model_and_objective()
     att = m.layers[0].attention
     torch.manual_seed(1)
     x = torch.randn(2, 4, 16, dtype=torch.double)
     mem = torch.randn(2, mem_len, 16, dtype=torch.double) if mem_len else None
     K = mem_len + 4
-    dist = torch.arange(K - 1, -1, -1.0)
+    dist = torch.arange(K - 1, -4 if two_way else -1, -1.0)  # two-way: down to -(T-1)
     if clamp is not None:
-        dist = dist.clamp(max=clamp)
-    from runner.models.txl import causal_mask
-    ours = att(x, mem, sinusoid(dist, 16).double(), m.r_w_bias, m.r_r_bias, causal_mask(4, mem_len, x.device))
-    ref = reference_attention(att, x, mem, m.r_w_bias, m.r_r_bias, clamp)
+        dist = dist.clamp(min=-clamp, max=clamp)
+    mask = torch.zeros(4, K, dtype=torch.bool) if two_way else causal_mask(4, mem_len, x.device)
+    ours = att(x, mem, sinusoid(dist, 16).double(), m.r_w_bias, m.r_r_bias, mask)
+    ref = reference_attention(att, x, mem, m.r_w_bias, m.r_r_bias, clamp, two_way)
     torch.testing.assert_close(ours, ref, rtol=0, atol=1e-10)
+
+
+def test_bidirectional_model_sees_later_tokens_and_its_memory():
+    torch.manual_seed(0)
+    m = TransformerXL(tiny(bidirectional=True)).double().eval()
+    causal = TransformerXL(tiny()).double().eval()
+    causal.load_state_dict(m.state_dict())
+    x = torch.randint(4, 50, (1, 6))
+    y = x.clone()
+    y[0, 5] = 4 if int(x[0, 5]) != 4 else 5  # only the last token differs
+    for model, first_changes in ((m, True), (causal, False)):
+        hx, _ = model(x)
+        hy, _ = model(y)
+        assert torch.allclose(hx[0, 0], hy[0, 0]) != first_changes
+    _, mem = m(x)
+    with_mem, _ = m(y, mem)
+    assert not torch.allclose(with_mem, m(y)[0])
 
 
 def test_cached_evaluation_equals_the_explicit_long_context_computation():
@@ -116,7 +135,6 @@ def test_sliding_window_equals_cached_when_the_window_covers_the_whole_memory():
 
 
 def test_same_length_gives_every_query_the_same_number_of_keys():
-    from runner.models.txl import causal_mask
     mask = causal_mask(4, 6, torch.device("cpu"), same_length_mem=6)
     assert (~mask).sum(1).tolist() == [6, 6, 6, 6]
     assert (~causal_mask(4, 6, torch.device("cpu"))).sum(1).tolist() == [7, 8, 9, 10]

@@ -24,11 +24,12 @@ from tests.conftest import make_cfg, run_cli
 TXL_TINY = ["model=txl", "model.num_layers=1", "model.hidden_size=32", "model.num_heads=2",
             "model.intermediate_size=64", "model.vocab_size=1000", "model.cutoffs=[200,500]", "model.mem_len=16",
             "model.eval_tgt_len=16", "model.eval_mem_len=32", "data.max_docs=300", "data.seq_len=16",
-            "trainer.batch_size=4", "trainer.eval_batches=4", "logger.mode=disabled", "objective.compare_tokens=16"]
+            "trainer.batch_size=4", "trainer.eval_batches=4", "logger.mode=disabled"]
 
 
 def train(run_dir: Path, *overrides: str) -> dict:
-    cfg = make_cfg(*TXL_TINY, *overrides)
+    clm = [] if "objective=mlm" in overrides else ["objective.compare_tokens=16"]  # clm's comparison, kept small
+    cfg = make_cfg(*TXL_TINY, *clm, *overrides)
     return run(cfg, build(cfg), run_dir)
 
 
@@ -54,7 +55,7 @@ def test_resume_keeps_the_memory_bit_for_bit(tmp_path):
     full = train(tmp_path / "full", *common)
     train(tmp_path / "split", *common, "trainer.stop_after=4")
     state = checkpoint.load(tmp_path / "split")
-    memory = state["module"]["objective._extra_state"]
+    memory = state["module"]["encoder._extra_state"]
     assert set(memory) == {0} and len(memory[0]["layers"]) == 1 and memory[0]["layers"][0].shape == (4, 16, 32)
     assert int(memory[0]["next_positions"][0]) == 4 * 16  # row 0 continues after its fourth segment of 16
     resumed = train(tmp_path / "split", *common, "trainer.resume=true")
@@ -66,7 +67,7 @@ def test_micro_batches_keep_separate_memories(tmp_path):
     cfg = make_cfg(*TXL_TINY, "trainer.grad_accum=2")
     trainer = Trainer(cfg, build(cfg), tmp_path)
     trainer.accumulate()
-    memory = trainer.built.objective.memory
+    memory = trainer.built.module.encoder.memory
     assert set(memory) == {0, 1}
     assert not torch.equal(memory[0].next_positions, memory[1].next_positions)  # disjoint rows
     first = trainer.batch(2)  # step 1, micro 0 continues micro 0's rows of step 0
@@ -100,7 +101,7 @@ def test_document_reset_hides_the_previous_document():
     for reset in ("stream", "document"):
         obj = CausalLM(c, specials, 30, reset=reset)
         ha = obj.hidden(model, {"input_ids": a, "positions": torch.tensor([0, 0]), "slot": torch.tensor(0)})
-        obj.reset_memory()
+        model.reset_memory()
         hb = obj.hidden(model, {"input_ids": b, "positions": torch.tensor([0, 0]), "slot": torch.tensor(0)})
         outs[reset] = (ha, hb)
     ha, hb = outs["document"]
@@ -108,6 +109,23 @@ def test_document_reset_hides_the_previous_document():
     assert not torch.allclose(ha[1, 4:], hb[1, 4:])  # no separator in row 1: one document throughout
     ha, hb = outs["stream"]
     assert not torch.allclose(ha[0, 4:], hb[0, 4:])  # reset=stream reads across documents, as the original
+
+
+@pytest.mark.slow
+def test_masked_lm_on_a_bidirectional_txl_with_memory(tmp_path):
+    """XLNet's backbone trained by masking: two-way relative attention over the segment and the memory of the
+    previous one; masks are drawn per batch, and the memory carries across steps as for objective=clm."""
+    s = train(tmp_path, "objective=mlm", "model.bidirectional=true", "model.cutoffs=[]", "trainer.max_steps=40",
+              "optimizer.lr=5e-3", "trainer.eval_every=20", "data.seq_len=32", "model.mem_len=32")
+    assert s["final_val"]["mlm_loss"] < s["initial_val"]["mlm_loss"] - 0.5
+    assert "context_comparison" not in s  # the next-token comparison is objective=clm's
+    cfg = make_cfg(*TXL_TINY, "objective=mlm", "model.bidirectional=true", "model.cutoffs=[]")
+    trainer = Trainer(cfg, build(cfg), tmp_path / "again")
+    b0, b1 = trainer.batch(0), trainer.batch(1)
+    assert (b0["labels"] != -100).any() and not torch.equal(b0["input_ids"], trainer.batches.get(0)["labels"])
+    assert torch.equal(b1["positions"], b0["positions"] + 16)  # rows continue: the memory is real context
+    trainer.accumulate()
+    assert set(trainer.built.module.encoder.memory) == {0}
 
 
 @pytest.mark.slow
@@ -133,6 +151,11 @@ def test_max_steps_zero_shows_the_original_parameter_counts(tmp_path, preset, co
 @pytest.mark.parametrize("overrides,needle", [
     (["model=bert", "objective=clm"], "objective=clm trains a causal decoder"),
     (["model=txl", "objective=mlm"], "model.family=txl is a causal decoder"),
+    (["model=txl", "objective=mlm", "model.bidirectional=true"], "model.cutoffs=[2000, 6000]"),
+    (["model=txl", "objective=mlm", "model.bidirectional=true", "model.cutoffs=[]", "objective.masking=static"],
+     "objective.masking=dynamic"),
+    (["model=txl", "objective=rtd", "model.bidirectional=true", "model.cutoffs=[]"], "objective=rtd needs"),
+    (["model=txl", "model.bidirectional=true"], "model.bidirectional=true lets every token see"),
     (["model=bert", "model.mem_len=8"], "model.mem_len=8"),
     (["model=txl", "model.cutoffs=[500,100]"], "model.cutoffs=[500, 100]"),
     (["model=txl", "model.div_val=64"], "model.div_val=64"),

@@ -5,6 +5,8 @@ real context of the tokens it predicts. As runner.data.batches.Batches, a batch 
 and rank, so resumed runs and DataLoader workers see exactly the batches of an uninterrupted run."""
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 
@@ -26,7 +28,11 @@ class StreamBatches:
     contiguous rows of a token stream; batch `index` of a rank holds the same segment of its own batch_size rows."""
 
     def __init__(self, stream: TokenStream, batch_size: int, tgt_len: int, *, grad_accum: int = 1,
-                 rank: int = 0, world_size: int = 1, max_segments: int | None = None, what: str = "train"):
+                 rank: int = 0, world_size: int = 1, max_segments: int | None = None, what: str = "train",
+                 prepare: Callable[[Batch, torch.Generator], Batch] | None = None, num_special: int = 0,
+                 seed: int = 0):
+        """prepare (a masked objective's masking) runs on every batch with a generator of (seed, index, rank),
+        after special_tokens_mask (ids < num_special) is added, so resumed runs draw the same masks."""
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside world size {world_size} (check RANK and WORLD_SIZE)")
         if batch_size < 1 or tgt_len < 1 or grad_accum < 1:
@@ -51,6 +57,7 @@ class StreamBatches:
             raise ValueError(f"max_segments must be at least 1, got {max_segments}")
         self.segments = segments if max_segments is None else min(segments, int(max_segments))  # S
         self._offsets = np.arange(self.tgt_len + 1, dtype=np.int64)  # (T + 1,) inputs and the final label
+        self.prepare, self.num_special, self.seed = prepare, int(num_special), int(seed)
 
     def __len__(self) -> int:
         """S: segments per row, i.e. optimizer steps per epoch."""
@@ -76,7 +83,7 @@ class StreamBatches:
         # 0.9 against 0.7 (B 64, T 512), all far below a training step.
         ids = self.stream.at(starts[:, None] + self._offsets).astype(np.int64)  # (B, T + 1)
         ids = torch.from_numpy(ids)
-        return {
+        batch = {
             "input_ids": ids[:, :-1].contiguous(),  # (B, T)
             "labels": ids[:, 1:].contiguous(),  # (B, T): the next token of each input
             "attention_mask": torch.ones(self.batch_size, self.tgt_len, dtype=torch.long),  # (B, T) no padding
@@ -85,6 +92,11 @@ class StreamBatches:
             # which micro-batch's rows these are: a model keeps one memory per slot (runner/objectives/clm.py)
             "slot": torch.tensor(index % self.grad_accum),
         }
+        if self.prepare is None:
+            return batch
+        batch["special_tokens_mask"] = batch["input_ids"] < self.num_special  # (B, T) never masked
+        g = torch.Generator().manual_seed(self.seed * 7_919 + (index * self.world_size + self.rank) * 104_729 + 1)
+        return self.prepare(batch, g)
 
     def epoch_of(self, index: int) -> float:
         """Passes over the rows' tokens completed, by all ranks and micro-batches together, after batch `index`."""

@@ -45,6 +45,13 @@ class AdaptiveEmbedding(nn.Module):
         # (H, E_i) matrices: F.linear(emb, proj) maps E_i -> H; the softmax maps H -> E_i with the same matrix
         self.projections = nn.ParameterList(nn.Parameter(torch.empty(c.hidden_size, w)) for w in widths)
 
+    @property
+    def word_embeddings(self) -> nn.Embedding:
+        """The one table of a full vocabulary (no cutoffs, div_val 1): what a tied MLM head decodes with."""
+        if len(self.tables) != 1 or self.config.cutoffs:
+            raise AttributeError("adaptive embeddings (model.cutoffs) have no single word-embedding table")
+        return self.tables[0]
+
     def projection(self, i: int) -> torch.Tensor | None:
         """Cluster i's (H, E_i) projection, or None when its embeddings are already H wide."""
         if self.config.div_val == 1:

@@ -47,6 +47,9 @@ class EncoderConfig:
     cutoffs: List[int] = field(default_factory=list)
     div_val: int = 1  # cluster i's embeddings are embedding_size // div_val**i wide, then projected
     pre_lnorm: bool = False  # LayerNorm before attention and FFN (the original's --pre_lnorm); false: post-LN
+    # txl only: every token sees its whole segment and the memory (XLNet's two-way relative attention, without the
+    # permutation), for masked objectives (objective=mlm); false: the causal decoder objective=clm trains
+    bidirectional: bool = False
 
     @property
     def head_dim(self) -> int:

@@ -8,6 +8,8 @@ MemTransformerLM with attn_type 0 (RelPartialLearnable), so parameter counts equ
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -27,14 +29,15 @@ def sinusoid(positions: torch.Tensor, width: int) -> torch.Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=-1)  # (K, width)
 
 
-def rel_shift(x: torch.Tensor) -> torch.Tensor:
-    """Re-index scores (B, n, T, K) computed against relative positions K-1 .. 0 (column j holds distance K-1-j)
-    so that column j holds key j: out[..., i, j] = x[..., i, j + T - 1 - i], the distance (K - T + i) - j of query
-    i to key j (exact for j <= K - T + i, the keys a causal query sees). The pad-and-reshape trick of the original
-    code: one copy, no gather."""
-    B, n, T, K = x.shape
-    padded = F.pad(x, (1, 0))  # (B, n, T, K + 1)
-    return padded.view(B, n, K + 1, T)[:, :, 1:].reshape(B, n, T, K)  # (B, n, T, K)
+def rel_shift(x: torch.Tensor, K: int) -> torch.Tensor:
+    """Re-index scores (B, n, T, P) computed against relative distances K-1, K-2, ... (column c holds distance
+    K-1-c) so that column j holds key j: out[..., i, j] = x[..., i, j + T - 1 - i], the distance (K - T + i) - j of
+    query i to key j; exact for j <= P - T + i: every key a causal query sees when P = K, every key when
+    P = K + T - 1 (distances down to -(T-1), the bidirectional case). The original code's pad-and-reshape trick: one
+    copy, no gather. Returns (B, n, T, K)."""
+    B, n, T, P = x.shape
+    padded = F.pad(x, (1, 0))  # (B, n, T, P + 1)
+    return padded.view(B, n, P + 1, T)[:, :, 1:].reshape(B, n, T, P)[..., :K]  # (B, n, T, K)
 
 
 def causal_mask(T: int, M: int, device: torch.device, same_length_mem: int | None = None) -> torch.Tensor:
@@ -42,7 +45,7 @@ def causal_mask(T: int, M: int, device: torch.device, same_length_mem: int | Non
     same_length_mem = mem_len, also keys more than mem_len - 1 tokens back, so every query sees as many keys
     (the original's same_length evaluation)."""
     ones = torch.ones(T, M + T, dtype=torch.bool, device=device)
-    mask = torch.triu(ones, diagonal=1 + M)
+    mask = torch.triu(ones, diagonal=1 + M)  # (T, K)
     if same_length_mem is not None:
         mask_len = M + T - same_length_mem
         shift = T - mask_len if mask_len > 0 else T
@@ -69,8 +72,8 @@ class RelativeAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, mem: torch.Tensor | None, pos: torch.Tensor, u: torch.Tensor,
                 v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """x (B, T, H) attends to [mem (B, M, H); x]; pos (K, H) embeds distances K-1 .. 0; mask (T, K) or
-        (B, T, K), True where blocked."""
+        """x (B, T, H) attends to [mem (B, M, H); x]; pos (P, H) embeds distances K-1, K-2, ... (P = K causal,
+        K + T - 1 bidirectional); mask (T, K) or (B, T, K), True where blocked."""
         B, T, H = x.shape
         n, d = self.heads, self.head_dim
         ctx = x if mem is None or mem.shape[1] == 0 else torch.cat([mem.to(x.dtype), x], dim=1)  # (B, K, H)
@@ -79,9 +82,9 @@ class RelativeAttention(nn.Module):
         src_q, src_kv = (self.norm(x), self.norm(ctx)) if self.pre_norm else (x, ctx)
         q = F.linear(src_q, w[:n * d]).view(B, T, n, d)  # (B, T, n, d)
         k, val = F.linear(src_kv, w[n * d:]).view(B, K, 2, n, d).unbind(2)  # (B, K, n, d) each
-        r = self.r_net(pos).view(K, n, d)  # (K, n, d)
+        r = self.r_net(pos).view(pos.shape[0], n, d)  # (P, n, d)
         content = torch.einsum("bind,bjnd->bnij", q + u, k)  # (B, n, T, K): terms (a) + (c)
-        position = rel_shift(torch.einsum("bind,jnd->bnij", q + v, r))  # (B, n, T, K): terms (b) + (d)
+        position = rel_shift(torch.einsum("bind,pnd->bnip", q + v, r), K)  # (B, n, T, K): terms (b) + (d)
         # softmax in at least fp32 under bf16 autocast; double stays double (the exactness tests)
         scores = ((content + position) * self.scale).to(torch.promote_types(x.dtype, torch.float32))
         blocked = mask[None, None] if mask.dim() == 2 else mask[:, None]  # (1|B, 1, T, K)
@@ -123,9 +126,25 @@ class XLLayer(nn.Module):
         return self.ffn(self.attention(x, mem, pos, u, v, mask))
 
 
+@dataclass
+class SlotMemory:
+    """One stream slot's memory: per layer (B, M, H), where its rows end, and document ids (document resets)."""
+
+    layers: list[torch.Tensor]
+    next_positions: torch.Tensor  # (B,) stream position right after the memory
+    seps_seen: torch.Tensor  # (B,) separators read so far: the document id of the next token
+    doc_ids: torch.Tensor  # (B, M) document id of each memory position
+
+
 class TransformerXL(nn.Module):
     """Adaptive embeddings, num_layers relative-attention layers with memory; returns the last hidden states
-    and the new memory. Memory is detached (section 3.2: SG(h_{tau-1})): gradients never cross segments."""
+    and the new memory. Memory is detached (section 3.2: SG(h_{tau-1})): gradients never cross segments.
+
+    forward() is pure: memory in, memory out. encode_stream() is what objectives call on the loop's contiguous-stream
+    batches: it keeps one memory per stream slot (each gradient-accumulation micro-batch owns its rows; evaluation
+    has its own slot) with the stream position where it ended, and a batch whose rows do not start there (an epoch
+    wrap, a fresh evaluation) starts with none. The memories are this module's extra state, so a checkpoint resumes
+    with the context it had."""
 
     def __init__(self, config: EncoderConfig):
         super().__init__()
@@ -141,6 +160,8 @@ class TransformerXL(nn.Module):
             nn.init.normal_(p, std=config.initializer_range)
         for p in self.embeddings.projections:  # the original's proj_init_std
             nn.init.normal_(p, std=config.initializer_range / 2)
+        self.memory: dict[int, SlotMemory] = {}
+        self.use_memory = True  # False: evaluate every segment alone (the comparison's "no memory" run)
 
     def forward(self, input_ids: torch.Tensor, memory: Memory | None = None, *, mem_len: int | None = None,
                 clamp_len: int | None = None, same_length: bool = False,
@@ -152,12 +173,17 @@ class TransformerXL(nn.Module):
         M = 0 if not memory else memory[0].shape[1]
         K = M + T
         mem_len = self.config.mem_len if mem_len is None else mem_len
+        two_way = self.config.bidirectional
         x = self.dropout(self.embeddings(input_ids))  # (B, T, H)
-        distances = torch.arange(K - 1, -1, -1.0, device=x.device)  # (K,): distance of key 0 .. K-1 to the last query
+        # distance of the last query to key 0 .. K-1; two-way attention also needs keys up to T-1 after a query
+        distances = torch.arange(K - 1, -T if two_way else -1, -1.0, device=x.device)  # (P,)
         if clamp_len is not None and clamp_len > 0:
-            distances = distances.clamp(max=clamp_len)  # farther keys share clamp_len's sinusoid
-        pos = self.dropout(sinusoid(distances, self.config.hidden_size).to(x.dtype))  # (K, H)
-        mask = causal_mask(T, M, x.device, mem_len if same_length else None)  # (T, K)
+            distances = distances.clamp(min=-clamp_len, max=clamp_len)  # farther keys share clamp_len's sinusoid
+        pos = self.dropout(sinusoid(distances, self.config.hidden_size).to(x.dtype))  # (P, H)
+        if two_way:
+            mask = torch.zeros(T, K, dtype=torch.bool, device=x.device)  # (T, K): the whole segment and memory
+        else:
+            mask = causal_mask(T, M, x.device, mem_len if same_length else None)  # (T, K)
         if block is not None:
             mask = mask[None] | block  # (B, T, K)
         states = [x]
@@ -166,6 +192,56 @@ class TransformerXL(nn.Module):
             states.append(x)
         new_memory = update_memory(memory, states[:-1], mem_len)
         return self.dropout(x), new_memory
+
+    # ---- memory across the loop's batches ------------------------------------------------------------------
+    def settings(self) -> dict[str, Any]:
+        """Memory length, clamp and same_length of the current mode: training's, or evaluation's (the paper
+        evaluates with a longer memory, clamped distances and same-length attention)."""
+        c = self.config
+        if self.training:
+            return {"mem_len": c.mem_len, "clamp_len": None, "same_length": False}
+        mem = c.eval_mem_len if c.eval_mem_len is not None else c.mem_len
+        return {"mem_len": mem if self.use_memory else 0, "clamp_len": c.clamp_len,
+                "same_length": c.same_length and not c.bidirectional}
+
+    def encode_stream(self, batch: dict[str, torch.Tensor], sep: int, document_reset: bool = False) -> torch.Tensor:
+        """Hidden states (B, T, H) of a contiguous-stream batch (input_ids, positions, slot) with its slot's memory,
+        storing the new memory. document_reset: no token attends across a separator id `sep`, in the segment or
+        the memory (documents end at their separator, as WT103's <eos>)."""
+        x, positions = batch["input_ids"], batch["positions"]
+        slot = int(batch["slot"]) if "slot" in batch else (0 if self.training else -1)
+        prev = self.memory.get(slot)
+        if prev is None or not self.use_memory or not torch.equal(prev.next_positions, positions):
+            prev = None  # these rows do not continue the slot's memory: a new stream
+        settings = self.settings()
+        is_sep = x.eq(sep).long()
+        seen = prev.seps_seen if prev is not None else torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+        doc = seen[:, None] + is_sep.cumsum(1) - is_sep  # (B, T): separators before t, the token's own excluded
+        keys = doc if prev is None else torch.cat([prev.doc_ids, doc], dim=1)  # (B, K)
+        block = keys[:, None, :] != doc[:, :, None] if document_reset else None  # (B, T, K)
+        h, layers = self(x, prev.layers if prev is not None else None, **settings, block=block)
+        if settings["mem_len"] > 0:
+            self.memory[slot] = SlotMemory(layers, positions + x.shape[1], seen + is_sep.sum(1),
+                                           keys[:, -settings["mem_len"]:])
+        else:
+            self.memory.pop(slot, None)
+        return h
+
+    def reset_memory(self) -> None:
+        """Forget every slot's memory."""
+        self.memory.clear()
+
+    def get_extra_state(self) -> dict[int, dict[str, Any]]:
+        """The training slots' memories (evaluation's slot -1 is rebuilt by every evaluation), for checkpoints."""
+        return {slot: vars(m) for slot, m in self.memory.items() if slot >= 0}
+
+    def set_extra_state(self, state: dict[int, dict[str, Any]]) -> None:
+        """Restore get_extra_state()'s memories on this module's device."""
+        device = self.r_w_bias.device
+        self.memory = {int(slot): SlotMemory(layers=[t.to(device) for t in m["layers"]],
+                                             **{k: m[k].to(device) for k in ("next_positions", "seps_seen",
+                                                                              "doc_ids")})
+                       for slot, m in (state or {}).items()}
 
 
 @torch.no_grad()

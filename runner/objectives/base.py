@@ -40,6 +40,14 @@ class Objective(nn.Module):
         """Turn clean examples into training inputs (e.g. masking); called per batch, or per example (static)."""
         return batch
 
+    @staticmethod
+    def encode(encoder: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Hidden states (B, T, H) of a batch; a recurrent model (Transformer-XL) reads the loop's contiguous-stream
+        batches with its memory of the previous segment."""
+        if hasattr(encoder, "encode_stream"):
+            return encoder.encode_stream(batch, sep=-1)  # no document resets: -1 is never a token id
+        return encoder(batch["input_ids"], batch.get("token_type_ids"), batch.get("attention_mask"))
+
     def normalizers(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Per-loss denominators of a batch; the loop sums them over gradient-accumulation micro-batches."""
         raise NotImplementedError

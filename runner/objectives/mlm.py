@@ -85,7 +85,7 @@ class MaskedLM(Objective):
     def loss(self, encoder: nn.Module, batch: dict[str, torch.Tensor],
              norms: dict[str, Any]) -> tuple[torch.Tensor, Stats]:
         """MLM loss normalised by the accumulated number of selected tokens."""
-        hidden = encoder(batch["input_ids"], batch.get("token_type_ids"), batch.get("attention_mask"))
+        hidden = self.encode(encoder, batch)
         loss_sum, stats = self.mlm_terms(encoder, hidden, batch["labels"])
         return loss_sum / max(float(norms["mlm"]), 1.0), stats
 
