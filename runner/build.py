@@ -75,6 +75,8 @@ def build(cfg: DictConfig) -> Built:
         src = "" if data.tokenizer_source == "trained" else f" ({data.tokenizer_source})"
         raise ConfigError(f"the tokenizer{src} has {n_tok} tokens but model.vocab_size={config.vocab_size}; "
                           f"set model.vocab_size>={n_tok}")
+    if config.family == "txl":  # contiguous rows of the token stream (lm_stream.py), not data.format's examples
+        data.format = "stream"
     config = dataclasses.replace(config, pad_token_id=data.specials.pad)
     torch.manual_seed(cfg.seed)
     encoder = TransformerXL(config) if config.family == "txl" else Encoder(config)

@@ -14,10 +14,11 @@ from omegaconf import DictConfig, OmegaConf
 from runner import checkpoint
 from runner.build import Built, albert_contrast, parameter_counts
 from runner.data.batches import Batch, Batches, batch_loader, dist_rank_world, trim
-from runner.data.lm_stream import StreamBatches, stream_rows
+from runner.data.lm_stream import stream_batches, stream_rows
 from runner.data.stream import TokenStream
 from runner.errors import ConfigError, TrainingError
 from runner.flops import train_flops, txl_train_flops
+from runner.lm_eval import compare_contexts, context_metrics, context_table
 from runner.logging import RunLogger, console, progress, summary_table
 from runner.validate import resolve_device
 
@@ -46,7 +47,10 @@ class Trainer:
         self._stream: Any = None  # iterator of the DataLoader (it keeps the loader alive)
         self._next_index = 0
         if built.config.family == "txl":  # rows continue their streams step to step, so the memory holds context
-            self.batches, self.val = stream_batches(cfg, built, rank, world)
+            try:
+                self.batches, self.val = stream_batches(built.data, built.objective, cfg, rank, world)
+            except ValueError as e:  # a split too short for the rows: one line naming the keys
+                raise ConfigError(str(e)) from None
         else:
             static = getattr(obj, "masking", "dynamic") == "static"
             copies = obj.dupe_factor if static else 1
@@ -157,7 +161,6 @@ class Trainer:
 
     def compare_contexts(self) -> dict[str, Any]:
         """Transformer-XL's evaluation three ways on validation rows: with memory, without, sliding window."""
-        from runner.lm_eval import compare_contexts
 
         c, t = self.built.config, self.t
         tgt = c.eval_tgt_len or self.cfg.data.seq_len
@@ -318,61 +321,3 @@ def export_electra(obj: Any, built: Built, run_dir: Path) -> str | None:
         export(state, config, False, built.data.tokenizer, run_dir / sub, discriminator=discriminator)
     return str(run_dir / "hf")
 
-
-def stream_batches(cfg: DictConfig, built: Built, rank: int, world: int) -> tuple[StreamBatches, list]:
-    """Training batches over contiguous train rows, and the validation segments in reading order (evaluation
-    uses its own memory slot, read from the first segment on)."""
-    from runner.objectives.clm import EVAL_SLOT
-
-    data, t, c, obj = built.data, cfg.trainer, built.config, built.objective
-    # a masked objective on the Transformer-XL backbone masks every batch (dynamic masking); causal LM needs nothing
-    prepare = None if getattr(obj, "streams", False) else obj.prepare
-    try:
-        train = StreamBatches(TokenStream(data.splits["train"], data.specials.sep), t.batch_size, cfg.data.seq_len,
-                              grad_accum=t.grad_accum, rank=rank, world_size=world, prepare=prepare,
-                              num_special=data.specials.num_special, seed=cfg.seed)
-        val_stream = TokenStream(data.splits["validation"], data.specials.sep)
-        tgt = c.eval_tgt_len or cfg.data.seq_len
-        # as many rows as the batch, or fewer on a small validation split (every row needs one segment + 1 token)
-        rows = max(1, min(t.batch_size, (val_stream.length - 1) // tgt))
-        # validation masks drawn once (seed + 29), as the example path does: every evaluation scores the same task
-        val = StreamBatches(val_stream, rows, tgt, max_segments=t.eval_batches, what="validation", prepare=prepare,
-                            num_special=data.specials.num_special, seed=cfg.seed + 29)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-    return train, [{**val.get(i), "slot": torch.tensor(EVAL_SLOT)} for i in range(len(val))]
-
-
-def context_metrics(context: dict[str, Any]) -> dict[str, float]:
-    """The comparison's headline numbers as flat W&B keys under context/."""
-    out = {"context/ppl_gain_from_memory": context["ppl_gain_from_memory"]}
-    for mode in ("memory", "no_memory", "sliding_window"):
-        for k, v in context.get(mode, {}).items():
-            if k != "seconds":
-                out[f"context/{mode}_{k}"] = v
-    if "speedup_vs_sliding" in context:
-        out["context/speedup_vs_sliding"] = context["speedup_vs_sliding"]
-    return out
-
-
-def context_table(context: dict[str, Any]):
-    """A rich table: perplexity and tokens/s of evaluation with memory, without, and by sliding window."""
-    from rich.table import Table
-
-    table = Table(title=f"Evaluation context (attention length {context['attention_length']}: memory "
-                        f"{context['mem_len']} + segment {context['tgt_len']})")
-    for col in ("evaluation", "perplexity", "bpc", "tokens/s", "ppl on sliding tokens"):
-        table.add_column(col, justify="left" if col == "evaluation" else "right")
-    same = context.get("on_sliding_tokens", {})
-    for mode, label in (("memory", "segments + memory"), ("no_memory", "segments alone"),
-                        ("sliding_window", "sliding window")):
-        if mode not in context:
-            continue
-        m = context[mode]
-        on = same.get(mode, m if mode == "sliding_window" else None)
-        table.add_row(label, f"{m['perplexity']:.3f}", f"{m['bpc']:.4f}" if "bpc" in m else "-",
-                      f"{m['tokens_per_s']:,.0f}", f"{on['perplexity']:.3f}" if on else "-")
-    speed = f"; memory is {context['speedup_vs_sliding']:.1f}x faster than the sliding window" \
-        if "speedup_vs_sliding" in context else ""
-    table.caption = f"memory lowers perplexity {context['ppl_gain_from_memory']:.3f}x{speed}"
-    return table

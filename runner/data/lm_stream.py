@@ -5,7 +5,7 @@ real context of the tokens it predicts. As runner.data.batches.Batches, a batch 
 and rank, so resumed runs and DataLoader workers see exactly the batches of an uninterrupted run."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -13,6 +13,7 @@ import torch
 from runner.data.stream import TokenStream
 
 Batch = dict[str, torch.Tensor]
+EVAL_SLOT = -1  # the memory slot of evaluation batches; training slots are micro-batch indices 0 .. grad_accum-1
 
 
 def stream_rows(stream: TokenStream, rows: int, length: int | None = None) -> np.ndarray:
@@ -102,3 +103,23 @@ class StreamBatches:
         """Passes over the rows' tokens completed, by all ranks and micro-batches together, after batch `index`."""
         # An epoch is S steps of grad_accum micro-batches; every rank advances in lockstep.
         return (index + 1) / (self.grad_accum * self.segments)
+
+
+def stream_batches(data: Any, objective: Any, cfg: Any, rank: int = 0, world: int = 1) -> tuple[StreamBatches, list]:
+    """The loop's batches for a Transformer-XL run: training rows over the train split (masked per batch when the
+    objective masks, e.g. objective=mlm on a bidirectional backbone), and the validation segments in reading order
+    under the evaluation memory slot (-1). Raises ValueError when a split is too short for its rows."""
+    t, m = cfg.trainer, cfg.model
+    prepare = None if getattr(objective, "streams", False) else objective.prepare  # causal LM needs no masking
+    sep, n_special = data.specials.sep, data.specials.num_special
+    train = StreamBatches(TokenStream(data.splits["train"], sep), t.batch_size, cfg.data.seq_len,
+                          grad_accum=t.grad_accum, rank=rank, world_size=world, prepare=prepare,
+                          num_special=n_special, seed=cfg.seed)
+    val_stream = TokenStream(data.splits["validation"], sep)
+    tgt = m.eval_tgt_len or cfg.data.seq_len
+    # as many rows as the batch, or fewer on a small validation split (every row needs one segment + 1 token)
+    rows = max(1, min(t.batch_size, (val_stream.length - 1) // tgt))
+    # validation masks drawn once (seed + 29), as the example path does: every evaluation scores the same task
+    val = StreamBatches(val_stream, rows, tgt, max_segments=t.eval_batches, what="validation", prepare=prepare,
+                        num_special=n_special, seed=cfg.seed + 29)
+    return train, [{**val.get(i), "slot": torch.tensor(EVAL_SLOT)} for i in range(len(val))]

@@ -9,10 +9,11 @@ SHARES = ("none", "all", "attention", "ffn")  # model.share: which parts of a la
 
 @dataclass
 class EncoderConfig:
-    """Shape and recipe of a BERT-family encoder; field names follow transformers' BertConfig."""
+    """Shape and recipe of a BERT-family encoder or a Transformer-XL; field names follow transformers' BertConfig."""
 
     name: str = "bert"  # preset name, used to name and tag runs
-    family: str = "bert"  # bert | roberta | albert | electra | txl: position ids, transformers class; txl: Transformer-XL
+    # bert | roberta | albert | electra: position-id scheme and the transformers class; txl: Transformer-XL
+    family: str = "bert"
     vocab_size: int = 30522
     hidden_size: int = 768
     # ALBERT section 3.1, factorized embeddings: null keeps them hidden_size wide (BERT); an int E makes the

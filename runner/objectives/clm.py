@@ -19,7 +19,6 @@ from runner.models.config import EncoderConfig
 from runner.objectives.base import Objective, Stats, require
 
 RESETS = ("stream", "document")
-EVAL_SLOT = -1  # the memory slot of evaluation batches; training slots are micro-batch indices 0 .. grad_accum-1
 
 
 class CausalLM(Objective):
