@@ -161,10 +161,21 @@ class LambConfig(OptimizerConfig):
 
 
 @dataclass
+class BudgetConfig:
+    """trainer.budget: what ends the run instead of trainer.max_steps (set one; the schedule spans it)."""
+
+    steps: Optional[int] = None
+    tokens: Optional[int] = None  # non-padding tokens the model reads
+    flops: Optional[float] = None  # training FLOPs as runner/flops.py counts them (ELECTRA's generator included)
+    minutes: Optional[float] = None  # wall-clock training time (evaluation excluded); the schedule follows the clock
+
+
+@dataclass
 class TrainerConfig:
     """The loop: steps, batch, evaluation, checkpoints, device."""
 
-    max_steps: int = 400
+    max_steps: int = 400  # ignored when trainer.budget sets one (steps, tokens, flops or minutes)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
     batch_size: int = 32  # per device
     grad_accum: int = 1  # micro-batches per optimizer step: effective batch = batch_size * grad_accum
     resume: bool = False  # continue from checkpoints/last.pt in the run directory (hydra.run.dir)

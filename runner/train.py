@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from runner import checkpoint
+from runner.budget import budget_of
 from runner.build import Built, albert_contrast, parameter_counts
 from runner.data.batches import Batch, Batches, batch_loader, dist_rank_world, trim
 from runner.data.lm_stream import stream_batches, stream_rows
@@ -21,6 +22,9 @@ from runner.flops import train_flops, txl_train_flops
 from runner.lm_eval import compare_contexts, context_metrics, context_table
 from runner.logging import RunLogger, console, progress, summary_table
 from runner.validate import resolve_device
+
+
+NO_STEP_LIMIT = 10 ** 12  # a minutes budget: the clock, not a step count, ends the run
 
 
 def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
@@ -65,9 +69,28 @@ class Trainer:
             val = obj.prepare(val.rows(range(n_val)), torch.Generator().manual_seed(cfg.seed + 29))
             self.val = [trim({k: v[i:i + self.t.batch_size] for k, v in val.items()})
                         for i in range(0, n_val, self.t.batch_size)]
-        self.optimizer, self.scheduler = instantiate(cfg.optimizer)(module=self.module, max_steps=max(self.t.max_steps, 1))
+        self.budget = budget_of(self.t.get("budget"))
+        self.max_steps, schedule_steps = self.plan()
+        self.optimizer, self.scheduler = instantiate(cfg.optimizer)(module=self.module, max_steps=max(schedule_steps, 1))
         self.step, self.tokens, self.flops, self.elapsed = 0, 0, 0.0, 0.0
         self.first_val: dict[str, float] | None = None
+
+    def plan(self) -> tuple[int, int]:
+        """(the most steps the loop takes, the steps the schedule spans): trainer.max_steps, or the budget's plan
+        from the cost of step 0's micro-batches (a minutes budget: no step limit, a schedule on the clock)."""
+        if self.budget is None or self.t.max_steps == 0:  # max_steps=0 builds only, budget or not
+            return self.t.max_steps, self.t.max_steps
+        if self.budget.kind == "minutes":
+            return NO_STEP_LIMIT, self.budget.plan(0, 0.0)
+        micro = [self.batches.get(m) for m in range(self.t.grad_accum)]
+        steps = self.budget.plan(sum(int(b["attention_mask"].sum()) for b in micro),
+                                 sum(self.step_flops(b) for b in micro))
+        return steps, steps
+
+    def finished(self) -> bool:
+        """Whether the run is complete: its steps taken or its budget spent."""
+        spent = self.budget is not None and self.budget.spent(self.step, self.tokens, self.flops, self.elapsed)
+        return self.step >= self.max_steps or spent
 
     # ---- state -------------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -95,7 +118,7 @@ class Trainer:
         """The index-th batch, from the background loader when trainer.num_workers > 0 (same batches either way)."""
         if self.t.num_workers == 0:
             return self.batches.get(index)
-        end_step = self.t.max_steps if self.t.stop_after is None else min(self.t.max_steps, self.t.stop_after)
+        end_step = self.max_steps if self.t.stop_after is None else min(self.max_steps, self.t.stop_after)
         end = max(end_step * self.t.grad_accum, index + 1)
         if self._stream is None or index != self._next_index:  # first use, or a jump (resume): start there
             self.close()
@@ -186,6 +209,8 @@ class Trainer:
                                 "is kept; lower optimizer.lr or raise optimizer.warmup_fraction")
         lr = self.scheduler.get_last_lr()[0]
         self.optimizer.step()
+        if self.budget is not None and self.budget.kind == "minutes":  # the schedule follows the clock
+            self.scheduler.last_epoch = self.budget.tick(self.elapsed) - 1
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
@@ -193,16 +218,18 @@ class Trainer:
         return {**out, "lr": lr, "grad_norm": grad_norm}
 
     def fit(self, logger: RunLogger) -> dict[str, Any]:
-        """Train to trainer.max_steps (or stop_after), evaluating, logging and checkpointing on the way."""
+        """Train to trainer.max_steps or the budget (or stop_after), evaluating, logging and checkpointing on the
+        way."""
         t, last = self.t, {}
-        end = t.max_steps if t.stop_after is None else min(t.max_steps, t.stop_after)
+        end = self.max_steps if t.stop_after is None else min(self.max_steps, t.stop_after)
         if self.step == 0 and t.max_steps > 0:
             self.first_val = self.evaluate()
             logger.log({f"val/{k}": v for k, v in self.first_val.items()}, step=0)
         window_tokens, window_start = 0, time.perf_counter()
         with progress() as bar, contextlib.closing(self):  # no loader workers outlive the loop
-            task = bar.add_task("train", total=t.max_steps, completed=self.step, loss=float("nan"), tps=0.0)
-            while self.step < end:
+            total = None if self.max_steps == NO_STEP_LIMIT else self.max_steps  # minutes: no step count known
+            task = bar.add_task("train", total=total, completed=self.step, loss=float("nan"), tps=0.0)
+            while self.step < end and not self.finished():
                 start = time.perf_counter()
                 out = self.train_step()
                 self.elapsed += time.perf_counter() - start
@@ -216,14 +243,15 @@ class Trainer:
                                 "train/epoch": self.batches.epoch_of(self.step * t.grad_accum - 1)}, step=self.step)
                     window_tokens, window_start = 0, now
                     bar.update(task, loss=out["loss"], tps=tps)
-                if self.step % t.eval_every == 0 or self.step == t.max_steps:
+                done = self.finished()
+                if self.step % t.eval_every == 0 or done:
                     val = self.evaluate()
                     logger.log({f"val/{k}": v for k, v in val.items()}, step=self.step)
                     # one line per evaluation, above the bar (and the only progress in non-terminal logs)
-                    bar.console.print(f"step {self.step}/{t.max_steps}  train loss {out['loss']:.4f}  " +
+                    bar.console.print(f"step {self.step}/{total or '?'}  train loss {out['loss']:.4f}  " +
                                       "  ".join(f"val {k} {v:.4g}" for k, v in val.items()), highlight=False,
                                       soft_wrap=True)
-                if self.step % t.checkpoint_every == 0 or self.step == end:
+                if self.step % t.checkpoint_every == 0 or self.step == end or done:
                     checkpoint.save(self.run_dir, self.state())
                 bar.update(task, completed=self.step)
         return last
@@ -251,7 +279,7 @@ def run(cfg: DictConfig, built: Built, run_dir: Path) -> dict[str, Any]:
     context = trainer.compare_contexts() if getattr(built.objective, "streams", False) and final_val else None
     summary = {
         "name": name, "model": m, "objective": o, "data": d, "run_dir": str(run_dir),
-        "parameters": parameter_counts(built.module), "steps": trainer.step, "max_steps": cfg.trainer.max_steps,
+        "parameters": parameter_counts(built.module), "steps": trainer.step, "max_steps": trainer.max_steps,
         "effective_batch": cfg.trainer.batch_size * cfg.trainer.grad_accum, "seq_len": cfg.data.seq_len,
         "tokens_seen": trainer.tokens, "train_flops": trainer.flops, "final_train_loss": last.get("loss"),
         "initial_val": trainer.first_val or {}, "final_val": final_val, "train_time_s": trainer.elapsed,
@@ -259,12 +287,17 @@ def run(cfg: DictConfig, built: Built, run_dir: Path) -> dict[str, Any]:
         "device": str(trainer.device), "precision": trainer.precision, "data_stats": built.data.stats(),
         "wandb_mode": logger.mode,
     }
+    if trainer.budget is not None:  # what ended the run, and how much of it was used
+        b = trainer.budget
+        used = {"steps": trainer.step, "tokens": trainer.tokens, "flops": trainer.flops,
+                "minutes": trainer.elapsed / 60}[b.kind]
+        summary["budget"] = {"kind": b.kind, "amount": b.amount, "used": used, "complete": trainer.finished()}
     if context is not None:  # Transformer-XL section 4.3 / Table 9: what the memory buys, and how fast
         summary["context_comparison"] = context
         logger.log(context_metrics(context), step=trainer.step)
     if cfg.model.family == "albert":  # the paper's headline contrast, counted from the presets (Table 2)
         summary["albert_vs_bert"] = albert_contrast()
-    if cfg.trainer.export_hf and trainer.step == cfg.trainer.max_steps and cfg.trainer.max_steps > 0:
+    if cfg.trainer.export_hf and cfg.trainer.max_steps > 0 and trainer.finished():
         summary["hf_export"] = export_run(built, run_dir)
     summary["wall_time_s"] = time.perf_counter() - started  # this invocation: data, evaluation, export included
     logger.finish(summary)

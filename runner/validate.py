@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from runner.budget import budget_of
 from runner.errors import ConfigError
 from runner.logging import MODES
 from runner.models.config import SHARES
@@ -56,6 +57,10 @@ def validate(cfg) -> None:
     _need(t.num_workers >= 0, f"trainer.num_workers={t.num_workers} must be >= 0 (0 builds batches in-process)")
     _need(t.grad_clip >= 0, f"trainer.grad_clip={t.grad_clip} must be >= 0 (0 disables clipping)")
     _need(t.precision in ("auto", "bf16", "fp32"), f"trainer.precision={t.precision!r} must be auto, bf16 or fp32")
+    budget = budget_of(t.get("budget"))  # one of steps, tokens, flops, minutes, positive
+    _need(budget is None or budget.kind != "minutes" or o.warmup_steps is None,
+          f"optimizer.warmup_steps={o.warmup_steps} counts steps, but trainer.budget.minutes has no step count; "
+          "use optimizer.warmup_fraction (a share of the time)")
     _need(cfg.logger.mode in MODES, f"logger.mode={cfg.logger.mode!r} must be one of {', '.join(MODES)}")
     resolve_device(t.device)
 
