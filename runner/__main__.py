@@ -1,6 +1,7 @@
 """`python -m runner [group=option ...] [key=value ...]`: compose, validate, build, train, summarise."""
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -31,7 +32,17 @@ def main(cfg: DictConfig) -> float | None:
         return summary["final_val"].get("mlm_loss", summary["final_val"].get("lm_loss"))
     except (ConfigError, TrainingError) as e:
         console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        log_to_job_file(f"error: {e}")
         sys.exit(2)
+
+
+def log_to_job_file(message: str) -> None:
+    """Write message to Hydra's job log (<run>/__main__.log) only, so `python -m runner.compare` can say why a sweep
+    job failed; the console already showed it."""
+    record = logging.makeLogRecord({"name": "runner", "levelno": logging.ERROR, "levelname": "ERROR", "msg": message})
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def export_run_dir(src: Path, build, export_run) -> str:

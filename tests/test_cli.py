@@ -62,6 +62,7 @@ def test_inconsistent_values_exit_with_one_line(tmp_path, overrides, needle):
     assert needle in r.stderr + r.stdout
     assert "Traceback" not in r.stderr + r.stdout
     assert not (tmp_path / "run" / "checkpoints").exists()
+    assert needle in (tmp_path / "run" / "__main__.log").read_text()  # for runner.compare's failed-job column
 
 
 def test_typo_on_command_line_names_the_key(tmp_path):

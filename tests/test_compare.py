@@ -1,0 +1,170 @@
+"""runner.compare: the run comparison table, files and plots, from fake run dirs (no training)."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from runner.compare import compare, loss_curve
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def make_run(root: Path, job: str, model: str, objective: str, *, summary: dict | None = None,
+             metrics: list[dict] = (), log: str = "", checkpoint: bool = False, group: str | None = None) -> Path:
+    """A Hydra job dir as `python -m runner` leaves it: .hydra/, metrics.jsonl, the job log, maybe summary.json."""
+    d = root / job
+    (d / ".hydra").mkdir(parents=True)
+    cfg = {"model": {"name": model}, "objective": {"name": objective}, "data": {"name": "wiki"},
+           "logger": {"mode": "offline", "project": "bertlab", "entity": None, "group": group, "tags": []}}
+    (d / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (d / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"model={model}", f"objective={objective}",
+                                                                 "trainer.max_steps=25"]))
+    (d / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
+    (d / "__main__.log").write_text(log)
+    if checkpoint:
+        (d / "checkpoints").mkdir()
+        (d / "checkpoints" / "last.pt").write_bytes(b"x")
+    if summary is not None:
+        (d / "summary.json").write_text(json.dumps(summary))
+    return d
+
+
+def summary(model: str, objective: str, final_val: dict, **extra) -> dict:
+    """The summary.json keys runner.train.run writes that the comparison reads."""
+    return {"name": f"{model}-{objective}-wiki", "model": model, "objective": objective, "data": "wiki",
+            "parameters": {"embeddings": 1, "total": 4_433_468}, "steps": 25, "tokens_seen": 15_217,
+            "train_flops": 2.5e12, "final_val": final_val, "tokens_per_s": 3503.6, "wall_time_s": 12.36, **extra}
+
+
+@pytest.fixture
+def multirun(tmp_path: Path) -> Path:
+    """A multirun dir: an MLM run with downstream results, a causal LM run, a failed and an incomplete job."""
+    root = tmp_path / "multirun" / "2025-01-01_00-00-00"
+    root.mkdir(parents=True)
+    (root / "multirun.yaml").write_text("hydra: {}\n")
+    mlm = [{"step": 0, "val/mlm_loss": 10.0},
+           {"step": 10, "train/loss": 8.0, "train/flops": 1e12},
+           {"step": 15, "val/mlm_loss": 7.0},
+           {"step": 20, "train/loss": 6.5, "train/flops": 2e12},
+           {"step": 25, "val/mlm_loss": 5.5}]  # the final eval comes after the last train/flops log
+    ds = {"task": "sst2", "accuracy_mean": 0.8, "accuracy_std": 0.02, "f1_mean": 0.79, "f1_std": 0.03, "seeds": 3}
+    make_run(root, "0_bert_mlm", "bert", "mlm", metrics=mlm,
+             summary=summary("bert", "mlm", {"mlm_loss": 5.5, "mlm_accuracy": 0.2}, downstream=ds))
+    clm = [{"step": 0, "val/lm_loss": 9.0}, {"step": 25, "train/flops": 3e12}, {"step": 25, "val/lm_loss": 4.0}]
+    make_run(root, "1_txl_clm", "txl", "clm", metrics=clm,
+             summary=summary("txl", "clm", {"lm_loss": 4.0, "perplexity": 54.6}, train_flops=3e12))
+    make_run(root, "2_roberta_mlm", "roberta", "mlm",
+             log="[2025-01-01][runner][INFO] - start\nerror: first problem\nerror: data.seq_len=600 exceeds "
+                 "model.max_position=512 [set data.seq_len<=512]\n")
+    make_run(root, "10_electra_rtd", "electra", "rtd", checkpoint=True, metrics=[{"step": 0, "val/mlm_loss": 9.5}],
+             log="Traceback (most recent call last):\n  File \"x.py\", line 1, in <module>\n    f()\n"
+                 "torch.OutOfMemoryError: CUDA out of memory\n")
+    return root
+
+
+def test_rows_keep_failed_jobs_with_their_errors_in_job_order(multirun):
+    rows = compare([multirun])
+    assert [r["job"] for r in rows] == ["0_bert_mlm", "1_txl_clm", "2_roberta_mlm", "10_electra_rtd"]
+    assert [r["status"] for r in rows] == ["finished", "finished", "failed", "incomplete"]
+    bert, txl, roberta, electra = rows
+    assert (bert["run"], bert["parameters"], bert["train_flops"], bert["tokens_seen"]) == \
+        ("bert-mlm-wiki", 4_433_468, 2.5e12, 15_217)
+    assert (bert["val_metric"], bert["val_loss"]) == ("mlm_loss", 5.5)
+    assert (bert["downstream_task"], bert["accuracy_mean"], bert["accuracy_std"], bert["f1_mean"]) == \
+        ("sst2", 0.8, 0.02, 0.79)
+    assert (txl["val_metric"], txl["val_loss"], txl["accuracy_mean"]) == ("lm_loss", 4.0, None)
+    assert roberta["error"] == "data.seq_len=600 exceeds model.max_position=512 [set data.seq_len<=512]"
+    assert (roberta["model"], roberta["objective"], roberta["val_loss"]) == ("roberta", "mlm", None)
+    assert electra["error"] == "torch.OutOfMemoryError: CUDA out of memory"
+    assert bert["overrides"] == "model=bert objective=mlm"  # trainer.max_steps=25 is shared by all runs
+
+
+def test_validation_loss_is_placed_at_the_flops_of_its_step(multirun):
+    bert = compare([multirun])[0]
+    metric, flops, loss = loss_curve(bert)
+    # step 0 -> 0, step 15 interpolated between steps 10 and 20, step 25 from summary.json's train_flops
+    assert (metric, flops, loss) == ("mlm_loss", [0.0, 1.5e12, 2.5e12], [10.0, 7.0, 5.5])
+    electra = compare([multirun])[3]
+    assert loss_curve(electra) == ("mlm_loss", [0.0], [9.5])  # no summary: metric found in metrics.jsonl
+
+
+def test_writes_csv_markdown_and_plots_into_the_multirun_dir(multirun):
+    compare([multirun])
+    with (multirun / "comparison.csv").open() as f:
+        table = list(csv.DictReader(f))
+    assert [r["status"] for r in table] == ["finished", "finished", "failed", "incomplete"]
+    assert float(table[0]["val_loss"]) == 5.5 and table[1]["val_metric"] == "lm_loss"
+    assert "exceeds model.max_position=512" in table[2]["error"] and table[2]["parameters"] == ""
+    md = (multirun / "comparison.md").read_text().splitlines()
+    assert md[0].startswith("| run | model | objective |") and len(md) == 2 + 4
+    assert "| 0.800 ± 0.020 | 0.790 ± 0.030 |" in md[2] and "| 5.5000 (mlm_loss) |" in md[2]
+    assert "| 4.0000 (lm_loss) | - | - |" in md[3]
+    assert "| failed | data.seq_len=600 exceeds" in md[4] and "| incomplete | torch.OutOfMemoryError" in md[5]
+    for png in ("val_loss_vs_flops.png", "downstream_vs_flops.png"):
+        data = (multirun / png).read_bytes()
+        assert data[:8] == PNG and len(data) > 5000, png
+
+
+def test_run_dirs_given_directly_write_to_out_without_a_downstream_plot(multirun, tmp_path):
+    out = tmp_path / "report"
+    rows = compare([multirun / "1_txl_clm", multirun / "2_roberta_mlm"], out=out)
+    assert [r["job"] for r in rows] == ["1_txl_clm", "2_roberta_mlm"]
+    assert sorted(p.name for p in out.iterdir()) == ["comparison.csv", "comparison.md", "val_loss_vs_flops.png"]
+    assert not (multirun / "comparison.csv").exists()
+    quiet = make_run(multirun, "3_bert_mlm", "bert", "mlm")  # killed, or its error went to the terminal only
+    assert compare([quiet], out=out)[0]["error"].startswith("no summary.json and no error in the job's log")
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    """`python -m runner.compare ARGS` in the repository."""
+    env = {**os.environ, "COLUMNS": "250"}
+    return subprocess.run([sys.executable, "-m", "runner.compare", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_cli_prints_the_table_and_rejects_paths_without_runs(multirun, tmp_path):
+    ok = cli(str(multirun))
+    assert ok.returncode == 0, ok.stderr
+    assert "failed" in ok.stdout and "incomplete" in ok.stdout and "CUDA out of memory" in ok.stdout
+    missing = cli(str(tmp_path / "nope"))
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == f"error: {tmp_path / 'nope'}: no such file or directory"
+    (tmp_path / "empty").mkdir()
+    empty = cli(str(multirun), str(tmp_path / "empty"))
+    assert empty.returncode == 2 and str(tmp_path / "empty") in empty.stderr
+    assert len(empty.stderr.strip().splitlines()) == 1 and not (tmp_path / "empty" / "comparison.csv").exists()
+
+
+def test_wandb_offline_comparison_run_in_the_runs_group(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    from tests.wandb_records import history, records, run_info
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    root = tmp_path / "sweep"
+    for job in ("0_bert_mlm", "1_bert_mlm"):
+        make_run(root, job, "bert", "mlm", group="ablation", metrics=[{"step": 25, "val/mlm_loss": 5.0}],
+                 summary=summary("bert", "mlm", {"mlm_loss": 5.0}))
+    compare([root], wandb=True)
+    files = list((root / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(files) == 1 and (root / "comparison.csv").exists()
+    for _ in range(50):  # wandb-core may still be writing the file when finish() returns
+        if "exit" in {r.WhichOneof("record_type") for r in records(files[0])}:
+            break
+        time.sleep(0.2)
+    info = run_info(files[0])
+    assert info.run_group == "ablation" and info.job_type == "comparison"
+    (logged,) = history(files[0])
+    assert (logged["comparison/_type"], logged["comparison/nrows"]) == ("table-file", 2)
+    assert logged["val_loss_vs_flops/_type"] == "image-file"
+    table = json.loads((files[0].parent / "files" / logged["comparison/path"]).read_text())
+    assert table["columns"][:2] == ["run", "job"] and [r[1] for r in table["data"]] == ["0_bert_mlm", "1_bert_mlm"]
