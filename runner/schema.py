@@ -193,6 +193,23 @@ class TrainerConfig:
 
 
 @dataclass
+class EvalConfig:
+    """eval: downstream fine-tuning of the pretrained encoder (ELECTRA: the discriminator) after pretraining."""
+
+    downstream: bool = True  # run when the run trained to its end and the task has labels (wiki data: topics)
+    # wiki_topic: the topic of held-out test-split articles (pretraining never saw them) | glue_sst2, glue_mrpc, ...
+    # (the Hugging Face Hub, or eval.path: a local directory in GLUE's format)
+    task: str = "wiki_topic"
+    path: Optional[str] = None
+    seeds: int = 3  # fine-tuning seeds: accuracy and macro-F1 as mean +/- std
+    epochs: int = 3
+    lr: float = 1e-4
+    batch_size: int = 32
+    seq_len: int = 128
+    baselines: bool = True  # the same fine-tuning from random weights, and bag-of-words logistic regression
+
+
+@dataclass
 class LoggerConfig:
     """Weights & Biases; metrics.jsonl and summary.json are always written."""
 
@@ -214,6 +231,7 @@ class Config:
     optimizer: Any = MISSING
     trainer: Any = MISSING
     logger: Any = MISSING
+    eval: Any = MISSING
     seed: int = 0
     export: Optional[str] = None  # a run directory: write its last checkpoint as a transformers directory
 
@@ -233,3 +251,4 @@ def register() -> None:
     cs.store(group="optimizer", name="base_lamb", node=LambConfig)
     cs.store(group="trainer", name="base_trainer", node=TrainerConfig)
     cs.store(group="logger", name="base_logger", node=LoggerConfig)
+    cs.store(group="eval", name="base_eval", node=EvalConfig)

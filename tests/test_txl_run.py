@@ -24,7 +24,7 @@ from tests.conftest import make_cfg, run_cli
 TXL_TINY = ["model=txl", "model.num_layers=1", "model.hidden_size=32", "model.num_heads=2",
             "model.intermediate_size=64", "model.vocab_size=1000", "model.cutoffs=[200,500]", "model.mem_len=16",
             "model.eval_tgt_len=16", "model.eval_mem_len=32", "data.max_docs=300", "data.seq_len=16",
-            "trainer.batch_size=4", "trainer.eval_batches=4", "logger.mode=disabled"]
+            "trainer.batch_size=4", "trainer.eval_batches=4", "logger.mode=disabled", "eval.downstream=false"]
 
 
 def train(run_dir: Path, *overrides: str) -> dict:

@@ -1,0 +1,331 @@
+"""Fine-tune a pretrained encoder on a classification task, over several seeds, against two baselines: the same
+architecture from random weights (same fine-tuning), and bag-of-words logistic regression.
+
+Per seed: a fresh copy of the encoder and a new head (BERT's: tanh pooler on the first token, dropout, linear;
+a causal Transformer-XL: the last non-pad token, linear), AdamW with linear warmup and decay, dev accuracy after
+every epoch, and the test accuracy and macro-F1 of the epoch with the best dev accuracy. Reported: mean and
+sample standard deviation (ddof=1; 0 for one seed) over seeds."""
+from __future__ import annotations
+
+import copy
+import math
+import statistics
+import time
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from runner.downstream.tasks import Example, Task
+from runner.models.encoder import init_weights
+from runner.models.txl import TransformerXL
+from runner.optim import build_adamw
+
+POOLINGS = ("auto", "cls", "mean", "last")
+
+
+# ---- metrics ----------------------------------------------------------------------------------------------------
+
+def accuracy(y_true: Sequence[int], y_pred: Sequence[int]) -> float:
+    """Share of correct predictions."""
+    return sum(int(a == b) for a, b in zip(y_true, y_pred)) / max(len(y_true), 1)
+
+
+def macro_f1(y_true: Sequence[int], y_pred: Sequence[int]) -> float:
+    """Unweighted mean of per-label F1 over the labels in y_true or y_pred (scikit-learn's average="macro"); a
+    label with no true or predicted positives scores 0."""
+    labels = sorted(set(y_true) | set(y_pred))
+    if not labels:
+        return 0.0
+    scores = []
+    for c in labels:
+        tp = sum(1 for a, b in zip(y_true, y_pred) if a == c and b == c)
+        fp = sum(1 for a, b in zip(y_true, y_pred) if a != c and b == c)
+        fn = sum(1 for a, b in zip(y_true, y_pred) if a == c and b != c)
+        scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    return sum(scores) / len(scores)
+
+
+def summarize(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and sample std (ddof=1; 0.0 for a single run) of test accuracy and macro-F1 over runs."""
+    acc = [r["accuracy"] for r in per_seed]
+    f1 = [r["f1"] for r in per_seed]
+
+    def std(x: list[float]) -> float:
+        return statistics.stdev(x) if len(x) > 1 else 0.0
+    return {"accuracy_mean": statistics.fmean(acc), "accuracy_std": std(acc), "f1_mean": statistics.fmean(f1),
+            "f1_std": std(f1), "per_seed": per_seed}
+
+
+# ---- the classifier ---------------------------------------------------------------------------------------------
+
+def is_causal(encoder: nn.Module) -> bool:
+    """A Transformer-XL decoder (not model.bidirectional): a token sees only what precedes it."""
+    return isinstance(encoder, TransformerXL) and not encoder.config.bidirectional
+
+
+def encode(encoder: nn.Module, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None,
+           attention_mask: torch.Tensor) -> torch.Tensor:
+    """Hidden states (B, T, H) of any encoder: our Encoder (and anything with its forward(input_ids,
+    token_type_ids, attention_mask)), or a TransformerXL called as model(input_ids)[0], without memory and with
+    padding keys blocked."""
+    if isinstance(encoder, TransformerXL):
+        block = ~attention_mask.bool()[:, None, :].expand(-1, input_ids.shape[1], -1)  # (B, T, T): no pad keys
+        return encoder(input_ids, mem_len=0, block=block)[0]
+    config = getattr(encoder, "config", None)
+    if token_type_ids is not None and config is not None and getattr(config, "type_vocab_size", 2) < 2:
+        token_type_ids = None  # RoBERTa's single segment embedding
+    out = encoder(input_ids, token_type_ids, attention_mask)
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+class Classifier(nn.Module):
+    """An encoder and a classification head. pooling: cls (BERT: tanh(dense(h[first])) then linear), last (the
+    last non-pad token, for causal models), mean (mean over non-pad tokens)."""
+
+    def __init__(self, encoder: nn.Module, num_labels: int, pooling: str = "auto", dropout: float = 0.1,
+                 hidden_size: int | None = None, initializer_range: float = 0.02):
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling={pooling!r} must be one of {', '.join(POOLINGS)}")
+        self.encoder = encoder
+        self.pooling = ("last" if is_causal(encoder) else "cls") if pooling == "auto" else pooling
+        if pooling == "cls" and is_causal(encoder):
+            raise ValueError("pooling=cls on a causal Transformer-XL sees only the first token; use last or mean")
+        H = hidden_size or encoder.config.hidden_size
+        self.pooler = nn.Linear(H, H) if self.pooling == "cls" else None
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(H, num_labels)
+        for m in (self.pooler, self.out):
+            if m is not None:
+                init_weights(m, initializer_range)
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None,
+                attention_mask: torch.Tensor) -> torch.Tensor:
+        """Logits (B, num_labels)."""
+        h = encode(self.encoder, input_ids, token_type_ids, attention_mask)  # (B, T, H)
+        m = attention_mask.to(h.dtype)  # (B, T)
+        if self.pooling == "cls":
+            pooled = torch.tanh(self.pooler(h[:, 0]))
+        elif self.pooling == "last":
+            last = attention_mask.long().sum(1).clamp(min=1) - 1  # right padding: the last real token
+            pooled = h[torch.arange(h.shape[0], device=h.device), last]
+        else:
+            pooled = (h * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp(min=1)
+        return self.out(self.dropout(pooled))
+
+
+def collate(examples: Sequence[Example], pad_id: int, seq_len: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """Right-padded input_ids, token_type_ids, attention_mask and labels; inputs longer than seq_len keep their
+    first seq_len - 1 tokens and their final [SEP]."""
+    rows = []
+    for ex in examples:
+        ids, types = list(ex.ids), list(ex.token_types) if ex.token_types is not None else [0] * len(ex.ids)
+        if len(ids) > seq_len:
+            ids, types = ids[:seq_len - 1] + ids[-1:], types[:seq_len - 1] + types[-1:]
+        rows.append((ids, types))
+    T = max(len(r[0]) for r in rows)
+    ids = torch.full((len(rows), T), pad_id, dtype=torch.long)
+    types = torch.zeros((len(rows), T), dtype=torch.long)
+    mask = torch.zeros((len(rows), T), dtype=torch.long)
+    for i, (x, t) in enumerate(rows):
+        ids[i, :len(x)], types[i, :len(t)], mask[i, :len(x)] = torch.tensor(x), torch.tensor(t), 1
+    labels = torch.tensor([ex.label for ex in examples], dtype=torch.long)
+    return {"input_ids": ids.to(device), "token_type_ids": types.to(device), "attention_mask": mask.to(device),
+            "labels": labels.to(device)}
+
+
+@torch.no_grad()
+def predict(model: Classifier, examples: Sequence[Example], pad_id: int, seq_len: int, batch_size: int,
+            device: torch.device) -> list[int]:
+    """Predicted label indices."""
+    model.eval()
+    out: list[int] = []
+    for lo in range(0, len(examples), batch_size):
+        b = collate(examples[lo:lo + batch_size], pad_id, seq_len, device)
+        out.extend(model(b["input_ids"], b["token_type_ids"], b["attention_mask"]).argmax(-1).tolist())
+    return out
+
+
+def random_like(encoder: nn.Module) -> nn.Module:
+    """The same architecture with fresh random weights (the current torch seed): a new Encoder / TransformerXL
+    from its config, or a copy whose submodules are re-initialised."""
+    config = getattr(encoder, "config", None)
+    if config is not None and type(encoder).__module__.startswith("runner.models"):
+        return type(encoder)(config)
+    fresh = copy.deepcopy(encoder)
+    for m in fresh.modules():
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+    return fresh
+
+
+# ---- fine-tuning ------------------------------------------------------------------------------------------------
+
+def finetune_once(encoder: nn.Module, task: Task, *, seed: int, epochs: int, lr: float, batch_size: int,
+                  seq_len: int, device: torch.device, pooling: str = "auto", warmup_fraction: float = 0.1,
+                  weight_decay: float = 0.01, dropout: float = 0.1, grad_clip: float = 1.0, bar: Any = None,
+                  label: str = "") -> dict[str, Any]:
+    """Fine-tune one encoder (modified in place) with one seed; test metrics of the best-dev epoch."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    model = Classifier(encoder, len(task.labels), pooling, dropout).to(device)
+    steps_per_epoch = math.ceil(len(task.train) / batch_size)
+    total = max(epochs * steps_per_epoch, 1)
+    opt, sched = build_adamw(model, total, lr, (0.9, 0.999), 1e-8, weight_decay, warmup_fraction=warmup_fraction)
+    y_dev = [ex.label for ex in task.dev]
+    best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+    curve = []
+    job = bar.add_task(label, total=total, loss=0.0, tps=0.0) if bar is not None else None
+    for epoch in range(1, epochs + 1):
+        model.train()
+        order = torch.randperm(len(task.train), generator=gen).tolist()
+        t0, tokens, losses = time.perf_counter(), 0, []
+        for lo in range(0, len(order), batch_size):
+            b = collate([task.train[i] for i in order[lo:lo + batch_size]], task.pad_id, seq_len, device)
+            loss = F.cross_entropy(model(b["input_ids"], b["token_type_ids"], b["attention_mask"]), b["labels"])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            opt.step()
+            sched.step()
+            losses.append(float(loss.detach()))
+            tokens += int(b["attention_mask"].sum())
+            if job is not None:
+                bar.update(job, advance=1, loss=losses[-1], tps=tokens / max(time.perf_counter() - t0, 1e-9))
+        dev_acc = accuracy(y_dev, predict(model, task.dev, task.pad_id, seq_len, batch_size, device))
+        curve.append({"epoch": epoch, "train_loss": statistics.fmean(losses) if losses else float("nan"),
+                      "dev_accuracy": dev_acc})
+        if best is None or dev_acc > best[0]:  # ties keep the earlier epoch
+            best = (dev_acc, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
+    if job is not None:
+        bar.remove_task(job)
+    assert best is not None
+    model.load_state_dict(best[2])
+    y_test = [ex.label for ex in task.test]
+    pred = predict(model, task.test, task.pad_id, seq_len, batch_size, device)
+    return {"seed": seed, "accuracy": accuracy(y_test, pred), "f1": macro_f1(y_test, pred), "dev_accuracy": best[0],
+            "best_epoch": best[1], "epochs": curve}
+
+
+def finetune_seeds(encoder_factory: Callable[[], nn.Module], task: Task, *, seeds: Sequence[int],
+                   show_progress: bool = True, label: str = "finetune", **kwargs: Any) -> dict[str, Any]:
+    """finetune_once for each seed on a fresh encoder from encoder_factory(seed); summarized."""
+    from runner.logging import progress
+    runs = []
+    bar = progress() if show_progress else None
+    if bar is not None:
+        bar.start()
+    try:
+        for seed in seeds:
+            torch.manual_seed(seed)  # random_init factories draw their weights from it
+            runs.append(finetune_once(encoder_factory(seed), task, seed=seed, bar=bar,
+                                      label=f"{label} seed {seed}", **kwargs))
+    finally:
+        if bar is not None:
+            bar.stop()
+    return summarize(runs)
+
+
+def finetune(encoder_factory: Callable[[], nn.Module], task: Task, *, seeds: Sequence[int] = (0, 1, 2),
+             epochs: int = 3, lr: float = 1e-4, batch_size: int = 32, seq_len: int = 128,
+             device: str | torch.device = "cpu", pooling: str = "auto", warmup_fraction: float = 0.1,
+             weight_decay: float = 0.01, dropout: float = 0.1,
+             baselines: Sequence[str] = ("random_init", "bow_logreg"),
+             random_factory: Callable[[], nn.Module] | None = None, show_progress: bool = True) -> dict[str, Any]:
+    """Fine-tune a fresh copy of the pretrained encoder per seed (encoder_factory() returns one, e.g.
+    `lambda: copy.deepcopy(built.module.encoder)`), then the baselines: random_init (the same architecture with
+    random weights, from random_factory() or random_like(encoder_factory()), the same fine-tuning and seeds) and
+    bow_logreg (logistic regression on bag-of-words counts, C chosen on dev). Returns {"task", "accuracy_mean",
+    "accuracy_std", "f1_mean", "f1_std", "per_seed", "baselines": {...}, "sizes", "settings", "chance"}."""
+    device = torch.device(device)
+    for b in baselines:
+        if b not in ("random_init", "bow_logreg"):
+            raise ValueError(f"unknown baseline {b!r}: random_init or bow_logreg")
+    for name in ("train", "dev", "test"):
+        if not getattr(task, name):
+            raise ValueError(f"task {task.name}: the {name} subset is empty ({task.sizes()})")
+    settings = {"seeds": list(seeds), "epochs": epochs, "lr": lr, "batch_size": batch_size, "seq_len": seq_len,
+                "pooling": pooling, "warmup_fraction": warmup_fraction, "weight_decay": weight_decay,
+                "dropout": dropout, "device": str(device)}
+    common = dict(epochs=epochs, lr=lr, batch_size=batch_size, seq_len=seq_len, device=device, pooling=pooling,
+                  warmup_fraction=warmup_fraction, weight_decay=weight_decay, dropout=dropout)
+    t0 = time.perf_counter()
+    result: dict[str, Any] = {"task": task.name, **finetune_seeds(lambda s: encoder_factory(), task, seeds=seeds,
+                                                                   show_progress=show_progress,
+                                                                   label="pretrained", **common)}
+    result["baselines"] = {}
+    if "random_init" in baselines:
+        make = (lambda s: random_factory()) if random_factory is not None else \
+            (lambda s: random_like(encoder_factory()))
+        result["baselines"]["random_init"] = finetune_seeds(make, task, seeds=seeds, show_progress=show_progress,
+                                                            label="random init", **common)
+    if "bow_logreg" in baselines:
+        result["baselines"]["bow_logreg"] = bow_logreg(task)
+    y_train = [ex.label for ex in task.train]
+    majority = max(set(y_train), key=y_train.count)
+    result["chance"] = {"majority_label": task.labels[majority],
+                        "majority_accuracy": accuracy([ex.label for ex in task.test], [majority] * len(task.test)),
+                        "uniform_accuracy": 1 / len(task.labels)}
+    result["sizes"] = task.sizes()
+    result["labels"] = list(task.labels)
+    result["settings"] = settings
+    result["notes"] = dict(task.notes)
+    result["wall_s"] = round(time.perf_counter() - t0, 2)
+    return result
+
+
+# ---- bag-of-words logistic regression ---------------------------------------------------------------------------
+
+def bow_features(examples: Sequence[Example], vocab: int, num_special: int) -> torch.Tensor:
+    """Sparse (N, vocab) log(1 + count) features of the non-special tokens, each row L2-normalised."""
+    rows, cols = [], []
+    for i, ex in enumerate(examples):
+        for t in ex.ids:
+            if num_special <= t < vocab:
+                rows.append(i)
+                cols.append(t)
+    x = torch.sparse_coo_tensor(torch.tensor([rows, cols], dtype=torch.long).reshape(2, -1),
+                                torch.ones(len(rows)), (len(examples), vocab)).coalesce()
+    v = torch.log1p(x.values())
+    norms = torch.zeros(len(examples)).index_add_(0, x.indices()[0], v * v).sqrt().clamp(min=1e-12)
+    return torch.sparse_coo_tensor(x.indices(), v / norms[x.indices()[0]], x.shape).coalesce()
+
+
+def _fit_logreg(x: torch.Tensor, y: torch.Tensor, k: int, c: float, iters: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
+    """Multinomial logistic regression, L2 penalty 1/(2C)·||W||² on the summed log-loss (scikit-learn's objective),
+    fitted by L-BFGS."""
+    w = torch.zeros(x.shape[1], k, requires_grad=True)
+    b = torch.zeros(k, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=1, max_iter=iters, history_size=20, line_search_fn="strong_wolfe")
+    n = x.shape[0]
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = F.cross_entropy(torch.sparse.mm(x, w) + b, y, reduction="sum") / n + (w * w).sum() / (2 * c * n)
+        loss.backward()
+        return loss
+    opt.step(closure)
+    return w.detach(), b.detach()
+
+
+def bow_logreg(task: Task, cs: Sequence[float] = (0.1, 1.0, 10.0, 100.0)) -> dict[str, Any]:
+    """Logistic regression on bag-of-words features (bow_features), the inverse regularisation C chosen by dev
+    accuracy; deterministic, so one run (std 0)."""
+    vocab = 1 + max(max(ex.ids) for part in (task.train, task.dev, task.test) for ex in part)
+    feats = {n: bow_features(getattr(task, n), vocab, task.num_special) for n in ("train", "dev", "test")}
+    y = {n: [ex.label for ex in getattr(task, n)] for n in ("train", "dev", "test")}
+    best = None
+    with torch.random.fork_rng():
+        for c in cs:
+            w, b = _fit_logreg(feats["train"], torch.tensor(y["train"]), len(task.labels), c)
+            dev = accuracy(y["dev"], (torch.sparse.mm(feats["dev"], w) + b).argmax(-1).tolist())
+            if best is None or dev > best[0]:
+                best = (dev, c, w, b)
+    dev_acc, c, w, b = best
+    pred = (torch.sparse.mm(feats["test"], w) + b).argmax(-1).tolist()
+    run = {"seed": None, "accuracy": accuracy(y["test"], pred), "f1": macro_f1(y["test"], pred),
+           "dev_accuracy": dev_acc, "C": c}
+    return {**summarize([run]), "C": c, "features": "log1p token counts, L2-normalised"}
