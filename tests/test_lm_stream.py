@@ -8,22 +8,9 @@ import torch
 
 from runner.data.lm_stream import StreamBatches, stream_rows
 from runner.data.stream import TokenStream
-from runner.data.tokenized import TokenizedCorpus
+from tests.test_objectives import corpus  # distinct ids from 5 up: every stream position is identifiable
 
 SEP = 3
-
-
-def corpus(doc_lengths: list[list[int]]) -> TokenizedCorpus:
-    """A synthetic corpus of distinct ids (from 5 up), so every stream position is identifiable."""
-    ids, sent, doc, nxt = [], [0], [0], 5
-    for sentences in doc_lengths:
-        for n in sentences:
-            ids.extend(range(nxt, nxt + n))
-            nxt += n
-            sent.append(len(ids))
-        doc.append(len(sent) - 1)
-    return TokenizedCorpus(torch.tensor(ids, dtype=torch.int32), torch.tensor(sent), torch.tensor(doc),
-                           ["t"] * len(doc_lengths), [f"d{i}" for i in range(len(doc_lengths))])
 
 
 @pytest.fixture
