@@ -199,7 +199,8 @@ def finetune_once(encoder: nn.Module, task: Task, *, seed: int, epochs: int, lr:
         curve.append({"epoch": epoch, "train_loss": statistics.fmean(losses) if losses else float("nan"),
                       "dev_accuracy": dev_acc})
         if best is None or dev_acc > best[0]:  # ties keep the earlier epoch
-            best = (dev_acc, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
+            best = (dev_acc, epoch, {k: v.detach().clone() if torch.is_tensor(v) else copy.deepcopy(v)
+                                    for k, v in model.state_dict().items()})
     if job is not None:
         bar.remove_task(job)
     assert best is not None
@@ -288,13 +289,15 @@ def bow_features(examples: Sequence[Example], vocab: int, num_special: int) -> t
                 rows.append(i)
                 cols.append(t)
     x = torch.sparse_coo_tensor(torch.tensor([rows, cols], dtype=torch.long).reshape(2, -1),
-                                torch.ones(len(rows)), (len(examples), vocab)).coalesce()
+                                torch.ones(len(rows)), (len(examples), vocab), check_invariants=True).coalesce()
     v = torch.log1p(x.values())
     norms = torch.zeros(len(examples)).index_add_(0, x.indices()[0], v * v).sqrt().clamp(min=1e-12)
-    return torch.sparse_coo_tensor(x.indices(), v / norms[x.indices()[0]], x.shape).coalesce()
+    return torch.sparse_coo_tensor(x.indices(), v / norms[x.indices()[0]], x.shape,
+                                   check_invariants=True).coalesce()
 
 
-def _fit_logreg(x: torch.Tensor, y: torch.Tensor, k: int, c: float, iters: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
+def _fit_logreg(x: torch.Tensor, y: torch.Tensor, k: int, c: float,
+                iters: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
     """Multinomial logistic regression, L2 penalty 1/(2C)·||W||² on the summed log-loss (scikit-learn's objective),
     fitted by L-BFGS."""
     w = torch.zeros(x.shape[1], k, requires_grad=True)
