@@ -10,6 +10,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from runner.errors import ConfigError, TrainingError
+from runner.preemption import Preempted
 from runner.schema import register
 
 register()
@@ -17,23 +18,57 @@ register()
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    """Entry point; returns the final validation MLM loss, or LM loss for objective=clm (what sweepers minimise)."""
-    from runner.build import build  # imported here so `--help` stays fast
+    """Entry point; returns sweep.metric from the run's summary (default downstream.accuracy_mean): what a sweeper
+    such as Optuna optimises. In a multirun a failing job is logged and the sweep goes on (runner.sweep)."""
     from runner.logging import console
-    from runner.train import export_run, run
+    from runner.sweep import is_multirun, optimised_by_sweeper
 
+    hc = HydraConfig.get()
     try:
-        if cfg.export:
-            src = Path(cfg.export)
-            print(export_run_dir(src, build, export_run))
-            return None
-        run_dir = Path(HydraConfig.get().runtime.output_dir)
-        summary = run(cfg, build(cfg), run_dir)
-        return summary["final_val"].get("mlm_loss", summary["final_val"].get("lm_loss"))
+        return job(cfg, hc)
+    except Preempted as e:  # a clean stop: checkpoint written; exit 128 + signal, as a process killed by it
+        console.print(f"[yellow]stopped:[/] {e}", highlight=False, soft_wrap=True)
+        log_to_job_file(f"error: stopped by {e}")
+        if not is_multirun(hc):
+            sys.exit(128 + e.signum)
+        if optimised_by_sweeper(hc):
+            raise
+        return None
     except (ConfigError, TrainingError) as e:
         console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         log_to_job_file(f"error: {e}")
-        sys.exit(2)
+        if not is_multirun(hc):
+            sys.exit(2)
+        if optimised_by_sweeper(hc):
+            raise  # the sweeper records a failed trial and goes on
+        return None
+    except Exception as e:  # noqa: BLE001 - a crash in one sweep job must not stop the others
+        if not is_multirun(hc):
+            raise
+        console.print(f"[bold red]error:[/] job crashed: {type(e).__name__}: {e}", highlight=False, soft_wrap=True)
+        logging.getLogger("runner").exception("error: %s: %s", type(e).__name__, e)
+        if optimised_by_sweeper(hc):
+            raise
+        return None
+
+
+def job(cfg: DictConfig, hc) -> float | None:
+    """One run (or export) under Hydra; the sweep's value, or None."""
+    from runner.build import build  # imported here so `--help` stays fast
+    from runner.sweep import identity, metric_value, optimised_by_sweeper
+    from runner.train import export_run, run
+
+    if cfg.export:
+        print(export_run_dir(Path(cfg.export), build, export_run))
+        return None
+    run_dir = Path(hc.runtime.output_dir)
+    cfg.logger.group, cfg.logger.name = identity(hc, run_dir, cfg.logger.group, cfg.logger.name)
+    summary = run(cfg, build(cfg), run_dir)
+    value = metric_value(summary, cfg.sweep.metric)
+    if value is None and optimised_by_sweeper(hc) and cfg.trainer.max_steps > 0:
+        raise TrainingError(f"sweep.metric={cfg.sweep.metric} is not in {run_dir / 'summary.json'} (downstream "
+                            "evaluation off or skipped?); pick one it has, e.g. sweep.metric=final_val.mlm_loss")
+    return value
 
 
 def log_to_job_file(message: str) -> None:
@@ -68,4 +103,7 @@ def export_run_dir(src: Path, build, export_run) -> str:
 
 
 if __name__ == "__main__":
+    from runner.distributed import hydra_args
+
+    sys.argv += hydra_args(sys.argv[1:])  # torchrun: one run directory for all ranks, Hydra's files from rank 0
     main()

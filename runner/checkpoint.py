@@ -1,6 +1,12 @@
-"""Checkpoints written atomically: a crash mid-write never replaces the last good checkpoint."""
+"""Checkpoints: written atomically (a temporary file, fsync, rename), the last `keep` kept as
+checkpoints/step-<N>.pt with checkpoints/last.pt a hard link to the newest. A crash mid-write never replaces a good
+checkpoint; an unreadable one (truncated, corrupt) is reported by name and the previous one is used instead."""
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -9,17 +15,52 @@ import torch
 from runner.data.cache import atomic_save
 from runner.errors import TrainingError
 
+STEP_FILE = re.compile(r"step-(\d+)\.pt$")
+
 
 def checkpoint_path(run_dir: Path) -> Path:
     """Where a run keeps its latest checkpoint."""
     return Path(run_dir) / "checkpoints" / "last.pt"
 
 
-def save(run_dir: Path, state: dict[str, Any]) -> Path:
-    """Write state to checkpoints/last.pt through a temporary file and an atomic rename."""
-    path = checkpoint_path(run_dir)
-    atomic_save(state, path)
+def step_files(run_dir: Path) -> list[Path]:
+    """checkpoints/step-<N>.pt of a run, newest first."""
+    d = Path(run_dir) / "checkpoints"
+    found = [(int(m.group(1)), p) for p in d.glob("step-*.pt") if (m := STEP_FILE.search(p.name))]
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def save(run_dir: Path, state: dict[str, Any], keep: int = 2) -> Path:
+    """Write state as checkpoints/step-<step>.pt, point last.pt at it, and delete all but the newest `keep`.
+    A failed write (a full disk) raises TrainingError naming the file; the previous checkpoint stays intact."""
+    last = checkpoint_path(run_dir)
+    path = last.with_name(f"step-{int(state.get('step', 0)):08d}.pt")
+    try:
+        atomic_save(state, path)
+        _point_last_at(path, state)
+    except OSError as e:
+        full = " (the disk is full)" if e.errno == errno.ENOSPC else ""
+        kept = f"; the previous checkpoint {last} is intact" if last.is_file() else ""
+        raise TrainingError(f"could not write checkpoint {path}{full}: {e.strerror or e}{kept}; free space "
+                            "and resume with trainer.resume=true") from e
+    for old in step_files(run_dir)[max(keep, 1):]:
+        with contextlib.suppress(FileNotFoundError):
+            old.unlink()
     return path
+
+
+def _point_last_at(path: Path, state: dict[str, Any]) -> None:
+    """last.pt becomes the newest checkpoint in one rename: a hard link where the filesystem has them, else a copy."""
+    last = checkpoint_path(path.parent.parent)
+    tmp = path.with_name(f".last.pt.{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    try:
+        os.link(path, tmp)
+    except OSError:  # no hard links here: write the state a second time
+        atomic_save(state, last)
+        return
+    os.replace(tmp, last)
 
 
 def rng_state() -> dict[str, Any]:
@@ -36,9 +77,24 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def load(run_dir: Path) -> dict[str, Any]:
-    """Read checkpoints/last.pt of a run, or say exactly what is missing."""
-    path = checkpoint_path(run_dir)
-    if not path.is_file():
-        raise TrainingError(f"trainer.resume=true but {path} does not exist; pass the run's directory with "
-                            "hydra.run.dir=<outputs/runs/...> or drop trainer.resume")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    """The run's newest readable checkpoint: last.pt, else the step files newest first. An unreadable one is
+    reported by name (on the console) and skipped; none at all, or none readable, is a TrainingError."""
+    from runner.logging import console
+
+    last = checkpoint_path(run_dir)
+    seen, bad = set(), []
+    for path in [last, *step_files(run_dir)]:
+        if not path.is_file() or (inode := path.stat().st_ino) in seen:
+            continue  # last.pt and its step file are one file
+        seen.add(inode)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as e:  # noqa: BLE001 - truncated zip, bad pickle, ...: try the previous checkpoint
+            bad.append(path.name)
+            console.print(f"[yellow]warning:[/] checkpoint {path} is unreadable ({type(e).__name__}: {e}); "
+                          "trying the previous one", highlight=False, soft_wrap=True)
+    if bad:
+        raise TrainingError(f"no readable checkpoint in {last.parent} ({', '.join(bad)} are corrupt or truncated); "
+                            "start a new run directory")
+    raise TrainingError(f"trainer.resume=true but {last} does not exist; pass the run's directory with "
+                        "hydra.run.dir=<outputs/runs/...> or drop trainer.resume")

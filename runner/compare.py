@@ -24,9 +24,9 @@ err_console = Console(stderr=True)
 # Raw fields of one row, in CSV order; the rich and markdown tables show formatted COLUMNS.
 FIELDS = ["run", "job", "model", "objective", "data", "overrides", "parameters", "train_flops", "tokens_seen",
           "steps", "val_metric", "val_loss", "downstream_task", "accuracy_mean", "accuracy_std", "f1_mean", "f1_std",
-          "tokens_per_s", "wall_time_s", "status", "error", "path"]
+          "random_init_accuracy", "bow_accuracy", "tokens_per_s", "wall_time_s", "status", "error", "path"]
 COLUMNS = ["run", "model", "objective", "overrides", "params", "train FLOPs", "tokens", "val loss",
-           "downstream acc", "macro-F1", "tokens/s", "wall s", "status", "error"]
+           "downstream acc", "macro-F1", "random init / BoW", "tokens/s", "wall s", "status", "error"]
 LOSS_PLOT, DOWNSTREAM_PLOT = "val_loss_vs_flops.png", "downstream_vs_flops.png"
 
 
@@ -119,6 +119,9 @@ def run_row(run_dir: Path, overrides: str = "") -> dict[str, Any]:
     row.update({k: s[k] for k in ("model", "objective", "data", "train_flops", "tokens_seen", "steps",
                                   "tokens_per_s", "wall_time_s") if k in s})
     row.update({k: ds.get(k) for k in ("accuracy_mean", "accuracy_std", "f1_mean", "f1_std")})
+    base = ds.get("baselines") or {}  # what the same fine-tuning gives without pretraining, and bag-of-words
+    row.update(random_init_accuracy=(base.get("random_init") or {}).get("accuracy_mean"),
+               bow_accuracy=(base.get("bow_logreg") or {}).get("accuracy_mean"))
     row.update(run=s.get("name") or run_dir.name, parameters=(s.get("parameters") or {}).get("total"),
                val_metric=metric, val_loss=final.get(metric) if metric else None, downstream_task=ds.get("task"),
                status="finished")
@@ -174,16 +177,31 @@ def plot_loss(rows: list[dict[str, Any]], path: Path) -> Path | None:
 
 
 def plot_downstream(rows: list[dict[str, Any]], path: Path) -> Path | None:
-    """Downstream accuracy (mean +/- std over seeds) against training FLOPs; None when no run has it."""
+    """Downstream accuracy (mean +/- std over seeds) of each run against its training FLOPs, with its random-init
+    baseline as a hollow marker; runs at (nearly) equal FLOPs, an equal-compute sweep, side by side instead.
+    None when no run has it."""
     done = [r for r in rows if r["accuracy_mean"] is not None and r["train_flops"]]
     if not done:
         return None
     fig, ax = _figure()
-    for r in done:
-        ax.errorbar(r["train_flops"], r["accuracy_mean"], yerr=r["accuracy_std"] or 0, fmt="o", capsize=4,
-                    label=r["run"])
-    tasks = sorted({str(r["downstream_task"]) for r in done})
-    return _save(fig, ax, path, ylabel="accuracy (mean ± std)", title=f"downstream: {', '.join(tasks)}")
+    flops = [r["train_flops"] for r in done]
+    equal = max(flops) <= 1.05 * min(flops)
+    tasks = ", ".join(sorted({str(r["downstream_task"]) for r in done}))
+    for i, r in enumerate(done):
+        x = i if equal else r["train_flops"]
+        bar = ax.errorbar(x, r["accuracy_mean"], yerr=r["accuracy_std"] or 0, fmt="o", capsize=4, label=r["run"])
+        if r["random_init_accuracy"] is not None:
+            ax.plot(x, r["random_init_accuracy"], marker="o", mfc="none", color=bar[0].get_color(), linestyle="")
+    if any(r["random_init_accuracy"] is not None for r in done):
+        ax.plot([], [], marker="o", mfc="none", color="gray", linestyle="", label="hollow: random init")
+    if equal:
+        ax.set_xticks(range(len(done)), [r["run"] for r in done], rotation=20, ha="right")
+        ax.set(xlabel=f"runs at {min(flops):.3g} to {max(flops):.3g} training FLOPs (equal compute)",
+               ylabel="accuracy (mean ± std)", title=f"downstream: {tasks}")
+        ax.legend(fontsize="small")
+        fig.savefig(path, dpi=120)
+        return path
+    return _save(fig, ax, path, ylabel="accuracy (mean ± std)", title=f"downstream: {tasks}")
 
 
 def cells(row: dict[str, Any]) -> list[str]:
@@ -194,20 +212,24 @@ def cells(row: dict[str, Any]) -> list[str]:
     loss = "-" if row["val_loss"] is None else f"{row['val_loss']:.4f} ({row['val_metric']})"
     return [str(row["run"]), str(row["model"] or "-"), str(row["objective"] or "-"), row["overrides"] or "-", params,
             num("train_flops", ".3g"), num("tokens_seen", ","), loss, pm("accuracy_mean", "accuracy_std"),
-            pm("f1_mean", "f1_std"), num("tokens_per_s", ",.0f"), num("wall_time_s", ".1f"), row["status"],
-            row["error"] or ""]
+            pm("f1_mean", "f1_std"), f'{num("random_init_accuracy", ".3f")} / {num("bow_accuracy", ".3f")}',
+            num("tokens_per_s", ",.0f"), num("wall_time_s", ".1f"), row["status"], row["error"] or ""]
 
 
 def rich_table(rows: list[dict[str, Any]]) -> Table:
     """The console comparison table."""
     table = Table(title="run comparison", show_header=True)
     text = ("run", "model", "objective", "overrides", "status", "error")
-    for c in COLUMNS:
+    # sweep jobs are named by their overrides: the column would repeat the run's name
+    shown = [c for c in COLUMNS if c != "overrides" or any(r["overrides"] != r["run"] for r in rows)]
+    for c in shown:
         table.add_column(c, justify="left" if c in text else "right", no_wrap=c not in text, overflow="fold")
     for row in rows:
         status = {"finished": "green", "incomplete": "yellow"}.get(row["status"], "red")
+        values = dict(zip(COLUMNS, cells(row)))
         # escape: errors and overrides hold brackets (`[a,b]`, tensor shapes) that rich would read as markup
-        table.add_row(*map(escape, cells(row)[:-2]), f"[{status}]{row['status']}[/]", escape(row["error"] or ""))
+        values["status"] = f"[{status}]{row['status']}[/]"
+        table.add_row(*(values[c] if c == "status" else escape(values[c]) for c in shown))
     return table
 
 
@@ -237,14 +259,16 @@ def log_wandb(rows: list[dict[str, Any]], runs: list[Path], out: Path, plots: li
         import wandb
 
         from runner.logging import resolve_mode
+        from runner.sweep import hydra_node, identity
     except ImportError as e:
         warn(f"--wandb: {e}; the files are written")
         return
     loggers = [(read_yaml(r / ".hydra" / "config.yaml") or {}).get("logger") or {} for r in runs]
     modes = {lg.get("mode", "online") for lg in loggers} | {"disabled"}
     mode = os.environ.get("WANDB_MODE") or next(m for m in MODES if m in modes)  # the most connected mode any run used
-    # runs without logger.group were grouped by <model>-<objective> (runner.train.run)
-    groups = {lg.get("group") or f"{r['model']}-{r['objective']}" for lg, r in zip(loggers, rows)}
+    # sweep jobs are grouped by sweep, other runs without logger.group by <model>-<objective> (runner.train.run)
+    groups = {identity(hydra_node(path), path, lg.get("group"), None)[0] or f"{r['model']}-{r['objective']}"
+              for lg, r, path in zip(loggers, rows, runs)}
     group = groups.pop() if len(groups) == 1 else None
     try:
         mode = resolve_mode(mode)

@@ -40,7 +40,7 @@ def txl_train_flops(c: EncoderConfig, sequences: int, tgt_len: int, mem_len: int
     """FLOPs of one Transformer-XL training step over `sequences` segments of tgt_len tokens after a memory of
     mem_len: keys and values are computed for memory and segment (K = mem_len + tgt_len), queries, FFN and softmax
     for the segment; the relative position keys once per segment; scores against K keys twice (content and
-    position terms) plus the weighted sum of values. The adaptive softmax is counted as a full one (an upper bound)."""
+    position terms) plus the weighted sum of values, and the softmax (adaptive_softmax_flops)."""
     T, K, H = tgt_len, mem_len + tgt_len, c.hidden_size
     inner = c.num_heads * (H // c.num_heads)
     per_layer = (2 * T * H * inner  # queries
@@ -49,5 +49,24 @@ def txl_train_flops(c: EncoderConfig, sequences: int, tgt_len: int, mem_len: int
                  + 2 * T * inner * H  # output projection
                  + 2 * T * 2 * H * c.intermediate_size  # FFN
                  + 3 * 2 * T * K * inner)  # content scores, position scores, attention-weighted values
-    head = 2 * T * embedding_width(c) * c.vocab_size
-    return 3.0 * sequences * (c.num_layers * per_layer + head)
+    return 3.0 * sequences * (c.num_layers * per_layer + T * adaptive_softmax_flops(c))
+
+
+def adaptive_softmax_flops(c: EncoderConfig) -> int:
+    """Forward matmul FLOPs per token of the (adaptive) softmax: per cluster the H -> E_i projection and the E_i x
+    cluster-size logits (the head also scores one logit per tail cluster). Every cluster is counted for every
+    token, what a full distribution costs; training scores a tail only for the targets in it, so this is an upper
+    bound by at most the tails' share. With no cutoffs: the one E x V decoder (and H -> E when they differ)."""
+    from runner.models.adaptive import cluster_bounds, cluster_width
+
+    bounds = cluster_bounds(c)
+    if not c.cutoffs:
+        e = embedding_width(c)
+        return 2 * e * c.vocab_size + (2 * c.hidden_size * e if e != c.hidden_size else 0)
+    total = 0
+    for i in range(len(bounds) - 1):
+        e = cluster_width(c, i) if c.div_val > 1 else embedding_width(c)
+        size = bounds[i + 1] - bounds[i] + (len(bounds) - 2 if i == 0 else 0)
+        projected = c.div_val > 1 or e != c.hidden_size
+        total += 2 * e * size + (2 * c.hidden_size * e if projected else 0)
+    return total

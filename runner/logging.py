@@ -87,20 +87,42 @@ class RunLogger:
         """One record: to W&B and one JSON line."""
         with self.metrics_path.open("a") as f:
             f.write(json.dumps({"step": step, **metrics}) + "\n")
-        if self.run is not None:
-            self.run.log(metrics, step=step)
+        self._wandb(lambda run: run.log(metrics, step=step))
 
     def finish(self, summary: dict[str, Any]) -> None:
         """Write summary.json atomically and close the W&B run with the summary attached."""
         atomic_write_bytes(json.dumps(summary, indent=2).encode(), self.run_dir / "summary.json")
-        if self.run is not None:
-            self.run.summary.update({k: v for k, v in _flatten(summary).items()})
-            self.run.finish()
+        self._wandb(lambda run: (run.summary.update(dict(_flatten(summary).items())), run.finish()))
 
     def abort(self) -> None:
         """Close the W&B run after a failure, marking it failed."""
-        if self.run is not None:
-            self.run.finish(exit_code=1)
+        self._wandb(lambda run: run.finish(exit_code=1))
+
+    def _wandb(self, call: Any) -> None:
+        """A W&B call; if the service fails (network, rate limits), warn once and go on with the local files."""
+        if self.run is None:
+            return
+        try:
+            call(self.run)
+        except Exception as e:  # noqa: BLE001 - metrics.jsonl and summary.json hold everything regardless
+            warnings.warn(f"W&B failed ({type(e).__name__}: {e}); logging continues to {self.metrics_path} only",
+                          stacklevel=3)
+            self.run, self.mode = None, "disabled"
+
+
+class NullLogger:
+    """The logger of ranks > 0 in a distributed run: rank 0 alone writes metrics, W&B and the summary."""
+
+    mode = "disabled"
+
+    def log(self, metrics: dict[str, Any], step: int) -> None:
+        pass
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -117,7 +139,8 @@ def progress() -> Progress:
     """The training progress bar: step of max, loss, tokens/s, elapsed and ETA."""
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("loss {task.fields[loss]:.3f}"), TextColumn("{task.fields[tps]:,.0f} tok/s"),
-                    TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False)
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
+                    disable=int(os.environ.get("RANK", "0")) > 0)  # a distributed run: rank 0's bar only
 
 
 def summary_table(summary: dict[str, Any]) -> Table:

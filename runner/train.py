@@ -11,16 +11,18 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from runner import checkpoint
+from runner import checkpoint, distributed
 from runner.budget import budget_of
 from runner.build import Built, albert_contrast, parameter_counts
-from runner.data.batches import Batch, Batches, batch_loader, dist_rank_world, trim
+from runner.data.batches import Batch, Batches, batch_loader, trim
 from runner.data.lm_stream import stream_batches, stream_rows
 from runner.data.stream import TokenStream
 from runner.errors import ConfigError, TrainingError
+from runner.evaluation import downstream_eval, downstream_metrics
 from runner.flops import train_flops, txl_train_flops
 from runner.lm_eval import compare_contexts, context_metrics, context_table
-from runner.logging import RunLogger, console, progress, summary_table
+from runner.logging import NullLogger, RunLogger, console, progress, summary_table
+from runner.preemption import Preempted, StopSignals
 from runner.validate import resolve_device
 
 
@@ -39,14 +41,19 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.t.threads:
             torch.set_num_threads(self.t.threads)
-        self.device = resolve_device(self.t.device)
+        distributed.init()
+        self.device = distributed.local_device(resolve_device(self.t.device))
         self.module = built.module.to(self.device)
+        self.world = distributed.world_size()
+        # DDP averages gradients over ranks; accumulate() normalises each rank's loss by the global counts and
+        # scales it by the world size, so the gradient is the single-process one over the global batch
+        self.ddp = torch.nn.parallel.DistributedDataParallel(self.module) if self.world > 1 else None
         bf16 = self.t.precision == "bf16" or (self.t.precision == "auto" and self.device.type == "cuda")
         self.autocast = (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)) if bf16 else \
             contextlib.nullcontext
         self.precision = "bf16" if bf16 else "fp32"
         obj = built.objective
-        rank, world = dist_rank_world()
+        rank, world = distributed.rank(), self.world
         # Background loader over batch indices, opened on first use at the (possibly resumed) position.
         self._stream: Any = None  # iterator of the DataLoader (it keeps the loader alive)
         self._next_index = 0
@@ -83,8 +90,9 @@ class Trainer:
         if self.budget.kind == "minutes":
             return NO_STEP_LIMIT, self.budget.plan(0, 0.0)
         micro = [self.batches.get(m) for m in range(self.t.grad_accum)]
-        steps = self.budget.plan(sum(int(b["attention_mask"].sum()) for b in micro),
-                                 sum(self.step_flops(b) for b in micro))
+        cost = distributed.all_sum({"tokens": sum(int(b["attention_mask"].sum()) for b in micro),
+                                    "flops": sum(self.step_flops(b) for b in micro)}, self.device)  # all ranks
+        steps = self.budget.plan(int(cost["tokens"]), cost["flops"])
         return steps, steps
 
     def finished(self) -> bool:
@@ -94,11 +102,19 @@ class Trainer:
 
     # ---- state -------------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
-        """Everything needed to continue bit for bit."""
+        """Everything needed to continue bit for bit (every rank's RNG state; called on every rank)."""
+        rngs = distributed.gather(checkpoint.rng_state())
         return {"module": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "step": self.step, "tokens": self.tokens,
                 "flops": self.flops, "elapsed": self.elapsed, "first_val": self.first_val,
-                "rng": checkpoint.rng_state(), "model_config": OmegaConf.to_container(self.cfg.model)}
+                "rng": rngs[0], "rng_ranks": rngs, "world_size": self.world,
+                "model_config": OmegaConf.to_container(self.cfg.model)}
+
+    def save_checkpoint(self) -> None:
+        """checkpoints/last.pt, written by rank 0 (every rank contributes its RNG state)."""
+        state = self.state()
+        if distributed.is_main():
+            checkpoint.save(self.run_dir, state, keep=self.t.keep_checkpoints)
 
     def restore(self) -> None:
         """Load checkpoints/last.pt of this run directory."""
@@ -111,7 +127,9 @@ class Trainer:
         self.scheduler.load_state_dict(s["scheduler"])
         self.step, self.tokens, self.flops, self.elapsed = s["step"], s["tokens"], s["flops"], s["elapsed"]
         self.first_val = s["first_val"]
-        checkpoint.set_rng_state(s["rng"])
+        ranks = s.get("rng_ranks") or [s["rng"]]
+        # the same world size continues every rank's own random stream; another one gives each rank rank 0's
+        checkpoint.set_rng_state(ranks[distributed.rank()] if len(ranks) == self.world else s["rng"])
 
     # ---- data --------------------------------------------------------------------------------------------
     def batch(self, index: int) -> Batch:
@@ -163,16 +181,22 @@ class Trainer:
         for b in micro:
             for k, v in self.built.objective.normalizers(b).items():
                 norms[k] = norms.get(k, 0.0) + float(v)
-        loss_total, tokens = 0.0, 0
-        for b in micro:
+        norms = distributed.all_sum(norms, self.device)  # over every rank's micro-batches: the global batch
+        loss_total, tokens, flops = 0.0, 0, 0.0
+        for i, b in enumerate(micro):
             b = _to(b, self.device)
-            with self.autocast():
-                loss, _ = self.module(b, norms)
-            loss.backward()
+            # DDP synchronises gradients on the last micro-batch only
+            sync = contextlib.nullcontext() if self.ddp is None or i == accum - 1 else self.ddp.no_sync()
+            with sync:
+                with self.autocast():
+                    loss, _ = (self.ddp or self.module)(b, norms)
+                (loss * self.world if self.ddp is not None else loss).backward()
             loss_total += float(loss.detach())
             tokens += int(b["attention_mask"].sum())
-            self.flops += self.step_flops(b)
-        return {"loss": loss_total, "batch_tokens": tokens}
+            flops += self.step_flops(b)
+        total = distributed.all_sum({"loss": loss_total, "tokens": tokens, "flops": flops}, self.device)
+        self.flops += total["flops"]
+        return {"loss": total["loss"], "batch_tokens": int(total["tokens"])}
 
     def step_flops(self, b: dict[str, torch.Tensor]) -> float:
         """Training FLOPs of one micro-batch."""
@@ -226,13 +250,15 @@ class Trainer:
             self.first_val = self.evaluate()
             logger.log({f"val/{k}": v for k, v in self.first_val.items()}, step=0)
         window_tokens, window_start = 0, time.perf_counter()
-        with progress() as bar, contextlib.closing(self):  # no loader workers outlive the loop
+        with progress() as bar, contextlib.closing(self), StopSignals() as stop:  # no loader workers outlive it
             total = None if self.max_steps == NO_STEP_LIMIT else self.max_steps  # minutes: no step count known
             task = bar.add_task("train", total=total, completed=self.step, loss=float("nan"), tps=0.0)
             while self.step < end and not self.finished():
                 start = time.perf_counter()
                 out = self.train_step()
                 self.elapsed += time.perf_counter() - start
+                if self.world > 1 and self.budget is not None and self.budget.kind == "minutes":
+                    self.elapsed = distributed.broadcast(self.elapsed)  # rank 0's clock: all ranks stop together
                 window_tokens += out["batch_tokens"]
                 last = out
                 if self.step % t.log_every == 0 or self.step == end:
@@ -248,12 +274,16 @@ class Trainer:
                     val = self.evaluate()
                     logger.log({f"val/{k}": v for k, v in val.items()}, step=self.step)
                     # one line per evaluation, above the bar (and the only progress in non-terminal logs)
-                    bar.console.print(f"step {self.step}/{total or '?'}  train loss {out['loss']:.4f}  " +
-                                      "  ".join(f"val {k} {v:.4g}" for k, v in val.items()), highlight=False,
-                                      soft_wrap=True)
-                if self.step % t.checkpoint_every == 0 or self.step == end or done:
-                    checkpoint.save(self.run_dir, self.state())
+                    if distributed.is_main():
+                        bar.console.print(f"step {self.step}/{total or '?'}  train loss {out['loss']:.4f}  " +
+                                          "  ".join(f"val {k} {v:.4g}" for k, v in val.items()),
+                                          highlight=False, soft_wrap=True)
+                signum = stop.requested(self.device)  # SIGTERM / SIGUSR1: checkpoint after this step, then stop
+                if self.step % t.checkpoint_every == 0 or self.step == end or done or signum:
+                    self.save_checkpoint()
                 bar.update(task, completed=self.step)
+                if signum and not done:
+                    raise Preempted(signum, self.step, self.run_dir)
         return last
 
 
@@ -267,26 +297,31 @@ def run(cfg: DictConfig, built: Built, run_dir: Path) -> dict[str, Any]:
     name = cfg.logger.name or f"{m}-{o}-{d}-{run_dir.name[:19]}"
     tags = list(dict.fromkeys([m, o, d, cfg.model.family, f"masking={cfg.objective.get('masking', 'none')}",
                                *cfg.logger.tags]))
+    group = cfg.logger.group or f"{m}-{o}"  # dashboards group runs by variant (a sweep: by sweep, runner.sweep)
+    main = distributed.is_main()  # ranks > 0 train and evaluate, and write nothing
     logger = RunLogger(cfg.logger, run_dir, OmegaConf.to_container(cfg, resolve=True), name, tags,
-                       resume_step=trainer.step if cfg.trainer.resume else None,
-                       group=cfg.logger.group or f"{m}-{o}")  # dashboards group runs by variant
+                       resume_step=trainer.step if cfg.trainer.resume else None, group=group) if main else NullLogger()
     try:
         last = trainer.fit(logger) if cfg.trainer.max_steps > 0 else {}
     except BaseException:
         logger.abort()
         raise
     final_val = trainer.evaluate() if cfg.trainer.max_steps > 0 else {}
+    if not main:  # no collective follows training: leave rank 0 to the end-of-run work
+        distributed.shutdown(barrier=False)
+        return {"name": name, "rank": distributed.rank(), "steps": trainer.step, "final_val": final_val}
     context = trainer.compare_contexts() if getattr(built.objective, "streams", False) and final_val else None
     downstream = downstream_eval(cfg, built, trainer) if final_val and trainer.finished() else None
     summary = {
         "name": name, "model": m, "objective": o, "data": d, "run_dir": str(run_dir),
         "parameters": parameter_counts(built.module), "steps": trainer.step, "max_steps": trainer.max_steps,
-        "effective_batch": cfg.trainer.batch_size * cfg.trainer.grad_accum, "seq_len": cfg.data.seq_len,
+        "effective_batch": cfg.trainer.batch_size * cfg.trainer.grad_accum * trainer.world, "world_size": trainer.world,
+        "seq_len": cfg.data.seq_len,
         "tokens_seen": trainer.tokens, "train_flops": trainer.flops, "final_train_loss": last.get("loss"),
         "initial_val": trainer.first_val or {}, "final_val": final_val, "train_time_s": trainer.elapsed,
         "tokens_per_s": trainer.tokens / trainer.elapsed if trainer.elapsed else 0.0,
         "device": str(trainer.device), "precision": trainer.precision, "data_stats": built.data.stats(),
-        "wandb_mode": logger.mode,
+        "wandb_mode": logger.mode, "wandb_group": group,
     }
     if trainer.budget is not None:  # what ended the run, and how much of it was used
         b = trainer.budget
@@ -305,6 +340,7 @@ def run(cfg: DictConfig, built: Built, run_dir: Path) -> dict[str, Any]:
         summary["hf_export"] = export_run(built, run_dir)
     summary["wall_time_s"] = time.perf_counter() - started  # this invocation: data, evaluation, export included
     logger.finish(summary)
+    distributed.shutdown(barrier=False)
     console.print(summary_table(summary))
     if context is not None:
         console.print(context_table(context))
@@ -357,46 +393,3 @@ def export_electra(obj: Any, built: Built, run_dir: Path) -> str | None:
     for sub, (state, config, discriminator) in parts.items():
         export(state, config, False, built.data.tokenizer, run_dir / sub, discriminator=discriminator)
     return str(run_dir / "hf")
-
-
-
-def downstream_eval(cfg: DictConfig, built: Built, trainer: Trainer) -> dict[str, Any] | None:
-    """Fine-tune the pretrained encoder on eval.task (mean +/- std over seeds, with baselines), or None when
-    eval.downstream is off or the data has no labels for the task (said on the console)."""
-    e = cfg.get("eval")
-    if e is None or not e.downstream:
-        return None
-    import copy
-
-    from runner.downstream.finetune import finetune
-    from runner.downstream.tasks import load_task
-
-    try:
-        task = load_task(e.task, built.data, e.seq_len, path=e.path)
-    except (ConfigError, ValueError) as err:  # e.g. a corpus without topics: the pretraining result stands
-        console.print(f"[yellow]skipped downstream evaluation: {err}", highlight=False, soft_wrap=True)
-        return None
-    if not (task.train and task.dev and task.test):
-        console.print(f"[yellow]skipped downstream evaluation: {e.task} has no labelled examples in this data "
-                      f"({task.sizes()}); wiki_topic needs the wiki corpus's topics", highlight=False,
-                      soft_wrap=True)
-        return None
-    encoder = built.module.encoder
-    result = finetune(lambda: copy.deepcopy(encoder), task, seeds=range(e.seeds), epochs=e.epochs, lr=e.lr,
-                      batch_size=e.batch_size, seq_len=e.seq_len, device=trainer.device,
-                      baselines=("random_init", "bow_logreg") if e.baselines else ())
-    console.print(f"downstream {task.name}: accuracy {result['accuracy_mean']:.3f} +/- {result['accuracy_std']:.3f}, "
-                  f"macro-F1 {result['f1_mean']:.3f} +/- {result['f1_std']:.3f} over {e.seeds} seeds" +
-                  "".join(f"; {k} {v['accuracy_mean']:.3f}" for k, v in result["baselines"].items()),
-                  highlight=False, soft_wrap=True)
-    return result
-
-
-def downstream_metrics(result: dict[str, Any]) -> dict[str, float]:
-    """Downstream scores as flat W&B keys: downstream/accuracy_mean ..., downstream/<baseline>_accuracy_mean."""
-    out = {f"downstream/{k}": result[k] for k in ("accuracy_mean", "accuracy_std", "f1_mean", "f1_std")}
-    for name, b in result.get("baselines", {}).items():
-        for k in ("accuracy_mean", "f1_mean"):
-            if k in b:
-                out[f"downstream/{name}_{k}"] = b[k]
-    return out

@@ -52,7 +52,8 @@ def validate(cfg) -> None:
     _need(0.0 <= o.warmup_fraction <= 1.0, f"optimizer.warmup_fraction={o.warmup_fraction} must lie in [0, 1]")
     _need(o.warmup_steps is None or o.warmup_steps >= 0, f"optimizer.warmup_steps={o.warmup_steps} must be >= 0")
     _need(t.max_steps >= 0, f"trainer.max_steps={t.max_steps} must be >= 0")
-    for key in ("batch_size", "grad_accum", "log_every", "eval_every", "eval_batches", "checkpoint_every"):
+    for key in ("batch_size", "grad_accum", "log_every", "eval_every", "eval_batches", "checkpoint_every",
+                "keep_checkpoints"):
         _need(t[key] >= 1, f"trainer.{key}={t[key]} must be >= 1")
     _need(t.num_workers >= 0, f"trainer.num_workers={t.num_workers} must be >= 0 (0 builds batches in-process)")
     _need(t.grad_clip >= 0, f"trainer.grad_clip={t.grad_clip} must be >= 0 (0 disables clipping)")
@@ -62,6 +63,15 @@ def validate(cfg) -> None:
           f"optimizer.warmup_steps={o.warmup_steps} counts steps, but trainer.budget.minutes has no step count; "
           "use optimizer.warmup_fraction (a share of the time)")
     _need(cfg.logger.mode in MODES, f"logger.mode={cfg.logger.mode!r} must be one of {', '.join(MODES)}")
+    if (e := cfg.get("eval")) is not None and e.downstream:  # checked now, not after the pretraining it follows
+        _need(e.pooling in ("auto", "cls", "mean", "last"),
+              f"eval.pooling={e.pooling!r} must be auto, cls, mean or last")
+        causal = cfg.model.family == "txl" and not cfg.model.get("bidirectional", False)
+        _need(not (causal and e.pooling == "cls"), "eval.pooling=cls on a causal Transformer-XL sees only the first "
+              "token; use eval.pooling=last or mean")
+        for key in ("seeds", "epochs", "batch_size", "seq_len"):
+            _need(e[key] >= 1, f"eval.{key}={e[key]} must be >= 1")
+        _need(e.lr > 0, f"eval.lr={e.lr} must be > 0")
     resolve_device(t.device)
 
 

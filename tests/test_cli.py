@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 from hydra.errors import ConfigCompositionException
 
 from runner.build import encoder_config

@@ -126,7 +126,7 @@ def test_run_dirs_given_directly_write_to_out_without_a_downstream_plot(multirun
 
 def cli(*args: str) -> subprocess.CompletedProcess:
     """`python -m runner.compare ARGS` in the repository."""
-    env = {**os.environ, "COLUMNS": "250"}
+    env = {**os.environ, "COLUMNS": "320"}  # wide enough that no cell folds
     return subprocess.run([sys.executable, "-m", "runner.compare", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=120)
 

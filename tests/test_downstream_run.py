@@ -38,3 +38,16 @@ def test_corpus_without_topics_skips_downstream_with_a_note(tmp_path, capsys):
     s = run(cfg, build(cfg), tmp_path / "run")
     assert "downstream" not in s
     assert "skipped downstream evaluation" in "".join(capsys.readouterr())
+
+
+@pytest.mark.parametrize("overrides,key", [
+    (["eval.pooling=max"], "eval.pooling='max'"), (["eval.epochs=0"], "eval.epochs=0"), (["eval.lr=0"], "eval.lr=0"),
+    (["model=txl", "model.cutoffs=[]", "eval.pooling=cls"], "eval.pooling=cls on a causal")])
+def test_bad_downstream_settings_stop_before_pretraining(overrides, key):
+    from runner.errors import ConfigError
+    from runner.validate import validate
+
+    cfg = make_cfg(*TINY, "eval.downstream=true", *overrides)
+    with pytest.raises(ConfigError, match=key.replace("(", r"\(")):
+        validate(cfg)
+    validate(make_cfg(*TINY, "eval.downstream=false", *overrides[:-1]))  # off: not checked

@@ -105,8 +105,11 @@ def test_multirun_sweep_gives_each_job_its_own_run(tmp_path):
     r = run_cli("-m", *TINY, "model=bert,roberta", "trainer.max_steps=2", "trainer.export_hf=false",
                 "logger.mode=offline", f"hydra.sweep.dir={tmp_path}")
     assert r.returncode == 0, r.stderr[-3000:]
-    jobs = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
+    jobs = sorted(p.name for p in tmp_path.iterdir() if (p / ".hydra").is_dir())
     assert jobs == ["0_bert_mlm_nsp", "1_roberta_mlm"]
+    # the sweep ended with the comparison: files, and an offline W&B comparison run next to the jobs
+    assert (tmp_path / "comparison.csv").is_file()
+    assert len(list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))) == 1
     for job in jobs:
         summary = json.loads((tmp_path / job / "summary.json").read_text())
         assert summary["steps"] == 2

@@ -5,7 +5,6 @@ import multiprocessing
 import pathlib
 import pickle
 
-import numpy as np
 import pytest
 import torch
 

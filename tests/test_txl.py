@@ -2,7 +2,6 @@
 against the explicit long-context computation, adaptive softmax, and the original code's parameter counts."""
 from __future__ import annotations
 
-import dataclasses
 
 import pytest
 import torch
@@ -154,6 +153,23 @@ def test_adaptive_softmax_is_a_distribution_and_nll_matches_it(div_val):
         assert [t.embedding_dim for t in m.embeddings.tables] == [16, 8, 4]
         assert sum(p.numel() for p in nn.ModuleList([m, head]).parameters()) == \
             sum(p.numel() for p in m.parameters()) + 40 + 2 * 16 + 2 + 16 * 16
+
+
+@pytest.mark.parametrize("kw", [dict(cutoffs=[10, 25], div_val=2, embedding_size=16),
+                                dict(cutoffs=[10, 25], div_val=1, embedding_size=8), dict(cutoffs=[], div_val=1)])
+def test_adaptive_softmax_flops_equal_torch_flop_counter_on_full_log_probs(kw):
+    """The budget's softmax count (runner/flops.py) is what torch counts for the full distribution: every cluster
+    for every token (training's nll scores a tail only for its targets, so the count is an upper bound there)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from runner.flops import adaptive_softmax_flops
+
+    c = tiny(vocab_size=40, **kw)
+    m, head = TransformerXL(c), AdaptiveSoftmax(c)
+    h = torch.randn(7, 16)
+    with FlopCounterMode(display=False) as counter:
+        head.log_probs(h, m.embeddings)
+    assert counter.get_total_flops() == 7 * adaptive_softmax_flops(c)
 
 
 @pytest.mark.parametrize("preset,count", [("txl_wt103_base", 151_107_538), ("txl_wt103_large", 285_170_506),

@@ -11,9 +11,9 @@ import numpy as np
 import torch
 
 from runner.data.stream import TokenStream
+from runner.models.txl import EVAL_SLOT  # the memory slot that validation rows use
 
 Batch = dict[str, torch.Tensor]
-EVAL_SLOT = -1  # the memory slot of evaluation batches; training slots are micro-batch indices 0 .. grad_accum-1
 
 
 def stream_rows(stream: TokenStream, rows: int, length: int | None = None) -> np.ndarray:
@@ -108,7 +108,7 @@ class StreamBatches:
 def stream_batches(data: Any, objective: Any, cfg: Any, rank: int = 0, world: int = 1) -> tuple[StreamBatches, list]:
     """The loop's batches for a Transformer-XL run: training rows over the train split (masked per batch when the
     objective masks, e.g. objective=mlm on a bidirectional backbone), and the validation segments in reading order
-    under the evaluation memory slot (-1). Raises ValueError when a split is too short for its rows."""
+    under the evaluation memory slot (EVAL_SLOT). Raises ValueError when a split is too short for its rows."""
     t, m = cfg.trainer, cfg.model
     prepare = None if getattr(objective, "streams", False) else objective.prepare  # causal LM needs no masking
     sep, n_special = data.specials.sep, data.specials.num_special

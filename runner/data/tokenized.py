@@ -26,7 +26,7 @@ _CHUNK = 50_000
 
 # Bump when the on-disk layout changes: it is part of the cache directory name (and checked in meta.json),
 # so older caches, including version 1's single `.pt` files, are never read.
-TOKENIZED_FORMAT = 3
+TOKENIZED_FORMAT = 4  # 4: docs.jsonl (titles and topics) per split
 
 # Worker processes start only after this many characters were encoded in-process. A spawned worker pays ~2 s of
 # imports (torch), while in-process encoding is already multi-threaded in Rust (~2.4M chars/s): on the

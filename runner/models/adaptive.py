@@ -102,18 +102,22 @@ class AdaptiveSoftmax(nn.Module):
         if self.head_projection is not None:
             nn.init.normal_(self.head_projection, std=c.initializer_range / 2)  # the original's proj_init_std
 
-    def _logits(self, hidden: torch.Tensor, emb: nn.Module, i: int) -> torch.Tensor:
-        """Logits (N, |cluster i|) of cluster i's tokens (the head's cluster logits not included)."""
-        weight, rows = emb.table_rows(i)
+    def _project(self, hidden: torch.Tensor, emb: nn.Module, i: int) -> torch.Tensor:
+        """Hidden states (N, H) in cluster i's embedding width (N, E_i)."""
         proj = self.head_projection if i == 0 else emb.projection(i)  # tail projections tied to the embedding's
-        h = hidden if proj is None else hidden @ proj  # (N, E_i)
+        return hidden if proj is None else hidden @ proj
+
+    def _logits(self, h: torch.Tensor, emb: nn.Module, i: int) -> torch.Tensor:
+        """Logits (N, |cluster i|) of cluster i's tokens from projected states h (the head's cluster logits not
+        included)."""
+        weight, rows = emb.table_rows(i)
         return F.linear(h, weight[rows], self.bias[self.bounds[i]:self.bounds[i + 1]])
 
     def _head(self, hidden: torch.Tensor, emb: nn.Module) -> torch.Tensor:
         """Log-probabilities (N, |cluster 0| + n_clusters) of the head: first-cluster tokens, then tail clusters."""
-        logits = self._logits(hidden, emb, 0)
+        h = self._project(hidden, emb, 0)  # (N, E)
+        logits = self._logits(h, emb, 0)
         if self.n_clusters:
-            h = hidden if self.head_projection is None else hidden @ self.head_projection  # (N, E)
             logits = torch.cat([logits, F.linear(h, self.cluster_weight, self.cluster_bias)], dim=-1)
         return F.log_softmax(_wide(logits), dim=-1)
 
@@ -129,7 +133,8 @@ class AdaptiveSoftmax(nn.Module):
             idx = ((target >= self.bounds[i]) & (target < self.bounds[i + 1])).nonzero().squeeze(1)  # (N_i,)
             if idx.numel() == 0:
                 continue
-            tail = F.log_softmax(_wide(self._logits(hidden.index_select(0, idx), emb, i)), dim=-1)
+            h = self._project(hidden.index_select(0, idx), emb, i)  # (N_i, E_i)
+            tail = F.log_softmax(_wide(self._logits(h, emb, i)), dim=-1)
             local = (target.index_select(0, idx) - self.bounds[i])[:, None]
             out[idx] = -(head[idx, shortlist + i - 1] + tail.gather(1, local).squeeze(1))
         return out
@@ -140,7 +145,7 @@ class AdaptiveSoftmax(nn.Module):
         shortlist = self.bounds[1]
         parts = [head[:, :shortlist]]
         for i in range(1, self.n_clusters + 1):
-            tail = F.log_softmax(_wide(self._logits(hidden, emb, i)), dim=-1)
+            tail = F.log_softmax(_wide(self._logits(self._project(hidden, emb, i), emb, i)), dim=-1)
             parts.append(head[:, shortlist + i - 1:shortlist + i] + tail)
         return torch.cat(parts, dim=-1)
 

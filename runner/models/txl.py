@@ -21,6 +21,8 @@ from runner.models.encoder import init_weights
 
 Memory = list[torch.Tensor]  # per layer, (B, M, H): the hidden states entering that layer for the last M tokens
 
+EVAL_SLOT = -1  # the memory slot of evaluation batches; training slots are micro-batch indices 0 .. grad_accum-1
+
 
 def sinusoid(positions: torch.Tensor, width: int) -> torch.Tensor:
     """Fixed sinusoid embeddings (K, width) of (relative) positions (K,) (Vaswani et al. 2017, section 3.5)."""
@@ -209,7 +211,7 @@ class TransformerXL(nn.Module):
         storing the new memory. document_reset: no token attends across a separator id `sep`, in the segment or
         the memory (documents end at their separator, as WT103's <eos>)."""
         x, positions = batch["input_ids"], batch["positions"]
-        slot = int(batch["slot"]) if "slot" in batch else (0 if self.training else -1)
+        slot = int(batch["slot"]) if "slot" in batch else (0 if self.training else EVAL_SLOT)
         prev = self.memory.get(slot)
         if prev is None or not self.use_memory or not torch.equal(prev.next_positions, positions):
             prev = None  # these rows do not continue the slot's memory: a new stream
@@ -232,7 +234,7 @@ class TransformerXL(nn.Module):
         self.memory.clear()
 
     def get_extra_state(self) -> dict[int, dict[str, Any]]:
-        """The training slots' memories (evaluation's slot -1 is rebuilt by every evaluation), for checkpoints."""
+        """The training slots' memories (evaluation's EVAL_SLOT is rebuilt by every evaluation), for checkpoints."""
         return {slot: vars(m) for slot, m in self.memory.items() if slot >= 0}
 
     def set_extra_state(self, state: dict[int, dict[str, Any]]) -> None:

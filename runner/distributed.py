@@ -1,0 +1,113 @@
+"""torch.distributed for `torchrun --nproc_per_node=N -m runner ...`: data parallel training with DDP (gloo on CPU,
+NCCL on GPU). Each rank reads its own slice of the batch stream (runner/data/batches.py), the loss normalisers
+(masked-token counts) are summed over ranks so the averaged gradient equals one process's over the global batch,
+and only rank 0 logs, checkpoints and writes outputs."""
+from __future__ import annotations
+
+import datetime
+import os
+import sys
+import time
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+def launched() -> bool:
+    """Whether torchrun started this process as one of several ranks."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else int(os.environ.get("RANK", "0"))
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_initialized() else int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main() -> bool:
+    """Rank 0, or a single process: the one that logs, checkpoints and writes outputs."""
+    return rank() == 0
+
+
+def init() -> None:
+    """Join the process group torchrun describes (a CPU group for objects and, with CUDA, NCCL for tensors)."""
+    if launched() and not dist.is_initialized():
+        backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30))
+
+
+def local_device(device: torch.device) -> torch.device:
+    """cuda -> this rank's GPU (LOCAL_RANK); other devices unchanged."""
+    if device.type == "cuda" and launched():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    return device
+
+
+def all_sum(values: dict[str, float], device: torch.device) -> dict[str, float]:
+    """Each value summed over ranks (float64, so counts stay exact); unchanged in a single process."""
+    if not dist.is_initialized() or not values:
+        return values
+    keys = sorted(values)
+    dev = device if dist.get_backend() == "nccl" or device.type == "cuda" else torch.device("cpu")
+    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=dev)
+    dist.all_reduce(t)
+    return dict(zip(keys, t.tolist()))
+
+
+def all_max(value: float, device: torch.device) -> float:
+    """The largest value over ranks; unchanged in a single process."""
+    if not dist.is_initialized():
+        return value
+    t = torch.tensor([float(value)], dtype=torch.float64, device=device if device.type == "cuda" else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return float(t.item())
+
+
+def broadcast(value: Any) -> Any:
+    """Rank 0's value on every rank (any picklable object)."""
+    if not dist.is_initialized():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather(value: Any) -> list[Any]:
+    """Every rank's value, in rank order, on every rank ([value] in a single process)."""
+    if not dist.is_initialized():
+        return [value]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, value)
+    return out
+
+
+def shutdown(barrier: bool = True) -> None:
+    """Leave the process group (after a barrier unless told otherwise); nothing in a single process."""
+    if dist.is_initialized():
+        if barrier:
+            dist.barrier()
+        dist.destroy_process_group()
+
+
+def hydra_args(argv: list[str]) -> list[str]:
+    """Command-line additions that make the ranks of a torchrun launch agree on one run directory (rank 0's
+    timestamp) and keep ranks > 0 from writing Hydra's files into it. Called before Hydra parses argv."""
+    if not launched():
+        return []
+    init()
+    extra = []
+    if not any(a.startswith("hydra.run.dir=") for a in argv):
+        stamp = broadcast(time.strftime("%Y-%m-%d_%H-%M-%S"))
+        extra.append(f"hydra.run.dir=outputs/runs/{stamp}_${{hydra:runtime.choices.model}}_"
+                     "${hydra:runtime.choices.objective}")
+    if not is_main():
+        extra += ["hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
+    if any(a in ("-m", "--multirun") for a in argv):
+        print("error: torchrun runs one job over several processes; a sweep (-m) of distributed jobs goes through "
+              "hydra/launcher=submitit_slurm with hydra.launcher.tasks_per_node=N", file=sys.stderr)
+        sys.exit(2)
+    return extra

@@ -1,0 +1,54 @@
+"""SIGTERM and SIGUSR1 (SLURM's warning before preemption or the time limit, a scheduler's stop): the training
+loop finishes its current step, writes a checkpoint and stops; `trainer.resume=true` continues the run."""
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+from typing import Any
+
+import torch
+
+from runner import distributed
+from runner.errors import TrainingError
+
+SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGUSR1", None)) if s is not None)
+
+
+class Preempted(TrainingError):
+    """The run stopped on a signal after writing a checkpoint; the process exits with 128 + the signal number."""
+
+    def __init__(self, signum: int, step: int, run_dir: Any):
+        self.signum = signum
+        name = signal.Signals(signum).name
+        super().__init__(f"{name} at step {step}: stopped after the step and wrote {run_dir}/checkpoints/last.pt; "
+                         f"continue with trainer.resume=true hydra.run.dir={run_dir}")
+
+
+class StopSignals:
+    """Context manager: while inside, SIGTERM / SIGUSR1 only record that a stop was asked for (the main thread
+    installs the handlers; elsewhere nothing changes). requested() agrees across distributed ranks."""
+
+    def __init__(self) -> None:
+        self.signum = 0
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.signum = signum
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for s in SIGNALS:
+                self._previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous.clear()
+
+    def requested(self, device: torch.device) -> int:
+        """The signal number asked for on any rank (0: none); every rank must call it at the same step."""
+        if distributed.world_size() > 1:
+            return int(distributed.all_max(self.signum, device))
+        return self.signum

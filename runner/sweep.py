@@ -1,0 +1,147 @@
+"""Hydra multiruns: each job's W&B group and name, the value a sweeper optimises, and the sweep's end (the comparison).
+
+A sweep is one W&B group (`<experiment or "sweep">-<sweep dir name>`) and each job is named by its overrides.
+One crashing job never stops a sweep: under the basic sweeper the job's error is logged and the sweep goes on;
+under Optuna the trial is marked failed (`hydra.sweeper.max_failure_rate` defaults to 1 here). When all jobs are
+done, `SweepCallback` runs `runner.compare` over the sweep directory and exits 1 if any job failed.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from runner.errors import ConfigError
+
+SWEPT_ENV = "BERTLAB_SWEPT_KEYS"  # set by SweepCallback for the jobs (in-process, or inherited by launcher workers)
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+MAXIMISE = re.compile(r"acc|f1|score|corr|mcc")  # metric names that grow with quality
+MINIMISE = re.compile(r"loss|ppl|perplexity|bpc|error")
+
+
+def is_multirun(hc: Any) -> bool:
+    """Whether this Hydra job is one job of a multirun."""
+    return str(hc.mode) in ("MULTIRUN", "RunMode.MULTIRUN")
+
+
+def identity(hc: Any, run_dir: Path, group: str | None, name: str | None) -> tuple[str | None, str | None]:
+    """(W&B group, run name) of a multirun job: logger.group/name when set, else the sweep (the job directory's
+    parent) and the job's overrides. `hc` is the job's hydra node (HydraConfig.get(), or .hydra/hydra.yaml's)."""
+    if hc is None or not is_multirun(hc):
+        return group, name
+    sweep = Path(run_dir).resolve().parent.name
+    experiment = (hc.runtime.choices or {}).get("experiment")
+    group = group or f"{experiment if experiment not in (None, 'null') else 'sweep'}-{sweep}"
+    swept = set(filter(None, os.environ.get(SWEPT_ENV, "").split(",")))
+    varied = [o for o in map(str, hc.overrides.task) if o.split("=", 1)[0].lstrip("+~") in swept]
+    return group, name or ",".join(varied) or str(hc.job.override_dirname or f"job{hc.job.num}")
+
+
+def swept_keys(config: DictConfig) -> list[str]:
+    """The keys a multirun varies: command-line sweeps (a=1,2 / interval(...) / choice(...)) and sweeper params."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides([str(o) for o in config.hydra.overrides.task])
+    keys = [o.key_or_group for o in parsed if o.is_sweep_override()]
+    return list(dict.fromkeys(keys + [str(k) for k in (config.hydra.sweeper.get("params") or {})]))
+
+
+def metric_direction(metric: str) -> str:
+    """minimize or maximize, from the metric's name (sweep.metric)."""
+    leaf = metric.rsplit(".", 1)[-1].lower()
+    if MINIMISE.search(leaf):
+        return "minimize"
+    if MAXIMISE.search(leaf):
+        return "maximize"
+    raise ConfigError(f"sweep.metric={metric!r}: cannot tell whether to minimise or maximise it; pass "
+                      "hydra.sweeper.direction=minimize|maximize")
+
+
+def metric_value(summary: dict, metric: str) -> float | None:
+    """summary.json's value at a dotted path (sweep.metric, e.g. downstream.accuracy_mean or final_val.mlm_loss)."""
+    node: Any = summary
+    for part in metric.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    try:
+        value = float(node)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(value) else value
+
+
+def optimised_by_sweeper(hc: Any) -> bool:
+    """Whether the job's return value steers the sweep (a sweeper other than the basic grid)."""
+    return is_multirun(hc) and str(hc.sweeper.get("_target_", BASIC_SWEEPER)) != BASIC_SWEEPER
+
+
+def _cli_keys(config: DictConfig) -> set[str]:
+    """Keys the user set on the command line for Hydra itself (hydra.sweeper.direction=...)."""
+    return {str(o).split("=", 1)[0].lstrip("+~") for o in config.hydra.overrides.hydra}
+
+
+class SweepCallback(Callback):
+    """Sets the Optuna sweeper's direction from sweep.metric (and tolerates failed trials) before the sweep starts,
+    and runs the comparison over the sweep directory when it ends."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        os.environ[SWEPT_ENV] = ",".join(swept_keys(config))  # jobs are named by these overrides only
+        sweeper = config.hydra.sweeper
+        if "optuna" not in str(sweeper.get("_target_", "")).lower():
+            return
+        from runner.logging import console
+
+        given = _cli_keys(config)
+        explicit = "hydra.sweeper.direction" in given
+        try:  # Hydra turns a callback's exceptions into warnings: stop the sweep ourselves
+            wanted = metric_direction(config.sweep.metric)
+            if explicit and str(sweeper.direction).lower() != wanted:
+                raise ConfigError(f"hydra.sweeper.direction={sweeper.direction} but sweep.metric="
+                                  f"{config.sweep.metric} should be {wanted}d; drop the override or change "
+                                  "sweep.metric")
+        except ConfigError as e:
+            if not (explicit and "cannot tell" in str(e)):  # a metric we cannot read, with a direction given: fine
+                console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+                raise SystemExit(2) from e
+        with read_write(config), open_dict(config):
+            if not explicit:
+                sweeper.direction = wanted
+                console.print(f"optuna: {wanted} sweep.metric={config.sweep.metric}", highlight=False)
+            if "hydra.sweeper.max_failure_rate" not in given:
+                sweeper.max_failure_rate = 1.0  # a crashing trial is recorded as failed; the study goes on
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if not config.sweep.compare:
+            return
+        from runner.compare import compare, out_console, rich_table
+
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        try:
+            rows = compare([sweep_dir], wandb=config.logger.mode != "disabled")
+        except ConfigError as e:  # e.g. a submitit launcher that has not started any job here
+            from runner.compare import warn
+
+            warn(f"no comparison: {e}")
+            return
+        out_console.print(rich_table(rows))
+        failed = [r for r in rows if r["status"] != "finished"]
+        if failed:
+            from runner.logging import console
+
+            console.print(f"[bold red]{len(failed)} of {len(rows)} sweep jobs did not finish:[/] " +
+                          ", ".join(f"{r['job']} ({r['error']})" for r in failed), highlight=False, soft_wrap=True)
+            raise SystemExit(1)
+
+
+def hydra_node(run_dir: Path) -> DictConfig | None:
+    """A finished job's hydra node from .hydra/hydra.yaml (None when unreadable)."""
+    try:
+        return OmegaConf.load(run_dir / ".hydra" / "hydra.yaml").hydra
+    except Exception:  # noqa: BLE001 - interpolations or a torn file: the caller falls back
+        return None
