@@ -181,6 +181,10 @@ class TrainerConfig:
     resume: bool = False  # continue from checkpoints/last.pt in the run directory (hydra.run.dir)
     stop_after: Optional[int] = None  # leave (with a checkpoint) after this step; resume later (time slices)
     grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
+    # a NaN or infinite loss or gradient: stop (keeping the last good checkpoint) | skip the update (the batch is
+    # consumed, the schedule moves on) and stop only after max_skipped_steps such steps in a row
+    nonfinite: str = "stop"
+    max_skipped_steps: int = 5
     log_every: int = 10
     eval_every: int = 100
     eval_batches: int = 20

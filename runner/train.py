@@ -80,6 +80,7 @@ class Trainer:
         self.max_steps, schedule_steps = self.plan()
         self.optimizer, self.scheduler = instantiate(cfg.optimizer)(module=self.module, max_steps=max(schedule_steps, 1))
         self.step, self.tokens, self.flops, self.elapsed = 0, 0, 0.0, 0.0
+        self.skipped = self.skipped_in_a_row = 0  # updates skipped for a non-finite loss (trainer.nonfinite=skip)
         self.first_val: dict[str, float] | None = None
 
     def plan(self) -> tuple[int, int]:
@@ -107,7 +108,7 @@ class Trainer:
         return {"module": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "step": self.step, "tokens": self.tokens,
                 "flops": self.flops, "elapsed": self.elapsed, "first_val": self.first_val,
-                "rng": rngs[0], "rng_ranks": rngs, "world_size": self.world,
+                "rng": rngs[0], "rng_ranks": rngs, "world_size": self.world, "skipped": self.skipped,
                 "model_config": OmegaConf.to_container(self.cfg.model)}
 
     def save_checkpoint(self) -> None:
@@ -127,6 +128,7 @@ class Trainer:
         self.scheduler.load_state_dict(s["scheduler"])
         self.step, self.tokens, self.flops, self.elapsed = s["step"], s["tokens"], s["flops"], s["elapsed"]
         self.first_val = s["first_val"]
+        self.skipped = s.get("skipped", 0)
         ranks = s.get("rng_ranks") or [s["rng"]]
         # the same world size continues every rank's own random stream; another one gives each rank rank 0's
         checkpoint.set_rng_state(ranks[distributed.rank()] if len(ranks) == self.world else s["rng"])
@@ -227,19 +229,28 @@ class Trainer:
         params = [p for p in self.module.parameters() if p.grad is not None]
         clip = self.t.grad_clip if self.t.grad_clip > 0 else float("inf")
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
-        if not (math.isfinite(out["loss"]) and math.isfinite(grad_norm)):
-            raise TrainingError(f"loss became {out['loss']} (gradient norm {grad_norm}) at step {self.step + 1}; "
-                                f"stopped without saving, the last good checkpoint in {self.run_dir / 'checkpoints'} "
-                                "is kept; lower optimizer.lr or raise optimizer.warmup_fraction")
         lr = self.scheduler.get_last_lr()[0]
-        self.optimizer.step()
+        if not (math.isfinite(out["loss"]) and math.isfinite(grad_norm)):
+            self.skipped_in_a_row += 1  # the same on every rank: loss and gradient norm are global
+            if self.t.nonfinite != "skip" or self.skipped_in_a_row > self.t.max_skipped_steps:
+                again = f" ({self.skipped_in_a_row} steps in a row)" if self.t.nonfinite == "skip" else ""
+                raise TrainingError(f"loss became {out['loss']} (gradient norm {grad_norm}) at step {self.step + 1}"
+                                    f"{again}; stopped without saving, the last good checkpoint in "
+                                    f"{self.run_dir / 'checkpoints'} is kept; lower optimizer.lr or raise "
+                                    "optimizer.warmup_fraction")
+            self.skipped += 1
+            console.print(f"[yellow]warning:[/] loss {out['loss']} at step {self.step + 1}: update skipped "
+                          f"(trainer.nonfinite=skip, {self.skipped} so far)", highlight=False, soft_wrap=True)
+        else:
+            self.skipped_in_a_row = 0
+            self.optimizer.step()
         if self.budget is not None and self.budget.kind == "minutes":  # the schedule follows the clock
             self.scheduler.last_epoch = self.budget.tick(self.elapsed) - 1
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         self.tokens += out["batch_tokens"]
-        return {**out, "lr": lr, "grad_norm": grad_norm}
+        return {**out, "lr": lr, "grad_norm": grad_norm, "skipped": self.skipped}
 
     def fit(self, logger: RunLogger) -> dict[str, Any]:
         """Train to trainer.max_steps or the budget (or stop_after), evaluating, logging and checkpointing on the
@@ -266,7 +277,8 @@ class Trainer:
                     tps = window_tokens / max(now - window_start, 1e-9)
                     logger.log({"train/loss": out["loss"], "train/lr": out["lr"], "train/grad_norm": out["grad_norm"],
                                 "train/tokens": self.tokens, "train/tokens_per_s": tps, "train/flops": self.flops,
-                                "train/epoch": self.batches.epoch_of(self.step * t.grad_accum - 1)}, step=self.step)
+                                "train/epoch": self.batches.epoch_of(self.step * t.grad_accum - 1),
+                                "train/skipped_steps": self.skipped}, step=self.step)
                     window_tokens, window_start = 0, now
                     bar.update(task, loss=out["loss"], tps=tps)
                 done = self.finished()
@@ -321,7 +333,7 @@ def run(cfg: DictConfig, built: Built, run_dir: Path) -> dict[str, Any]:
         "initial_val": trainer.first_val or {}, "final_val": final_val, "train_time_s": trainer.elapsed,
         "tokens_per_s": trainer.tokens / trainer.elapsed if trainer.elapsed else 0.0,
         "device": str(trainer.device), "precision": trainer.precision, "data_stats": built.data.stats(),
-        "wandb_mode": logger.mode, "wandb_group": group,
+        "wandb_mode": logger.mode, "wandb_group": group, "skipped_steps": trainer.skipped,
     }
     if trainer.budget is not None:  # what ended the run, and how much of it was used
         b = trainer.budget

@@ -57,6 +57,8 @@ def validate(cfg) -> None:
         _need(t[key] >= 1, f"trainer.{key}={t[key]} must be >= 1")
     _need(t.num_workers >= 0, f"trainer.num_workers={t.num_workers} must be >= 0 (0 builds batches in-process)")
     _need(t.grad_clip >= 0, f"trainer.grad_clip={t.grad_clip} must be >= 0 (0 disables clipping)")
+    _need(t.nonfinite in ("stop", "skip"), f"trainer.nonfinite={t.nonfinite!r} must be stop or skip")
+    _need(t.max_skipped_steps >= 1, f"trainer.max_skipped_steps={t.max_skipped_steps} must be >= 1")
     _need(t.precision in ("auto", "bf16", "fp32"), f"trainer.precision={t.precision!r} must be auto, bf16 or fp32")
     budget = budget_of(t.get("budget"))  # one of steps, tokens, flops, minutes, positive
     _need(budget is None or budget.kind != "minutes" or o.warmup_steps is None,

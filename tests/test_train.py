@@ -89,6 +89,42 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path, monkeypatch):
     assert not (tmp_path / "summary.json").exists()
 
 
+def poison(built, monkeypatch, bad_steps):
+    """Make the training loss NaN at the given steps (1-based; evaluation batches untouched)."""
+    loss = built.objective.loss
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += built.module.training
+        out, stats = loss(*args, **kwargs)
+        return (out * float("nan") if built.module.training and calls["n"] in bad_steps else out), stats
+
+    monkeypatch.setattr(built.objective, "loss", poisoned)
+
+
+def test_nonfinite_skip_policy_skips_the_update_and_finishes_the_run(tmp_path, monkeypatch, capsys):
+    cfg = make_cfg(*TINY, "model=roberta", "trainer.max_steps=10", "trainer.nonfinite=skip", "trainer.log_every=1")
+    built = build(cfg)
+    poison(built, monkeypatch, {4, 7})
+    summary = run(cfg, built, tmp_path)
+    assert summary["steps"] == 10 and summary["skipped_steps"] == 2
+    assert "update skipped" in capsys.readouterr().err
+    records = [json.loads(ln) for ln in (tmp_path / "metrics.jsonl").read_text().splitlines() if ln.strip()]
+    assert [r["train/skipped_steps"] for r in records if "train/loss" in r] == [0, 0, 0, 1, 1, 1, 2, 2, 2, 2]
+    optimizer = checkpoint.load(tmp_path)["optimizer"]["state"]
+    assert {int(v["step"]) for v in optimizer.values()} == {8}  # 10 steps, 2 updates skipped
+
+
+def test_nonfinite_skip_policy_stops_after_too_many_in_a_row(tmp_path, monkeypatch):
+    cfg = make_cfg(*TINY, "model=roberta", "trainer.max_steps=10", "trainer.nonfinite=skip",
+                   "trainer.max_skipped_steps=2", "trainer.checkpoint_every=2")
+    built = build(cfg)
+    poison(built, monkeypatch, {5, 6, 7, 8})
+    with pytest.raises(TrainingError, match=r"at step 7 \(3 steps in a row\)"):
+        run(cfg, built, tmp_path)
+    assert checkpoint.load(tmp_path)["step"] == 6  # the skipped steps 5 and 6 still advanced and checkpointed
+
+
 def test_crash_while_checkpointing_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     checkpoint.save(tmp_path, {"step": 1})
 
