@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from runner import distributed
 from runner.data.cache import atomic_write_bytes
 from runner.errors import ConfigError
 
@@ -140,7 +141,7 @@ def progress() -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("loss {task.fields[loss]:.3f}"), TextColumn("{task.fields[tps]:,.0f} tok/s"),
                     TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
-                    disable=int(os.environ.get("RANK", "0")) > 0)  # a distributed run: rank 0's bar only
+                    disable=not distributed.is_main())  # a distributed run: rank 0's bar only
 
 
 def summary_table(summary: dict[str, Any]) -> Table:

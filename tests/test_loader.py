@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from runner.build import build
-from runner.data.batches import Batches, batch_loader, dist_rank_world
+from runner import distributed
+from runner.data.batches import Batches, batch_loader
 from runner.errors import ConfigError
 from runner.validate import validate
 from runner.train import Trainer, run
@@ -34,10 +35,10 @@ def ids(batch: dict[str, torch.Tensor]) -> list[int]:
 def test_dist_rank_world_reads_torchrun_env(monkeypatch):
     monkeypatch.delenv("RANK", raising=False)
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    assert dist_rank_world() == (0, 1)
+    assert (distributed.rank(), distributed.world_size(), distributed.is_main()) == (0, 1, True)
     monkeypatch.setenv("RANK", "2")
     monkeypatch.setenv("WORLD_SIZE", "4")
-    assert dist_rank_world() == (2, 4)
+    assert (distributed.rank(), distributed.world_size(), distributed.is_main()) == (2, 4, False)
 
 
 def test_ranks_shard_the_single_process_stream():

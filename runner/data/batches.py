@@ -4,7 +4,6 @@ slices of one shared stream; DataLoader workers can fetch them in any order."""
 from __future__ import annotations
 
 import hashlib
-import os
 from typing import Any, Callable
 
 import torch
@@ -41,11 +40,6 @@ class TensorExamples:
         """The examples at idx."""
         idx = torch.as_tensor(idx, dtype=torch.long)
         return {k: v.index_select(0, idx) for k, v in self.tensors.items()}
-
-
-def dist_rank_world() -> tuple[int, int]:
-    """This process's (rank, world size) as torchrun sets them; (0, 1) outside a distributed launch."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
 class Batches:
