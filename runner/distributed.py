@@ -47,24 +47,27 @@ def local_device(device: torch.device) -> torch.device:
     return device
 
 
+def _reduce(values: list[float], device: torch.device, op: Any) -> list[float]:
+    """values reduced elementwise over ranks (float64, so counts stay exact); on the GPU under NCCL, else on the
+    CPU group (gloo)."""
+    t = torch.tensor(values, dtype=torch.float64, device=device if device.type == "cuda" else "cpu")
+    dist.all_reduce(t, op=op)
+    return t.tolist()
+
+
 def all_sum(values: dict[str, float], device: torch.device) -> dict[str, float]:
-    """Each value summed over ranks (float64, so counts stay exact); unchanged in a single process."""
+    """Each value summed over ranks; unchanged in a single process."""
     if not dist.is_initialized() or not values:
         return values
     keys = sorted(values)
-    dev = device if dist.get_backend() == "nccl" or device.type == "cuda" else torch.device("cpu")
-    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=dev)
-    dist.all_reduce(t)
-    return dict(zip(keys, t.tolist()))
+    return dict(zip(keys, _reduce([float(values[k]) for k in keys], device, dist.ReduceOp.SUM)))
 
 
 def all_max(value: float, device: torch.device) -> float:
     """The largest value over ranks; unchanged in a single process."""
     if not dist.is_initialized():
         return value
-    t = torch.tensor([float(value)], dtype=torch.float64, device=device if device.type == "cuda" else "cpu")
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return float(t.item())
+    return _reduce([float(value)], device, dist.ReduceOp.MAX)[0]
 
 
 def broadcast(value: Any) -> Any:
