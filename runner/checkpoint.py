@@ -23,6 +23,11 @@ def checkpoint_path(run_dir: Path) -> Path:
     return Path(run_dir) / "checkpoints" / "last.pt"
 
 
+def exists(run_dir: Path) -> bool:
+    """Whether the run directory holds a checkpoint (readable or not: load() says which)."""
+    return checkpoint_path(run_dir).is_file() or bool(step_files(run_dir))
+
+
 def step_files(run_dir: Path) -> list[Path]:
     """checkpoints/step-<N>.pt of a run, newest first."""
     d = Path(run_dir) / "checkpoints"

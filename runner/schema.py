@@ -178,7 +178,9 @@ class TrainerConfig:
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     batch_size: int = 32  # per device
     grad_accum: int = 1  # micro-batches per optimizer step: effective batch = batch_size * grad_accum
-    resume: bool = False  # continue from checkpoints/last.pt in the run directory (hydra.run.dir)
+    # true: continue from checkpoints/last.pt in the run directory (hydra.run.dir), an error if there is none;
+    # auto: continue if there is one, else start (a requeued SLURM job resumes by itself)
+    resume: Any = False
     stop_after: Optional[int] = None  # leave (with a checkpoint) after this step; resume later (time slices)
     grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
     # a NaN or infinite loss or gradient: stop (keeping the last good checkpoint) | skip the update (the batch is
@@ -191,7 +193,11 @@ class TrainerConfig:
     checkpoint_every: int = 200
     keep_checkpoints: int = 2  # checkpoints/step-<N>.pt kept (last.pt links the newest); >= 2 survives a corrupt one
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 elsewhere) | bf16 | fp32
+    # autocast dtype: auto (bf16 on CUDA cards that have it, fp16 on older ones, fp32 elsewhere) | bf16 | fp16 (with
+    # dynamic loss scaling) | fp32; weights and optimizer states stay fp32
+    precision: str = "auto"
+    strategy: str = "ddp"  # under torchrun: ddp (replicas) | fsdp (FSDP2 fully_shard: parameters and states sharded)
+    compile: bool = False  # torch.compile the training module (in place: names, checkpoints and exports unchanged)
     threads: Optional[int] = None  # torch CPU threads; default: torch's choice
     num_workers: int = 0  # DataLoader processes prefetching batches; 0 builds them in-process (same batches)
     export_hf: bool = True  # write a transformers save_pretrained directory (hf/) at the end

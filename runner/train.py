@@ -22,15 +22,27 @@ from runner.evaluation import downstream_eval, downstream_metrics
 from runner.flops import train_flops, txl_train_flops
 from runner.lm_eval import compare_contexts, context_metrics, context_table
 from runner.logging import NullLogger, RunLogger, console, progress, summary_table
+from runner.parallel import Parallel
+from runner.precision import Precision
 from runner.preemption import Preempted, StopSignals
 from runner.validate import resolve_device
-
 
 NO_STEP_LIMIT = 10 ** 12  # a minutes budget: the clock, not a step count, ends the run
 
 
 def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def _cpu(tree: Any) -> Any:
+    """A nest of dicts and lists with its tensors moved to the CPU (for pickling between ranks)."""
+    if isinstance(tree, torch.Tensor):
+        return tree.cpu()
+    if isinstance(tree, dict):
+        return {k: _cpu(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_cpu(v) for v in tree)
+    return tree
 
 
 class Trainer:
@@ -46,12 +58,17 @@ class Trainer:
         self.module = built.module.to(self.device)
         self.world = distributed.world_size()
         # DDP averages gradients over ranks; accumulate() normalises each rank's loss by the global counts and
-        # scales it by the world size, so the gradient is the single-process one over the global batch
-        self.ddp = torch.nn.parallel.DistributedDataParallel(self.module) if self.world > 1 else None
-        bf16 = self.t.precision == "bf16" or (self.t.precision == "auto" and self.device.type == "cuda")
-        self.autocast = (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)) if bf16 else \
-            contextlib.nullcontext
-        self.precision = "bf16" if bf16 else "fp32"
+        # scales it by the world size, so the gradient is the single-process one over the global batch (FSDP's
+        # reduce-scatter averages the same way)
+        self.parallel = Parallel(self.module, self.t.strategy, self.world, self.device)
+        scaler = None
+        if self.parallel.sharded:  # fp16 under FSDP: the ranks must agree whether a step overflowed
+            from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler as scaler
+        self.amp = Precision(self.t.precision, self.device, scaler)
+        self.precision = self.amp.name
+        if self.t.compile:  # in place: parameter names, checkpoints and exports stay those of the eager module
+            self.module.compile(dynamic=True)  # batches are trimmed to their longest row: shapes vary
+        self.txl = built.config.family == "txl"
         obj = built.objective
         rank, world = distributed.rank(), self.world
         # Background loader over batch indices, opened on first use at the (possibly resumed) position.
@@ -105,10 +122,14 @@ class Trainer:
     def state(self) -> dict[str, Any]:
         """Everything needed to continue bit for bit (every rank's RNG state; called on every rank)."""
         rngs = distributed.gather(checkpoint.rng_state())
-        return {"module": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
+        # Transformer-XL: each rank's rows carry their own memories (the module's extra state holds rank 0's)
+        memories = distributed.gather(_cpu(self.module.encoder.get_extra_state())) if self.txl else None
+        module, optimizer = self.parallel.state_dict(self.optimizer)
+        return {"module": module, "optimizer": optimizer, "precision": self.amp.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "step": self.step, "tokens": self.tokens,
                 "flops": self.flops, "elapsed": self.elapsed, "first_val": self.first_val,
-                "rng": rngs[0], "rng_ranks": rngs, "world_size": self.world, "skipped": self.skipped,
+                "rng": rngs[0], "rng_ranks": rngs, "memory_ranks": memories, "world_size": self.world,
+                "strategy": self.parallel.strategy if self.world > 1 else "single", "skipped": self.skipped,
                 "model_config": OmegaConf.to_container(self.cfg.model)}
 
     def save_checkpoint(self) -> None:
@@ -123,15 +144,23 @@ class Trainer:
         if s["model_config"] != OmegaConf.to_container(self.cfg.model):
             raise TrainingError(f"the checkpoint in {self.run_dir} was trained with another model config; "
                                 "resume with the run's own overrides or start a new run directory")
-        self.module.load_state_dict(s["module"])
-        self.optimizer.load_state_dict(s["optimizer"])
+        self.parallel.load_state_dict(self.optimizer, s["module"], s["optimizer"])
         self.scheduler.load_state_dict(s["scheduler"])
+        self.amp.load_state_dict(s.get("precision"))
         self.step, self.tokens, self.flops, self.elapsed = s["step"], s["tokens"], s["flops"], s["elapsed"]
         self.first_val = s["first_val"]
         self.skipped = s.get("skipped", 0)
         ranks = s.get("rng_ranks") or [s["rng"]]
         # the same world size continues every rank's own random stream; another one gives each rank rank 0's
         checkpoint.set_rng_state(ranks[distributed.rank()] if len(ranks) == self.world else s["rng"])
+        memories = s.get("memory_ranks")
+        if self.txl and memories and len(memories) == self.world:  # each rank's rows continue with their memory
+            self.module.encoder.set_extra_state(memories[distributed.rank()])
+        elif self.txl and memories:  # rows are dealt to ranks anew: no row's memory is its own any more
+            self.module.encoder.reset_memory()
+            if distributed.is_main():
+                console.print(f"[yellow]note:[/] the checkpoint was written by {len(memories)} ranks, this run has "
+                              f"{self.world}: Transformer-XL memories start empty", highlight=False, soft_wrap=True)
 
     # ---- data --------------------------------------------------------------------------------------------
     def batch(self, index: int) -> Batch:
@@ -165,7 +194,7 @@ class Trainer:
         totals: dict[str, torch.Tensor] = {}
         for batch in self.val:
             b = _to(batch, self.device)
-            with self.autocast():
+            with self.amp.autocast():
                 _, stats = self.module(b, {k: 1.0 for k in self.built.objective.normalizers(b)})
             for k, v in stats.items():
                 # summed as float64 tensors: counts stay exact, and vector stats (ELECTRA's histograms) add up
@@ -187,12 +216,10 @@ class Trainer:
         loss_total, tokens, flops = 0.0, 0, 0.0
         for i, b in enumerate(micro):
             b = _to(b, self.device)
-            # DDP synchronises gradients on the last micro-batch only
-            sync = contextlib.nullcontext() if self.ddp is None or i == accum - 1 else self.ddp.no_sync()
-            with sync:
-                with self.autocast():
-                    loss, _ = (self.ddp or self.module)(b, norms)
-                (loss * self.world if self.ddp is not None else loss).backward()
+            with self.parallel.sync(last=i == accum - 1):  # gradients communicated on the last micro-batch only
+                with self.amp.autocast():
+                    loss, _ = self.parallel.forward_module()(b, norms)
+                self.amp.backward(loss * self.world)
             loss_total += float(loss.detach())
             tokens += int(b["attention_mask"].sum())
             flops += self.step_flops(b)
@@ -218,7 +245,7 @@ class Trainer:
         R = min(t.batch_size, 4)  # a few long rows: the memory matters more the longer a row runs
         n = min(stream.length // R - 1, t.eval_batches * tgt)
         rows = torch.from_numpy(stream_rows(stream, R, n + 1)).to(self.device)  # (R, n + 1)
-        with self.autocast():
+        with self.amp.autocast():
             return compare_contexts(self.module.encoder, self.built.objective, rows, tgt_len=tgt, mem_len=mem,
                                     clamp_len=c.clamp_len, same_length=c.same_length,
                                     sliding_tokens=self.built.objective.compare_tokens)
@@ -226,11 +253,14 @@ class Trainer:
     def train_step(self) -> dict[str, float]:
         """One optimizer step: accumulate, stop on a non-finite loss, clip, step the optimizer and schedule."""
         out = self.accumulate()
-        params = [p for p in self.module.parameters() if p.grad is not None]
-        clip = self.t.grad_clip if self.t.grad_clip > 0 else float("inf")
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
+        self.amp.unscale(self.optimizer)
+        grad_norm = self.parallel.clip(self.t.grad_clip if self.t.grad_clip > 0 else float("inf"))
         lr = self.scheduler.get_last_lr()[0]
-        if not (math.isfinite(out["loss"]) and math.isfinite(grad_norm)):
+        # fp16: an overflowing gradient skips the step and halves the loss scale (GradScaler), as long as the scale
+        # stays >= 1; a scale driven below that means the gradients are non-finite at any scale
+        if math.isfinite(out["loss"]) and self.amp.overflowed(grad_norm) and self.amp.scale >= 1:
+            self.amp.skip(overflow=True)
+        elif not (math.isfinite(out["loss"]) and math.isfinite(grad_norm)):
             self.skipped_in_a_row += 1  # the same on every rank: loss and gradient norm are global
             if self.t.nonfinite != "skip" or self.skipped_in_a_row > self.t.max_skipped_steps:
                 again = f" ({self.skipped_in_a_row} steps in a row)" if self.t.nonfinite == "skip" else ""
@@ -239,18 +269,19 @@ class Trainer:
                                     f"{self.run_dir / 'checkpoints'} is kept; lower optimizer.lr or raise "
                                     "optimizer.warmup_fraction")
             self.skipped += 1
+            self.amp.skip(overflow=False)
             console.print(f"[yellow]warning:[/] loss {out['loss']} at step {self.step + 1}: update skipped "
                           f"(trainer.nonfinite=skip, {self.skipped} so far)", highlight=False, soft_wrap=True)
         else:
             self.skipped_in_a_row = 0
-            self.optimizer.step()
+            self.amp.step(self.optimizer)
         if self.budget is not None and self.budget.kind == "minutes":  # the schedule follows the clock
             self.scheduler.last_epoch = self.budget.tick(self.elapsed) - 1
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         self.tokens += out["batch_tokens"]
-        return {**out, "lr": lr, "grad_norm": grad_norm, "skipped": self.skipped}
+        return {**out, "lr": lr, "grad_norm": grad_norm, "skipped": self.skipped, "loss_scale": self.amp.scale}
 
     def fit(self, logger: RunLogger) -> dict[str, Any]:
         """Train to trainer.max_steps or the budget (or stop_after), evaluating, logging and checkpointing on the
@@ -278,7 +309,9 @@ class Trainer:
                     logger.log({"train/loss": out["loss"], "train/lr": out["lr"], "train/grad_norm": out["grad_norm"],
                                 "train/tokens": self.tokens, "train/tokens_per_s": tps, "train/flops": self.flops,
                                 "train/epoch": self.batches.epoch_of(self.step * t.grad_accum - 1),
-                                "train/skipped_steps": self.skipped}, step=self.step)
+                                "train/skipped_steps": self.skipped,
+                                **({"train/loss_scale": out["loss_scale"], "train/fp16_overflows": self.amp.overflows}
+                                   if out["loss_scale"] is not None else {})}, step=self.step)
                     window_tokens, window_start = 0, now
                     bar.update(task, loss=out["loss"], tps=tps)
                 done = self.finished()
@@ -303,7 +336,9 @@ def run(cfg: DictConfig, built: Built, run_dir: Path) -> dict[str, Any]:
     """Train (or, with trainer.max_steps=0, only build) and write the run's summary."""
     started = time.perf_counter()
     trainer = Trainer(cfg, built, run_dir)
-    if cfg.trainer.resume:
+    # trainer.resume=auto: continue when the run directory has a checkpoint (a requeued job), else start
+    resuming = cfg.trainer.resume is True or (cfg.trainer.resume == "auto" and checkpoint.exists(run_dir))
+    if resuming:
         trainer.restore()
     m, o, d = cfg.model.name, cfg.objective.name, cfg.data.name
     name = cfg.logger.name or f"{m}-{o}-{d}-{run_dir.name[:19]}"
@@ -312,13 +347,15 @@ def run(cfg: DictConfig, built: Built, run_dir: Path) -> dict[str, Any]:
     group = cfg.logger.group or f"{m}-{o}"  # dashboards group runs by variant (a sweep: by sweep, runner.sweep)
     main = distributed.is_main()  # ranks > 0 train and evaluate, and write nothing
     logger = RunLogger(cfg.logger, run_dir, OmegaConf.to_container(cfg, resolve=True), name, tags,
-                       resume_step=trainer.step if cfg.trainer.resume else None, group=group) if main else NullLogger()
+                       resume_step=trainer.step if resuming else None, group=group) if main else NullLogger()
     try:
         last = trainer.fit(logger) if cfg.trainer.max_steps > 0 else {}
     except BaseException:
         logger.abort()
         raise
     final_val = trainer.evaluate() if cfg.trainer.max_steps > 0 else {}
+    if trainer.parallel.sharded:  # FSDP: gather the shards (every rank takes part) into one module on rank 0
+        built.module = trainer.module = trainer.parallel.unsharded()
     if not main:  # no collective follows training: leave rank 0 to the end-of-run work
         distributed.shutdown(barrier=False)
         return {"name": name, "rank": distributed.rank(), "steps": trainer.step, "final_val": final_val}

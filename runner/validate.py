@@ -59,7 +59,7 @@ def validate(cfg) -> None:
     _need(t.grad_clip >= 0, f"trainer.grad_clip={t.grad_clip} must be >= 0 (0 disables clipping)")
     _need(t.nonfinite in ("stop", "skip"), f"trainer.nonfinite={t.nonfinite!r} must be stop or skip")
     _need(t.max_skipped_steps >= 1, f"trainer.max_skipped_steps={t.max_skipped_steps} must be >= 1")
-    _need(t.precision in ("auto", "bf16", "fp32"), f"trainer.precision={t.precision!r} must be auto, bf16 or fp32")
+    distributed_settings(t)
     budget = budget_of(t.get("budget"))  # one of steps, tokens, flops, minutes, positive
     _need(budget is None or budget.kind != "minutes" or o.warmup_steps is None,
           f"optimizer.warmup_steps={o.warmup_steps} counts steps, but trainer.budget.minutes has no step count; "
@@ -74,7 +74,32 @@ def validate(cfg) -> None:
         for key in ("seeds", "epochs", "batch_size", "seq_len"):
             _need(e[key] >= 1, f"eval.{key}={e[key]} must be >= 1")
         _need(e.lr > 0, f"eval.lr={e.lr} must be > 0")
-    resolve_device(t.device)
+
+
+def distributed_settings(t) -> None:
+    """trainer.precision, strategy, compile and resume, and the torchrun launch they run under."""
+    import os
+    import shutil
+
+    from runner.parallel import STRATEGIES
+    from runner.precision import PRECISIONS
+
+    _need(t.precision in PRECISIONS, f"trainer.precision={t.precision!r} must be {', '.join(PRECISIONS)}")
+    _need(t.strategy in STRATEGIES, f"trainer.strategy={t.strategy!r} must be {' or '.join(STRATEGIES)}")
+    _need(t.resume in (True, False, "auto"), f"trainer.resume={t.resume!r} must be true, false or auto")
+    _need(isinstance(t.compile, bool), f"trainer.compile={t.compile!r} must be true or false")
+    device = resolve_device(t.device)
+    _need(not (t.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported()),
+          f"trainer.precision=bf16 but {torch.cuda.get_device_name(device) if device.type == 'cuda' else ''} has no "
+          "bf16; use trainer.precision=fp16 (loss scaling) or auto")
+    _need(not (t.compile and device.type == "cpu" and not any(map(shutil.which, ("c++", "g++", "clang++")))),
+          "trainer.compile=true on the CPU needs a C++ compiler (torch inductor), and none is on PATH; install one "
+          "(e.g. g++) or drop trainer.compile")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and device.type == "cuda":
+        local, gpus = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+        _need(local < gpus, f"torchrun started local rank {local} but this node has {gpus} GPU(s); use "
+              f"--nproc_per_node={gpus} or fewer")
 
 
 def txl(m, d) -> None:

@@ -125,6 +125,63 @@ def test_nonfinite_skip_policy_stops_after_too_many_in_a_row(tmp_path, monkeypat
     assert checkpoint.load(tmp_path)["step"] == 6  # the skipped steps 5 and 6 still advanced and checkpointed
 
 
+def scale_up(built, monkeypatch, factor, bad_steps):
+    """Multiply the training loss by a finite factor at the given steps (its fp16 gradients overflow)."""
+    loss = built.objective.loss
+    calls = {"n": 0}
+
+    def scaled(*args, **kwargs):
+        calls["n"] += built.module.training
+        out, stats = loss(*args, **kwargs)
+        return (out * factor if built.module.training and calls["n"] in bad_steps else out), stats
+
+    monkeypatch.setattr(built.objective, "loss", scaled)
+
+
+def test_fp16_overflow_skips_the_step_halves_the_scale_and_resumes_exactly(tmp_path, monkeypatch):
+    """trainer.precision=fp16: a step whose scaled gradients overflow is skipped by the GradScaler, which halves the
+    loss scale; that is not a diverging run (trainer.nonfinite=stop does not stop it), and the scale is part of the
+    checkpoint, so a resumed run continues exactly."""
+    common = [*TINY, "model=roberta", "trainer.precision=fp16", "trainer.max_steps=8", "trainer.log_every=1",
+              "trainer.eval_every=4", "trainer.export_hf=false"]
+    cfg = make_cfg(*common)
+    built = build(cfg)
+    scale_up(built, monkeypatch, 1e30, {3})
+    full = run(cfg, built, tmp_path / "full")
+    assert full["precision"] == "fp16" and full["steps"] == 8 and full["skipped_steps"] == 0
+    rows = [json.loads(ln) for ln in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    train_rows = [r for r in rows if "train/loss" in r]
+    assert [r["train/loss_scale"] for r in train_rows] == [65536.0] * 2 + [32768.0] * 6
+    assert [r["train/fp16_overflows"] for r in train_rows] == [0, 0] + [1] * 6
+    steps = {int(v["step"]) for v in checkpoint.load(tmp_path / "full")["optimizer"]["state"].values()}
+    assert steps == {7}  # 8 steps, the overflowing one skipped
+
+    def split_run(bad_steps, *extra):  # the hook counts this process's steps: the resumed part starts at 1
+        cfg = make_cfg(*common, *extra)
+        b = build(cfg)
+        scale_up(b, monkeypatch, 1e30, bad_steps)
+        return run(cfg, b, tmp_path / "split")
+
+    split_run({3}, "trainer.stop_after=5")
+    assert checkpoint.load(tmp_path / "split")["precision"]["scaler"]["scale"] == 32768.0
+    resumed = split_run(set(), "trainer.resume=auto")
+    assert resumed["final_val"] == full["final_val"] and resumed["final_train_loss"] == full["final_train_loss"]
+    rows = [json.loads(ln) for ln in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["train/loss_scale"] for r in rows if "train/loss" in r][-3:] == [32768.0] * 3  # restored, not 65536
+
+
+def test_resume_auto_starts_fresh_without_a_checkpoint_and_continues_with_one(tmp_path):
+    """trainer.resume=auto (a requeued job's setting): no checkpoint, a new run; a checkpoint, its continuation."""
+    common = ["model=roberta", "trainer.max_steps=6", "trainer.log_every=1", "trainer.export_hf=false",
+              "trainer.resume=auto"]
+    first = train(tmp_path, *common, "trainer.stop_after=3")
+    assert first["steps"] == 3
+    second = train(tmp_path, *common)
+    assert second["steps"] == 6
+    rows = [json.loads(ln) for ln in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "train/loss" in r] == [1, 2, 3, 4, 5, 6]
+
+
 def test_crash_while_checkpointing_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     checkpoint.save(tmp_path, {"step": 1})
 
