@@ -62,6 +62,9 @@ def job(cfg: DictConfig, hc) -> float | None:
         print(export_run_dir(Path(cfg.export), build, export_run))
         return None
     run_dir = Path(hc.runtime.output_dir)
+    from runner import distributed
+
+    distributed.from_submitit()  # hydra.launcher.tasks_per_node > 1: this task is one rank
     cfg.logger.group, cfg.logger.name = identity(hc, run_dir, cfg.logger.group, cfg.logger.name)
     summary = run(cfg, build(cfg), run_dir)
     value = metric_value(summary, cfg.sweep.metric)

@@ -32,6 +32,21 @@ def is_main() -> bool:
     return rank() == 0
 
 
+def from_submitit() -> None:
+    """A submitit job with several tasks (hydra.launcher.tasks_per_node, or nodes > 1): one process per task, as
+    torchrun would start them; export the rank, world size and rendezvous address torch.distributed reads."""
+    from runner.preemption import in_submitit_job
+
+    if launched() or not in_submitit_job():
+        return
+    import submitit
+
+    env = submitit.JobEnvironment()
+    if env.num_tasks > 1:
+        # every task sees the node's GPUs and takes cuda:LOCAL_RANK (local_device), as under torchrun
+        submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+
+
 def init() -> None:
     """Join the process group torchrun describes (a CPU group for objects and, with CUDA, NCCL for tensors)."""
     if launched() and not dist.is_initialized():
@@ -42,7 +57,9 @@ def init() -> None:
 def local_device(device: torch.device) -> torch.device:
     """cuda -> this rank's GPU (LOCAL_RANK); other devices unchanged."""
     if device.type == "cuda" and launched():
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        # one visible GPU (SLURM's --gpus-per-task): that one; else this rank's among the node's
+        index = int(os.environ.get("LOCAL_RANK", "0")) if torch.cuda.device_count() > 1 else 0
+        device = torch.device("cuda", index)
         torch.cuda.set_device(device)
     return device
 

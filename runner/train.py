@@ -24,7 +24,7 @@ from runner.lm_eval import compare_contexts, context_metrics, context_table
 from runner.logging import NullLogger, RunLogger, console, progress, summary_table
 from runner.parallel import Parallel
 from runner.precision import Precision
-from runner.preemption import Preempted, StopSignals
+from runner.preemption import Preempted, StopSignals, in_submitit_job
 from runner.validate import resolve_device
 
 NO_STEP_LIMIT = 10 ** 12  # a minutes budget: the clock, not a step count, ends the run
@@ -328,7 +328,13 @@ class Trainer:
                     self.save_checkpoint()
                 bar.update(task, completed=self.step)
                 if signum and not done:
-                    raise Preempted(signum, self.step, self.run_dir)
+                    stopped = Preempted(signum, self.step, self.run_dir)
+                    if stop.signum and stop.handed_over_to() is not None:  # submitit's: requeues the job, exits
+                        console.print(f"[yellow]stopped:[/] {stopped}; passing it to {stop.handed_over_to()}",
+                                      highlight=False, soft_wrap=True)
+                        self.close()
+                        stop.hand_over()
+                    raise stopped
         return last
 
 
@@ -336,8 +342,10 @@ def run(cfg: DictConfig, built: Built, run_dir: Path) -> dict[str, Any]:
     """Train (or, with trainer.max_steps=0, only build) and write the run's summary."""
     started = time.perf_counter()
     trainer = Trainer(cfg, built, run_dir)
-    # trainer.resume=auto: continue when the run directory has a checkpoint (a requeued job), else start
-    resuming = cfg.trainer.resume is True or (cfg.trainer.resume == "auto" and checkpoint.exists(run_dir))
+    # trainer.resume=auto: continue when the run directory has a checkpoint (a requeued job), else start; a submitit
+    # job resumes that way by default (the job's directory holds a checkpoint only when this is a requeue)
+    auto = cfg.trainer.resume == "auto" or (cfg.trainer.resume is False and in_submitit_job())
+    resuming = cfg.trainer.resume is True or (auto and checkpoint.exists(run_dir))
     if resuming:
         trainer.restore()
     m, o, d = cfg.model.name, cfg.objective.name, cfg.data.name

@@ -98,7 +98,7 @@ def distributed_settings(t) -> None:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and device.type == "cuda":
         local, gpus = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
-        _need(local < gpus, f"torchrun started local rank {local} but this node has {gpus} GPU(s); use "
+        _need(local < gpus or gpus == 1, f"torchrun started local rank {local} but this node has {gpus} GPUs; use "
               f"--nproc_per_node={gpus} or fewer")
 
 

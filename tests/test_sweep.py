@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -123,6 +124,39 @@ def test_submitit_local_launcher_runs_the_jobs_and_ends_with_the_comparison(tmp_
     table = rows(sweep)
     assert [(t["run"], t["status"], t["steps"]) for t in table] == \
         [("trainer.max_steps=2", "finished", "2"), ("trainer.max_steps=3", "finished", "3")]
+
+
+@pytest.mark.slow
+def test_submitit_tasks_per_node_run_one_job_on_several_ranks(tmp_path):
+    """hydra.launcher.tasks_per_node=2: each task is a rank (submitit's environment exported for torch)."""
+    sweep = tmp_path / "tasks"
+    r = run_cli("-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
+                "hydra.launcher.tasks_per_node=2", *TINY, "trainer.max_steps=4", "trainer.threads=1",
+                "trainer.export_hf=false", f"hydra.sweep.dir={sweep}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    (summary,) = [json.loads(p.read_text()) for p in sweep.glob("*/summary.json")]
+    assert (summary["world_size"], summary["effective_batch"], summary["steps"]) == (2, 16, 4)
+
+
+@pytest.mark.slow
+def test_submitit_timeout_signal_checkpoints_requeues_and_the_job_resumes(tmp_path):
+    """submitit_local sends USR2 30 s before the job's 1-minute limit: the runner finishes the step, writes a
+    checkpoint and hands the signal to submitit, which requeues the job; the requeued job resumes from that
+    checkpoint (trainer.resume defaults to auto in submitit jobs) until the run is done. Long enough that it
+    cannot finish in one attempt; every step is logged exactly once, so no attempt started over."""
+    sweep = tmp_path / "requeue"
+    r = run_cli("-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=1", *TINY,
+                "trainer.max_steps=2500", "trainer.checkpoint_every=100000", "trainer.eval_every=100000",
+                "trainer.threads=1", "trainer.export_hf=false", f"hydra.sweep.dir={sweep}", timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+    (job,) = [p.parent for p in sweep.glob("*/summary.json")]
+    logs = "".join(p.read_text() for p in sweep.glob(".submitit/*/*_0_log.*"))  # .out: submitit, .err: ours
+    requeues = len(set(re.findall(r"Requeued job \S+ \((\d+) remaining timeouts\)", logs)))
+    assert requeues >= 1, logs[-3000:]
+    steps = [json.loads(ln)["step"] for ln in (job / "metrics.jsonl").read_text().splitlines() if "train/loss" in ln]
+    assert steps == list(range(10, 2501, 10))
+    assert json.loads((job / "summary.json").read_text())["steps"] == 2500
+    assert logs.count("stopped: SIGUSR2") == requeues  # each attempt wrote its checkpoint before submitit
 
 
 def test_bert_improvements_sweeps_every_family_at_equal_flops():
