@@ -38,6 +38,7 @@ class Parallel:
     def __init__(self, module: nn.Module, strategy: str, world: int, device: torch.device):
         self.module, self.strategy, self.world = module, strategy, world
         self.ddp: nn.Module | None = None
+        self.compiled: Any = None  # trainer.compile: the compiled training forward
         self.template: nn.Module | None = None  # FSDP: an unsharded copy (on the meta device) for the end of the run
         if world > 1 and strategy == "fsdp":
             from torch.distributed.device_mesh import init_device_mesh
@@ -55,9 +56,16 @@ class Parallel:
     def sharded(self) -> bool:
         return self.template is not None
 
+    def compile(self) -> None:
+        """torch.compile the training forward (the module itself is untouched: parameter names, checkpoints and
+        exports stay the eager module's). Shapes are dynamic: batches are trimmed to their longest row."""
+        self.compiled = torch.compile(self.ddp if self.ddp is not None else self.module, dynamic=True)
+
     def forward_module(self) -> nn.Module:
         """What a training forward calls (DDP's wrapper hooks the gradient all-reduce; FSDP's is in place)."""
-        return self.ddp or self.module
+        if self.compiled is not None:
+            return self.compiled
+        return self.ddp if self.ddp is not None else self.module
 
     def sync(self, last: bool) -> contextlib.AbstractContextManager:
         """Gradient communication only on the last micro-batch of an accumulated step."""

@@ -55,8 +55,10 @@ class Trainer:
             torch.set_num_threads(self.t.threads)
         distributed.init()
         self.device = distributed.local_device(resolve_device(self.t.device))
-        self.module = built.module.to(self.device)
         self.world = distributed.world_size()
+        # FSDP moves each block to the device as it shards it: no rank ever holds the whole model there
+        fsdp = self.world > 1 and self.t.strategy == "fsdp"
+        self.module = built.module if fsdp else built.module.to(self.device)
         # DDP averages gradients over ranks; accumulate() normalises each rank's loss by the global counts and
         # scales it by the world size, so the gradient is the single-process one over the global batch (FSDP's
         # reduce-scatter averages the same way)
@@ -66,8 +68,8 @@ class Trainer:
             from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler as scaler
         self.amp = Precision(self.t.precision, self.device, scaler)
         self.precision = self.amp.name
-        if self.t.compile:  # in place: parameter names, checkpoints and exports stay those of the eager module
-            self.module.compile(dynamic=True)  # batches are trimmed to their longest row: shapes vary
+        if self.t.compile:  # the training forward; evaluation stays eager (no second graph for no_grad)
+            self.parallel.compile()
         self.txl = built.config.family == "txl"
         obj = built.objective
         rank, world = distributed.rank(), self.world

@@ -182,6 +182,20 @@ def test_resume_auto_starts_fresh_without_a_checkpoint_and_continues_with_one(tm
     assert [r["step"] for r in rows if "train/loss" in r] == [1, 2, 3, 4, 5, 6]
 
 
+def test_compiled_training_matches_eager_and_keeps_the_modules_names(tmp_path):
+    """trainer.compile=true (torch.compile, inductor): the same losses as eager to float tolerance; checkpoints and
+    the hf/ export carry the eager module's parameter names."""
+    common = ["model=roberta", "model.hidden_dropout=0", "model.attention_dropout=0", "trainer.max_steps=3",
+              "trainer.log_every=1", "trainer.eval_every=100"]
+    eager = train(tmp_path / "eager", *common, "trainer.export_hf=false")
+    compiled = train(tmp_path / "compiled", *common, "trainer.compile=true")
+    assert compiled["final_train_loss"] == pytest.approx(eager["final_train_loss"], rel=1e-4)
+    assert compiled["final_val"]["mlm_loss"] == pytest.approx(eager["final_val"]["mlm_loss"], rel=1e-4)
+    a, b = (checkpoint.load(tmp_path / d)["module"] for d in ("eager", "compiled"))
+    assert list(a) == list(b)
+    assert (tmp_path / "compiled" / "hf" / "model.safetensors").is_file()
+
+
 def test_crash_while_checkpointing_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     checkpoint.save(tmp_path, {"step": 1})
 
