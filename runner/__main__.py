@@ -92,7 +92,9 @@ def export_run_dir(src: Path, build, export_run) -> str:
     cfg_file = src / ".hydra" / "config.yaml"
     if not cfg_file.is_file():
         raise ConfigError(f"export={str(src)!r} is not a run directory (no {cfg_file}); pass outputs/runs/<run>")
-    cfg = OmegaConf.load(cfg_file)
+    from runner.schema import with_defaults
+
+    cfg = with_defaults(OmegaConf.load(cfg_file))  # a run made before newer keys existed still exports
     cfg.trainer.max_steps = 0
     built = build(cfg)
     from runner.models.hf import hf_unsupported

@@ -262,6 +262,20 @@ class Config:
     export: Optional[str] = None  # a run directory: write its last checkpoint as a transformers directory
 
 
+def with_defaults(cfg: Any) -> Any:
+    """A run's saved, untyped config.yaml brought up to the current schema: keys added since the run was made get
+    their defaults (the groups with one schema: model, data, trainer, eval, logger, sweep)."""
+    from omegaconf import OmegaConf
+
+    schemas = {"model": EncoderConfig, "data": DataConfig, "trainer": TrainerConfig, "eval": EvalConfig,
+               "logger": LoggerConfig, "sweep": SweepConfig}
+    out = OmegaConf.create(OmegaConf.to_container(cfg))
+    for key, schema in schemas.items():
+        base = OmegaConf.structured(schema)
+        out[key] = OmegaConf.merge(base, cfg[key]) if key in cfg else base
+    return out
+
+
 def register() -> None:
     """Put the schemas in Hydra's ConfigStore."""
     cs = ConfigStore.instance()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from runner.build import build
 from runner.logging import resolve_mode
@@ -86,6 +87,21 @@ def test_export_command_rewrites_hf_directory(finished_run):
     r = run_cli(f"export={finished_run}", run_dir=finished_run.parent / "export-job")
     assert r.returncode == 0, r.stderr[-3000:]
     assert (finished_run / "hf" / "model.safetensors").is_file()
+
+
+def test_export_of_a_run_saved_before_newer_config_keys(finished_run, tmp_path):
+    """A run directory from an older version lacks keys added since (trainer.strategy, compile, nonfinite, ...):
+    export fills them with their defaults instead of failing on a missing key."""
+    old = tmp_path / "old-run"
+    shutil.copytree(finished_run, old, ignore=shutil.ignore_patterns("hf", "wandb"))
+    saved = yaml.safe_load((old / ".hydra" / "config.yaml").read_text())
+    for key in ("strategy", "compile", "nonfinite", "max_skipped_steps", "keep_checkpoints"):
+        del saved["trainer"][key]
+    del saved["eval"]["pooling"]
+    (old / ".hydra" / "config.yaml").write_text(yaml.safe_dump(saved))
+    r = run_cli(f"export={old}", run_dir=tmp_path / "export-job")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (old / "hf" / "model.safetensors").is_file()
 
 
 def test_init_from_transformers_directory(finished_run):
