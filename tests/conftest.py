@@ -1,6 +1,7 @@
 """Shared fixtures: compose the real config and shrink it with overrides (lightning-hydra-template style)."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -42,3 +43,11 @@ def run_cli(*args: str, run_dir: Path | None = None, timeout: int = 600) -> subp
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
     return subprocess.run([sys.executable, "-m", "runner", *args, *extra], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def load_benchmark(name: str):
+    """benchmarks/<name>.py imported as a module (the scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -2,7 +2,6 @@
 from the reported numbers, the peak table and the n/a path for a card it does not know. Never asserts wall time."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import statistics
 from types import SimpleNamespace
@@ -12,7 +11,7 @@ import torch
 
 from runner.build import encoder_config
 from runner.flops import train_flops
-from tests.conftest import ROOT, make_cfg
+from tests.conftest import load_benchmark, make_cfg
 
 SMOKE = ["--device", "cpu", "--models", "bert_tiny", "--batch-size", "2", "--seq-len", "32", "--steps", "1",
          "--warmup", "1", "--rounds", "1", "--threads", "1"]
@@ -20,10 +19,7 @@ SMOKE = ["--device", "cpu", "--models", "bert_tiny", "--batch-size", "2", "--seq
 
 @pytest.fixture(scope="module")
 def mfu():
-    spec = importlib.util.spec_from_file_location("gpu_mfu", ROOT / "benchmarks" / "gpu_mfu.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("gpu_mfu")
 
 
 @pytest.fixture

@@ -2,20 +2,16 @@
 precision each ran in, the ratio against fp32, and the validation loss of the same model. Never asserts wall time."""
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
 
-from tests.conftest import ROOT, TINY
+from tests.conftest import TINY, load_benchmark
 
 
 @pytest.fixture(scope="module")
 def modes():
-    spec = importlib.util.spec_from_file_location("trainer_modes", ROOT / "benchmarks" / "trainer_modes.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("trainer_modes")
 
 
 def test_modes_run_the_trainer_in_each_precision(modes, tmp_path):
