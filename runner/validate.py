@@ -81,22 +81,21 @@ def distributed_settings(t) -> None:
     import os
     import shutil
 
+    from runner import distributed
     from runner.parallel import STRATEGIES
     from runner.precision import PRECISIONS
 
     _need(t.precision in PRECISIONS, f"trainer.precision={t.precision!r} must be {', '.join(PRECISIONS)}")
     _need(t.strategy in STRATEGIES, f"trainer.strategy={t.strategy!r} must be {' or '.join(STRATEGIES)}")
     _need(t.resume in (True, False, "auto"), f"trainer.resume={t.resume!r} must be true, false or auto")
-    _need(isinstance(t.compile, bool), f"trainer.compile={t.compile!r} must be true or false")
     device = resolve_device(t.device)
-    _need(not (t.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported()),
-          f"trainer.precision=bf16 but {torch.cuda.get_device_name(device) if device.type == 'cuda' else ''} has no "
-          "bf16; use trainer.precision=fp16 (loss scaling) or auto")
+    if t.precision == "bf16" and device.type == "cuda":
+        _need(torch.cuda.is_bf16_supported(), f"trainer.precision=bf16 but {torch.cuda.get_device_name(device)} has "
+              "no bf16; use trainer.precision=fp16 (loss scaling) or auto")
     _need(not (t.compile and device.type == "cpu" and not any(map(shutil.which, ("c++", "g++", "clang++")))),
           "trainer.compile=true on the CPU needs a C++ compiler (torch inductor), and none is on PATH; install one "
           "(e.g. g++) or drop trainer.compile")
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and device.type == "cuda":
+    if distributed.launched() and device.type == "cuda":
         local, gpus = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
         _need(local < gpus or gpus == 1, f"torchrun started local rank {local} but this node has {gpus} GPUs; use "
               f"--nproc_per_node={gpus} or fewer")

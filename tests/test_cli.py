@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from hydra.errors import ConfigCompositionException
@@ -106,3 +107,23 @@ def test_bad_objective_value_exits_with_one_line(tmp_path):
 def test_bad_betas_fail_before_any_work():
     with pytest.raises(ConfigError, match=r"optimizer.betas=\[0.9, 1.5\]"):
         validate(make_cfg("optimizer.betas=[0.9,1.5]"))
+
+
+@pytest.mark.parametrize("override, message", [
+    ("trainer.strategy=zero3", "trainer.strategy='zero3' must be ddp or fsdp"),
+    ("trainer.precision=fp8", "trainer.precision='fp8' must be auto, bf16, fp16, fp32"),
+    ("trainer.resume=sometimes", "trainer.resume='sometimes' must be true, false or auto"),
+])
+def test_bad_distributed_settings_fail_before_any_work(override, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        validate(make_cfg(override))
+
+
+def test_torchrun_with_more_ranks_than_gpus_is_a_one_line_error(monkeypatch):
+    """A node with 2 GPUs cannot give local rank 3 its own: said before the process group or model exist."""
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 2)
+    with pytest.raises(ConfigError, match="local rank 3 but this node has 2 GPUs; use --nproc_per_node=2"):
+        validate(make_cfg("trainer.device=cuda", "trainer.precision=fp32"))
