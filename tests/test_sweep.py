@@ -140,23 +140,25 @@ def test_submitit_tasks_per_node_run_one_job_on_several_ranks(tmp_path):
 
 @pytest.mark.slow
 def test_submitit_timeout_signal_checkpoints_requeues_and_the_job_resumes(tmp_path):
-    """submitit_local sends USR2 30 s before the job's 1-minute limit: the runner finishes the step, writes a
-    checkpoint and hands the signal to submitit, which requeues the job; the requeued job resumes from that
-    checkpoint (trainer.resume defaults to auto in submitit jobs) until the run is done. Long enough that it
-    cannot finish in one attempt; every step is logged exactly once, so no attempt started over."""
+    """submitit_local sends USR2 30 s after a job starts (its 1-minute limit less 30 s): the runner finishes the
+    step, writes a checkpoint and hands the signal to submitit, which requeues the job; the requeued job resumes
+    from that checkpoint (trainer.resume defaults to auto in submitit jobs). The run is 42 s of training (a minutes
+    budget, whose clock is checkpointed), so it needs at least two attempts on any machine; submitit allows four.
+    Every step is logged exactly once, so no attempt started over."""
     sweep = tmp_path / "requeue"
     r = run_cli("-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=1", *TINY,
-                "trainer.max_steps=2500", "trainer.checkpoint_every=100000", "trainer.eval_every=100000",
+                "trainer.budget.minutes=0.7", "trainer.checkpoint_every=100000", "trainer.eval_every=100000",
                 "trainer.threads=1", "trainer.export_hf=false", f"hydra.sweep.dir={sweep}", timeout=900)
     assert r.returncode == 0, r.stdout + r.stderr
     (job,) = [p.parent for p in sweep.glob("*/summary.json")]
     logs = "".join(p.read_text() for p in sweep.glob(".submitit/*/*_0_log.*"))  # .out: submitit, .err: ours
     requeues = len(set(re.findall(r"Requeued job \S+ \((\d+) remaining timeouts\)", logs)))
     assert requeues >= 1, logs[-3000:]
-    steps = [json.loads(ln)["step"] for ln in (job / "metrics.jsonl").read_text().splitlines() if "train/loss" in ln]
-    assert steps == list(range(10, 2501, 10))
-    assert json.loads((job / "summary.json").read_text())["steps"] == 2500
     assert logs.count("stopped: SIGUSR2") == requeues  # each attempt wrote its checkpoint before submitit
+    steps = [json.loads(ln)["step"] for ln in (job / "metrics.jsonl").read_text().splitlines() if "train/loss" in ln]
+    assert len(steps) > 10 and steps == list(range(10, 10 * len(steps) + 1, 10))
+    summary = json.loads((job / "summary.json").read_text())
+    assert summary["budget"]["complete"] and summary["budget"]["used"] >= 0.7 and summary["steps"] >= steps[-1]
 
 
 def test_bert_improvements_sweeps_every_family_at_equal_flops():
