@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -84,10 +83,10 @@ class Parallel:
         return float(norm)
 
     # ---- state ---------------------------------------------------------------------------------------------
-    def _options(self, **kw: Any) -> Any:
+    def _options(self) -> Any:
         from torch.distributed.checkpoint.state_dict import StateDictOptions
 
-        return StateDictOptions(full_state_dict=True, cpu_offload=self.sharded, **kw)
+        return StateDictOptions(full_state_dict=True, cpu_offload=self.sharded)
 
     def state_dict(self, optimizer: torch.optim.Optimizer) -> tuple[dict[str, Any], dict[str, Any]]:
         """(model, optimizer) state with full tensors keyed by name; under FSDP a collective whose result only
@@ -122,7 +121,7 @@ class Parallel:
         from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
         full = get_model_state_dict(self.module, options=self._options())
-        device = next(iter(_local_tensors(self.module))).device
+        device = next(self.module.parameters()).device  # a DTensor's device: where its shard lives
         plain = self.template.to_empty(device=device)
         if full:  # rank 0 (cpu_offload gives the other ranks an empty dict)
             plain.load_state_dict(full)
@@ -134,7 +133,3 @@ def _by_index(optim_state: dict[str, Any]) -> bool:
     groups = optim_state.get("param_groups") or [{}]
     return any(isinstance(p, int) for p in groups[0].get("params", []))
 
-
-def _local_tensors(module: nn.Module) -> Iterator[torch.Tensor]:
-    for p in module.parameters():
-        yield p.to_local() if hasattr(p, "to_local") else p

@@ -4,6 +4,7 @@ Master weights and optimizer states stay fp32 in every mode."""
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -49,7 +50,7 @@ class Precision:
     def overflowed(self, grad_norm: float) -> bool:
         """Whether a non-finite gradient norm is fp16 overflow (expected now and then: the scaler backs off)
         rather than a diverging run."""
-        return self.scaler is not None and not torch.isfinite(torch.tensor(grad_norm))
+        return self.scaler is not None and not math.isfinite(grad_norm)
 
     def step(self, optimizer: torch.optim.Optimizer) -> None:
         """optimizer.step(), through the scaler under fp16 (which skips it when the gradients overflowed)."""
