@@ -197,7 +197,7 @@ class TrainerConfig:
     # dynamic loss scaling) | fp32; weights and optimizer states stay fp32
     precision: str = "auto"
     strategy: str = "ddp"  # under torchrun: ddp (replicas) | fsdp (FSDP2 fully_shard: parameters and states sharded)
-    compile: bool = False  # torch.compile the training forward (evaluation eager; names, checkpoints, exports unchanged)
+    compile: bool = False  # torch.compile the training forward (evaluation eager; names, checkpoints, exports as is)
     threads: Optional[int] = None  # torch CPU threads; default: torch's choice
     num_workers: int = 0  # DataLoader processes prefetching batches; 0 builds them in-process (same batches)
     export_hf: bool = True  # write a transformers save_pretrained directory (hf/) at the end
