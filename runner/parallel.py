@@ -93,11 +93,9 @@ class Parallel:
         rank 0 holds."""
         from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
 
-        if not self.sharded:
-            return self.module.state_dict(), get_optimizer_state_dict(self.module, optimizer,
-                                                                      options=self._options())
-        return (get_model_state_dict(self.module, options=self._options()),
-                get_optimizer_state_dict(self.module, optimizer, options=self._options()))
+        # unsharded: the module's own state_dict (Transformer-XL's memories ride along as its extra state)
+        model = get_model_state_dict(self.module, options=self._options()) if self.sharded else self.module.state_dict()
+        return model, get_optimizer_state_dict(self.module, optimizer, options=self._options())
 
     def load_state_dict(self, optimizer: torch.optim.Optimizer, model_state: dict[str, Any],
                         optim_state: dict[str, Any]) -> None:
