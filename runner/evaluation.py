@@ -1,47 +1,95 @@
-"""End-of-run downstream evaluation: fine-tune the pretrained encoder on eval.task (runner/downstream/)."""
+"""Downstream evaluation: fine-tune the pretrained encoder on eval.task (runner/downstream/).
+
+A run calls prepare_downstream(cfg, built) once its data is built, before training (a bad task, an unreachable
+GLUE dataset or a corpus without labels shows then, not after the pretraining), and downstream_eval(cfg, built,
+device, task) at its end; `python -m runner.finetune <run_dir>` does the same on a finished run's checkpoint."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import torch
 from omegaconf import DictConfig
 
 from runner.errors import ConfigError
 from runner.logging import console
 
-if TYPE_CHECKING:  # runner.train imports this module
+if TYPE_CHECKING:
     from runner.build import Built
-    from runner.train import Trainer
+    from runner.downstream.tasks import Task
 
-def downstream_eval(cfg: DictConfig, built: Built, trainer: Trainer) -> dict[str, Any] | None:
-    """Fine-tune the pretrained encoder on eval.task (mean +/- std over seeds, with baselines), or None when
-    eval.downstream is off or the data has no labels for the task (said on the console)."""
-    e = cfg.get("eval")
-    if e is None or not e.downstream:
+
+class NoLabels(Exception):
+    """The run's data has no labelled examples for eval.task (e.g. wiki_topic on a corpus without topics)."""
+
+
+def load_downstream_task(cfg: DictConfig, built: Built) -> Task:
+    """eval.task loaded from the run's data: a ConfigError when it cannot be (unknown task, GLUE neither local nor
+    reachable, a bad eval.path), NoLabels when the data has no labelled examples for it."""
+    from runner.downstream.tasks import load_task
+
+    e = cfg.eval
+    try:
+        task = load_task(e.task, built.data, e.seq_len, path=e.path)
+    except (ValueError, KeyError) as err:  # e.g. no held-out split in this data
+        raise NoLabels(str(err).strip("'\"")) from None
+    if not (task.train and task.dev and task.test):
+        raise NoLabels(f"{e.task} has no labelled examples in this data ({task.sizes()}); wiki_topic needs the wiki "
+                       "corpus's topics")
+    return task
+
+
+def prepare_downstream(cfg: DictConfig, built: Built) -> Task | None:
+    """The downstream task, loaded before training: None when the data has no labels for it (a note on the
+    console; the pretraining goes on). A task that cannot be loaded at all (unknown, GLUE unreachable) is a
+    ConfigError: the run stops before any training."""
+    try:
+        return load_downstream_task(cfg, built)
+    except NoLabels as err:
+        console.print(f"[yellow]skipped downstream evaluation: {err}", highlight=False, soft_wrap=True)
         return None
+
+
+def _device_of(device: Any) -> torch.device:
+    """A torch.device from a device, a device name, or anything with a .device (a Trainer)."""
+    if isinstance(device, (str, torch.device)):
+        return torch.device(device)
+    return torch.device(device.device)
+
+
+def downstream_eval(cfg: DictConfig, built: Built, device: Any, task: Task | None = None) -> dict[str, Any] | None:
+    """Fine-tune the pretrained encoder (built.module.encoder; ELECTRA: the discriminator) on `task` (from
+    prepare_downstream) on `device`: test accuracy and macro-F1 as mean +/- std over eval.seeds seeds, with the
+    baselines. The result dict (runner.downstream.finetune.finetune's) is printed in one line and returned.
+    task=None loads eval.task here (None returned when the data has no labels for it)."""
     import copy
 
     from runner.downstream.finetune import finetune
-    from runner.downstream.tasks import load_task
 
-    try:
-        task = load_task(e.task, built.data, e.seq_len, path=e.path)
-    except (ConfigError, ValueError) as err:  # e.g. a corpus without topics: the pretraining result stands
-        console.print(f"[yellow]skipped downstream evaluation: {err}", highlight=False, soft_wrap=True)
-        return None
-    if not (task.train and task.dev and task.test):
-        console.print(f"[yellow]skipped downstream evaluation: {e.task} has no labelled examples in this data "
-                      f"({task.sizes()}); wiki_topic needs the wiki corpus's topics", highlight=False,
-                      soft_wrap=True)
-        return None
+    e = cfg.get("eval")
+    if task is None:  # loaded at the end (the call before prepare_downstream existed): failures skip with a note
+        if e is None or not e.downstream:
+            return None
+        try:
+            task = prepare_downstream(cfg, built)
+        except ConfigError as err:
+            console.print(f"[yellow]skipped downstream evaluation: {err}", highlight=False, soft_wrap=True)
+            return None
+        if task is None:
+            return None
     encoder = built.module.encoder
     result = finetune(lambda: copy.deepcopy(encoder), task, seeds=range(e.seeds), epochs=e.epochs, lr=e.lr,
-                      batch_size=e.batch_size, seq_len=e.seq_len, device=trainer.device, pooling=e.pooling,
+                      batch_size=e.batch_size, seq_len=e.seq_len, device=_device_of(device), pooling=e.pooling,
                       baselines=("random_init", "bow_logreg") if e.baselines else ())
-    console.print(f"downstream {task.name}: accuracy {result['accuracy_mean']:.3f} +/- {result['accuracy_std']:.3f}, "
-                  f"macro-F1 {result['f1_mean']:.3f} +/- {result['f1_std']:.3f} over {e.seeds} seeds" +
-                  "".join(f"; {k} {v['accuracy_mean']:.3f}" for k, v in result["baselines"].items()),
-                  highlight=False, soft_wrap=True)
+    console.print(result_line(result), highlight=False, soft_wrap=True)
     return result
+
+
+def result_line(result: dict[str, Any]) -> str:
+    """One line: the task's accuracy and macro-F1 over seeds, and each baseline's accuracy."""
+    n = len(result.get("per_seed", []))
+    return (f"downstream {result['task']}: accuracy {result['accuracy_mean']:.3f} +/- {result['accuracy_std']:.3f}, "
+            f"macro-F1 {result['f1_mean']:.3f} +/- {result['f1_std']:.3f} over {n} seeds" +
+            "".join(f"; {k} {v['accuracy_mean']:.3f}" for k, v in result["baselines"].items()))
 
 
 def downstream_metrics(result: dict[str, Any]) -> dict[str, float]:
@@ -52,3 +100,4 @@ def downstream_metrics(result: dict[str, Any]) -> dict[str, float]:
             if k in b:
                 out[f"downstream/{name}_{k}"] = b[k]
     return out
+

@@ -8,6 +8,7 @@ from runner.budget import budget_of
 from runner.errors import ConfigError
 from runner.logging import MODES
 from runner.models.config import SHARES
+from runner.probes.pairs import check_settings as check_probes
 
 
 def _need(ok: bool, message: str) -> None:
@@ -65,15 +66,34 @@ def validate(cfg) -> None:
           f"optimizer.warmup_steps={o.warmup_steps} counts steps, but trainer.budget.minutes has no step count; "
           "use optimizer.warmup_fraction (a share of the time)")
     _need(cfg.logger.mode in MODES, f"logger.mode={cfg.logger.mode!r} must be one of {', '.join(MODES)}")
-    if (e := cfg.get("eval")) is not None and e.downstream:  # checked now, not after the pretraining it follows
-        _need(e.pooling in ("auto", "cls", "mean", "last"),
-              f"eval.pooling={e.pooling!r} must be auto, cls, mean or last")
-        causal = cfg.model.family == "txl" and not cfg.model.get("bidirectional", False)
-        _need(not (causal and e.pooling == "cls"), "eval.pooling=cls on a causal Transformer-XL sees only the first "
-              "token; use eval.pooling=last or mean")
-        for key in ("seeds", "epochs", "batch_size", "seq_len"):
-            _need(e[key] >= 1, f"eval.{key}={e[key]} must be >= 1")
-        _need(e.lr > 0, f"eval.lr={e.lr} must be > 0")
+    if (p := cfg.get("probes")) is not None and p.enabled:
+        check_probes(p)
+    if (e := cfg.get("eval")) is not None and e.downstream is not False:  # on, or auto (on in a multirun):
+        eval_settings(cfg)  # checked now, not after the pretraining it follows
+
+def eval_settings(cfg) -> None:
+    """The eval group: the task, its path and the fine-tuning settings (checked whenever downstream evaluation may
+    run, and by python -m runner.finetune)."""
+    from pathlib import Path
+
+    from runner.downstream.tasks import task_names, unknown_task
+
+    e = cfg.eval
+    why = unknown_task(str(e.task))
+    _need(why is None, f"eval.task={e.task!r}: {why}; use eval.task={task_names()}")
+    if e.path is not None:
+        p = Path(str(e.path)).expanduser()
+        _need(p.is_dir(), f"eval.path={str(e.path)!r} is not a directory; pass a directory of GLUE's tsv files "
+              "(train.tsv, dev.tsv) or a save_to_disk dataset, or drop eval.path to read the Hub")
+    _need(e.pooling in ("auto", "cls", "mean", "last"),
+          f"eval.pooling={e.pooling!r} must be auto, cls, mean or last")
+    causal = cfg.model.family == "txl" and not cfg.model.get("bidirectional", False)
+    _need(not (causal and e.pooling == "cls"), "eval.pooling=cls on a causal Transformer-XL sees only the first "
+          "token; use eval.pooling=last or mean")
+    for key in ("seeds", "epochs", "batch_size"):
+        _need(e[key] >= 1, f"eval.{key}={e[key]} must be >= 1")
+    _need(e.seq_len >= 5, f"eval.seq_len={e.seq_len} must be >= 5 ([CLS] A [SEP] B [SEP])")
+    _need(e.lr > 0, f"eval.lr={e.lr} must be > 0")
 
 
 def distributed_settings(t) -> None:

@@ -7,8 +7,9 @@ import json
 import pytest
 
 from runner.build import build
+from runner.evaluation import prepare_downstream
 from runner.train import run
-from tests.conftest import TINY, make_cfg
+from tests.conftest import TINY, make_cfg, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -35,14 +36,20 @@ def test_corpus_without_topics_skips_downstream_with_a_note(tmp_path, capsys):
         (docs / f"{i}.txt").write_text(f"Document {i} has a few sentences. " * 30)
     cfg = make_cfg(*TINY, "model=roberta", "data=text", f"data.paths=[{docs}]", "trainer.max_steps=2",
                    "eval.downstream=true", "trainer.export_hf=false", "data.val_fraction=0.2")
-    s = run(cfg, build(cfg), tmp_path / "run")
+    built = build(cfg)
+    assert prepare_downstream(cfg, built) is None  # said before training, which goes on
+    assert "skipped downstream evaluation" in "".join(capsys.readouterr())
+    s = run(cfg, built, tmp_path / "run")
     assert "downstream" not in s
     assert "skipped downstream evaluation" in "".join(capsys.readouterr())
 
 
 @pytest.mark.parametrize("overrides,key", [
     (["eval.pooling=max"], "eval.pooling='max'"), (["eval.epochs=0"], "eval.epochs=0"), (["eval.lr=0"], "eval.lr=0"),
-    (["model=txl", "model.cutoffs=[]", "eval.pooling=cls"], "eval.pooling=cls on a causal")])
+    (["model=txl", "model.cutoffs=[]", "eval.pooling=cls"], "eval.pooling=cls on a causal"),
+    (["eval.task=glue_nonexistent"], "eval.task='glue_nonexistent': unknown GLUE task"),
+    (["eval.task=wiki_topics"], "eval.task='wiki_topics': unknown downstream task"),
+    (["eval.task=glue_sst2", "eval.path=/nonexistent/glue"], "eval.path='/nonexistent/glue' is not a directory")])
 def test_bad_downstream_settings_stop_before_pretraining(overrides, key):
     from runner.errors import ConfigError
     from runner.validate import validate
@@ -51,3 +58,13 @@ def test_bad_downstream_settings_stop_before_pretraining(overrides, key):
     with pytest.raises(ConfigError, match=key.replace("(", r"\(")):
         validate(cfg)
     validate(make_cfg(*TINY, "eval.downstream=false", *overrides[:-1]))  # off: not checked
+
+
+def test_eval_task_typo_fails_before_any_training(tmp_path):
+    r = run_cli(*TINY, "eval.downstream=true", "eval.task=glue_nonexistent", "trainer.max_steps=4",
+                run_dir=tmp_path)
+    assert r.returncode == 2, r.stdout + r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "eval.task='glue_nonexistent'" in errors[0] and "glue_<" in errors[0]
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "summary.json").exists()

@@ -311,10 +311,31 @@ def glue_task(name: str, tokenizer: Tokenizer, specials: SpecialIds, seq_len: in
                 pad_id=specials.pad, num_special=specials.num_special, pairs=spec.text_b is not None, notes=notes)
 
 
+CORPUS_TASKS = ("wiki_topic",)  # tasks made from the run's own corpus
+
+
+def task_names() -> str:
+    """The eval.task values, for messages."""
+    return f"{', '.join(CORPUS_TASKS)} or glue_<{'|'.join(GLUE)}>"
+
+
+def unknown_task(name: str) -> str | None:
+    """Why `name` is not a downstream task (an eval.task value), or None when it is one."""
+    if name in CORPUS_TASKS:
+        return None
+    if name.startswith("glue_"):
+        key = name.removeprefix("glue_").replace("-", "").lower()
+        if key in GLUE:
+            return None
+        extra = " (stsb is regression, not classification)" if key == "stsb" else ""
+        return f"unknown GLUE task {name!r}{extra}"
+    return f"unknown downstream task {name!r}"
+
+
 def load_task(name: str, data: Any, seq_len: int = 128, path: str | Path | None = None, **kwargs: Any) -> Task:
     """A task by name from a PretrainingData: "wiki_topic", or "glue_<name>" (from `path` or the hub)."""
+    if (why := unknown_task(name)) is not None:
+        raise ConfigError(f"{why}: {task_names()}")
     if name == "wiki_topic":
         return wiki_topic(data, seq_len, **kwargs)
-    if name.startswith("glue_"):
-        return glue_task(name, data.tokenizer, data.specials, seq_len, path=path, **kwargs)
-    raise ConfigError(f"unknown downstream task {name!r}: wiki_topic or glue_<{'|'.join(GLUE)}>")
+    return glue_task(name, data.tokenizer, data.specials, seq_len, path=path, **kwargs)
