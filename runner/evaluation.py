@@ -18,6 +18,34 @@ if TYPE_CHECKING:
     from runner.downstream.tasks import Task
 
 
+def in_multirun() -> bool:
+    """Whether this process runs one job of a Hydra multirun (False outside Hydra, e.g. in tests)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from runner.sweep import is_multirun
+
+    try:
+        return HydraConfig.initialized() and is_multirun(HydraConfig.get())
+    except Exception:  # noqa: BLE001 - no usable hydra node: a single run
+        return False
+
+
+def downstream_enabled(cfg: DictConfig, multirun: bool | None = None) -> bool:
+    """Whether the run fine-tunes downstream at its end: eval.downstream true / false, or null (auto): on in a
+    multirun, off in a single run. multirun=None asks Hydra (no Hydra config: a single run)."""
+    e = cfg.get("eval")
+    if e is None:
+        return False
+    if e.get("downstream") is None:
+        return in_multirun() if multirun is None else bool(multirun)
+    return bool(e.downstream)
+
+
+def finetune_hint(run_dir: Any) -> str:
+    """The line a single run ends with when it did not fine-tune (eval.downstream auto or false)."""
+    return f"fine-tune later: python -m runner.finetune {run_dir}"
+
+
 class NoLabels(Exception):
     """The run's data has no labelled examples for eval.task (e.g. wiki_topic on a corpus without topics)."""
 
@@ -38,10 +66,12 @@ def load_downstream_task(cfg: DictConfig, built: Built) -> Task:
     return task
 
 
-def prepare_downstream(cfg: DictConfig, built: Built) -> Task | None:
-    """The downstream task, loaded before training: None when the data has no labels for it (a note on the
-    console; the pretraining goes on). A task that cannot be loaded at all (unknown, GLUE unreachable) is a
-    ConfigError: the run stops before any training."""
+def prepare_downstream(cfg: DictConfig, built: Built, multirun: bool | None = None) -> Task | None:
+    """The downstream task, loaded before training; None when downstream evaluation is off (downstream_enabled)
+    or the data has no labels for the task (a note on the console; the pretraining goes on). A task that cannot be
+    loaded at all (unknown, GLUE unreachable, a bad eval.path) is a ConfigError: the run stops before training."""
+    if not downstream_enabled(cfg, multirun):
+        return None
     try:
         return load_downstream_task(cfg, built)
     except NoLabels as err:
@@ -67,7 +97,7 @@ def downstream_eval(cfg: DictConfig, built: Built, device: Any, task: Task | Non
 
     e = cfg.get("eval")
     if task is None:  # loaded at the end (the call before prepare_downstream existed): failures skip with a note
-        if e is None or not e.downstream:
+        if not downstream_enabled(cfg):
             return None
         try:
             task = prepare_downstream(cfg, built)

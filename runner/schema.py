@@ -207,7 +207,10 @@ class TrainerConfig:
 class EvalConfig:
     """eval: downstream fine-tuning of the pretrained encoder (ELECTRA: the discriminator) after pretraining."""
 
-    downstream: bool = True  # run when the run trained to its end and the task has labels (wiki data: topics)
+    # null (auto): on in a Hydra multirun (sweeps, experiment=bert_improvements), off in a single run, which ends
+    # with "fine-tune later: python -m runner.finetune <run_dir>"; true / false force it. It runs when the run
+    # trained to its end and the data has labels for the task (wiki data: topics)
+    downstream: Optional[bool] = None
     # wiki_topic: the topic of held-out test-split articles (pretraining never saw them) | glue_sst2, glue_mrpc, ...
     # (the Hugging Face Hub, or eval.path: a local directory in GLUE's format)
     task: str = "wiki_topic"
@@ -247,6 +250,20 @@ class SweepConfig:
 
 
 @dataclass
+class ProbeConfig:
+    """probes: zero-shot minimal pairs from held-out sentences, scored at every validation by the objective's own
+    head (runner/probes/): accuracy per corruption with a 95% interval, chance 50%."""
+
+    enabled: bool = True
+    pairs: int = 150  # per corruption kind
+    kinds: List[str] = field(default_factory=lambda: ["swap", "replace"])  # adjacent-word swap | frequency-matched word
+    split: str = "validation"  # whose documents give the sentences (never trained on)
+    seed: int = 0  # pairs depend on this and the split only: every run of a comparison scores the same pairs
+    min_words: int = 6
+    max_words: int = 20
+
+
+@dataclass
 class Config:
     """The whole run."""
 
@@ -258,17 +275,18 @@ class Config:
     logger: Any = MISSING
     eval: Any = MISSING
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    probes: ProbeConfig = field(default_factory=ProbeConfig)
     seed: int = 0
     export: Optional[str] = None  # a run directory: write its last checkpoint as a transformers directory
 
 
 def with_defaults(cfg: Any) -> Any:
     """A run's saved, untyped config.yaml brought up to the current schema: keys added since the run was made get
-    their defaults (the groups with one schema: model, data, trainer, eval, logger, sweep)."""
+    their defaults (the groups with one schema: model, data, trainer, eval, logger, sweep, probes)."""
     from omegaconf import OmegaConf
 
     schemas = {"model": EncoderConfig, "data": DataConfig, "trainer": TrainerConfig, "eval": EvalConfig,
-               "logger": LoggerConfig, "sweep": SweepConfig}
+               "logger": LoggerConfig, "sweep": SweepConfig, "probes": ProbeConfig}
     out = OmegaConf.create(OmegaConf.to_container(cfg))
     for key, schema in schemas.items():
         base = OmegaConf.structured(schema)

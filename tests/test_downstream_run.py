@@ -68,3 +68,17 @@ def test_eval_task_typo_fails_before_any_training(tmp_path):
     assert len(errors) == 1 and "eval.task='glue_nonexistent'" in errors[0] and "glue_<" in errors[0]
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "summary.json").exists()
+
+
+def test_downstream_is_auto_on_in_multiruns_and_off_in_single_runs():
+    from runner.evaluation import downstream_enabled, finetune_hint
+
+    auto = make_cfg(*TINY, "eval.downstream=null")
+    assert auto.eval.downstream is None
+    assert downstream_enabled(auto, multirun=True) and not downstream_enabled(auto, multirun=False)
+    assert not downstream_enabled(auto)  # no Hydra run here: a single run
+    for value, on in (("true", True), ("false", False)):
+        forced = make_cfg(*TINY, f"eval.downstream={value}")
+        assert downstream_enabled(forced, multirun=True) is on and downstream_enabled(forced, multirun=False) is on
+    assert finetune_hint("outputs/runs/x") == "fine-tune later: python -m runner.finetune outputs/runs/x"
+    assert make_cfg().eval.downstream is None  # the default
