@@ -106,10 +106,15 @@ def downstream_eval(cfg: DictConfig, built: Built, device: Any, task: Task | Non
             return None
         if task is None:
             return None
+    from runner.downstream.baselines import cache_dir
+
     encoder = built.module.encoder
+    data_cfg = cfg.get("data")
     result = finetune(lambda: copy.deepcopy(encoder), task, seeds=range(e.seeds), epochs=e.epochs, lr=e.lr,
                       batch_size=e.batch_size, seq_len=e.seq_len, device=_device_of(device), pooling=e.pooling,
-                      baselines=("random_init", "bow_logreg") if e.baselines else ())
+                      baselines=("random_init", "bow_logreg") if e.baselines else (),
+                      baseline_cache=cache_dir(data_cfg.get("cache_dir") if data_cfg is not None else None),
+                      shape=encoder)
     console.print(result_line(result), highlight=False, soft_wrap=True)
     return result
 
@@ -119,7 +124,8 @@ def result_line(result: dict[str, Any]) -> str:
     n = len(result.get("per_seed", []))
     return (f"downstream {result['task']}: accuracy {result['accuracy_mean']:.3f} +/- {result['accuracy_std']:.3f}, "
             f"macro-F1 {result['f1_mean']:.3f} +/- {result['f1_std']:.3f} over {n} seeds" +
-            "".join(f"; {k} {v['accuracy_mean']:.3f}" for k, v in result["baselines"].items()))
+            "".join(f"; {k} {v['accuracy_mean']:.3f}" for k, v in result["baselines"].items()) +
+            (" (baselines cached)" if result.get("baselines_source") == "cached" else ""))
 
 
 def downstream_metrics(result: dict[str, Any]) -> dict[str, float]:

@@ -11,12 +11,14 @@ import copy
 import math
 import statistics
 import time
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from runner.downstream.baselines import baseline_inputs, baseline_key, cached_baselines, encoder_shape
 from runner.downstream.tasks import Example, Task
 from runner.models.encoder import init_weights
 from runner.models.txl import TransformerXL
@@ -235,12 +237,18 @@ def finetune(encoder_factory: Callable[[], nn.Module], task: Task, *, seeds: Seq
              device: str | torch.device = "cpu", pooling: str = "auto", warmup_fraction: float = 0.1,
              weight_decay: float = 0.01, dropout: float = 0.1,
              baselines: Sequence[str] = ("random_init", "bow_logreg"),
-             random_factory: Callable[[], nn.Module] | None = None, show_progress: bool = True) -> dict[str, Any]:
+             random_factory: Callable[[], nn.Module] | None = None, show_progress: bool = True,
+             baseline_cache: str | Path | None = None, shape: Any = None) -> dict[str, Any]:
     """Fine-tune a fresh copy of the pretrained encoder per seed (encoder_factory() returns one, e.g.
     `lambda: copy.deepcopy(built.module.encoder)`), then the baselines: random_init (the same architecture with
     random weights, from random_factory() or random_like(encoder_factory()), the same fine-tuning and seeds) and
     bow_logreg (logistic regression on bag-of-words counts, C chosen on dev). Returns {"task", "accuracy_mean",
-    "accuracy_std", "f1_mean", "f1_std", "per_seed", "baselines": {...}, "sizes", "settings", "chance"}."""
+    "accuracy_std", "f1_mean", "f1_std", "per_seed", "baselines": {...}, "sizes", "settings", "chance"}.
+
+    baseline_cache: a directory (runner.downstream.baselines.cache_dir()) where the baselines are stored by a key
+    of the task, the encoder's shape (`shape`: its config dataclass, else encoder_factory()'s), the settings, seeds
+    and device type, and reused: the result then says "baselines_source": "cached" (or "computed") and
+    "baselines_key". A random_factory that is not random_like's architecture needs its own `shape`."""
     device = torch.device(device)
     for b in baselines:
         if b not in ("random_init", "bow_logreg"):
@@ -257,14 +265,29 @@ def finetune(encoder_factory: Callable[[], nn.Module], task: Task, *, seeds: Seq
     result: dict[str, Any] = {"task": task.name, **finetune_seeds(lambda s: encoder_factory(), task, seeds=seeds,
                                                                    show_progress=show_progress,
                                                                    label="pretrained", **common)}
-    result["baselines"] = {}
-    if "random_init" in baselines:
-        make = (lambda s: random_factory()) if random_factory is not None else \
-            (lambda s: random_like(encoder_factory()))
-        result["baselines"]["random_init"] = finetune_seeds(make, task, seeds=seeds, show_progress=show_progress,
-                                                            label="random init", **common)
-    if "bow_logreg" in baselines:
-        result["baselines"]["bow_logreg"] = bow_logreg(task)
+
+    def compute_baselines() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if "random_init" in baselines:
+            make = (lambda s: random_factory()) if random_factory is not None else \
+                (lambda s: random_like(encoder_factory()))
+            out["random_init"] = finetune_seeds(make, task, seeds=seeds, show_progress=show_progress,
+                                                label="random init", **common)
+        if "bow_logreg" in baselines:
+            out["bow_logreg"] = bow_logreg(task)
+        return out
+    key_shape = encoder_shape(shape if shape is not None else encoder_factory()) \
+        if baseline_cache is not None and baselines else None
+    if key_shape is not None:
+        inputs = baseline_inputs(task, key_shape, settings, seeds, device, baselines)
+        key = baseline_key(inputs)
+        result["baselines"], result["baselines_source"] = cached_baselines(baseline_cache, key, inputs,
+                                                                           compute_baselines)
+        result["baselines_key"] = key
+    else:
+        result["baselines"] = compute_baselines()
+        if baselines:
+            result["baselines_source"], result["baselines_key"] = "computed", None
     y_train = [ex.label for ex in task.train]
     majority = max(set(y_train), key=y_train.count)
     result["chance"] = {"majority_label": task.labels[majority],
