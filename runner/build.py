@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,7 @@ class Built:
     config: EncoderConfig
     data: PretrainingData
     module: Pretrainer
+    seconds: float = 0.0  # to build it: corpus, tokenizer, tokenized splits, model
 
     @property
     def objective(self) -> Objective:
@@ -57,6 +59,7 @@ def encoder_config(cfg: DictConfig) -> EncoderConfig:
 
 def build(cfg: DictConfig) -> Built:
     """Validate the config, then build data, encoder and objective."""
+    started = time.perf_counter()
     validate(cfg)
     config = encoder_config(cfg)
     objective_cls = get_class(cfg.objective._target_)
@@ -90,7 +93,7 @@ def build(cfg: DictConfig) -> Built:
     module = Pretrainer(encoder, objective)
     if config.init_from:
         load_hf_weights(module, config, config.init_from)
-    return Built(config=config, data=data, module=module)
+    return Built(config=config, data=data, module=module, seconds=time.perf_counter() - started)
 
 
 def check_masked_txl(config: EncoderConfig, objective_cls: type, options: DictConfig) -> None:

@@ -11,7 +11,6 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 
 from runner import distributed
 from runner.data.cache import atomic_write_bytes
@@ -142,17 +141,3 @@ def progress() -> Progress:
                     TextColumn("loss {task.fields[loss]:.3f}"), TextColumn("{task.fields[tps]:,.0f} tok/s"),
                     TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
                     disable=not distributed.is_main())  # a distributed run: rank 0's bar only
-
-
-def summary_table(summary: dict[str, Any]) -> Table:
-    """The end-of-run table."""
-    table = Table(title=f"run summary: {summary.get('name', '')}", show_header=True)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for k, v in _flatten(summary).items():
-        if isinstance(v, float):
-            v = f"{v:.4g}" if abs(v) < 1e5 else f"{v:.3e}"
-        elif isinstance(v, int):
-            v = f"{v:,}"
-        table.add_row(k, str(v))
-    return table

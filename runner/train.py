@@ -18,13 +18,16 @@ from runner.data.batches import Batch, Batches, batch_loader, trim
 from runner.data.lm_stream import stream_batches, stream_rows
 from runner.data.stream import TokenStream
 from runner.errors import ConfigError, TrainingError
-from runner.evaluation import downstream_eval, downstream_metrics
+from runner.evaluation import downstream_enabled, downstream_eval, downstream_metrics, finetune_hint, prepare_downstream
 from runner.flops import train_flops, txl_train_flops
 from runner.lm_eval import compare_contexts, context_metrics, context_table
-from runner.logging import NullLogger, RunLogger, console, progress, summary_table
+from runner.data.unigram import unigram_entropy
+from runner.logging import NullLogger, RunLogger, console, progress
 from runner.parallel import Parallel
 from runner.precision import Precision
 from runner.preemption import Preempted, StopSignals, in_submitit_job
+from runner.probes.report import Probes, build_probes
+from runner.summary import report_table, validation_line
 from runner.validate import resolve_device
 
 NO_STEP_LIMIT = 10 ** 12  # a minutes budget: the clock, not a step count, ends the run
@@ -101,6 +104,11 @@ class Trainer:
         self.step, self.tokens, self.flops, self.elapsed = 0, 0, 0.0, 0.0
         self.skipped = self.skipped_in_a_row = 0  # updates skipped for a non-finite loss (trainer.nonfinite=skip)
         self.first_val: dict[str, float] | None = None
+        self.first_probes: dict[str, float] | None = None
+        self.probes: Probes | None = None  # zero-shot minimal pairs, scored at every validation (run() sets them)
+        self.unigram_entropy: float | None = None  # the context-blind loss of the training tokens (run() sets it)
+        self.eval_s = 0.0  # seconds of validation and probes in this invocation
+        self.last_validation: tuple[int, dict[str, float], dict[str, float]] | None = None  # (step, val, probes)
 
     def plan(self) -> tuple[int, int]:
         """(the most steps the loop takes, the steps the schedule spans): trainer.max_steps, or the budget's plan
@@ -130,6 +138,7 @@ class Trainer:
         return {"module": module, "optimizer": optimizer, "precision": self.amp.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "step": self.step, "tokens": self.tokens,
                 "flops": self.flops, "elapsed": self.elapsed, "first_val": self.first_val,
+                "first_probes": self.first_probes,
                 "rng": rngs[0], "rng_ranks": rngs, "memory_ranks": memories, "world_size": self.world,
                 "strategy": self.parallel.strategy if self.world > 1 else "single", "skipped": self.skipped,
                 "model_config": OmegaConf.to_container(self.cfg.model)}
@@ -151,6 +160,7 @@ class Trainer:
         self.amp.load_state_dict(s.get("precision"))
         self.step, self.tokens, self.flops, self.elapsed = s["step"], s["tokens"], s["flops"], s["elapsed"]
         self.first_val = s["first_val"]
+        self.first_probes = s.get("first_probes")
         self.skipped = s.get("skipped", 0)
         ranks = s.get("rng_ranks") or [s["rng"]]
         # the same world size continues every rank's own random stream; another one gives each rank rank 0's
@@ -204,6 +214,25 @@ class Trainer:
                 totals[k] = totals[k] + v if k in totals else v
         self.module.train()
         return self.built.objective.metrics(totals)
+
+    def validate(self) -> tuple[dict[str, float], dict[str, float]]:
+        """Validation metrics (with the gap to the unigram entropy) and probe accuracies, timed as evaluation."""
+        start = time.perf_counter()
+        val = self.evaluate()
+        key = self.built.objective.lm_metric
+        if self.unigram_entropy is not None and key in val:  # > 0: the model uses context
+            val["unigram_gap"] = self.unigram_entropy - val[key]
+        probes = self.probes.evaluate(self.built.objective, self.module.encoder) if self.probes is not None else {}
+        self.eval_s += time.perf_counter() - start
+        self.last_validation = (self.step, val, probes)
+        return val, probes
+
+    def final_validation(self) -> tuple[dict[str, float], dict[str, float]]:
+        """The validation of the current step: the loop's last one when it ran at this step (it is
+        deterministic), else a new one."""
+        if self.last_validation is not None and self.last_validation[0] == self.step:
+            return self.last_validation[1], self.last_validation[2]
+        return self.validate()
 
     def accumulate(self) -> dict[str, float]:
         """Forward and backward over grad_accum micro-batches; losses are normalised over all of them, so the
@@ -291,8 +320,9 @@ class Trainer:
         t, last = self.t, {}
         end = self.max_steps if t.stop_after is None else min(self.max_steps, t.stop_after)
         if self.step == 0 and t.max_steps > 0:
-            self.first_val = self.evaluate()
-            logger.log({f"val/{k}": v for k, v in self.first_val.items()}, step=0)
+            self.first_val, self.first_probes = self.validate()
+            logger.log({**{f"val/{k}": v for k, v in self.first_val.items()},
+                        **{f"probe/{k}": v for k, v in self.first_probes.items()}}, step=0)
         window_tokens, window_start = 0, time.perf_counter()
         with progress() as bar, contextlib.closing(self), StopSignals() as stop:  # no loader workers outlive it
             total = None if self.max_steps == NO_STEP_LIMIT else self.max_steps  # minutes: no step count known
@@ -318,12 +348,12 @@ class Trainer:
                     bar.update(task, loss=out["loss"], tps=tps)
                 done = self.finished()
                 if self.step % t.eval_every == 0 or done:
-                    val = self.evaluate()
-                    logger.log({f"val/{k}": v for k, v in val.items()}, step=self.step)
+                    val, probes = self.validate()
+                    logger.log({**{f"val/{k}": v for k, v in val.items()},
+                                **{f"probe/{k}": v for k, v in probes.items()}}, step=self.step)
                     # one line per evaluation, above the bar (and the only progress in non-terminal logs)
                     if distributed.is_main():
-                        bar.console.print(f"step {self.step}/{total or '?'}  train loss {out['loss']:.4f}  " +
-                                          "  ".join(f"val {k} {v:.4g}" for k, v in val.items()),
+                        bar.console.print(validation_line(self.step, total, out["loss"], val, probes),
                                           highlight=False, soft_wrap=True)
                 signum = stop.requested(self.device)  # SIGTERM / SIGUSR1: checkpoint after this step, then stop
                 if self.step % t.checkpoint_every == 0 or self.step == end or done or signum:
@@ -343,6 +373,9 @@ class Trainer:
 def run(cfg: DictConfig, built: Built, run_dir: Path) -> dict[str, Any]:
     """Train (or, with trainer.max_steps=0, only build) and write the run's summary."""
     started = time.perf_counter()
+    main = distributed.is_main()  # ranks > 0 train and evaluate, and write nothing
+    # the downstream task is loaded before any training: a bad eval.task or an unreachable dataset stops the run now
+    task = prepare_downstream(cfg, built) if main and cfg.trainer.max_steps > 0 else None
     trainer = Trainer(cfg, built, run_dir)
     # trainer.resume=auto: continue when the run directory has a checkpoint (a requeued job), else start; a submitit
     # job resumes that way by default (the job's directory holds a checkpoint only when this is a requeue)
@@ -355,22 +388,31 @@ def run(cfg: DictConfig, built: Built, run_dir: Path) -> dict[str, Any]:
     tags = list(dict.fromkeys([m, o, d, cfg.model.family, f"masking={cfg.objective.get('masking', 'none')}",
                                *cfg.logger.tags]))
     group = cfg.logger.group or f"{m}-{o}"  # dashboards group runs by variant (a sweep: by sweep, runner.sweep)
-    main = distributed.is_main()  # ranks > 0 train and evaluate, and write nothing
     logger = RunLogger(cfg.logger, run_dir, OmegaConf.to_container(cfg, resolve=True), name, tags,
                        resume_step=trainer.step if resuming else None, group=group) if main else NullLogger()
+    if cfg.trainer.max_steps > 0:  # what a context-blind model reaches, and the minimal pairs
+        start = time.perf_counter()
+        trainer.unigram_entropy = unigram_entropy(built.data.splits["train"], built.data.specials.num_special)
+        trainer.probes = build_probes(cfg, built.data)
+        built.seconds += time.perf_counter() - start
     try:
         last = trainer.fit(logger) if cfg.trainer.max_steps > 0 else {}
     except BaseException:
         logger.abort()
         raise
-    final_val = trainer.evaluate() if cfg.trainer.max_steps > 0 else {}
+    final_val, final_probes = trainer.final_validation() if cfg.trainer.max_steps > 0 else ({}, {})
     if trainer.parallel.sharded:  # FSDP: gather the shards (every rank takes part) into one module on rank 0
         built.module = trainer.module = trainer.parallel.unsharded()
     if not main:  # no collective follows training: leave rank 0 to the end-of-run work
         distributed.shutdown(barrier=False)
         return {"name": name, "rank": distributed.rank(), "steps": trainer.step, "final_val": final_val}
+    start = time.perf_counter()
     context = trainer.compare_contexts() if getattr(built.objective, "streams", False) and final_val else None
-    downstream = downstream_eval(cfg, built, trainer) if final_val and trainer.finished() else None
+    trainer.eval_s += time.perf_counter() - start
+    start = time.perf_counter()
+    finished = bool(final_val) and trainer.finished()
+    downstream = downstream_eval(cfg, built, trainer.device, task) if task is not None and finished else None
+    finetune_s = time.perf_counter() - start
     summary = {
         "name": name, "model": m, "objective": o, "data": d, "run_dir": str(run_dir),
         "parameters": parameter_counts(built.module), "steps": trainer.step, "max_steps": trainer.max_steps,
@@ -382,6 +424,13 @@ def run(cfg: DictConfig, built: Built, run_dir: Path) -> dict[str, Any]:
         "device": str(trainer.device), "precision": trainer.precision, "data_stats": built.data.stats(),
         "wandb_mode": logger.mode, "wandb_group": group, "skipped_steps": trainer.skipped,
     }
+    if trainer.unigram_entropy is not None:
+        summary["unigram_entropy"] = trainer.unigram_entropy
+    if trainer.probes is not None:
+        p = cfg.probes
+        summary["probes"] = {"pairs": trainer.probes.counts(), "scorers": trainer.probes.scorers, "split": p.split,
+                             "seed": p.seed, "words": [p.min_words, p.max_words],
+                             "initial": trainer.first_probes or {}, "final": final_probes}
     if trainer.budget is not None:  # what ended the run, and how much of it was used
         b = trainer.budget
         used = {"steps": trainer.step, "tokens": trainer.tokens, "flops": trainer.flops,
@@ -395,12 +444,19 @@ def run(cfg: DictConfig, built: Built, run_dir: Path) -> dict[str, Any]:
         logger.log(context_metrics(context), step=trainer.step)
     if cfg.model.family == "albert":  # the paper's headline contrast, counted from the presets (Table 2)
         summary["albert_vs_bert"] = albert_contrast()
+    start = time.perf_counter()
     if cfg.trainer.export_hf and cfg.trainer.max_steps > 0 and trainer.finished():
         summary["hf_export"] = export_run(built, run_dir)
-    summary["wall_time_s"] = time.perf_counter() - started  # this invocation: data, evaluation, export included
+    export_s = time.perf_counter() - start
+    summary["wall_time_s"] = time.perf_counter() - started + built.seconds  # data, evaluation, export included
+    # where this invocation's time went (training: the loop's steps, all invocations of a resumed run)
+    summary["time_s"] = {"data": built.seconds, "training": trainer.elapsed, "validation_probes": trainer.eval_s,
+                         "finetuning": finetune_s, "export": export_s, "total": summary["wall_time_s"]}
     logger.finish(summary)
     distributed.shutdown(barrier=False)
-    console.print(summary_table(summary))
+    console.print(report_table(summary))
+    if finished and not downstream_enabled(cfg):
+        console.print(finetune_hint(run_dir), highlight=False, soft_wrap=True)
     if context is not None:
         console.print(context_table(context))
     if "albert_vs_bert" in summary:

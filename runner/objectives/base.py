@@ -1,11 +1,12 @@
 """What every pretraining objective provides to the loop: heads, batch preparation, a normalised loss."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
+from runner.data.tokenizer import SpecialIds
 from runner.errors import ConfigError
 from runner.models.config import EncoderConfig
 
@@ -17,6 +18,9 @@ class Objective(nn.Module):
     weights, so any objective composes with any encoder that can serve it."""
 
     needs_pairs: bool = False  # True when examples are sentence pairs (NSP) rather than packed text
+    # the validation metric that is a language-model loss in nats per token, compared with the unigram entropy of
+    # the training tokens (the loss of a model blind to context); None: the objective has none
+    lm_metric: str | None = None
 
     def __init__(self, model_config: EncoderConfig, name: str):
         super().__init__()
@@ -61,6 +65,13 @@ class Objective(nn.Module):
     def metrics(stats: Stats) -> dict[str, float]:
         """Turn summed stats into readable metrics."""
         raise NotImplementedError
+
+    def sentence_scores(self, encoder: nn.Module, sentences: Sequence[Sequence[int]],
+                        specials: SpecialIds) -> dict[str, torch.Tensor]:
+        """Log-scores (N,) of whole sentences (token ids without specials) by each of this objective's scorers, the
+        one the family is judged by first (runner/objectives/scoring.py); the zero-shot probes compare them on
+        minimal pairs. {}: the objective has no way to score a sentence."""
+        return {}
 
 
 def require(ok: bool, message: str) -> None:

@@ -8,15 +8,17 @@ tied to the model's adaptive embeddings and the next-token loss.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from runner.data.tokenizer import SpecialIds
 from runner.models.adaptive import AdaptiveSoftmax
 from runner.models.config import EncoderConfig
 from runner.objectives.base import Objective, Stats, require
+from runner.objectives.scoring import per_token_sum, plain_hidden
 
 RESETS = ("stream", "document")
 
@@ -25,6 +27,7 @@ class CausalLM(Objective):
     """Next-token prediction with an adaptive (or full) softmax tied to the model's adaptive embeddings."""
 
     streams = True  # the loop feeds contiguous-stream batches (StreamBatches), not example sets
+    lm_metric = "lm_loss"
 
     def __init__(self, model_config: EncoderConfig, specials: SpecialIds, token_vocab_size: int, name: str = "clm",
                  reset: str = "stream", compare_tokens: int = 256, word_table: Any = None):
@@ -70,6 +73,15 @@ class CausalLM(Objective):
     def metrics(self, stats: Stats) -> dict[str, float]:
         """Mean NLL (nats per token), perplexity, and bits per character for character-level vocabularies."""
         return lm_metrics(float(stats["lm_nll_sum"]), float(stats["lm_count"]), self.char_level)
+
+    def sentence_scores(self, encoder: nn.Module, sentences: Sequence[Sequence[int]],
+                        specials: SpecialIds) -> dict[str, torch.Tensor]:
+        """Log-likelihood of each sentence read as a new document (after a separator), without memory."""
+        def next_token_logp(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            hidden = plain_hidden(encoder, ids, mask)  # (B, T, H), causal
+            nll = self.token_nll(encoder, hidden[:, :-1], ids[:, 1:])  # (B, T - 1): token t given those before
+            return F.pad(-nll, (1, 0))  # (B, T): the separator itself is not scored
+        return {"loglik": per_token_sum(encoder, next_token_logp, sentences, [self.sep], [], specials.pad)}
 
 
 def lm_metrics(nll_sum: float, count: float, char_level: bool) -> dict[str, float]:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -13,6 +13,7 @@ from runner.models.config import EncoderConfig
 from runner.models.heads import MLMHead
 from runner.objectives.base import Objective, Stats, require
 from runner.objectives.masking import IGNORE, SPANS, MaskingSpec, mask_tokens
+from runner.objectives.scoring import pseudo_log_likelihood
 
 
 class MaskedLM(Objective):
@@ -21,6 +22,8 @@ class MaskedLM(Objective):
     Selection is per token (BERT), per whole word (BERT's whole-word masking) or per n-gram of words (ALBERT
     section 4.1); the two span modes need `word_table`, the tokenizer's is_continuation[vocab_size] table
     (runner/data/words.py)."""
+
+    lm_metric = "mlm_loss"
 
     def __init__(self, model_config: EncoderConfig, specials: SpecialIds, token_vocab_size: int, name: str = "mlm",
                  masking: str = "dynamic", mask_prob: float = 0.15, mask_token_prob: float = 0.8,
@@ -96,3 +99,8 @@ class MaskedLM(Objective):
         loss = float(stats["mlm_loss_sum"]) / n
         return {"mlm_loss": loss, "mlm_accuracy": float(stats["mlm_correct"]) / n,
                 "perplexity": math.exp(min(loss, 50.0))}
+
+    def sentence_scores(self, encoder: nn.Module, sentences: Sequence[Sequence[int]],
+                        specials: SpecialIds) -> dict[str, torch.Tensor]:
+        """Pseudo-log-likelihood under the MLM head (Salazar et al. 2020)."""
+        return {"pll": pseudo_log_likelihood(encoder, lambda h: self.mlm_logits(encoder, h), sentences, specials)}

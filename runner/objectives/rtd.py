@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +37,7 @@ from runner.models.encoder import Encoder
 from runner.models.heads import DiscriminatorHead
 from runner.objectives.base import Stats, require
 from runner.objectives.masking import IGNORE
+from runner.objectives.scoring import per_token_sum, pseudo_log_likelihood
 from runner.objectives.mlm import MaskedLM
 
 TIES = ("none", "embeddings", "all")
@@ -249,3 +250,13 @@ class ReplacedTokenDetection(MaskedLM):
                        dataclasses.replace(self.config, family="electra"), True),
                 "hf_generator": ({**named("encoder", gen), **named("objective.mlm_head", self.mlm_head)},
                                  dataclasses.replace(self.generator_config, family="electra"), False)}
+
+    def sentence_scores(self, encoder: nn.Module, sentences: Sequence[Sequence[int]],
+                        specials: SpecialIds) -> dict[str, torch.Tensor]:
+        """The discriminator's summed log-probability that every token is original; beside it the generator's
+        pseudo-log-likelihood (ELECTRA's generator is a masked LM)."""
+        def original_logp(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            return F.logsigmoid(-self.disc_head(encoder(ids, torch.zeros_like(ids), mask)).float())  # (B, T)
+        gen = self.generator_of(encoder)
+        return {"disc": per_token_sum(encoder, original_logp, sentences, [specials.cls], [specials.sep], specials.pad),
+                "generator": pseudo_log_likelihood(gen, lambda h: self.mlm_logits(gen, h), sentences, specials)}
