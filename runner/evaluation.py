@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from omegaconf import DictConfig
+from rich.markup import escape
 
 from runner.errors import ConfigError
 from runner.logging import console
@@ -75,7 +76,7 @@ def prepare_downstream(cfg: DictConfig, built: Built, multirun: bool | None = No
     try:
         return load_downstream_task(cfg, built)
     except NoLabels as err:
-        console.print(f"[yellow]skipped downstream evaluation: {err}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]skipped downstream evaluation: {escape(str(err))}", highlight=False, soft_wrap=True)
         return None
 
 
@@ -102,7 +103,8 @@ def downstream_eval(cfg: DictConfig, built: Built, device: Any, task: Task | Non
         try:
             task = prepare_downstream(cfg, built)
         except ConfigError as err:
-            console.print(f"[yellow]skipped downstream evaluation: {err}", highlight=False, soft_wrap=True)
+            console.print(f"[yellow]skipped downstream evaluation: {escape(str(err))}", highlight=False,
+                          soft_wrap=True)
             return None
         if task is None:
             return None
@@ -128,12 +130,29 @@ def result_line(result: dict[str, Any]) -> str:
             (" (baselines cached)" if result.get("baselines_source") == "cached" else ""))
 
 
-def downstream_metrics(result: dict[str, Any]) -> dict[str, float]:
-    """Downstream scores as flat W&B keys: downstream/accuracy_mean ..., downstream/<baseline>_accuracy_mean."""
-    out = {f"downstream/{k}": result[k] for k in ("accuracy_mean", "accuracy_std", "f1_mean", "f1_std")}
+def store_downstream(summary: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    """Put a downstream result into a run's summary (in place, also returned): summary["downstream_tasks"][task] =
+    result, and summary["downstream"] = result when the summary has no "downstream" yet or it is the same task
+    (so sweep.metric=downstream.accuracy_mean keeps meaning the run's first task). A "downstream" written before
+    "downstream_tasks" existed is listed there too."""
+    tasks = summary.setdefault("downstream_tasks", {})
+    old = summary.get("downstream")
+    if isinstance(old, dict) and old.get("task") and old["task"] not in tasks:
+        tasks[old["task"]] = old
+    tasks[result["task"]] = result
+    if not isinstance(old, dict) or old.get("task") == result["task"]:
+        summary["downstream"] = result
+    return summary
+
+
+def downstream_metrics(result: dict[str, Any], by_task: bool = False) -> dict[str, float]:
+    """Downstream scores as flat W&B keys: downstream/accuracy_mean ..., downstream/<baseline>_accuracy_mean;
+    by_task: downstream/<task>/accuracy_mean ... (a task besides the run's main one)."""
+    p = f"downstream/{result['task']}/" if by_task else "downstream/"
+    out = {f"{p}{k}": result[k] for k in ("accuracy_mean", "accuracy_std", "f1_mean", "f1_std")}
     for name, b in result.get("baselines", {}).items():
         for k in ("accuracy_mean", "f1_mean"):
             if k in b:
-                out[f"downstream/{name}_{k}"] = b[k]
+                out[f"{p}{name}_{k}"] = b[k]
     return out
 

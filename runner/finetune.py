@@ -1,0 +1,153 @@
+"""`python -m runner.finetune <run_dir> [eval.key=value ...]`: fine-tune a finished run's encoder downstream.
+
+The run is rebuilt from <run_dir>/.hydra/config.yaml (its data, tokenizer and model), its last checkpoint is
+loaded, and the encoder is fine-tuned as at the end of a run (runner.evaluation.downstream_eval: eval.task over
+eval.seeds seeds, with the cached or computed baselines). The result goes into the run's summary.json
+(`downstream_tasks[<task>]`, and `downstream` when the run has none yet or it is the same task), its
+metrics.jsonl and its W&B run (resumed by the id in wandb_id.txt; offline or disabled W&B is fine).
+
+    python -m runner.finetune outputs/runs/<run>
+    python -m runner.finetune outputs/runs/<run> eval.task=wiki_acceptability eval.seeds=2 trainer.device=cpu
+
+Overrides: any eval.* key, and trainer.device, trainer.threads, logger.mode; the run's other settings are its own.
+Errors (not a run directory, no checkpoint, a bad override) are one line and exit code 2."""
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from runner.errors import ConfigError, TrainingError
+
+USAGE = ("usage: python -m runner.finetune <run_dir> [eval.task=wiki_topic eval.seeds=3 ... trainer.device=cpu "
+         "logger.mode=disabled]")
+OTHER_KEYS = ("trainer.device", "trainer.threads", "logger.mode")
+
+
+def _schema(group: str) -> Any:
+    from runner.schema import EvalConfig, LoggerConfig, TrainerConfig
+
+    return {"eval": EvalConfig, "trainer": TrainerConfig, "logger": LoggerConfig}[group]
+
+
+def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
+    """cfg with key=value overrides of eval.* (and OTHER_KEYS), each checked against its group's schema: an
+    unknown key or a value of the wrong type is a ConfigError naming the key."""
+    for item in overrides:
+        key, sep, _ = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"{item!r} is not an override; use key=value, e.g. eval.seeds=2 ({USAGE})")
+        if not (key.startswith("eval.") or key in OTHER_KEYS):
+            raise ConfigError(f"{key}: python -m runner.finetune takes eval.* overrides (and "
+                              f"{', '.join(OTHER_KEYS)}); the run's other settings are its own")
+        group, rest = key.split(".", 1)
+        try:
+            value = OmegaConf.from_dotlist([f"{rest}={item.partition('=')[2]}"])
+            cfg[group] = OmegaConf.merge(OmegaConf.structured(_schema(group)), cfg.get(group) or {}, value)
+        except OmegaConfBaseException as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            if "not in" in first or "Key '" in first:
+                keys = ", ".join(OmegaConf.structured(_schema(group)).keys())
+                raise ConfigError(f"{key} is not a key of {group} (its keys: {keys})") from None
+            raise ConfigError(f"{item}: {first}") from None
+    return cfg
+
+
+def _logger(cfg: DictConfig, run_dir: Path, summary: dict[str, Any]) -> Any:
+    """The run's logger, resumed at its last step (its W&B run by wandb_id.txt); a NullLogger if that fails."""
+    from runner.logging import NullLogger, RunLogger
+
+    m, o, d = cfg.model.name, cfg.objective.name, cfg.data.name
+    tags = list(dict.fromkeys([m, o, d, cfg.model.family, f"masking={cfg.objective.get('masking', 'none')}",
+                               *cfg.logger.tags]))
+    name = summary.get("name") or cfg.logger.name or run_dir.name
+    try:
+        return RunLogger(cfg.logger, run_dir, {}, name, tags, resume_step=int(summary.get("steps", 0)),
+                         group=summary.get("wandb_group") or cfg.logger.group)
+    except Exception as e:  # noqa: BLE001 - logging must not lose the fine-tuning's result
+        warnings.warn(f"W&B and metrics.jsonl not updated ({type(e).__name__}: {e}); writing summary.json only",
+                      stacklevel=2)
+        return NullLogger()
+
+
+def finetune_run(run_dir: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Fine-tune the run in run_dir on eval.task (with the overrides) and record the result; returns it."""
+    import torch
+
+    from runner import checkpoint
+    from runner.build import build
+    from runner.data.cache import atomic_write_bytes
+    from runner.evaluation import NoLabels, downstream_eval, downstream_metrics, load_downstream_task, store_downstream
+    from runner.logging import NullLogger, console
+    from runner.schema import with_defaults
+    from runner.validate import eval_settings, resolve_device
+
+    run_dir = Path(run_dir)
+    cfg_file, summary_file = run_dir / ".hydra" / "config.yaml", run_dir / "summary.json"
+    if not cfg_file.is_file():
+        raise ConfigError(f"{str(run_dir)!r} is not a run directory (no {cfg_file}); pass outputs/runs/<run> or a "
+                          "sweep job's directory")
+    if not checkpoint.exists(run_dir):
+        raise ConfigError(f"{run_dir} has no checkpoint ({checkpoint.checkpoint_path(run_dir)}): the run trained no "
+                          "steps (trainer.max_steps=0) or its checkpoints were removed")
+    if not summary_file.is_file():
+        raise ConfigError(f"{run_dir} has no summary.json: the run did not finish; complete it with "
+                          f"`python -m runner <its overrides> trainer.resume=true hydra.run.dir={run_dir}` first")
+    try:
+        json.loads(summary_file.read_text())
+    except ValueError as e:
+        raise ConfigError(f"{summary_file} is not JSON ({e})") from None
+    cfg = with_defaults(OmegaConf.load(cfg_file))  # a run made before newer config keys still loads
+    cfg = apply_overrides(cfg, overrides)
+    cfg.trainer.max_steps = 0
+    eval_settings(cfg)
+    device = resolve_device(cfg.trainer.device)
+    if cfg.trainer.threads:
+        torch.set_num_threads(cfg.trainer.threads)
+    built = build(cfg)
+    try:
+        task = load_downstream_task(cfg, built)
+    except NoLabels as e:
+        raise ConfigError(f"eval.task={cfg.eval.task}: {e}") from None
+    state = checkpoint.load(run_dir)
+    built.module.load_state_dict(state["module"])
+    result = downstream_eval(cfg, built, device, task)
+    summary = json.loads(summary_file.read_text())  # read again: the newest one gets the result
+    store_downstream(summary, result)
+    main = summary["downstream"] is result
+    logger = _logger(cfg, run_dir, summary)
+    logger.log(downstream_metrics(result, by_task=not main), step=int(summary.get("steps", 0)))
+    logger.finish(summary)  # summary.json, atomically, and the W&B run's summary
+    if isinstance(logger, NullLogger):
+        atomic_write_bytes(json.dumps(summary, indent=2).encode(), summary_file)
+    console.print(f"wrote {result['task']} to {summary_file}" + (" (also as its downstream)" if main else ""),
+                  highlight=False, soft_wrap=True)
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command line; returns the exit code (2 for one-line errors)."""
+    from rich.markup import escape
+
+    from runner.logging import console
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(USAGE + "\n\n" + __doc__.split("\n\n", 1)[1])
+        return 0 if args else 2
+    try:
+        finetune_run(Path(args[0]), args[1:])
+    except (ConfigError, TrainingError) as e:
+        console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

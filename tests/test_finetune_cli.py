@@ -1,0 +1,73 @@
+"""`python -m runner.finetune <run_dir>`: a finished run fine-tuned later, its scores written into its summary.json
+and metrics.jsonl; bad input is one line and exit code 2."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, TINY, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def finetune_cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "runner.finetune", *map(str, args)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def one_error(r: subprocess.CompletedProcess) -> str:
+    assert r.returncode == 2, r.stdout + r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in r.stderr, r.stderr
+    return errors[0]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("finetune") / "run"
+    r = run_cli(*TINY, "data.max_docs=1500", "trainer.max_steps=4", "eval.downstream=false",
+                "trainer.export_hf=false", run_dir=run)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "downstream" not in json.loads((run / "summary.json").read_text())
+    return run
+
+
+def test_finetune_writes_the_scores_into_the_runs_summary(finished_run):
+    r = finetune_cli(finished_run, "eval.seeds=1", "eval.epochs=1", "eval.seq_len=32")
+    assert r.returncode == 0, r.stdout + r.stderr
+    s = json.loads((finished_run / "summary.json").read_text())
+    d = s["downstream"]
+    assert d["task"] == "wiki_topic" and len(d["per_seed"]) == 1 and 0.0 <= d["accuracy_mean"] <= 1.0
+    assert s["downstream_tasks"] == {"wiki_topic": d}
+    assert d["baselines_source"] in ("computed", "cached") and set(d["baselines"]) == {"random_init", "bow_logreg"}
+    assert d["settings"]["epochs"] == 1 and d["settings"]["seq_len"] == 32
+    assert s["steps"] == 4 and s["final_val"]  # the rest of the summary stands
+    last = json.loads((finished_run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == 4 and last["downstream/accuracy_mean"] == d["accuracy_mean"]
+    assert "downstream wiki_topic: accuracy" in r.stderr
+
+
+def test_bad_input_is_one_line_and_exit_2(finished_run, tmp_path, capsys):
+    from runner.finetune import main
+
+    assert "eval.sedes is not a key of eval" in one_error(finetune_cli(finished_run, "eval.sedes=2"))
+
+    def error(*args: str) -> str:  # the same, in-process: each fails before building anything
+        capsys.readouterr()
+        assert main([str(a) for a in args]) == 2
+        lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error:"), lines
+        return lines[0]
+    assert "eval.seeds=abc" in error(finished_run, "eval.seeds=abc")
+    assert "model.hidden_size" in error(finished_run, "model.hidden_size=3")
+    assert "eval.task='glue_x'" in error(finished_run, "eval.task=glue_x")
+    assert "is not a run directory" in error(tmp_path)
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "config.yaml").write_text((finished_run / ".hydra" / "config.yaml").read_text())
+    assert "has no checkpoint" in error(tmp_path)
