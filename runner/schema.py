@@ -264,6 +264,17 @@ class ProbeConfig:
 
 
 @dataclass
+class CrossoverConfig:
+    """crossover: where pretraining starts to pay (runner/crossover.py): snapshots at a geometric series of training
+    FLOPs up to trainer.budget.flops, each probed and fine-tuned on every task (eval.* settings) at the run's end."""
+
+    enabled: bool = False
+    start_flops: float = 1e11  # the first snapshot
+    per_decade: int = 2  # snapshots per factor of 10 (2: 1e11, 3.2e11, 1e12, ...); the budget's end is the last
+    tasks: List[str] = field(default_factory=lambda: ["wiki_topic", "wiki_acceptability"])
+
+
+@dataclass
 class Config:
     """The whole run."""
 
@@ -276,17 +287,20 @@ class Config:
     eval: Any = MISSING
     sweep: SweepConfig = field(default_factory=SweepConfig)
     probes: ProbeConfig = field(default_factory=ProbeConfig)
+    crossover: CrossoverConfig = field(default_factory=CrossoverConfig)
     seed: int = 0
     export: Optional[str] = None  # a run directory: write its last checkpoint as a transformers directory
 
 
 def with_defaults(cfg: Any) -> Any:
     """A run's saved, untyped config.yaml brought up to the current schema: keys added since the run was made get
-    their defaults (the groups with one schema: model, data, trainer, eval, logger, sweep, probes)."""
+    their defaults (the groups with one schema: model, data, trainer, eval, logger, sweep, probes,
+    crossover)."""
     from omegaconf import OmegaConf
 
     schemas = {"model": EncoderConfig, "data": DataConfig, "trainer": TrainerConfig, "eval": EvalConfig,
-               "logger": LoggerConfig, "sweep": SweepConfig, "probes": ProbeConfig}
+               "logger": LoggerConfig, "sweep": SweepConfig, "probes": ProbeConfig,
+               "crossover": CrossoverConfig}
     out = OmegaConf.create(OmegaConf.to_container(cfg))
     for key, schema in schemas.items():
         base = OmegaConf.structured(schema)

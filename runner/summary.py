@@ -88,6 +88,12 @@ def report_table(s: dict[str, Any]) -> Table:
             table.add_row(f"probes ({other})", probe_cell(sub, kinds))
     for name, cell in _downstream_rows(s):
         table.add_row(name, cell)
+    if s.get("crossover"):
+        c, top = s["crossover"], s["crossover"].get("max_flops") or 0
+        say = lambda x: f"from {x:.1e} FLOPs" if x is not None else f"not by {top:.1e} FLOPs"  # noqa: E731
+        table.add_row("crossover", "; ".join([*(f"{t} beats random init {say(x)}" for t, x in c["tasks"].items()),
+                                              *(f"probe {k} above chance {say(x)}" for k, x in c["probes"].items())])
+                      + " (crossover.json)")
     params = (s.get("parameters") or {}).get("total")
     exported = s.get("exported_parameters")
     cost = f"{_num(params)} parameters" if params else ""

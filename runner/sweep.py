@@ -130,6 +130,12 @@ class SweepCallback(Callback):
             warn(f"no comparison: {e}")
             return
         out_console.print(rich_table(rows))
+        if any(sweep_dir.glob("*/crossover.json")):  # experiment=pretraining_pays: where pretraining pays, per family
+            from runner.crossover import report, table_markdown, load_results
+
+            written = report([sweep_dir], sweep_dir)
+            out_console.print(table_markdown(load_results([sweep_dir])), highlight=False)
+            out_console.print("crossover: " + ", ".join(map(str, written)), highlight=False, soft_wrap=True)
         failed = [r for r in rows if r["status"] != "finished"]
         if failed:
             from runner.logging import console

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from runner import checkpoint, distributed
 from runner.budget import budget_of
+from runner.crossover import Snapshots, crossover_tasks_of, evaluate_snapshots, snapshot_points
 from runner.build import Built, albert_contrast, parameter_counts
 from runner.data.batches import Batch, Batches, batch_loader, trim
 from runner.data.lm_stream import stream_batches, stream_rows
@@ -109,6 +110,11 @@ class Trainer:
         self.unigram_entropy: float | None = None  # the context-blind loss of the training tokens (run() sets it)
         self.eval_s = 0.0  # seconds of validation and probes in this invocation
         self.last_validation: tuple[int, dict[str, float], dict[str, float]] | None = None  # (step, val, probes)
+        # crossover.enabled: the weights at a geometric series of training FLOPs (runner/crossover.py)
+        x = cfg.get("crossover")
+        on = x is not None and x.enabled and self.budget is not None and self.budget.kind == "flops"
+        points = snapshot_points(x.start_flops, x.per_decade, self.budget.amount) if on else []
+        self.snapshots = Snapshots(self.run_dir, points)
 
     def plan(self) -> tuple[int, int]:
         """(the most steps the loop takes, the steps the schedule spans): trainer.max_steps, or the budget's plan
@@ -159,6 +165,7 @@ class Trainer:
         self.scheduler.load_state_dict(s["scheduler"])
         self.amp.load_state_dict(s.get("precision"))
         self.step, self.tokens, self.flops, self.elapsed = s["step"], s["tokens"], s["flops"], s["elapsed"]
+        self.snapshots.skip_reached(self.flops)
         self.first_val = s["first_val"]
         self.first_probes = s.get("first_probes")
         self.skipped = s.get("skipped", 0)
@@ -347,6 +354,10 @@ class Trainer:
                     window_tokens, window_start = 0, now
                     bar.update(task, loss=out["loss"], tps=tps)
                 done = self.finished()
+                if due := self.snapshots.due(self.flops):  # a copy of the weights at these FLOPs
+                    module_state, _ = self.parallel.state_dict(self.optimizer)
+                    if distributed.is_main():
+                        self.snapshots.save(due, module_state, self.step, self.flops, self.tokens)
                 if self.step % t.eval_every == 0 or done:
                     val, probes = self.validate()
                     logger.log({**{f"val/{k}": v for k, v in val.items()},
@@ -376,6 +387,7 @@ def run(cfg: DictConfig, built: Built, run_dir: Path) -> dict[str, Any]:
     main = distributed.is_main()  # ranks > 0 train and evaluate, and write nothing
     # the downstream task is loaded before any training: a bad eval.task or an unreachable dataset stops the run now
     task = prepare_downstream(cfg, built) if main and cfg.trainer.max_steps > 0 else None
+    crossover_tasks = crossover_tasks_of(cfg, built) if main and cfg.trainer.max_steps > 0 else {}
     trainer = Trainer(cfg, built, run_dir)
     # trainer.resume=auto: continue when the run directory has a checkpoint (a requeued job), else start; a submitit
     # job resumes that way by default (the job's directory holds a checkpoint only when this is a requeue)
@@ -444,6 +456,11 @@ def run(cfg: DictConfig, built: Built, run_dir: Path) -> dict[str, Any]:
         logger.log(context_metrics(context), step=trainer.step)
     if cfg.model.family == "albert":  # the paper's headline contrast, counted from the presets (Table 2)
         summary["albert_vs_bert"] = albert_contrast()
+    if crossover_tasks and finished:  # every snapshot probed and fine-tuned (the baselines come from the cache)
+        start = time.perf_counter()
+        summary["crossover"] = evaluate_snapshots(cfg, built, run_dir, trainer.probes, trainer.device,
+                                                  crossover_tasks)["crossovers"]
+        finetune_s += time.perf_counter() - start
     start = time.perf_counter()
     if cfg.trainer.export_hf and cfg.trainer.max_steps > 0 and trainer.finished():
         summary["hf_export"] = export_run(built, run_dir)

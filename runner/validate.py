@@ -68,6 +68,9 @@ def validate(cfg) -> None:
     _need(cfg.logger.mode in MODES, f"logger.mode={cfg.logger.mode!r} must be one of {', '.join(MODES)}")
     if (p := cfg.get("probes")) is not None and p.enabled:
         check_probes(p)
+    if (x := cfg.get("crossover")) is not None and x.enabled:
+        from runner.crossover import check_settings as check_crossover
+        check_crossover(cfg)
     if (e := cfg.get("eval")) is not None and e.downstream is not False:  # on, or auto (on in a multirun):
         eval_settings(cfg)  # checked now, not after the pretraining it follows
 
