@@ -19,7 +19,8 @@ from runner.data.batches import Batch, Batches, batch_loader, trim
 from runner.data.lm_stream import stream_batches, stream_rows
 from runner.data.stream import TokenStream
 from runner.errors import ConfigError, TrainingError
-from runner.evaluation import downstream_enabled, downstream_eval, downstream_metrics, finetune_hint, prepare_downstream
+from runner.evaluation import (downstream_enabled, downstream_eval, downstream_metrics, finetune_hint,
+                               prepare_downstream, store_downstream)
 from runner.flops import train_flops, txl_train_flops
 from runner.lm_eval import compare_contexts, context_metrics, context_table
 from runner.data.unigram import unigram_entropy
@@ -448,8 +449,8 @@ def run(cfg: DictConfig, built: Built, run_dir: Path) -> dict[str, Any]:
         used = {"steps": trainer.step, "tokens": trainer.tokens, "flops": trainer.flops,
                 "minutes": trainer.elapsed / 60}[b.kind]
         summary["budget"] = {"kind": b.kind, "amount": b.amount, "used": used, "complete": trainer.finished()}
-    if downstream is not None:
-        summary["downstream"] = downstream
+    if downstream is not None:  # summary["downstream"] and summary["downstream_tasks"][task]
+        store_downstream(summary, downstream)
         logger.log(downstream_metrics(downstream), step=trainer.step)
     if context is not None:  # Transformer-XL section 4.3 / Table 9: what the memory buys, and how fast
         summary["context_comparison"] = context
