@@ -388,3 +388,19 @@ def test_finetuning_a_briefly_pretrained_model_on_wiki_topic(tmp_path):
     print(f"wiki_topic accuracy: pretrained {r['accuracy_mean']:.3f} +/- {r['accuracy_std']:.3f}, random init "
           f"{rand['accuracy_mean']:.3f} +/- {rand['accuracy_std']:.3f}, bag-of-words {bow['accuracy_mean']:.3f}, "
           f"majority {majority:.3f}")
+
+
+def test_progress_names_arm_seed_and_epoch_and_leaves_the_results_unchanged(capsys):
+    task = keyword_task(n=32)
+    torch.manual_seed(0)
+    enc = Encoder(tiny_config())
+    kw = dict(seeds=[0, 1], epochs=2, lr=1e-3, batch_size=16, seq_len=32, baselines=("random_init",))
+    shown = finetune(lambda: copy.deepcopy(enc), task, **kw)
+    err = capsys.readouterr().err
+    quiet = finetune(lambda: copy.deepcopy(enc), task, show_progress=False, **kw)
+    assert capsys.readouterr().err == ""
+    assert shown["per_seed"] == quiet["per_seed"] and shown["baselines"] == quiet["baselines"]
+    for arm in ("pretrained", "random init"):  # a line per finished seed, for logs that are not a terminal
+        for i in (1, 2):
+            assert f"keywords {arm} seed {i}/2 (seed {i - 1}): test accuracy" in err
+    assert "keywords random init seed 2/2 epoch 2/2" in err  # the bar's last description

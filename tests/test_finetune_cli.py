@@ -50,7 +50,7 @@ def test_finetune_writes_the_scores_into_the_runs_summary(finished_run):
     assert s["steps"] == 4 and s["final_val"]  # the rest of the summary stands
     last = json.loads((finished_run / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["step"] == 4 and last["downstream/accuracy_mean"] == d["accuracy_mean"]
-    assert "downstream wiki_topic: accuracy" in r.stderr
+    assert "downstream wiki_topic: accuracy" in r.stderr and "wiki_topic pretrained seed 1/1 (seed 0)" in r.stderr
 
 
 def test_bad_input_is_one_line_and_exit_2(finished_run, tmp_path, capsys):

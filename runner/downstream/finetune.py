@@ -7,6 +7,7 @@ every epoch, and the test accuracy and macro-F1 of the epoch with the best dev a
 sample standard deviation (ddof=1; 0 for one seed) over seeds."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import statistics
@@ -165,22 +166,66 @@ def random_like(encoder: nn.Module) -> nn.Module:
 
 # ---- fine-tuning ------------------------------------------------------------------------------------------------
 
+class FinetuneBar:
+    """One progress bar for a whole fine-tuning, every arm and seed ("wiki_topic pretrained seed 2/3 epoch 4/10",
+    advancing per step), and one line per finished seed (the progress of logs that are not a terminal)."""
+
+    def __init__(self, task_name: str):
+        from runner.logging import progress
+
+        self.name, self.bar, self.job, self.total, self.planned = task_name, progress(), None, 0, set()
+
+    def plan(self, arm: str, steps: int) -> None:
+        """Count an arm's steps in the bar's total (once per arm)."""
+        if arm not in self.planned:
+            self.planned.add(arm)
+            self.total += steps
+            if self.job is not None:
+                self.bar.update(self.job, total=self.total)
+
+    def __enter__(self) -> FinetuneBar:
+        self.bar.start()
+        self.job = self.bar.add_task(self.name, total=self.total or None, loss=0.0, tps=0.0)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.stop()
+
+    def describe(self, arm: str, index: int, count: int, epoch: int, epochs: int) -> None:
+        self.bar.update(self.job, description=f"{self.name} {arm} seed {index}/{count} epoch {epoch}/{epochs}")
+
+    def advance(self, loss: float, tps: float) -> None:
+        self.bar.update(self.job, advance=1, loss=loss, tps=tps)
+
+    def seed_done(self, arm: str, index: int, count: int, run: dict[str, Any]) -> None:
+        self.bar.console.print(f"{self.name} {arm} seed {index}/{count} (seed {run['seed']}): test accuracy "
+                               f"{run['accuracy']:.3f}, macro-F1 {run['f1']:.3f}; best dev accuracy "
+                               f"{run['dev_accuracy']:.3f} at epoch {run['best_epoch']}/{len(run['epochs'])}",
+                               highlight=False, soft_wrap=True)
+
+
+def steps_per_seed(task: Task, epochs: int, batch_size: int) -> int:
+    """Optimizer steps of one seed's fine-tuning."""
+    return epochs * math.ceil(len(task.train) / batch_size)
+
+
 def finetune_once(encoder: nn.Module, task: Task, *, seed: int, epochs: int, lr: float, batch_size: int,
                   seq_len: int, device: torch.device, pooling: str = "auto", warmup_fraction: float = 0.1,
-                  weight_decay: float = 0.01, dropout: float = 0.1, grad_clip: float = 1.0, bar: Any = None,
-                  label: str = "") -> dict[str, Any]:
-    """Fine-tune one encoder (modified in place) with one seed; test metrics of the best-dev epoch."""
+                  weight_decay: float = 0.01, dropout: float = 0.1, grad_clip: float = 1.0,
+                  bar: FinetuneBar | None = None, arm: str = "", index: int = 1, count: int = 1) -> dict[str, Any]:
+    """Fine-tune one encoder (modified in place) with one seed; test metrics of the best-dev epoch. bar shows it
+    as seed index of count of the arm."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = Classifier(encoder, len(task.labels), pooling, dropout).to(device)
-    steps_per_epoch = math.ceil(len(task.train) / batch_size)
-    total = max(epochs * steps_per_epoch, 1)
+    total = max(steps_per_seed(task, epochs, batch_size), 1)
     opt, sched = build_adamw(model, total, lr, (0.9, 0.999), 1e-8, weight_decay, warmup_fraction=warmup_fraction)
     y_dev = [ex.label for ex in task.dev]
     best: tuple[float, int, dict[str, torch.Tensor]] | None = None
     curve = []
-    job = bar.add_task(label, total=total, loss=0.0, tps=0.0) if bar is not None else None
     for epoch in range(1, epochs + 1):
+        if bar is not None:
+            bar.describe(arm, index, count, epoch, epochs)
         model.train()
         order = torch.randperm(len(task.train), generator=gen).tolist()
         t0, tokens, losses = time.perf_counter(), 0, []
@@ -195,16 +240,14 @@ def finetune_once(encoder: nn.Module, task: Task, *, seed: int, epochs: int, lr:
             sched.step()
             losses.append(float(loss.detach()))
             tokens += int(b["attention_mask"].sum())
-            if job is not None:
-                bar.update(job, advance=1, loss=losses[-1], tps=tokens / max(time.perf_counter() - t0, 1e-9))
+            if bar is not None:
+                bar.advance(losses[-1], tokens / max(time.perf_counter() - t0, 1e-9))
         dev_acc = accuracy(y_dev, predict(model, task.dev, task.pad_id, seq_len, batch_size, device))
         curve.append({"epoch": epoch, "train_loss": statistics.fmean(losses) if losses else float("nan"),
                       "dev_accuracy": dev_acc})
         if best is None or dev_acc > best[0]:  # ties keep the earlier epoch
             best = (dev_acc, epoch, {k: v.detach().clone() if torch.is_tensor(v) else copy.deepcopy(v)
                                     for k, v in model.state_dict().items()})
-    if job is not None:
-        bar.remove_task(job)
     assert best is not None
     model.load_state_dict(best[2])
     y_test = [ex.label for ex in task.test]
@@ -214,21 +257,23 @@ def finetune_once(encoder: nn.Module, task: Task, *, seed: int, epochs: int, lr:
 
 
 def finetune_seeds(encoder_factory: Callable[[], nn.Module], task: Task, *, seeds: Sequence[int],
-                   show_progress: bool = True, label: str = "finetune", **kwargs: Any) -> dict[str, Any]:
-    """finetune_once for each seed on a fresh encoder from encoder_factory(seed); summarized."""
-    from runner.logging import progress
-    runs = []
-    bar = progress() if show_progress else None
+                   show_progress: bool = True, label: str = "finetune", bar: FinetuneBar | None = None,
+                   **kwargs: Any) -> dict[str, Any]:
+    """finetune_once for each seed on a fresh encoder from encoder_factory(seed); summarized. The arm `label`
+    shows on `bar` (its own when None and show_progress), with a line per finished seed."""
+    seeds = list(seeds)
+    own = FinetuneBar(task.name) if bar is None and show_progress else None
+    bar = bar or own
     if bar is not None:
-        bar.start()
-    try:
-        for seed in seeds:
+        bar.plan(label, len(seeds) * steps_per_seed(task, kwargs["epochs"], kwargs["batch_size"]))
+    runs = []
+    with own or contextlib.nullcontext():
+        for i, seed in enumerate(seeds, start=1):
             torch.manual_seed(seed)  # random_init factories draw their weights from it
-            runs.append(finetune_once(encoder_factory(seed), task, seed=seed, bar=bar,
-                                      label=f"{label} seed {seed}", **kwargs))
-    finally:
-        if bar is not None:
-            bar.stop()
+            runs.append(finetune_once(encoder_factory(seed), task, seed=seed, bar=bar, arm=label, index=i,
+                                      count=len(seeds), **kwargs))
+            if bar is not None:
+                bar.seed_done(label, i, len(seeds), runs[-1])
     return summarize(runs)
 
 
@@ -244,12 +289,14 @@ def finetune(encoder_factory: Callable[[], nn.Module], task: Task, *, seeds: Seq
     random weights, from random_factory() or random_like(encoder_factory()), the same fine-tuning and seeds) and
     bow_logreg (logistic regression on bag-of-words counts, C chosen on dev). Returns {"task", "accuracy_mean",
     "accuracy_std", "f1_mean", "f1_std", "per_seed", "baselines": {...}, "sizes", "settings", "chance"}.
+    show_progress: one progress bar over every arm, seed and epoch, and a line per finished seed.
 
     baseline_cache: a directory (runner.downstream.baselines.cache_dir()) where the baselines are stored by a key
     of the task, the encoder's shape (`shape`: its config dataclass, else encoder_factory()'s), the settings, seeds
     and device type, and reused: the result then says "baselines_source": "cached" (or "computed") and
     "baselines_key". A random_factory that is not random_like's architecture needs its own `shape`."""
     device = torch.device(device)
+    seeds = list(seeds)
     for b in baselines:
         if b not in ("random_init", "bow_logreg"):
             raise ValueError(f"unknown baseline {b!r}: random_init or bow_logreg")
@@ -262,32 +309,41 @@ def finetune(encoder_factory: Callable[[], nn.Module], task: Task, *, seeds: Seq
     common = dict(epochs=epochs, lr=lr, batch_size=batch_size, seq_len=seq_len, device=device, pooling=pooling,
                   warmup_fraction=warmup_fraction, weight_decay=weight_decay, dropout=dropout)
     t0 = time.perf_counter()
-    result: dict[str, Any] = {"task": task.name, **finetune_seeds(lambda s: encoder_factory(), task, seeds=seeds,
-                                                                   show_progress=show_progress,
-                                                                   label="pretrained", **common)}
-
-    def compute_baselines() -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if "random_init" in baselines:
-            make = (lambda s: random_factory()) if random_factory is not None else \
-                (lambda s: random_like(encoder_factory()))
-            out["random_init"] = finetune_seeds(make, task, seeds=seeds, show_progress=show_progress,
-                                                label="random init", **common)
-        if "bow_logreg" in baselines:
-            out["bow_logreg"] = bow_logreg(task)
-        return out
     key_shape = encoder_shape(shape if shape is not None else encoder_factory()) \
         if baseline_cache is not None and baselines else None
+    key = inputs = None
     if key_shape is not None:
         inputs = baseline_inputs(task, key_shape, settings, seeds, device, baselines)
         key = baseline_key(inputs)
-        result["baselines"], result["baselines_source"] = cached_baselines(baseline_cache, key, inputs,
-                                                                           compute_baselines)
-        result["baselines_key"] = key
-    else:
-        result["baselines"] = compute_baselines()
-        if baselines:
-            result["baselines_source"], result["baselines_key"] = "computed", None
+    bar = FinetuneBar(task.name) if show_progress else None
+    if bar is not None:  # the random-init arm counts unless its numbers are in the cache
+        per_arm = len(seeds) * steps_per_seed(task, epochs, batch_size)
+        bar.plan("pretrained", per_arm)
+        if "random_init" in baselines and not (key and (Path(baseline_cache) / f"{key}.json").is_file()):
+            bar.plan("random init", per_arm)
+    with bar or contextlib.nullcontext():
+        result: dict[str, Any] = {"task": task.name, **finetune_seeds(lambda s: encoder_factory(), task, seeds=seeds,
+                                                                       show_progress=show_progress, bar=bar,
+                                                                       label="pretrained", **common)}
+
+        def compute_baselines() -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            if "random_init" in baselines:
+                make = (lambda s: random_factory()) if random_factory is not None else \
+                    (lambda s: random_like(encoder_factory()))
+                out["random_init"] = finetune_seeds(make, task, seeds=seeds, show_progress=show_progress, bar=bar,
+                                                    label="random init", **common)
+            if "bow_logreg" in baselines:
+                out["bow_logreg"] = bow_logreg(task)
+            return out
+        if key is not None:
+            result["baselines"], result["baselines_source"] = cached_baselines(baseline_cache, key, inputs,
+                                                                               compute_baselines)
+            result["baselines_key"] = key
+        else:
+            result["baselines"] = compute_baselines()
+            if baselines:
+                result["baselines_source"], result["baselines_key"] = "computed", None
     y_train = [ex.label for ex in task.train]
     majority = max(set(y_train), key=y_train.count)
     result["chance"] = {"majority_label": task.labels[majority],
