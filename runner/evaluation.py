@@ -58,12 +58,14 @@ def load_downstream_task(cfg: DictConfig, built: Built) -> Task:
 
     e = cfg.eval
     try:
-        task = load_task(e.task, built.data, e.seq_len, path=e.path)
+        task = load_task(e.task, built.data, e.seq_len, path=e.path, data_cfg=cfg.get("data"))
     except (ValueError, KeyError) as err:  # e.g. no held-out split in this data
         raise NoLabels(str(err).strip("'\"")) from None
     if not (task.train and task.dev and task.test):
-        raise NoLabels(f"{e.task} has no labelled examples in this data ({task.sizes()}); wiki_topic needs the wiki "
-                       "corpus's topics")
+        need = {"wiki_topic": "; wiki_topic needs the wiki corpus's topics",
+                "wiki_acceptability": "; wiki_acceptability needs held-out sentences of 6 to 30 words (data."
+                                      "test_fraction, data.max_docs)"}.get(e.task, "")
+        raise NoLabels(f"{e.task} has no labelled examples in this data ({task.sizes()}){need}")
     return task
 
 

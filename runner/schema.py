@@ -211,8 +211,9 @@ class EvalConfig:
     # with "fine-tune later: python -m runner.finetune <run_dir>"; true / false force it. It runs when the run
     # trained to its end and the data has labels for the task (wiki data: topics)
     downstream: Optional[bool] = None
-    # wiki_topic: the topic of held-out test-split articles (pretraining never saw them) | glue_sst2, glue_mrpc, ...
-    # (the Hugging Face Hub, or eval.path: a local directory in GLUE's format)
+    # wiki_topic: the topic of held-out test-split articles (pretraining never saw them) | wiki_acceptability:
+    # their sentences as written or with two adjacent words swapped (word order; bag-of-words is at chance) |
+    # glue_sst2, glue_mrpc, ... (the Hugging Face Hub, or eval.path: a local directory in GLUE's format)
     task: str = "wiki_topic"
     path: Optional[str] = None
     seeds: int = 3  # fine-tuning seeds: accuracy and macro-F1 as mean +/- std

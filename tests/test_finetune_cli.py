@@ -51,6 +51,15 @@ def test_finetune_writes_the_scores_into_the_runs_summary(finished_run):
     last = json.loads((finished_run / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["step"] == 4 and last["downstream/accuracy_mean"] == d["accuracy_mean"]
     assert "downstream wiki_topic: accuracy" in r.stderr and "wiki_topic pretrained seed 1/1 (seed 0)" in r.stderr
+    # another task joins downstream_tasks; the run's downstream stays its first task
+    r = finetune_cli(finished_run, "eval.task=wiki_acceptability", "eval.seeds=1", "eval.epochs=1", "eval.seq_len=64")
+    assert r.returncode == 0, r.stdout + r.stderr
+    s = json.loads((finished_run / "summary.json").read_text())
+    assert s["downstream"] == d and set(s["downstream_tasks"]) == {"wiki_topic", "wiki_acceptability"}
+    a = s["downstream_tasks"]["wiki_acceptability"]
+    assert a["labels"] == ["acceptable", "corrupted"] and a["sizes"]["train"] > 50
+    last = json.loads((finished_run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == 4 and last["downstream/wiki_acceptability/accuracy_mean"] == a["accuracy_mean"]
 
 
 def test_bad_input_is_one_line_and_exit_2(finished_run, tmp_path, capsys):

@@ -2,6 +2,8 @@
 
 - `wiki_topic`: the topic of each article of the bundled wiki corpus's held-out *test* split (the articles
   pretraining never saw, data.test_fraction), split by a hash of the title into fixed train/dev/test subsets.
+- `wiki_acceptability`: sentences of the same held-out documents, each either as written or with two adjacent
+  words swapped (by a hash of the sentence), to tell apart: word order, which bag-of-words cannot see.
 - `glue_<name>` (sst2, mrpc, cola, qnli, rte, wnli, qqp, mnli): GLUE from the Hugging Face hub
   (`nyu-mll/glue`) or a local directory (GLUE's tsv files, or a `save_to_disk` dataset). GLUE's test labels are
   hidden, so by default a fixed part of the official train split (chosen by a hash of the text, `test_fraction`,
@@ -129,6 +131,73 @@ def wiki_topic(data: Any, seq_len: int = 128, fractions: Sequence[float] = (0.6,
              "skipped_documents": corpus.num_docs - len(rows)}
     return Task("wiki_topic", labels, out["train"], out["dev"], out["test"], pad_id=sp.pad,
                 num_special=sp.num_special, notes=notes)
+
+
+# ---- wiki_acceptability ---------------------------------------------------------------------------------------
+
+ACCEPTABILITY_SALT = "bertlab-acceptability"
+ACCEPTABILITY_LABELS = ("acceptable", "corrupted")
+
+
+def acceptability_rows(data_cfg: Any, split: str = "test", max_sentences: int = 4000, min_words: int = 6,
+                       max_words: int = 30, salt: str = ACCEPTABILITY_SALT) -> list[tuple[str, str, int]]:
+    """(original, text, label) for each distinct sentence of the held-out `split`'s documents (corpus order) that
+    an adjacent-word swap can corrupt: by a salted hash of the sentence, text is the sentence as it is (label 0,
+    acceptable) or with two adjacent words swapped (label 1, corrupted; runner.probes.pairs.corrupt), so each
+    sentence appears once and both classes have the same words. A sentence no swap can corrupt is left out of
+    both classes (keeping it as acceptable only would tell the classes apart by the kind of sentence), and so is
+    one that a training-split document holds too."""
+    import random
+
+    from runner.probes.pairs import corrupt, held_out_sentences, join_words, words_of
+
+    # a sentence that a pretraining document also holds (a stock phrase) was trained on: left out
+    seen = {join_words(words_of(s)) for s in held_out_sentences(data_cfg, "train", 10**9, min_words=min_words,
+                                                                   max_words=max_words)} if split != "train" else set()
+    rows = []
+    for sentence in held_out_sentences(data_cfg, split, max_sentences, min_words=min_words, max_words=max_words):
+        words = words_of(sentence)
+        original = join_words(words)  # one spacing for both classes
+        if original in seen:
+            continue
+        seen.add(original)
+        swapped = corrupt(words, "swap", random.Random(f"{salt}:{original}"))
+        if swapped is None:
+            continue
+        label = int(unit_hash(original, salt + "/label") < 0.5)
+        rows.append((original, join_words(swapped) if label else original, label))
+    return rows
+
+
+def wiki_acceptability(data: Any, data_cfg: Any, seq_len: int = 128, fractions: Sequence[float] = (0.6, 0.2, 0.2),
+                       max_train: int = 600, max_eval: int = 300, split: str = "test", max_sentences: int = 4000,
+                       min_words: int = 6, max_words: int = 30, salt: str = ACCEPTABILITY_SALT) -> Task:
+    """Binary acceptability of held-out sentences of the run's corpus (the documents wiki_topic uses: the
+    pretraining's `split`, never trained on): acceptable (as written) or corrupted (two adjacent words swapped),
+    from acceptability_rows. Bag-of-words features cannot separate the classes (the same words); word order can.
+    Subsets by a salted hash of the sentence (`fractions`), the first max_train training and max_eval dev and
+    test sentences in corpus order; inputs [CLS] ids [SEP] with the run's tokenizer, sentences longer than
+    seq_len - 2 tokens left out (truncation could cut the swap off)."""
+    _check_fractions(fractions, 3)
+    rows = acceptability_rows(data_cfg, split, max_sentences, min_words, max_words, salt)
+    sp = data.specials
+    ids = encode_sentences(data.tokenizer, [text for _, text, _ in rows]) if rows else []
+    out: dict[str, list[Example]] = {"train": [], "dev": [], "test": []}
+    caps = {"train": max_train, "dev": max_eval, "test": max_eval}
+    too_long = 0
+    for (original, _, label), x in zip(rows, ids):
+        if len(x) > seq_len - 2:
+            too_long += 1
+            continue
+        part = subset_of(original, fractions, salt=salt + "/subset")
+        if len(out[part]) < caps[part]:
+            out[part].append(Example(single(x, sp, seq_len), label))
+    notes = {"source": f"sentences of the pretraining data's {split!r} split ({len(rows)} usable, {min_words}-"
+                       f"{max_words} words)", "corruption": "two adjacent words swapped (runner.probes.pairs)",
+             "label_by": "sha1(salt + sentence) < 0.5", "subset_by": "sha1(salt + sentence)",
+             "fractions": list(fractions), "caps": caps, "too_long": too_long}
+    return Task("wiki_acceptability", list(ACCEPTABILITY_LABELS), out["train"], out["dev"], out["test"],
+                pad_id=sp.pad, num_special=sp.num_special, notes=notes)
 
 
 # ---- GLUE -----------------------------------------------------------------------------------------------------
@@ -311,7 +380,7 @@ def glue_task(name: str, tokenizer: Tokenizer, specials: SpecialIds, seq_len: in
                 pad_id=specials.pad, num_special=specials.num_special, pairs=spec.text_b is not None, notes=notes)
 
 
-CORPUS_TASKS = ("wiki_topic",)  # tasks made from the run's own corpus
+CORPUS_TASKS = ("wiki_topic", "wiki_acceptability")  # tasks made from the run's own corpus
 
 
 def task_names() -> str:
@@ -332,10 +401,16 @@ def unknown_task(name: str) -> str | None:
     return f"unknown downstream task {name!r}"
 
 
-def load_task(name: str, data: Any, seq_len: int = 128, path: str | Path | None = None, **kwargs: Any) -> Task:
-    """A task by name from a PretrainingData: "wiki_topic", or "glue_<name>" (from `path` or the hub)."""
+def load_task(name: str, data: Any, seq_len: int = 128, path: str | Path | None = None, data_cfg: Any = None,
+              **kwargs: Any) -> Task:
+    """A task by name from a PretrainingData: "wiki_topic", "wiki_acceptability" (which reads the sentences
+    through the data config, `data_cfg`: the run's cfg.data), or "glue_<name>" (from `path` or the hub)."""
     if (why := unknown_task(name)) is not None:
         raise ConfigError(f"{why}: {task_names()}")
     if name == "wiki_topic":
         return wiki_topic(data, seq_len, **kwargs)
+    if name == "wiki_acceptability":
+        if data_cfg is None:
+            raise ValueError("wiki_acceptability reads the corpus's sentences: pass data_cfg (the run's cfg.data)")
+        return wiki_acceptability(data, data_cfg, seq_len, **kwargs)
     return glue_task(name, data.tokenizer, data.specials, seq_len, path=path, **kwargs)
