@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import subprocess
@@ -11,8 +12,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from rich.console import Console
 
-from runner.compare import compare, loss_curve
+from runner.compare import compare, loss_curve, probe_curve, rich_table
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -106,9 +108,15 @@ def test_writes_csv_markdown_and_plots_into_the_multirun_dir(multirun):
     assert "exceeds model.max_position=512" in table[2]["error"] and table[2]["parameters"] == ""
     md = (multirun / "comparison.md").read_text().splitlines()
     assert md[0].startswith("| run | model | objective |") and len(md) == 2 + 4
-    assert "| 0.800 ± 0.020 | 0.790 ± 0.030 |" in md[2] and "| 5.5000 (mlm_loss) |" in md[2]
+    # runs from before probes, the unigram gap and downstream_tasks: no such columns, primary task from downstream
+    assert md[0] == ("| run | model | objective | overrides | params | train FLOPs | val loss | sst2 acc ± std | "
+                     "sst2 rand / BoW | tokens/s, wall | status |")
+    assert "| 5.5000 (mlm_loss) | 0.800 ± 0.020 | - | 3.5k, 12.4 s | finished |" in md[2]
     assert "| 4.0000 (lm_loss) | - | - |" in md[3]
-    assert "| failed | data.seq_len=600 exceeds" in md[4] and "| incomplete | torch.OutOfMemoryError" in md[5]
+    assert "| failed: data.seq_len=600 exceeds" in md[4] and "| incomplete: torch.OutOfMemoryError" in md[5]
+    assert table[0]["downstream/sst2/accuracy_mean"] == "0.8" and table[1]["downstream/sst2/accuracy_mean"] == ""
+    assert all(t["probe_overall"] == t["unigram_gap"] == t["time_training_s"] == "" for t in table)
+    assert not (multirun / "probes_vs_flops.png").exists()  # no run logged probe/overall
     for png in ("val_loss_vs_flops.png", "downstream_vs_flops.png"):
         data = (multirun / png).read_bytes()
         assert data[:8] == PNG and len(data) > 5000, png
@@ -122,6 +130,110 @@ def test_run_dirs_given_directly_write_to_out_without_a_downstream_plot(multirun
     assert not (multirun / "comparison.csv").exists()
     quiet = make_run(multirun, "3_bert_mlm", "bert", "mlm")  # killed, or its error went to the terminal only
     assert compare([quiet], out=out)[0]["error"].startswith("no summary.json and no error in the job's log")
+
+
+def probes(scorers: list[str], pairs: dict[str, int], final: dict[str, float]) -> dict:
+    """summary.json's probes: pairs per corruption kind, the objective's scorers, flat metrics at step 0 and the end."""
+    return {"pairs": pairs, "scorers": scorers, "initial": {"overall": 0.5}, "final": final}
+
+
+def task(name: str, acc: float, std: float, rand: float | None = None, bow: float | None = None) -> dict:
+    """A downstream result as runner.downstream.finetune returns it (baselines when given)."""
+    base = {} if rand is None else {"random_init": {"accuracy_mean": rand}, "bow_logreg": {"accuracy_mean": bow}}
+    return {"task": name, "accuracy_mean": acc, "accuracy_std": std, "f1_mean": acc - 0.01, "f1_std": std,
+            "baselines": base}
+
+
+@pytest.fixture
+def probed(tmp_path: Path) -> Path:
+    """A sweep of runs with the newer summary keys (probes, unigram gap, downstream_tasks, time_s) and one without."""
+    root = tmp_path / "probed"
+    metrics = [{"step": 0, "val/mlm_loss": 10.0, "val/unigram_gap": -3.0, "probe/overall": 0.5,
+                "probe/overall_lo": 0.44, "probe/overall_hi": 0.56},
+               {"step": 10, "train/loss": 8.0, "train/flops": 1e12},
+               {"step": 15, "val/mlm_loss": 7.0, "probe/overall": 0.58, "probe/overall_lo": 0.52,
+                "probe/overall_hi": 0.64},
+               {"step": 20, "train/loss": 6.5, "train/flops": 2e12},
+               {"step": 25, "val/mlm_loss": 5.5, "probe/overall": 0.62, "probe/overall_lo": 0.56,
+                "probe/overall_hi": 0.68}]  # the final validation comes after the last train/flops log
+    topic, accept = task("wiki_topic", 0.71, 0.012, 0.52, 0.66), task("wiki_acceptability", 0.61, 0.02, 0.5, 0.51)
+    bert = probes(["pll"], {"swap": 150, "replace": 150},
+                  {"swap": 0.70, "swap_lo": 0.62, "swap_hi": 0.77, "swap_norm": 0.69, "replace": 0.54,
+                   "replace_lo": 0.46, "replace_hi": 0.62, "replace_norm": 0.55, "overall": 0.62, "overall_lo": 0.56,
+                   "overall_hi": 0.68, "overall_norm": 0.61})
+    make_run(root, "0_bert_mlm", "bert", "mlm", metrics=metrics,
+             summary=summary("bert", "mlm", {"mlm_loss": 5.5, "unigram_gap": 1.5}, unigram_entropy=7.0, probes=bert,
+                             downstream=topic, downstream_tasks={"wiki_topic": topic, "wiki_acceptability": accept},
+                             time_s={"data": 1.0, "training": 9.0, "validation_probes": 2.0, "finetuning": 0.3,
+                                     "export": 0.06, "total": 12.36}))
+    electra = probes(["disc", "generator"], {"swap": 100, "delete": 100},  # kinds from probes.pairs, not a fixed list
+                     {"swap": 0.66, "swap_lo": 0.56, "swap_hi": 0.74, "delete": 0.58, "delete_lo": 0.48,
+                      "delete_hi": 0.67, "overall": 0.62, "overall_lo": 0.55, "overall_hi": 0.68,
+                      "generator/swap": 0.6, "generator/delete": 0.5, "generator/overall": 0.55})
+    only = task("wiki_acceptability", 0.59, 0.01)
+    make_run(root, "1_electra_rtd", "electra", "rtd", metrics=[{"step": 25, "val/mlm_loss": 6.0}],
+             summary=summary("electra", "rtd", {"mlm_loss": 6.0, "disc_loss": 0.3, "unigram_gap": -0.25},
+                             unigram_entropy=5.75, probes=electra, downstream=only,
+                             downstream_tasks={"wiki_acceptability": only}))
+    make_run(root, "2_roberta_mlm", "roberta", "mlm", metrics=[{"step": 25, "val/mlm_loss": 5.7}],  # an older run
+             summary=summary("roberta", "mlm", {"mlm_loss": 5.7}, downstream=task("wiki_topic", 0.69, 0.015)))
+    return root
+
+
+def test_probe_gap_and_per_task_columns_with_dashes_for_runs_without_them(probed):
+    rows = compare([probed])
+    with (probed / "comparison.csv").open() as f:
+        reader = csv.DictReader(f)
+        header, (bert, electra, roberta) = reader.fieldnames, list(reader)
+    assert header[header.index("val_loss"):header.index("downstream_task")] == \
+        ["val_loss", "unigram_entropy", "unigram_gap", "probe_scorer", "probe_swap", "probe_replace", "probe_delete",
+         "probe_overall", "probe_overall_lo", "probe_overall_hi", "probe_generator_overall"]
+    assert (bert["unigram_gap"], bert["probe_scorer"], bert["probe_swap"], bert["probe_replace"],
+            bert["probe_delete"]) == ("1.5", "pll", "0.7", "0.54", "")
+    assert (bert["probe_overall"], bert["probe_overall_lo"], bert["probe_overall_hi"]) == ("0.62", "0.56", "0.68")
+    assert (electra["unigram_gap"], electra["probe_scorer"], electra["probe_delete"],
+            electra["probe_generator_overall"]) == ("-0.25", "disc", "0.58", "0.55")
+    assert roberta["probe_overall"] == roberta["unigram_gap"] == roberta["probe_scorer"] == ""
+    assert (bert["downstream/wiki_acceptability/accuracy_mean"], bert["downstream/wiki_topic/accuracy_mean"],
+            bert["downstream/wiki_topic/bow_logreg_accuracy_mean"]) == ("0.61", "0.71", "0.66")
+    assert (roberta["downstream/wiki_topic/accuracy_mean"], roberta["downstream/wiki_acceptability/accuracy_mean"]) \
+        == ("0.69", "")  # summary.json's downstream alone: before downstream_tasks existed
+    assert (bert["accuracy_mean"], electra["downstream_task"]) == ("0.71", "wiki_acceptability")  # the primary task
+    assert (bert["time_training_s"], bert["time_validation_probes_s"], roberta["time_training_s"]) == ("9.0", "2.0", "")
+    md = (probed / "comparison.md").read_text().splitlines()
+    assert md[0] == ("| run | model | objective | overrides | params | train FLOPs | val mlm_loss | context gap | "
+                     "probe swap | probe replace | probe delete | probe overall | scorer | wiki_topic acc ± std | "
+                     "wiki_topic rand / BoW | wiki_acceptability acc ± std | wiki_acceptability rand / BoW | "
+                     "tokens/s, wall | status |")
+    assert md[2].endswith("| 5.5000 | +1.500 | 0.70 | 0.54 | - | 0.62 [0.56, 0.68] | pll | 0.710 ± 0.012 | "
+                          "0.520 / 0.660 | 0.610 ± 0.020 | 0.500 / 0.510 | 3.5k, 12.4 s | finished |")
+    assert md[3].endswith("| 6.0000 | -0.250 | 0.66 | - | 0.58 | 0.62 [0.55, 0.68] | disc | - | - | "
+                          "0.590 ± 0.010 | - | 3.5k, 12.4 s | finished |")
+    assert md[4].endswith("| 5.7000 | - | - | - | - | - | - | 0.690 ± 0.015 | - | - | - | 3.5k, 12.4 s | finished |")
+    # the console: within 200 columns, each task a column of two lines (acc ± std over rand / BoW), nothing cut
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(rich_table(rows))
+    text = console.export_text()
+    assert max(map(len, text.splitlines())) <= 200
+    for cell in ("0.62 [0.56, 0.68]", "0.62 [0.55, 0.68]", "+1.500", "-0.250", "0.710 ± 0.012", "0.520 / 0.660",
+                 "0.590 ± 0.010", "wiki_topic", "acceptability", "pll", "disc", "chance 0.50", "electra-rtd-wiki",
+                 "roberta-mlm-wiki", "model=electra", "finished"):  # text columns not folded to slivers
+        assert cell in text, cell
+
+
+def test_probe_accuracy_is_placed_at_the_flops_of_its_step_and_plotted(probed, tmp_path):
+    bert = compare([probed])[0]
+    # step 0 -> 0, step 15 interpolated between the train/flops logs of steps 10 and 20, step 25 from summary.json
+    assert probe_curve(bert) == ([0.0, 1.5e12, 2.5e12], [0.5, 0.58, 0.62], [0.44, 0.52, 0.56], [0.56, 0.64, 0.68])
+    data = (probed / "probes_vs_flops.png").read_bytes()
+    assert data[:8] == PNG and len(data) > 5000
+    out = tmp_path / "no_probe_metrics"  # summary.json has probes, metrics.jsonl no probe/overall: no plot
+    compare([probed / "1_electra_rtd", probed / "2_roberta_mlm"], out=out)
+    assert (out / "comparison.csv").exists() and not (out / "probes_vs_flops.png").exists()
+    assert probe_curve(compare([probed / "1_electra_rtd"], out=out)[0]) == ([], [], [], [])
+    compare([probed / "0_bert_mlm", probed / "2_roberta_mlm"], out=out)  # one scorer: named in the header
+    assert "| context gap | probe swap | probe replace | probe overall (pll) | wiki_topic acc ± std |" in \
+        (out / "comparison.md").read_text().splitlines()[0]
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -152,7 +264,9 @@ def test_wandb_offline_comparison_run_in_the_runs_group(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
     root = tmp_path / "sweep"
     for job in ("0_bert_mlm", "1_bert_mlm"):
-        make_run(root, job, "bert", "mlm", group="ablation", metrics=[{"step": 25, "val/mlm_loss": 5.0}],
+        make_run(root, job, "bert", "mlm", group="ablation",
+                 metrics=[{"step": 25, "val/mlm_loss": 5.0, "probe/overall": 0.6, "probe/overall_lo": 0.54,
+                           "probe/overall_hi": 0.66}],
                  summary=summary("bert", "mlm", {"mlm_loss": 5.0}))
     compare([root], wandb=True)
     files = list((root / "wandb").glob("offline-run-*/run-*.wandb"))
@@ -165,6 +279,6 @@ def test_wandb_offline_comparison_run_in_the_runs_group(tmp_path, monkeypatch):
     assert info.run_group == "ablation" and info.job_type == "comparison"
     (logged,) = history(files[0])
     assert (logged["comparison/_type"], logged["comparison/nrows"]) == ("table-file", 2)
-    assert logged["val_loss_vs_flops/_type"] == "image-file"
+    assert logged["val_loss_vs_flops/_type"] == logged["probes_vs_flops/_type"] == "image-file"
     table = json.loads((files[0].parent / "files" / logged["comparison/path"]).read_text())
     assert table["columns"][:2] == ["run", "job"] and [r[1] for r in table["data"]] == ["0_bert_mlm", "1_bert_mlm"]
