@@ -174,9 +174,9 @@ class BudgetConfig:
 class TrainerConfig:
     """The loop: steps, batch, evaluation, checkpoints, device."""
 
-    max_steps: int = 400  # ignored when trainer.budget sets one (steps, tokens, flops or minutes)
+    max_steps: int = 1500  # ignored when trainer.budget sets one (steps, tokens, flops or minutes)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
-    batch_size: int = 32  # per device
+    batch_size: int = 64  # per device (the CPU presets: 64 x data=wiki's 64 tokens)
     grad_accum: int = 1  # micro-batches per optimizer step: effective batch = batch_size * grad_accum
     # true: continue from checkpoints/last.pt in the run directory (hydra.run.dir), an error if there is none;
     # auto: continue if there is one, else start (a requeued SLURM job resumes by itself)
