@@ -32,11 +32,14 @@ def is_main() -> bool:
     return rank() == 0
 
 
+def in_submitit_job() -> bool:
+    """Whether this process is a submitit job (SLURM through submitit, or submitit's local executor)."""
+    return "SUBMITIT_EXECUTOR" in os.environ or "SUBMITIT_LOCAL_JOB_ID" in os.environ
+
+
 def from_submitit() -> None:
     """A submitit job with several tasks (hydra.launcher.tasks_per_node, or nodes > 1): one process per task, as
     torchrun would start them; export the rank, world size and rendezvous address torch.distributed reads."""
-    from runner.preemption import in_submitit_job
-
     if launched() or not in_submitit_job():
         return
     import submitit

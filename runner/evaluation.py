@@ -15,8 +15,9 @@ from runner.errors import ConfigError
 from runner.logging import console
 
 if TYPE_CHECKING:
-    from runner.build import Built
     from runner.downstream.tasks import Task
+
+Built = Any  # runner.build.Built (build imports validate, which imports what imports this module)
 
 
 def in_multirun() -> bool:

@@ -36,11 +36,6 @@ def submitit_signal() -> int | None:
                    None)
 
 
-def in_submitit_job() -> bool:
-    """Whether this process is a submitit job (SLURM through submitit, or submitit's local executor)."""
-    return "SUBMITIT_EXECUTOR" in os.environ or "SUBMITIT_LOCAL_JOB_ID" in os.environ
-
-
 class StopSignals:
     """Context manager: while inside, SIGTERM / SIGUSR1 only record that a stop was asked for (the main thread
     installs the handlers; elsewhere nothing changes). requested() agrees across distributed ranks."""

@@ -27,7 +27,7 @@ from runner.data.unigram import unigram_entropy
 from runner.logging import NullLogger, RunLogger, console, progress
 from runner.parallel import Parallel
 from runner.precision import Precision
-from runner.preemption import Preempted, StopSignals, in_submitit_job
+from runner.preemption import Preempted, StopSignals
 from runner.probes.report import Probes, build_probes
 from runner.summary import report_table, validation_line
 from runner.validate import resolve_device
@@ -392,7 +392,7 @@ def run(cfg: DictConfig, built: Built, run_dir: Path) -> dict[str, Any]:
     trainer = Trainer(cfg, built, run_dir)
     # trainer.resume=auto: continue when the run directory has a checkpoint (a requeued job), else start; a submitit
     # job resumes that way by default (the job's directory holds a checkpoint only when this is a requeue)
-    auto = cfg.trainer.resume == "auto" or (cfg.trainer.resume is False and in_submitit_job())
+    auto = cfg.trainer.resume == "auto" or (cfg.trainer.resume is False and distributed.in_submitit_job())
     resuming = cfg.trainer.resume is True or (auto and checkpoint.exists(run_dir))
     if resuming:
         trainer.restore()
