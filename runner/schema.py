@@ -188,7 +188,7 @@ class TrainerConfig:
     nonfinite: str = "stop"
     max_skipped_steps: int = 5
     log_every: int = 10
-    eval_every: int = 100
+    eval_every: int = 250  # validation and probes (a few seconds each on the CPU presets)
     eval_batches: int = 20
     checkpoint_every: int = 200
     keep_checkpoints: int = 2  # checkpoints/step-<N>.pt kept (last.pt links the newest); >= 2 survives a corrupt one
