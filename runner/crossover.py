@@ -5,8 +5,8 @@ A run with crossover.enabled keeps its weights at crossover.start_flops x 10^(k 
 (snapshots/flops-<N>.pt, and its end); at its end each snapshot is scored on the probes and fine-tuned on each of
 crossover.tasks over eval.seeds seeds (eval.* settings; the random-init and bag-of-words baselines come from the
 baseline cache: computed once per task and encoder shape). The margin over random init is paired by seed (the
-same seed fine-tunes both); its 95% t-interval clearing zero marks the crossover, and a probe's Wilson interval
-clearing 0.5 marks where it leaves chance. `python -m runner.crossover <sweep dir | run dirs> [--out DIR]` writes
+same seed fine-tunes both); the first snapshot from which its 95% t-interval stays above zero marks the crossover,
+and the first from which a probe's Wilson interval stays above 0.5 marks where it leaves chance. `python -m runner.crossover <sweep dir | run dirs> [--out DIR]` writes
 the table and plots of every run (a multirun with crossover.enabled writes them into its sweep directory)."""
 from __future__ import annotations
 
@@ -192,16 +192,25 @@ def _variant(run_dir: Path) -> str | None:
         return None
 
 
+def first_lasting(flops: list[float], clear: list[bool]) -> float | None:
+    """The FLOPs of the first snapshot from which every snapshot clears (a point that clears and then falls back
+    is noise, not a crossover); None when the last one does not."""
+    k = len(clear)
+    while k > 0 and clear[k - 1]:
+        k -= 1
+    return flops[k] if k < len(clear) else None
+
+
 def crossovers(result: dict[str, Any]) -> dict[str, Any]:
-    """Per task, the first snapshot FLOPs whose margin interval lies above zero; per probe kind, the first whose
-    Wilson interval lies above 0.5; None when none in the range."""
-    pts = result["points"]
-    out: dict[str, Any] = {"tasks": {}, "probes": {}, "max_flops": max((p["flops"] for p in pts), default=None)}
+    """Per task, the first snapshot from which the margin's interval stays above zero; per probe kind, the first
+    from which the Wilson interval stays above 0.5; None when none in the range."""
+    pts = sorted(result["points"], key=lambda p: p["flops"])
+    x = [p["flops"] for p in pts]
+    out: dict[str, Any] = {"tasks": {}, "probes": {}, "max_flops": max(x, default=None)}
     for task in result["tasks"]:
-        out["tasks"][task] = next((p["flops"] for p in pts if p["tasks"][task]["margin_lo"] > 0), None)
+        out["tasks"][task] = first_lasting(x, [p["tasks"][task]["margin_lo"] > 0 for p in pts])
     for kind in [*result["probe_kinds"], "overall"]:
-        out["probes"][kind] = next((p["flops"] for p in pts if p.get("probes", {}).get(f"{kind}_lo", 0) > 0.5),
-                                   None)
+        out["probes"][kind] = first_lasting(x, [p.get("probes", {}).get(f"{kind}_lo", 0) > 0.5 for p in pts])
     return out
 
 
@@ -218,7 +227,10 @@ def load_results(paths: Sequence[Path]) -> list[dict[str, Any]]:
     if not found:
         raise ConfigError(f"no {RESULT} in {', '.join(map(str, paths))} (run with crossover.enabled=true, e.g. "
                           "python -m runner experiment=pretraining_pays)")
-    return [json.loads(f.read_text()) for f in found]
+    results = [json.loads(f.read_text()) for f in found]
+    for r in results:  # from the points, by this version's rule
+        r["crossovers"] = crossovers(r)
+    return results
 
 
 def _flops(x: float | None, top: float | None) -> str:
@@ -316,9 +328,9 @@ def report(paths: Sequence[Path], out: Path) -> list[Path]:
     """Write crossover.md, crossover.csv-like points and the two plots for the runs under paths into out."""
     results = load_results(paths)
     out.mkdir(parents=True, exist_ok=True)
-    md = ("## Where pretraining starts to pay\n\nCrossover: the first snapshot whose fine-tuning margin over random "
-          "init (paired by seed, 95% t-interval) lies above zero; probes: the first whose Wilson 95% interval lies "
-          "above 0.5.\n\n" + table_markdown(results) + "\n### Every snapshot\n\n" + points_markdown(results))
+    md = ("## Where pretraining starts to pay\n\nCrossover: the first snapshot from which the fine-tuning margin over "
+          "random init (paired by seed, 95% t-interval) stays above zero; probes: the first from which the Wilson 95% "
+          "interval stays above 0.5.\n\n" + table_markdown(results) + "\n### Every snapshot\n\n" + points_markdown(results))
     (out / "crossover.md").write_text(md)
     (out / "crossover.json").write_text(json.dumps(results, indent=2))
     return [out / "crossover.md", out / "crossover.json", *plot(results, out)]

@@ -48,7 +48,7 @@ def test_margin_is_paired_by_seed_with_a_t_interval():
     assert t_interval([0.5])[2] == -math.inf
 
 
-def test_crossover_is_the_first_snapshot_whose_interval_clears_zero_or_chance():
+def test_crossover_is_the_first_snapshot_from_which_the_interval_clears_zero_or_chance():
     def point(flops, lo, probe_lo):
         return {"flops": flops, "tasks": {"t": {"margin_lo": lo}}, "probes": {"swap_lo": probe_lo,
                                                                             "overall_lo": probe_lo}}
@@ -58,6 +58,9 @@ def test_crossover_is_the_first_snapshot_whose_interval_clears_zero_or_chance():
     assert c["tasks"]["t"] == 1e12 and c["probes"]["swap"] == 1e13 and c["max_flops"] == 1e13
     res["points"] = res["points"][:1]
     assert crossovers(res)["tasks"]["t"] is None
+    # a point that clears and falls back is noise: the crossover is where it clears for good
+    res["points"] = [point(1e11, 0.02, 0.55), point(1e12, -0.01, 0.45), point(1e13, 0.03, 0.56)]
+    assert crossovers(res)["tasks"]["t"] == 1e13 and crossovers(res)["probes"]["swap"] == 1e13
 
 
 @pytest.mark.slow
