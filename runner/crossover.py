@@ -220,10 +220,8 @@ def load_results(paths: Sequence[Path]) -> list[dict[str, Any]]:
     """crossover.json of each run given, or of each run one level below each directory given."""
     found = []
     for p in map(Path, paths):
-        if (p / RESULT).is_file():
-            found.append(p / RESULT)
-        elif p.is_dir():
-            found += sorted(p.glob(f"*/{RESULT}"))
+        runs = sorted(p.glob(f"*/{RESULT}")) if p.is_dir() else []
+        found += runs or ([p / RESULT] if (p / RESULT).is_file() else [])  # a sweep's runs, or one run
     if not found:
         raise ConfigError(f"no {RESULT} in {', '.join(map(str, paths))} (run with crossover.enabled=true, e.g. "
                           "python -m runner experiment=pretraining_pays)")
@@ -332,8 +330,8 @@ def report(paths: Sequence[Path], out: Path) -> list[Path]:
           "random init (paired by seed, 95% t-interval) stays above zero; probes: the first from which the Wilson 95% "
           "interval stays above 0.5.\n\n" + table_markdown(results) + "\n### Every snapshot\n\n" + points_markdown(results))
     (out / "crossover.md").write_text(md)
-    (out / "crossover.json").write_text(json.dumps(results, indent=2))
-    return [out / "crossover.md", out / "crossover.json", *plot(results, out)]
+    (out / "crossover_runs.json").write_text(json.dumps(results, indent=2))
+    return [out / "crossover.md", out / "crossover_runs.json", *plot(results, out)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

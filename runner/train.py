@@ -355,7 +355,9 @@ class Trainer:
                     window_tokens, window_start = 0, now
                     bar.update(task, loss=out["loss"], tps=tps)
                 done = self.finished()
-                if due := self.snapshots.due(self.flops):  # a copy of the weights at these FLOPs
+                # a copy of the weights at these FLOPs; at the end, at any threshold left (a budget's last step can
+                # end a little under it: FLOPs per step vary with the tokens a batch holds)
+                if due := (self.snapshots.pending if done else self.snapshots.due(self.flops)):
                     module_state, _ = self.parallel.state_dict(self.optimizer)
                     if distributed.is_main():
                         self.snapshots.save(due, module_state, self.step, self.flops, self.tokens)
