@@ -63,11 +63,13 @@ class Snapshots:
         return [x for x in self.pending if flops >= x]
 
     def save(self, thresholds: list[float], module_state: dict[str, torch.Tensor], step: int, flops: float,
-             tokens: int) -> None:
-        """One file for the step (the first threshold names it; the others point at it in its record)."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        atomic_save({"module": module_state, "step": step, "flops": flops, "tokens": tokens,
-                     "thresholds": thresholds}, self.dir / f"flops-{thresholds[0]:.3g}.pt")
+             tokens: int, write: bool = True) -> None:
+        """One file for the step (the first threshold names it; the others are in its record), written when
+        `write` (rank 0); every rank marks the thresholds done, so all of them stay in step."""
+        if write:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            atomic_save({"module": module_state, "step": step, "flops": flops, "tokens": tokens,
+                         "thresholds": thresholds}, self.dir / f"flops-{thresholds[0]:.3g}.pt")
         self.pending = [x for x in self.pending if x not in thresholds]
 
 

@@ -358,9 +358,9 @@ class Trainer:
                 # a copy of the weights at these FLOPs; at the end, at any threshold left (a budget's last step can
                 # end a little under it: FLOPs per step vary with the tokens a batch holds)
                 if due := (self.snapshots.pending if done else self.snapshots.due(self.flops)):
-                    module_state, _ = self.parallel.state_dict(self.optimizer)
-                    if distributed.is_main():
-                        self.snapshots.save(due, module_state, self.step, self.flops, self.tokens)
+                    module_state, _ = self.parallel.state_dict(self.optimizer)  # every rank (FSDP: a collective)
+                    self.snapshots.save(due, module_state, self.step, self.flops, self.tokens,
+                                        write=distributed.is_main())
                 if self.step % t.eval_every == 0 or done:
                     val, probes = self.validate()
                     logger.log({**{f"val/{k}": v for k, v in val.items()},

@@ -27,6 +27,9 @@ def test_snapshots_are_saved_once_at_the_first_step_past_each_threshold(tmp_path
     assert s.due(30.0) == [] and s.pending == [40.0]
     saved = torch.load(tmp_path / "snapshots" / "flops-10.pt", weights_only=False)
     assert saved["step"] == 3 and saved["thresholds"] == [10.0, 20.0]
+    other_rank = Snapshots(tmp_path / "rank1", [10.0, 40.0])
+    other_rank.save([10.0], {}, step=3, flops=25.0, tokens=7, write=False)  # ranks > 0 keep pace without writing
+    assert other_rank.pending == [40.0] and not (tmp_path / "rank1").exists()
     resumed = Snapshots(tmp_path, [10.0, 20.0, 40.0])
     resumed.skip_reached(25.0)
     assert resumed.pending == [40.0]
