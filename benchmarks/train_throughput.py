@@ -101,7 +101,7 @@ def build_models(config, seed: int, device: torch.device):
 
     specials = SpecialIds(pad=0, unk=1, cls=2, sep=3, mask=MASK_ID, num_special=FIRST_REGULAR_ID)
     torch.manual_seed(seed)
-    ours = Pretrainer(Encoder(config), MaskedLM(config, specials, config.vocab_size, masking="dynamic"))
+    ours = Pretrainer(Encoder(config), MaskedLM.create(config, specials, config.vocab_size, masking="dynamic"))
     theirs = build_hf_model(ours, config, nsp=False)
     theirs.set_attn_implementation("sdpa")  # its best standard path (also transformers 5's default)
     return ours.to(device).train(), theirs.to(device).train()

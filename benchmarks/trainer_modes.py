@@ -86,8 +86,8 @@ def measure(mode: str, args: argparse.Namespace) -> dict:
             tokens += trainer.train_step()["batch_tokens"]
         sync()
         seconds = time.perf_counter() - start
-        val = trainer.evaluate()
-        trainer.close()
+        val = trainer.validate.evaluate()
+        trainer.feed.close()
     key = next(k for k in val if k.endswith("_loss"))
     return {"mode": mode, "precision": trainer.precision, "compile": bool(cfg.trainer.compile),
             "tokens_per_s": tokens / seconds, "seconds": seconds, "first_steps_s": first, "val_loss": val[key],

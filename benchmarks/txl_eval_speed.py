@@ -103,7 +103,7 @@ def load_model(args: argparse.Namespace) -> tuple[Any, str]:
             out = trainer.train_step()
             if trainer.step % 50 == 0 or trainer.step == args.train_steps:
                 print(f"  train step {trainer.step}/{args.train_steps}: loss {out['loss']:.3f}", flush=True)
-        trainer.close()
+        trainer.feed.close()
     return built, (f"trained {args.train_steps} steps of {cfg.trainer.batch_size}x{cfg.data.seq_len} tokens "
                    f"({time.perf_counter() - start:.0f}s)")
 

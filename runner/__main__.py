@@ -55,8 +55,9 @@ def main(cfg: DictConfig) -> float | None:
 def job(cfg: DictConfig, hc) -> float | None:
     """One run (or export) under Hydra; the sweep's value, or None."""
     from runner.build import build  # imported here so `--help` stays fast
+    from runner.export import export_run
+    from runner.run import run
     from runner.sweep import identity, metric_value, optimised_by_sweeper
-    from runner.train import export_run, run
 
     if cfg.export:
         print(export_run_dir(Path(cfg.export), build, export_run))
@@ -97,9 +98,9 @@ def export_run_dir(src: Path, build, export_run) -> str:
     cfg = with_defaults(OmegaConf.load(cfg_file))  # a run made before newer keys existed still exports
     cfg.trainer.max_steps = 0
     built = build(cfg)
-    from runner.models.hf import hf_unsupported
+    from runner.export import unsupported
 
-    if (why := hf_unsupported(built.config, hasattr(built.objective, "pair_head"))) is not None:
+    if (why := unsupported(built)) is not None:
         raise ConfigError(f"export={str(src)!r}: {why}")
     state = checkpoint.load(src)
     built.module.load_state_dict(state["module"])

@@ -11,16 +11,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 import yaml
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from runner.errors import ConfigError
-from runner.logging import MODES  # most connected first
+from runner.logging import MODES, console, stdout_console  # MODES: most connected first
 
 # piped output (no terminal) would otherwise wrap the wide table at 80 characters
-out_console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 200)
-err_console = Console(stderr=True)
+out_console, err_console = stdout_console, console
 # Raw fields of one row, in CSV order; the rich and markdown tables show formatted columns (table_columns).
 # Besides these, a row has probe_<kind> for each probe kind (before probe_overall), probe_<scorer>_overall for a
 # second scorer (ELECTRA's generator) and downstream/<task>/<key> for each downstream task (fields()).

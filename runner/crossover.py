@@ -81,25 +81,6 @@ def saved_snapshots(run_dir: Path) -> list[Path]:
 
 # ---- evaluating the snapshots -----------------------------------------------------------------------------------
 
-def check_settings(cfg: DictConfig) -> None:
-    """Raise ConfigError, naming the key, when crossover.enabled cannot work (before any data is built)."""
-    from runner.downstream.tasks import task_names, unknown_task
-
-    x = cfg.crossover
-    budget = cfg.trainer.get("budget") or {}
-    if budget.get("flops") is None:
-        raise ConfigError("crossover.enabled=true keeps snapshots at training FLOPs up to the budget; set "
-                          "trainer.budget.flops (e.g. trainer.budget.flops=1e13)")
-    if not x.start_flops > 0 or x.per_decade < 1:
-        raise ConfigError(f"crossover.start_flops={x.start_flops} must be > 0 and crossover.per_decade="
-                          f"{x.per_decade} >= 1")
-    if not x.tasks:
-        raise ConfigError("crossover.tasks is empty; e.g. crossover.tasks=[wiki_topic,wiki_acceptability]")
-    for name in x.tasks:
-        if (why := unknown_task(str(name))) is not None:
-            raise ConfigError(f"crossover.tasks: {name!r}: {why}; use {task_names()}")
-
-
 def crossover_tasks_of(cfg: DictConfig, built: Any) -> dict[str, Any]:
     """The crossover's tasks loaded from the run's data before training ({} when crossover.enabled is off); a
     task without labels in this data is left out with a note."""
@@ -175,7 +156,8 @@ def evaluate_snapshots(cfg: DictConfig, built: Any, run_dir: Path, probes: Any, 
             points.append(point)
     finally:
         module.load_state_dict(now)
-    out = {"model": cfg.model.name, "objective": cfg.objective.name, "variant": _variant(run_dir) or cfg.model.name,
+    label = _model_choice(run_dir) or cfg.model.name
+    out = {"model": cfg.model.name, "objective": cfg.objective.name, "variant": label,
            "tasks": list(tasks), "probe_kinds": list(probes.kinds) if probes is not None else [],
            "scorers": list(probes.scorers) if probes is not None else [], "points": points,
            "settings": {"seeds": e.seeds, "epochs": e.epochs, "lr": e.lr, "seq_len": e.seq_len}}
@@ -184,12 +166,13 @@ def evaluate_snapshots(cfg: DictConfig, built: Any, run_dir: Path, probes: Any, 
     return out
 
 
-def _variant(run_dir: Path) -> str | None:
-    """The run's variant choice (experiment multiruns sweep variant=...), from Hydra's record of the job."""
+def _model_choice(run_dir: Path) -> str | None:
+    """The run's model choice (experiment multiruns sweep model=...), from Hydra's record of the job: the row's label
+    (the result's "variant" key, kept for results written before conf/variant/ became the presets' recipes)."""
     try:
         import yaml
         node = yaml.safe_load((Path(run_dir) / ".hydra" / "hydra.yaml").read_text())["hydra"]
-        return node["runtime"]["choices"].get("variant")
+        return node["runtime"]["choices"].get("model")
     except Exception:  # noqa: BLE001 - no record: the model name names it
         return None
 

@@ -22,34 +22,50 @@ def mlm_head_flops(c: EncoderConfig, predicted: int) -> int:
     return predicted * 2 * (c.hidden_size * embedding_width(c) + embedding_width(c) * c.vocab_size)
 
 
+def pooler_flops(c: EncoderConfig, sequences: int) -> int:
+    """Forward matmul FLOPs of the pooler (dense H -> H) and the two-way pair classifier on [CLS]."""
+    return sequences * 2 * (c.hidden_size * c.hidden_size + 2 * c.hidden_size)
+
+
+def disc_head_flops(c: EncoderConfig, tokens: int) -> int:
+    """Forward matmul FLOPs of ELECTRA's discriminator head (dense H -> H, dense H -> 1) on every token."""
+    return tokens * 2 * (c.hidden_size * c.hidden_size + c.hidden_size)
+
+
 def train_flops(c: EncoderConfig, sequences: int, seq_len: int, predicted: int, pooled: bool = False,
                 generator: EncoderConfig | None = None) -> float:
     """FLOPs of one training step over `sequences` x `seq_len` tokens with `predicted` MLM positions. With an
     ELECTRA `generator` config, the MLM head sits on the generator (whose encoder also runs over every token)
     and the discriminator's head (dense H -> H, dense H -> 1) runs over every token (Clark et al. 2020)."""
     tokens = sequences * seq_len
-    pool = sequences * 2 * (c.hidden_size * c.hidden_size + 2 * c.hidden_size) if pooled else 0
+    pool = pooler_flops(c, sequences) if pooled else 0
     if generator is None:
         return 3.0 * (encoder_flops(c, tokens, seq_len) + mlm_head_flops(c, predicted) + pool)
-    disc_head = tokens * 2 * (c.hidden_size * c.hidden_size + c.hidden_size)
+    disc_head = disc_head_flops(c, tokens)
     gen = encoder_flops(generator, tokens, seq_len) + mlm_head_flops(generator, predicted)
     return 3.0 * (encoder_flops(c, tokens, seq_len) + disc_head + gen + pool)
 
 
-def txl_train_flops(c: EncoderConfig, sequences: int, tgt_len: int, mem_len: int) -> float:
-    """FLOPs of one Transformer-XL training step over `sequences` segments of tgt_len tokens after a memory of
-    mem_len: keys and values are computed for memory and segment (K = mem_len + tgt_len), queries, FFN and softmax
-    for the segment; the relative position keys once per segment; scores against K keys twice (content and
-    position terms) plus the weighted sum of values, and the softmax (adaptive_softmax_flops)."""
+def txl_layer_flops(c: EncoderConfig, tgt_len: int, mem_len: int) -> int:
+    """Forward FLOPs of one Transformer-XL layer over one segment of tgt_len tokens after a memory of mem_len: keys
+    and values are computed for memory and segment (K = mem_len + tgt_len), queries and FFN for the segment, the
+    relative position keys once per segment; scores against K keys twice (content and position terms) plus the
+    weighted sum of values."""
     T, K, H = tgt_len, mem_len + tgt_len, c.hidden_size
     inner = c.num_heads * (H // c.num_heads)
-    per_layer = (2 * T * H * inner  # queries
-                 + 2 * K * H * 2 * inner  # keys and values over memory and segment
-                 + 2 * K * H * inner  # r_net on K relative positions
-                 + 2 * T * inner * H  # output projection
-                 + 2 * T * 2 * H * c.intermediate_size  # FFN
-                 + 3 * 2 * T * K * inner)  # content scores, position scores, attention-weighted values
-    return 3.0 * sequences * (c.num_layers * per_layer + T * adaptive_softmax_flops(c))
+    return (2 * T * H * inner  # queries
+            + 2 * K * H * 2 * inner  # keys and values over memory and segment
+            + 2 * K * H * inner  # r_net on K relative positions
+            + 2 * T * inner * H  # output projection
+            + 2 * T * 2 * H * c.intermediate_size  # FFN
+            + 3 * 2 * T * K * inner)  # content scores, position scores, attention-weighted values
+
+
+def txl_train_flops(c: EncoderConfig, sequences: int, tgt_len: int, mem_len: int) -> float:
+    """FLOPs of one Transformer-XL training step over `sequences` segments of tgt_len tokens after a memory of
+    mem_len: its layers (txl_layer_flops) and the (adaptive) softmax over every token (adaptive_softmax_flops)."""
+    per_layer = txl_layer_flops(c, tgt_len, mem_len)
+    return 3.0 * sequences * (c.num_layers * per_layer + tgt_len * adaptive_softmax_flops(c))
 
 
 def adaptive_softmax_flops(c: EncoderConfig) -> int:

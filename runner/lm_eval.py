@@ -11,13 +11,22 @@ mask lets each token see exactly the keys the memory gives it.
 """
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from runner.objectives.clm import lm_metrics
+
+
+def lm_metrics(nll_sum: float, count: float, char_level: bool) -> dict[str, float]:
+    """lm_loss (nats per token), perplexity, and bpc (bits per character) when tokens are characters."""
+    loss = nll_sum / max(count, 1.0)
+    out = {"lm_loss": loss, "perplexity": math.exp(min(loss, 50.0))}
+    if char_level:
+        out["bpc"] = loss / math.log(2)
+    return out
 
 
 def _sync(device: torch.device) -> None:
@@ -89,7 +98,7 @@ def compare_contexts(model: nn.Module, objective: nn.Module, rows: torch.Tensor,
     was_training = [m.training for m in (model, objective)]
     model.eval(), objective.eval()
     device = rows.device
-    char = bool(getattr(objective, "char_level", False))
+    char = bool(objective.char_level)
     R, N = rows.shape[0], rows.shape[1] - 1
     window = mem_len + tgt_len
     try:

@@ -16,7 +16,9 @@ from runner import distributed
 from runner.data.cache import atomic_write_bytes
 from runner.errors import ConfigError
 
-console = Console(stderr=True)
+console = Console(stderr=True)  # progress, notes, warnings, errors and the end-of-run table
+# results a command prints for a pipe (python -m runner.compare's table): wide when not a terminal, so rows stay whole
+stdout_console = Console(width=None if os.isatty(1) or "COLUMNS" in os.environ else 200)
 MODES = ("online", "offline", "disabled")
 
 

@@ -13,22 +13,18 @@ from typing import Any
 import torch
 from torch import nn
 
+from runner.models.base import EncoderModule
+
 STRATEGIES = ("ddp", "fsdp")
 
 
 def _blocks(module: nn.Module) -> list[nn.Module]:
     """Transformer blocks used exactly once (ALBERT's shared blocks stay with the root unit), in order."""
-    from runner.models.encoder import Layer
-    from runner.models.txl import XLLayer
-
     seen: dict[int, int] = {}  # how often each module object occurs in the tree (a tied module: more than once)
     for _, m in module.named_modules(remove_duplicate=False):
         seen[id(m)] = seen.get(id(m), 0) + 1
-    # ALBERT's share=all applies its one block num_layers times; share=attention|ffn reuses sub-modules
-    sharing = {id(b) for e in module.modules() if getattr(getattr(e, "config", None), "share", "none") != "none"
-               for b in e.modules()}
-    return [m for m in module.modules() if isinstance(m, (Layer, XLLayer)) and id(m) not in sharing
-            and all(seen[id(s)] == 1 for s in m.modules())]
+    return [b for e in module.modules() if isinstance(e, EncoderModule) for b in e.shard_blocks()
+            if all(seen[id(s)] == 1 for s in b.modules())]
 
 
 class Parallel:

@@ -1,7 +1,9 @@
 """Typed schemas for every config group, registered in Hydra's ConfigStore.
 
 Each YAML in conf/<group>/ extends its group's base (`defaults: [base_<group>, _self_]`), so a misspelt key
-or a value of the wrong type fails at compose time with a message naming the key."""
+or a value of the wrong type fails at compose time with a message naming the key. Each group's schema checks its
+own values in `check()` (a one-line ConfigError naming the key and the fix); runner/validate.py calls them and
+checks the settings that span groups."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -10,70 +12,17 @@ from typing import Any, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from runner.models.config import EncoderConfig
+from runner.budget import budget_of
+from runner.errors import ConfigError
+
+from runner.models.registry import config_classes, encoder_class, upgrade
+from runner.objectives.base import Objective
+from runner.objectives.registry import schemas as objective_schemas
 
 
-@dataclass
-class MLMConfig:
-    """objective=mlm: masked language modelling."""
-
-    _target_: str = "runner.objectives.mlm.MaskedLM"
-    name: str = "mlm"
-    masking: str = "dynamic"  # static: drawn once per example copy (BERT); dynamic: drawn per batch (RoBERTa)
-    mask_prob: float = 0.15
-    mask_token_prob: float = 0.8  # of the selected tokens, replaced by [MASK]
-    random_token_prob: float = 0.1  # replaced by a random token; the rest are kept
-    dupe_factor: int = 10  # static masking: copies of the data, each with its own masks
-    span: str = "token"  # token: each token alone (BERT) | whole_word: all pieces of a word (BERT WWM) | ngram (ALBERT)
-    max_ngram: int = 3  # span=ngram: spans of n <= max_ngram whole words, p(n) proportional to 1/n (ALBERT 4.1)
-    max_predictions: Optional[int] = None  # cap on selected tokens per sequence (BERT: 20 at 128); null: no cap
-
-
-@dataclass
-class MLMNSPConfig(MLMConfig):
-    """objective=mlm_nsp: MLM plus next-sentence prediction on sentence pairs."""
-
-    _target_: str = "runner.objectives.mlm_nsp.MaskedLMWithNSP"
-    name: str = "mlm_nsp"
-    masking: str = "static"
-    random_next_prob: float = 0.5  # share of pairs whose segment B comes from another article
-
-
-@dataclass
-class MLMSOPConfig(MLMConfig):
-    """objective=mlm_sop: MLM plus ALBERT's sentence-order prediction on data.format=sop_pair (its default)."""
-
-    _target_: str = "runner.objectives.mlm_sop.MaskedLMWithSOP"
-    name: str = "mlm_sop"
-    span: str = "ngram"  # ALBERT section 4.1: n-gram masking, n <= max_ngram, p(n) proportional to 1/n
-
-
-@dataclass
-class RTDConfig(MLMConfig):
-    """objective=rtd: ELECTRA's replaced-token detection, a small generator MLM plus the discriminator."""
-
-    _target_: str = "runner.objectives.rtd.ReplacedTokenDetection"
-    name: str = "rtd"
-    mask_token_prob: float = 0.85  # official ELECTRA mask(): 85% [MASK], 15% kept unchanged, no random tokens
-    random_token_prob: float = 0.0
-    generator_size: float = 0.25  # generator hidden and FFN over the discriminator's (1/4 small and large, 1/3 base)
-    disc_weight: float = 50.0  # lambda in L_MLM + lambda * L_Disc (ELECTRA section 2, appendix A)
-    temperature: float = 1.0  # of the generator's softmax when sampling replacements
-    tie_embeddings: str = "embeddings"  # none | embeddings (token, position, type, LayerNorm; 3.2) | all (size 1.0)
-
-
-@dataclass
-class CLMConfig:
-    """objective=clm: causal language modelling over contiguous streams with Transformer-XL's memory."""
-
-    _target_: str = "runner.objectives.clm.CausalLM"
-    name: str = "clm"
-    # stream: the memory carries across documents, as the original over WikiText-103 and enwik8 (it restarts only
-    # when a row's stream does, at an epoch wrap); document: no token attends across a document separator
-    reset: str = "stream"
-    # tokens of the final comparison predicted by the sliding-window evaluation (Al-Rfou et al.: one forward of the
-    # whole window per token, so keep it small on a CPU); 0 skips the sliding window
-    compare_tokens: int = 256
+def _need(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
 
 
 @dataclass
@@ -131,6 +80,14 @@ class DataConfig:
     num_proc: Optional[int] = None  # worker processes that tokenize a split for the cache; null: min(4, CPUs)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)  # data.tokenizer.path: a local tokenizer
 
+    def check(self) -> None:
+        """The split and length settings (the source's keys are checked when it opens: runner/data/sources.py)."""
+        _need(self.seq_len >= 8, f"data.seq_len={self.seq_len} is too short; use at least 8")
+        _need(0.0 <= self.val_fraction < 1 and 0.0 <= self.test_fraction < 1
+              and self.val_fraction + self.test_fraction < 1,
+              f"data.val_fraction={self.val_fraction} + data.test_fraction={self.test_fraction} must lie in [0, 1)")
+        _need(self.max_docs is None or self.max_docs >= 2, f"data.max_docs={self.max_docs} must be >= 2 or null")
+
 
 @dataclass
 class OptimizerConfig:
@@ -147,6 +104,19 @@ class OptimizerConfig:
     warmup_fraction: float = 0.06
     min_lr_ratio: float = 0.0  # the decay ends at lr * min_lr_ratio
     decay: str = "linear"  # after warmup: linear (BERT) | cosine (Transformer-XL: cosine annealing to min_lr_ratio)
+
+    def check(self) -> None:
+        """The rate, Adam's constants and the schedule (LambConfig's too)."""
+        _need(self.decay in ("linear", "cosine"), f"optimizer.decay={self.decay!r} must be linear or cosine")
+        _need(self.lr > 0, f"optimizer.lr={self.lr} must be > 0")
+        _need(len(self.betas) == 2 and all(0.0 <= b < 1.0 for b in self.betas),
+              f"optimizer.betas={list(self.betas)} must be two numbers in [0, 1)")
+        _need(self.weight_decay >= 0, f"optimizer.weight_decay={self.weight_decay} must be >= 0")
+        _need(self.eps > 0, f"optimizer.eps={self.eps} must be > 0")
+        _need(0.0 <= self.warmup_fraction <= 1.0,
+              f"optimizer.warmup_fraction={self.warmup_fraction} must lie in [0, 1]")
+        _need(self.warmup_steps is None or self.warmup_steps >= 0,
+              f"optimizer.warmup_steps={self.warmup_steps} must be >= 0")
 
 
 @dataclass
@@ -168,6 +138,10 @@ class BudgetConfig:
     tokens: Optional[int] = None  # non-padding tokens the model reads
     flops: Optional[float] = None  # training FLOPs as runner/flops.py counts them (ELECTRA's generator included)
     minutes: Optional[float] = None  # wall-clock training time (evaluation excluded); the schedule follows the clock
+
+    def check(self) -> None:
+        """At most one budget, and a positive one (runner/budget.py)."""
+        budget_of(vars(self))
 
 
 @dataclass
@@ -202,6 +176,20 @@ class TrainerConfig:
     num_workers: int = 0  # DataLoader processes prefetching batches; 0 builds them in-process (same batches)
     export_hf: bool = True  # write a transformers save_pretrained directory (hf/) at the end
 
+    def check(self) -> None:
+        """Steps, batch, intervals, clipping and the budget (the device, precision, strategy and launch depend on the
+        machine: runner/validate.py distributed_settings)."""
+        _need(self.max_steps >= 0, f"trainer.max_steps={self.max_steps} must be >= 0")
+        for key in ("batch_size", "grad_accum", "log_every", "eval_every", "eval_batches", "checkpoint_every",
+                    "keep_checkpoints"):
+            _need(getattr(self, key) >= 1, f"trainer.{key}={getattr(self, key)} must be >= 1")
+        _need(self.num_workers >= 0, f"trainer.num_workers={self.num_workers} must be >= 0 (0 builds batches "
+              "in-process)")
+        _need(self.grad_clip >= 0, f"trainer.grad_clip={self.grad_clip} must be >= 0 (0 disables clipping)")
+        _need(self.nonfinite in ("stop", "skip"), f"trainer.nonfinite={self.nonfinite!r} must be stop or skip")
+        _need(self.max_skipped_steps >= 1, f"trainer.max_skipped_steps={self.max_skipped_steps} must be >= 1")
+        self.budget.check()
+
 
 @dataclass
 class EvalConfig:
@@ -227,6 +215,25 @@ class EvalConfig:
     pooling: str = "auto"  # auto (cls; causal models: last token) | cls | mean (over non-pad tokens) | last
     baselines: bool = True  # the same fine-tuning from random weights, and bag-of-words logistic regression
 
+    def check(self) -> None:
+        """The task, its path and the fine-tuning settings (the pooling a causal model allows: runner/validate.py)."""
+        from pathlib import Path
+
+        from runner.downstream.tasks import task_names, unknown_task
+
+        why = unknown_task(str(self.task))
+        _need(why is None, f"eval.task={self.task!r}: {why}; use eval.task={task_names()}")
+        if self.path is not None:
+            p = Path(str(self.path)).expanduser()
+            _need(p.is_dir(), f"eval.path={str(self.path)!r} is not a directory; pass a directory of GLUE's tsv files "
+                  "(train.tsv, dev.tsv) or a save_to_disk dataset, or drop eval.path to read the Hub")
+        _need(self.pooling in ("auto", "cls", "mean", "last"),
+              f"eval.pooling={self.pooling!r} must be auto, cls, mean or last")
+        for key in ("seeds", "epochs", "batch_size"):
+            _need(getattr(self, key) >= 1, f"eval.{key}={getattr(self, key)} must be >= 1")
+        _need(self.seq_len >= 5, f"eval.seq_len={self.seq_len} must be >= 5 ([CLS] A [SEP] B [SEP])")
+        _need(self.lr > 0, f"eval.lr={self.lr} must be > 0")
+
 
 @dataclass
 class LoggerConfig:
@@ -238,6 +245,12 @@ class LoggerConfig:
     name: Optional[str] = None  # default: <model>-<objective>-<data>-<time>
     group: Optional[str] = None
     tags: List[str] = field(default_factory=list)
+
+    def check(self) -> None:
+        """The mode."""
+        from runner.logging import MODES
+
+        _need(self.mode in MODES, f"logger.mode={self.mode!r} must be one of {', '.join(MODES)}")
 
 
 @dataclass
@@ -263,6 +276,19 @@ class ProbeConfig:
     min_words: int = 6
     max_words: int = 20
 
+    def check(self) -> None:
+        """Kinds, counts, split and sentence lengths that can make pairs (before any data is read)."""
+        from runner.data.corpus import SPLITS
+        from runner.probes.pairs import KINDS
+
+        bad = [k for k in self.kinds if k not in KINDS]
+        _need(not bad and bool(self.kinds), f"probes.kinds={list(self.kinds)}: each must be one of {', '.join(KINDS)}")
+        _need(self.pairs >= 1, f"probes.pairs={self.pairs} must be >= 1 (pairs per kind), or set probes.enabled=false")
+        _need(self.split in SPLITS, f"probes.split={self.split!r} must be one of {', '.join(SPLITS)} (validation or "
+              "test: never trained on)")
+        _need(4 <= self.min_words <= self.max_words, f"probes.min_words={self.min_words}, probes.max_words="
+              f"{self.max_words}: need 4 <= min_words <= max_words (a swap needs two interior words)")
+
 
 @dataclass
 class CrossoverConfig:
@@ -273,6 +299,17 @@ class CrossoverConfig:
     start_flops: float = 1e11  # the first snapshot
     per_decade: int = 2  # snapshots per factor of 10 (2: 1e11, 3.2e11, 1e12, ...); the budget's end is the last
     tasks: List[str] = field(default_factory=lambda: ["wiki_topic", "wiki_acceptability"])
+
+    def check(self) -> None:
+        """The snapshot series and the tasks (that trainer.budget.flops sets its end: runner/validate.py)."""
+        from runner.downstream.tasks import task_names, unknown_task
+
+        _need(self.start_flops > 0 and self.per_decade >= 1, f"crossover.start_flops={self.start_flops} must be > 0 "
+              f"and crossover.per_decade={self.per_decade} >= 1")
+        _need(bool(self.tasks), "crossover.tasks is empty; e.g. crossover.tasks=[wiki_topic,wiki_acceptability]")
+        for name in self.tasks:
+            why = unknown_task(str(name))
+            _need(why is None, f"crossover.tasks: {name!r}: {why}; use {task_names()}")
 
 
 @dataclass
@@ -299,10 +336,19 @@ def with_defaults(cfg: Any) -> Any:
     crossover)."""
     from omegaconf import OmegaConf
 
-    schemas = {"model": EncoderConfig, "data": DataConfig, "trainer": TrainerConfig, "eval": EvalConfig,
+    schemas = {"data": DataConfig, "trainer": TrainerConfig, "eval": EvalConfig,
                "logger": LoggerConfig, "sweep": SweepConfig, "probes": ProbeConfig,
                "crossover": CrossoverConfig}
     out = OmegaConf.create(OmegaConf.to_container(cfg))
+    if "model" in cfg:  # the family's schema
+        family = encoder_class(cfg.model.get("family", "bert"))
+        out.model = OmegaConf.merge(OmegaConf.structured(family.config_class), upgrade(cfg.model))
+    if "objective" in cfg and "_target_" in cfg.objective:  # the objective's options
+        from hydra.utils import get_class
+
+        cls = get_class(cfg.objective._target_)
+        if isinstance(cls, type) and issubclass(cls, Objective):
+            out.objective = OmegaConf.merge(OmegaConf.structured(cls.options_class), cfg.objective)
     for key, schema in schemas.items():
         base = OmegaConf.structured(schema)
         out[key] = OmegaConf.merge(base, cfg[key]) if key in cfg else base
@@ -313,12 +359,10 @@ def register() -> None:
     """Put the schemas in Hydra's ConfigStore."""
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
-    cs.store(group="model", name="base_model", node=EncoderConfig)
-    cs.store(group="objective", name="base_mlm", node=MLMConfig)
-    cs.store(group="objective", name="base_mlm_nsp", node=MLMNSPConfig)
-    cs.store(group="objective", name="base_rtd", node=RTDConfig)
-    cs.store(group="objective", name="base_mlm_sop", node=MLMSOPConfig)
-    cs.store(group="objective", name="base_clm", node=CLMConfig)
+    for schema in config_classes():  # each encoder family's (runner/models/registry.py)
+        cs.store(group="model", name=schema.schema, node=schema)
+    for name, schema in objective_schemas().items():  # each objective's options (runner/objectives/registry.py)
+        cs.store(group="objective", name=name, node=schema)
     cs.store(group="data", name="base_data", node=DataConfig)
     cs.store(group="optimizer", name="base_optimizer", node=OptimizerConfig)
     cs.store(group="optimizer", name="base_lamb", node=LambConfig)

@@ -18,7 +18,7 @@ register()
 # A model and corpus small enough for 2 CPU cores; every test composes the real config, then shrinks it.
 TINY = ["model.num_layers=1", "model.hidden_size=32", "model.num_heads=2", "model.intermediate_size=64",
         "model.vocab_size=1000", "data.max_docs=300", "data.seq_len=64", "trainer.batch_size=8",
-        "trainer.eval_batches=2", "logger.mode=disabled", "eval.downstream=false"]
+        "trainer.eval_batches=2", "trainer.grad_accum=1", "logger.mode=disabled", "eval.downstream=false"]
 
 
 @pytest.fixture(scope="session", autouse=True)

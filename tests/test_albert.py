@@ -21,7 +21,7 @@ from runner.objectives.mlm import MaskedLM
 from runner.objectives.mlm_nsp import MaskedLMWithNSP
 from runner.objectives.mlm_sop import MaskedLMWithSOP
 from runner.optim import Lamb, build_adamw, build_lamb
-from runner.train import run
+from runner.run import run
 from runner.validate import validate
 from tests.conftest import TINY, make_cfg, run_cli
 from tests.test_models import assert_logits_match, assert_weights_round_trip
@@ -38,7 +38,7 @@ SMALL_ALBERT = [*TINY, "model=albert", "model.embedding_size=16", "trainer.expor
 def pretrainer(config: EncoderConfig, sop: bool) -> Pretrainer:
     """Encoder + objective heads, as a run builds them."""
     config = dataclasses.replace(config, pad_token_id=SP.pad)
-    return Pretrainer(Encoder(config), (MaskedLMWithSOP if sop else MaskedLM)(config, SP, config.vocab_size))
+    return Pretrainer(Encoder(config), (MaskedLMWithSOP if sop else MaskedLM).create(config, SP, config.vocab_size, span="token"))
 
 
 def tiny(share: str = "all", **kw) -> EncoderConfig:
@@ -109,7 +109,7 @@ def test_either_pair_head_exports_into_the_familys_slot(family):
     torch.manual_seed(0)
     config = tiny("all") if family == "albert" else dataclasses.replace(
         tiny("none"), family="bert", embedding_size=None, activation="gelu", tokenizer="wordpiece")
-    objective = (MaskedLMWithNSP if family == "albert" else MaskedLMWithSOP)(config, SP, config.vocab_size)
+    objective = (MaskedLMWithNSP if family == "albert" else MaskedLMWithSOP).create(config, SP, config.vocab_size, span="token")
     ours = Pretrainer(Encoder(config), objective).eval()
     theirs = build_hf_model(ours, config, True)
     ids, types, mask = inputs()
@@ -266,9 +266,9 @@ def test_cli_albert_trains_exports_and_reloads_in_transformers(tmp_path):
     s = json.loads((tmp_path / "summary.json").read_text())
     assert s["objective"] == "mlm_sop" and s["steps"] == 4
     assert {"sop_loss", "sop_accuracy", "mlm_loss"} <= set(s["final_val"])
-    assert s["albert_vs_bert"]["albert_large"] == REFERENCE["albert_large"]
-    assert s["albert_vs_bert"]["bert_large"] == 335_174_458  # BertForMaskedLM; ALBERT's Table 2 says 334M
-    assert "albert_large 16.8M vs bert_large 335M" in r.stdout + r.stderr
+    assert s["preset_parameters"]["albert_large"] == REFERENCE["albert_large"]
+    assert s["preset_parameters"]["bert_large"] == 335_174_458  # BertForMaskedLM; ALBERT's Table 2 says 334M
+    assert "albert_large 16.8M, bert_large 335.2M; this run" in r.stdout + r.stderr
     # our model from the run's checkpoint against transformers' reload of the exported directory
     cfg = OmegaConf.load(tmp_path / ".hydra" / "config.yaml")
     cfg.trainer.max_steps = 0
@@ -313,4 +313,5 @@ def test_cli_build_only_albert_large(tmp_path):
     h = 1024
     assert s["steps"] == 0 and s["parameters"]["total"] == REFERENCE["albert_large"] + h * h + h + 2 * h + 2
     assert s["parameters"]["total"] == sum(v for k, v in s["parameters"].items() if k != "total")
-    assert s["albert_vs_bert"]["ratio"] == pytest.approx(16_795_824 / 335_174_458, abs=1e-4)
+    counts = s["preset_parameters"]
+    assert counts["albert_large"] / counts["bert_large"] == pytest.approx(16_795_824 / 335_174_458, abs=1e-4)

@@ -8,7 +8,8 @@ import pytest
 
 from runner.build import build
 from runner.errors import ConfigError
-from runner.train import Trainer, run
+from runner.run import run
+from runner.train import Trainer
 from runner.validate import validate
 from tests.conftest import TINY, make_cfg
 
@@ -24,7 +25,7 @@ def lrs(run_dir: Path) -> list[float]:
 def test_flops_budget_stops_at_the_first_step_that_reaches_it(tmp_path, model):
     base = [*TINY, f"model={model}", "trainer.log_every=1", "trainer.export_hf=false", "optimizer.warmup_fraction=0"]
     probe = Trainer(make_cfg(*base), build(make_cfg(*base)), tmp_path / "probe")
-    per_step = probe.step_flops(probe.batches.get(0))  # one micro-batch per step (grad_accum 1)
+    per_step = probe.objective.train_flops(probe.encoder, probe.feed.batches.get(0))  # one micro-batch per step (grad_accum 1)
     budget = 5.5 * per_step
     cfg = make_cfg(*base, f"trainer.budget.flops={budget}", "trainer.max_steps=1000")
     s = run(cfg, build(cfg), tmp_path / "run")

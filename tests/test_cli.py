@@ -7,29 +7,12 @@ import re
 import pytest
 from hydra.errors import ConfigCompositionException
 
-from runner.build import encoder_config
 from runner.errors import ConfigError
 from runner.validate import validate
 from tests.conftest import TINY, make_cfg, run_cli
 
-MODELS = ["bert", "roberta", "bert_tiny", "bert_mini", "bert_small", "bert_medium", "bert_base", "bert_large",
-          "roberta_base", "roberta_large"]
-
-
-@pytest.mark.parametrize("model", MODELS)
-@pytest.mark.parametrize("objective", ["mlm", "mlm_nsp"])
-def test_every_model_objective_pair_composes(model, objective):
-    cfg = make_cfg(f"model={model}", f"objective={objective}")
-    config = encoder_config(cfg)
-    validate(cfg)
-    from hydra.utils import get_class
-
-    cls = get_class(cfg.objective._target_)
-    if objective == "mlm_nsp" and config.type_vocab_size < 2:
-        with pytest.raises(ConfigError, match="model.type_vocab_size"):
-            cls.check(config, objective)
-    else:
-        cls.check(config, objective)
+# every model preset composing and building (with its recipe's objective, and every other config file):
+# tests/test_configs.py
 
 
 def test_family_presets_pick_their_paper_recipe():

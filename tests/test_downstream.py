@@ -1,6 +1,8 @@
 """Downstream evaluation (issue 6): tasks (wiki_topic, GLUE from local files), fine-tuning over seeds, baselines."""
 from __future__ import annotations
 
+import dataclasses
+
 import copy
 import random
 import statistics
@@ -16,7 +18,7 @@ from runner.downstream import (Classifier, Example, Task, accuracy, bow_logreg, 
 from runner.downstream.finetune import collate
 from runner.errors import ConfigError
 from runner.models import Encoder, EncoderConfig
-from runner.models.txl import TransformerXL
+from runner.models.txl import TXLConfig, TransformerXL
 
 SP = SpecialIds(pad=0, unk=1, cls=2, sep=3, mask=4, num_special=5)
 
@@ -235,6 +237,11 @@ def tiny_config(**kw) -> EncoderConfig:
     return EncoderConfig(**{**base, **kw})
 
 
+def txl_config() -> TXLConfig:
+    """tiny_config's shape as a causal Transformer-XL."""
+    return TXLConfig(**{**dataclasses.asdict(tiny_config()), "family": "txl"})
+
+
 def test_finetune_reports_per_seed_mean_std_and_baselines():
     task = keyword_task()
     torch.manual_seed(0)
@@ -293,7 +300,7 @@ def test_padding_does_not_change_predictions(kind):
     """The head pools real tokens only: an example alone and padded in a batch with a longer one agree
     (BERT: first token with an attention mask; causal Transformer-XL: the last real token, pad keys blocked)."""
     torch.manual_seed(0)
-    enc = TransformerXL(tiny_config(family="txl")) if kind == "txl" else Encoder(tiny_config())
+    enc = TransformerXL(txl_config()) if kind == "txl" else Encoder(tiny_config())
     model = Classifier(enc, 3).eval()
     assert model.pooling == ("last" if kind == "txl" else "cls")
     short, long = Example((2, 11, 12, 3), 0), Example((2, *range(13, 30), 3), 1)
@@ -308,7 +315,7 @@ def test_padding_does_not_change_predictions(kind):
 def test_finetune_runs_on_pairs_and_on_a_causal_txl():
     task = keyword_task(n=240, pairs=True)
     torch.manual_seed(0)
-    txl = TransformerXL(tiny_config(family="txl"))
+    txl = TransformerXL(txl_config())
     r = finetune(lambda: copy.deepcopy(txl), task, seeds=[0], epochs=4, lr=3e-3, batch_size=16, seq_len=32,
                  show_progress=False, baselines=("random_init",))
     assert r["settings"]["pooling"] == "auto" and len(r["per_seed"]) == 1
@@ -369,7 +376,7 @@ def test_finetuning_a_briefly_pretrained_model_on_wiki_topic(tmp_path):
     features (linear probes of frozen features scored like a random encoder's), and fine-tuned, pretrained and
     random init came within a few points of each other, in either order."""
     from runner.build import build
-    from runner.train import run
+    from runner.run import run
     from tests.conftest import TINY, make_cfg
     cfg = make_cfg(*TINY, "model=roberta", "data.max_docs=null", "optimizer.lr=5e-3", "trainer.max_steps=60",
                    "trainer.eval_every=1000", "trainer.export_hf=false", "eval.downstream=false")

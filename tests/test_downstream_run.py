@@ -8,7 +8,7 @@ import pytest
 
 from runner.build import build
 from runner.evaluation import prepare_downstream
-from runner.train import run
+from runner.run import run
 from tests.conftest import TINY, make_cfg, run_cli
 
 pytestmark = pytest.mark.slow

@@ -21,7 +21,7 @@ from runner.objectives.masking import IGNORE
 from runner.objectives.mlm import MaskedLM
 from runner.objectives.rtd import (ReplacedTokenDetection, binary_entropy, generator_config,
                                    probability_histograms, roc_auc)
-from runner.train import run
+from runner.run import run
 from tests.conftest import TINY, make_cfg, run_cli
 
 transformers = pytest.importorskip("transformers")
@@ -37,7 +37,7 @@ def preset(name: str) -> EncoderConfig:
 
 def rtd(config: EncoderConfig, **kw) -> Pretrainer:
     """Encoder (discriminator) + RTD objective, attached as a run builds them."""
-    return Pretrainer(Encoder(config), ReplacedTokenDetection(config, SP, config.vocab_size, **kw))
+    return Pretrainer(Encoder(config), ReplacedTokenDetection.create(config, SP, config.vocab_size, **kw))
 
 
 def tiny(**kw) -> EncoderConfig:
@@ -78,7 +78,7 @@ def test_small_generator_before_sharing_equals_electra_for_masked_lm():
     gen = generator_config(config, 0.25, "embeddings")
     assert (gen.hidden_size, gen.num_heads, gen.intermediate_size, gen.embedding_size) == (64, 1, 256, 128)
     with torch.device("meta"):
-        ours = torch.nn.ModuleList([Encoder(gen), ReplacedTokenDetection(config, SP, config.vocab_size).mlm_head])
+        ours = torch.nn.ModuleList([Encoder(gen), ReplacedTokenDetection.create(config, SP, config.vocab_size).mlm_head])
         theirs = hf_model_class("electra", False)(hf_config(gen, False, {}))
     assert sum(p.numel() for p in ours.parameters()) == 4_620_026 == sum(p.numel() for p in theirs.parameters())
 
@@ -230,7 +230,7 @@ def test_discriminator_and_generator_logits_equal_transformers_on_identical_weig
     torch.manual_seed(0)
     module = rtd(tiny()).eval()
     obj = module.objective
-    parts = obj.hf_exports(module.encoder)
+    parts = obj.exports(module.encoder)
     disc = build_hf_model(parts["hf"][0], parts["hf"][1], False, discriminator=True)
     gen = build_hf_model(parts["hf_generator"][0], parts["hf_generator"][1], False)
     assert type(disc).__name__ == "ElectraForPreTraining" and type(gen).__name__ == "ElectraForMaskedLM"
@@ -250,7 +250,7 @@ def test_discriminator_and_generator_logits_equal_transformers_on_identical_weig
 def test_mlm_on_the_electra_architecture_exports_as_electra_for_masked_lm():
     torch.manual_seed(0)
     config = tiny()
-    module = Pretrainer(Encoder(config), MaskedLM(config, SP, config.vocab_size)).eval()
+    module = Pretrainer(Encoder(config), MaskedLM.create(config, SP, config.vocab_size)).eval()
     hf = build_hf_model(module, config, False)
     assert type(hf).__name__ == "ElectraForMaskedLM"
     ids = torch.randint(5, 120, (2, 12))

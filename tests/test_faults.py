@@ -166,7 +166,7 @@ def test_wandb_failures_never_stop_training_and_the_local_files_are_complete(tmp
     import wandb
 
     from runner.build import build
-    from runner.train import run
+    from runner.run import run
     from tests.conftest import make_cfg
 
     def init(*args, **kwargs):

@@ -79,7 +79,7 @@ def test_streaming_reads_the_whole_split_without_max_docs(tmp_path):
 
 @pytest.mark.slow
 def test_training_run_on_a_saved_dataset(saved, tmp_path):
-    from runner.train import run
+    from runner.run import run
 
     cfg = make_cfg(*TINY, "data=hub", f"data.hub.name={saved}", "data.max_docs=null", "trainer.max_steps=2",
                    "trainer.export_hf=false", "model.vocab_size=300")

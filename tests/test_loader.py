@@ -15,7 +15,8 @@ from runner import distributed
 from runner.data.batches import Batches, batch_loader
 from runner.errors import ConfigError
 from runner.validate import validate
-from runner.train import Trainer, run
+from runner.run import run
+from runner.train import Trainer
 from tests.conftest import TINY, make_cfg
 
 ROWS, WIDTH = 48, 4
@@ -93,10 +94,10 @@ def test_trainer_batches_with_workers_equal_in_process(tmp_path):
     cfg = make_cfg(*TINY, "model=roberta", "trainer.max_steps=3", "trainer.num_workers=2")
     trainer = Trainer(cfg, build(cfg), tmp_path)
     for i in [0, 1, 2, 5, 6, 3]:  # in order, a jump ahead (resume), and past the planned end
-        got, want = trainer.batch(i), trainer.batches.get(i)
+        got, want = trainer.feed.get(i), trainer.feed.batches.get(i)
         assert torch.equal(got["input_ids"], want["input_ids"]) and torch.equal(got["labels"], want["labels"])
     assert multiprocessing.active_children(), "the loader runs in worker processes"
-    trainer.close()
+    trainer.feed.close()
     assert not multiprocessing.active_children(), "close() stops the workers"
 
 
@@ -142,11 +143,11 @@ def test_static_masks_belong_to_the_example_not_the_batch():
 def test_examples_are_memory_mapped_ranges_read_per_batch(tmp_path):
     cfg = make_cfg(*TINY, "model=bert", "objective.dupe_factor=3", "trainer.max_steps=1")
     trainer = Trainer(cfg, build(cfg), tmp_path)
-    ex = trainer.batches.examples
-    assert trainer.batches.static and len(ex) > 2.5 * len(trainer.built.data.examples("train", 1, cfg.seed))
+    ex = trainer.feed.batches.examples
+    assert trainer.feed.batches.static and len(ex) > 2.5 * len(trainer.built.data.examples("train", 1, cfg.seed))
     assert isinstance(ex.ranges, np.memmap) and isinstance(ex.stream.ids, np.memmap)
     assert ex.ranges.nbytes / len(ex) == 32, "a pair is four int64 stream positions, whatever seq_len"
-    b = trainer.batches.get(0)
+    b = trainer.feed.batches.get(0)
     assert b["input_ids"].dtype == torch.long and b["labels"].shape == b["input_ids"].shape
     rows = ex.rows(range(len(ex)))
     assert ex.padding_fraction() == pytest.approx(1 - float(rows["attention_mask"].double().mean()))

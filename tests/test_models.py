@@ -32,7 +32,7 @@ def pretrainer(config: EncoderConfig, nsp: bool) -> Pretrainer:
     sp = ROBERTA_SP if config.family == "roberta" else BERT_SP
     config = dataclasses.replace(config, pad_token_id=sp.pad)
     cls = MaskedLMWithNSP if nsp else MaskedLM
-    return Pretrainer(Encoder(config), cls(config, sp, config.vocab_size))
+    return Pretrainer(Encoder(config), cls.create(config, sp, config.vocab_size))
 
 
 def preset(name: str) -> EncoderConfig:

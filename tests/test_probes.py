@@ -15,7 +15,7 @@ from runner.data.tokenizer import SpecialIds
 from runner.data.unigram import entropy
 from runner.models.config import EncoderConfig
 from runner.models.encoder import Encoder
-from runner.models.txl import TransformerXL
+from runner.models.txl import TXLConfig, TransformerXL
 from runner.objectives.clm import CausalLM
 from runner.objectives.mlm import MaskedLM
 from runner.objectives.rtd import ReplacedTokenDetection
@@ -102,7 +102,7 @@ def sentences() -> list[list[int]]:
 def test_pseudo_log_likelihood_equals_a_hand_computation():
     torch.manual_seed(0)
     c = encoder_config()
-    enc, obj = Encoder(c).eval(), MaskedLM(c, SP, 40).eval()
+    enc, obj = Encoder(c).eval(), MaskedLM.create(c, SP, 40).eval()
     got = obj.sentence_scores(enc, sentences(), SP)["pll"]
     for k, s in enumerate(sentences()):
         total = 0.0
@@ -117,9 +117,9 @@ def test_pseudo_log_likelihood_equals_a_hand_computation():
 
 def test_causal_log_likelihood_equals_a_hand_computation():
     torch.manual_seed(0)
-    c = EncoderConfig(name="t", family="txl", vocab_size=40, hidden_size=16, num_layers=2, num_heads=2,
+    c = TXLConfig(name="t", family="txl", vocab_size=40, hidden_size=16, num_layers=2, num_heads=2,
                       intermediate_size=32, hidden_dropout=0.0, attention_dropout=0.0, mem_len=8, tokenizer="word")
-    enc, obj = TransformerXL(c).eval(), CausalLM(c, SP, 40).eval()
+    enc, obj = TransformerXL(c).eval(), CausalLM.create(c, SP, 40).eval()
     got = obj.sentence_scores(enc, sentences(), SP)["loglik"]
     for k, s in enumerate(sentences()):
         row = torch.tensor([[SP.sep, *s]])
@@ -132,7 +132,7 @@ def test_causal_log_likelihood_equals_a_hand_computation():
 def test_the_discriminator_scorer_reads_the_discriminator_not_the_generator():
     torch.manual_seed(0)
     c = encoder_config(family="electra", embedding_size=16)
-    module = Pretrainer(Encoder(c), ReplacedTokenDetection(c, SP, 40, generator_size=0.5)).eval()
+    module = Pretrainer(Encoder(c), ReplacedTokenDetection.create(c, SP, 40, generator_size=0.5)).eval()
     enc, obj = module.encoder, module.objective
     before = obj.sentence_scores(enc, sentences(), SP)
     s = sentences()
@@ -172,7 +172,7 @@ def test_a_model_trained_on_the_originals_passes_their_pairs():
     probes = Probes(pairs, WordTokenizer(words), SP, max_tokens=30)
     torch.manual_seed(0)
     c = encoder_config(vocab_size=5 + len(words), hidden_size=32)
-    module = Pretrainer(Encoder(c), MaskedLM(c, SP, c.vocab_size, mask_prob=0.3))
+    module = Pretrainer(Encoder(c), MaskedLM.create(c, SP, c.vocab_size, mask_prob=0.3))
     ids = [probes.ids[i] for i in range(len(originals))]  # the originals only
     opt = torch.optim.Adam(module.parameters(), lr=1e-2)
     g = torch.Generator().manual_seed(0)

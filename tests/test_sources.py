@@ -14,7 +14,7 @@ from runner.data.corpus import file_fingerprint, split_sentences, wiki_corpus_pa
 from runner.data.pretraining import build_data
 from runner.data.sources import load_documents
 from runner.errors import ConfigError
-from runner.train import run
+from runner.run import run
 from tests.conftest import TINY, make_cfg, run_cli
 
 WORDS = ("river mountain city king queen music science history language ocean forest war peace trade "

@@ -38,8 +38,8 @@ def test_sweep_jobs_share_one_group_and_are_named_by_what_the_sweep_varies(monke
 def test_swept_keys_come_from_sweep_overrides_and_sweeper_params():
     cfg = OmegaConf.create({"hydra": {"overrides": {"task": ["optimizer.lr=1e-4,3e-4", "seed=1",
                                                              "trainer.batch_size=interval(8,32)"]},
-                                      "sweeper": {"params": {"variant": "bert,albert"}}}})
-    assert swept_keys(cfg) == ["optimizer.lr", "trainer.batch_size", "variant"]
+                                      "sweeper": {"params": {"model": "bert,albert"}}}})
+    assert swept_keys(cfg) == ["optimizer.lr", "trainer.batch_size", "model"]
 
 
 def test_metric_direction_and_value_from_summary():
@@ -168,15 +168,15 @@ def test_bert_improvements_sweeps_every_family_at_equal_flops():
     with_hydra = run_cli("experiment=bert_improvements", "--cfg", "hydra")
     hydra = yaml.safe_load(with_hydra.stdout)["hydra"]
     assert hydra["mode"] == "MULTIRUN"
-    assert hydra["sweeper"]["params"]["variant"].split(",") == FAMILIES
-    composed = {v: make_cfg("experiment=bert_improvements", f"variant={v}") for v in FAMILIES}
+    assert hydra["sweeper"]["params"]["model"].split(",") == FAMILIES
+    composed = {v: make_cfg("experiment=bert_improvements", f"model={v}") for v in FAMILIES}
     assert {v: (c.model.name, c.objective.name) for v, c in composed.items()} == {
         "bert": ("bert", "mlm_nsp"), "roberta": ("roberta", "mlm"), "albert": ("albert", "mlm_sop"),
         "electra": ("electra", "rtd"), "txl": ("txl", "clm")}
     assert composed["bert"].objective.masking == "static" and composed["roberta"].objective.masking == "dynamic"
     r = composed["roberta"]
     assert (r.trainer.grad_accum, r.data.format, r.optimizer.lr) == (4, "full_sentences", 3e-3)  # RoBERTa's recipe:
-    assert r.optimizer.lr > make_cfg("model=roberta").optimizer.lr  # a higher peak lr with the 4x batch
+    assert r.optimizer.lr > make_cfg("optimizer=adamw_roberta_cpu").optimizer.lr  # a higher peak lr with the 4x batch
     assert composed["albert"].model.share == "all"
     assert {c.trainer.budget.flops for c in composed.values()} == {budget}  # one compute budget for all
     from runner.evaluation import downstream_enabled  # eval.downstream auto: on, since the experiment is a multirun
@@ -187,18 +187,18 @@ def test_bert_improvements_sweeps_every_family_at_equal_flops():
 @pytest.mark.slow
 def test_bert_improvements_runs_as_one_group_at_equal_flops_and_ends_with_the_comparison(tmp_path):
     sweep = tmp_path / "flagship"
-    r = run_cli("experiment=bert_improvements", "variant=bert,electra", "trainer.budget.flops=3e9", *TINY,
+    r = run_cli("experiment=bert_improvements", "model=bert,electra", "trainer.budget.flops=3e9", *TINY,
                 "data.max_docs=1500", "eval.downstream=true", "eval.seeds=1", "eval.epochs=1", "eval.seq_len=64",
                 "eval.baselines=false", "trainer.export_hf=false", f"hydra.sweep.dir={sweep}")
     assert r.returncode == 0, r.stdout + r.stderr
     summaries = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/summary.json"))]
-    assert [s["name"] for s in summaries] == ["variant=bert", "variant=electra"]
+    assert [s["name"] for s in summaries] == ["model=bert", "model=electra"]
     assert {s["wandb_group"] for s in summaries} == {"bert_improvements-flagship"}
     for s in summaries:  # each ends within a step of the shared budget (planned from step 0's cost; ELECTRA's
         per_step = s["train_flops"] / s["steps"]  # steps vary a little with the number of masked tokens)
         assert abs(s["train_flops"] - 3e9) < per_step and s["budget"]["complete"]
         assert s["downstream"]["task"] == "wiki_topic"
     table = rows(sweep)
-    assert [(t["overrides"], t["status"]) for t in table] == [("variant=bert", "finished"),
-                                                                ("variant=electra", "finished")]
+    assert [(t["overrides"], t["status"]) for t in table] == [("model=bert", "finished"),
+                                                                ("model=electra", "finished")]
     assert (sweep / "val_loss_vs_flops.png").is_file() and (sweep / "downstream_vs_flops.png").is_file()

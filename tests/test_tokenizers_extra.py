@@ -16,7 +16,7 @@ from runner.data.tokenizer import (METASPACE, SPECIALS, SpecialIds, _canonical_u
                                    special_ids, train_tokenizer)
 from runner.data.words import continuation_table
 from runner.errors import ConfigError
-from runner.train import run
+from runner.run import run
 from tests.conftest import TINY, make_cfg
 
 VOCAB = 2000
@@ -136,7 +136,7 @@ def test_tokenizer_path_loads_saved_tokenizer(tmp_path, unigram, monkeypatch):
     assert stats["tokenizer"] == str(saved / "tokenizer.json") and stats["vocab_size"] == unigram.get_vocab_size()
     ids = built.data.splits["train"].ids
     s = "the city was founded in 1990."
-    assert int(ids.max()) < unigram.get_vocab_size()
+    assert int(ids.tensor().max()) < unigram.get_vocab_size()
     assert tok.encode(s).ids == unigram.encode(s).ids
     other = make_cfg(*TINY, "model.tokenizer=unigram", f"model.vocab_size={VOCAB}",
                      f"data.tokenizer.path={saved / 'tokenizer.json'}", "trainer.max_steps=0")

@@ -10,7 +10,8 @@ import torch
 from runner import checkpoint
 from runner.build import build
 from runner.errors import TrainingError
-from runner.train import Trainer, run
+from runner.run import run
+from runner.train import Trainer
 from tests.conftest import TINY, make_cfg
 
 pytestmark = pytest.mark.slow
@@ -72,7 +73,7 @@ def test_grad_accumulation_equals_large_batch(tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path, monkeypatch):
-    cfg = make_cfg(*TINY, "model=roberta", "trainer.max_steps=10", "trainer.checkpoint_every=2")
+    cfg = make_cfg(*TINY, "model=roberta", "trainer.grad_accum=1", "trainer.max_steps=10", "trainer.checkpoint_every=2")
     built = build(cfg)
     loss = built.objective.loss
     calls = {"n": 0}
@@ -211,3 +212,31 @@ def test_crash_while_checkpointing_keeps_the_last_good_checkpoint(tmp_path, monk
     assert checkpoint.load(tmp_path)["step"] == 1
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["last.pt", "step-00000001.pt"], \
         "no temporary file left"
+
+
+def test_a_checkpoint_in_the_layout_before_components_resumes_exactly(tmp_path):
+    """Checkpoints written before the trainer's components saved their own state: no feed position, and a model
+    config with Transformer-XL's keys (then in every model config) and without keys added since. They resume and
+    the run continues as if never stopped; an already finished run says it is complete."""
+    common = ["model=roberta", "model.hidden_dropout=0", "trainer.max_steps=6", "trainer.log_every=1",
+              "trainer.export_hf=false", "trainer.eval_every=100"]
+    whole = train(tmp_path / "whole", *common)
+    train(tmp_path / "split", *common, "trainer.stop_after=3")
+    for path in (tmp_path / "split" / "checkpoints").glob("*.pt"):
+        state = torch.load(path, weights_only=False)
+        state.pop("feed", None)
+        state["model_config"].pop("report_presets", None)
+        state["model_config"].update(mem_len=0, cutoffs=[], div_val=1, bidirectional=False)
+        torch.save(state, path)
+    resumed = train(tmp_path / "split", *common, "trainer.resume=true")
+    assert resumed["steps"] == 6 and resumed["final_train_loss"] == whole["final_train_loss"]
+    assert resumed["final_val"] == whole["final_val"]
+
+
+def test_resuming_a_finished_run_says_it_is_complete(tmp_path, capsys):
+    common = ["model=roberta", "trainer.max_steps=2", "trainer.export_hf=false", "trainer.eval_every=100"]
+    train(tmp_path, *common)
+    capsys.readouterr()
+    again = train(tmp_path, *common, "trainer.resume=true")
+    err = capsys.readouterr().err
+    assert again["steps"] == 2 and "is complete (step 2): nothing left to train" in err and "tok/s" not in err

@@ -12,7 +12,7 @@ from runner.data.tokenizer import SpecialIds
 from runner.lm_eval import cached_nll, explicit_nll, sliding_nll
 from runner.models.adaptive import AdaptiveSoftmax
 from runner.models.config import EncoderConfig
-from runner.models.txl import TransformerXL, causal_mask, sinusoid
+from runner.models.txl import TXLConfig, TransformerXL, causal_mask, sinusoid
 from runner.objectives.clm import CausalLM
 
 SPECIALS = SpecialIds(pad=0, unk=1, cls=2, sep=2, mask=3, num_special=4)
@@ -22,13 +22,13 @@ def tiny(**kw) -> EncoderConfig:
     base = dict(name="t", family="txl", vocab_size=50, hidden_size=16, num_layers=2, num_heads=2,
                 intermediate_size=32, hidden_dropout=0.0, attention_dropout=0.0, layer_norm_eps=1e-5, mem_len=8,
                 tokenizer="word", activation="relu")
-    return EncoderConfig(**{**base, **kw})
+    return TXLConfig(**{**base, **kw})
 
 
 def model_and_objective(**kw) -> tuple[TransformerXL, CausalLM]:
     torch.manual_seed(0)
     c = tiny(**kw)
-    m, o = TransformerXL(c).double().eval(), CausalLM(c, SPECIALS, c.vocab_size).double().eval()
+    m, o = TransformerXL(c).double().eval(), CausalLM.create(c, SPECIALS, c.vocab_size).double().eval()
     return m, o
 
 
@@ -190,7 +190,7 @@ def test_copy_task_is_solved_with_memory_and_not_without():
     for mem_len in (0, 9):
         torch.manual_seed(0)
         c = tiny(vocab_size=vocab, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, mem_len=mem_len)
-        m, o = TransformerXL(c), CausalLM(c, SPECIALS, vocab)
+        m, o = TransformerXL(c), CausalLM.create(c, SPECIALS, vocab)
         opt = torch.optim.Adam([*m.parameters(), *o.parameters()], lr=3e-3)
         g = torch.Generator().manual_seed(1)
         for step in range(300):

@@ -14,10 +14,11 @@ from runner.build import build
 from runner.data.tokenizer import SpecialIds
 from runner.errors import ConfigError
 from runner.models.config import EncoderConfig
-from runner.models.txl import TransformerXL
+from runner.models.txl import TXLConfig, TransformerXL
 from runner.objectives.clm import CausalLM
 from runner.optim import build_adamw
-from runner.train import Trainer, run
+from runner.run import run
+from runner.train import Trainer
 from tests.conftest import make_cfg, run_cli
 
 # A Transformer-XL small enough for 2 CPU cores, on the real wiki data
@@ -70,16 +71,16 @@ def test_micro_batches_keep_separate_memories(tmp_path):
     memory = trainer.built.module.encoder.memory
     assert set(memory) == {0, 1}
     assert not torch.equal(memory[0].next_positions, memory[1].next_positions)  # disjoint rows
-    first = trainer.batch(2)  # step 1, micro 0 continues micro 0's rows of step 0
+    first = trainer.feed.get(2)  # step 1, micro 0 continues micro 0's rows of step 0
     assert torch.equal(first["positions"], memory[0].next_positions)
 
 
 def test_memory_restarts_when_rows_do_not_continue():
-    c = EncoderConfig(family="txl", vocab_size=30, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
+    c = TXLConfig(family="txl", vocab_size=30, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
                       mem_len=4, hidden_dropout=0.0, attention_dropout=0.0, tokenizer="word")
     specials = SpecialIds(pad=0, unk=1, cls=2, sep=2, mask=3, num_special=4)
     torch.manual_seed(0)
-    model, obj = TransformerXL(c), CausalLM(c, specials, 30)
+    model, obj = TransformerXL(c), CausalLM.create(c, specials, 30)
     x = torch.randint(4, 30, (2, 4))
     batch = {"input_ids": x, "positions": torch.tensor([0, 100]), "slot": torch.tensor(0)}
     alone = obj.hidden(model, batch)
@@ -90,7 +91,7 @@ def test_memory_restarts_when_rows_do_not_continue():
 
 
 def test_document_reset_hides_the_previous_document():
-    c = EncoderConfig(family="txl", vocab_size=30, hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32,
+    c = TXLConfig(family="txl", vocab_size=30, hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32,
                       mem_len=6, hidden_dropout=0.0, attention_dropout=0.0, tokenizer="word")
     specials = SpecialIds(pad=0, unk=1, cls=2, sep=2, mask=3, num_special=4)
     torch.manual_seed(0)
@@ -99,7 +100,7 @@ def test_document_reset_hides_the_previous_document():
     b = torch.tensor([[11, 12, 13, 2, 8, 9], [11, 12, 13, 8, 9, 10]])  # another first document
     outs = {}
     for reset in ("stream", "document"):
-        obj = CausalLM(c, specials, 30, reset=reset)
+        obj = CausalLM.create(c, specials, 30, reset=reset)
         ha = obj.hidden(model, {"input_ids": a, "positions": torch.tensor([0, 0]), "slot": torch.tensor(0)})
         model.reset_memory()
         hb = obj.hidden(model, {"input_ids": b, "positions": torch.tensor([0, 0]), "slot": torch.tensor(0)})
@@ -121,8 +122,8 @@ def test_masked_lm_on_a_bidirectional_txl_with_memory(tmp_path):
     assert "context_comparison" not in s  # the next-token comparison is objective=clm's
     cfg = make_cfg(*TXL_TINY, "objective=mlm", "model.bidirectional=true", "model.cutoffs=[]")
     trainer = Trainer(cfg, build(cfg), tmp_path / "again")
-    b0, b1 = trainer.batch(0), trainer.batch(1)
-    assert (b0["labels"] != -100).any() and not torch.equal(b0["input_ids"], trainer.batches.get(0)["labels"])
+    b0, b1 = trainer.feed.get(0), trainer.feed.get(1)
+    assert (b0["labels"] != -100).any() and not torch.equal(b0["input_ids"], trainer.feed.batches.get(0)["labels"])
     assert torch.equal(b1["positions"], b0["positions"] + 16)  # rows continue: the memory is real context
     trainer.accumulate()
     assert set(trainer.built.module.encoder.memory) == {0}
@@ -156,7 +157,6 @@ def test_max_steps_zero_shows_the_original_parameter_counts(tmp_path, preset, co
      "objective.masking=dynamic"),
     (["model=txl", "objective=rtd", "model.bidirectional=true", "model.cutoffs=[]"], "objective=rtd needs"),
     (["model=txl", "model.bidirectional=true"], "model.bidirectional=true lets every token see"),
-    (["model=bert", "model.mem_len=8"], "model.mem_len=8"),
     (["model=txl", "model.cutoffs=[500,100]"], "model.cutoffs=[500, 100]"),
     (["model=txl", "model.div_val=64"], "model.div_val=64"),
     (["model=txl", "objective.reset=sometimes"], "objective.reset='sometimes'"),
@@ -167,6 +167,13 @@ def test_combinations_that_cannot_work_fail_with_one_line(overrides, needle):
     with pytest.raises(ConfigError, match=None) as e:
         build(cfg)
     assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_transformer_xl_keys_are_not_keys_of_other_families():
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException, match="model.mem_len"):  # TXLConfig's, not EncoderConfig's
+        make_cfg("model=bert", "model.mem_len=8")
 
 
 def test_too_short_train_split_names_the_keys(tmp_path):

@@ -110,7 +110,7 @@ def stream_batches(data: Any, objective: Any, cfg: Any, rank: int = 0, world: in
     objective masks, e.g. objective=mlm on a bidirectional backbone), and the validation segments in reading order
     under the evaluation memory slot (EVAL_SLOT). Raises ValueError when a split is too short for its rows."""
     t, m = cfg.trainer, cfg.model
-    prepare = None if getattr(objective, "streams", False) else objective.prepare  # causal LM needs no masking
+    prepare = objective.prepare  # masks when the objective masks (mlm); the identity for a causal LM
     sep, n_special = data.specials.sep, data.specials.num_special
     train = StreamBatches(TokenStream(data.splits["train"], sep), t.batch_size, cfg.data.seq_len,
                           grad_accum=t.grad_accum, rank=rank, world_size=world, prepare=prepare,

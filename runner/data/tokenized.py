@@ -42,7 +42,9 @@ class TokenIds:
     """Read-only 1-D int32 token ids backed by a compact (uint16/uint32) memory-mapped file.
 
     Slicing and indexing read only the touched pages and return int32 torch tensors; numel/len/dim/shape/dtype
-    need no read. Any other tensor method or torch function works on a full int32 copy."""
+    need no read. It is not a tensor: other tensor methods and torch functions raise (a corpus can be far larger
+    than memory), and a full int32 copy is asked for explicitly with tensor(), numpy() or tolist(); array() is
+    the memory map itself."""
 
     def __init__(self, path: pathlib.Path | str, dtype: str, n: int) -> None:
         self.path, self.file_dtype, self.n = pathlib.Path(path), dtype, int(n)
@@ -110,20 +112,20 @@ class TokenIds:
         return iter(self.tensor())
 
     def __getattr__(self, name: str) -> Any:
+        # Only attributes defined above exist: a tensor method would need the whole corpus in memory, so that
+        # copy is asked for by name rather than made silently.
         if name.startswith("_"):  # never for our own state (e.g. during unpickling): avoids recursion
             raise AttributeError(name)
-        return getattr(self.tensor(), name)
+        raise AttributeError(f"TokenIds has no attribute {name!r}: it is a memory-mapped corpus, not a tensor; "
+                             "slice it (ids[a:b]) to read a range, or call .tensor() for a full int32 copy "
+                             f"(then .tensor().{name})")
 
     @classmethod
     def __torch_function__(cls, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
-        """torch functions given a TokenIds see its full int32 tensor."""
-        def conv(a: Any) -> Any:
-            if isinstance(a, TokenIds):
-                return a.tensor()
-            if isinstance(a, (list, tuple)):
-                return type(a)(conv(x) for x in a)
-            return a
-        return func(*conv(tuple(args)), **{k: conv(v) for k, v in (kwargs or {}).items()})
+        """torch functions refuse a TokenIds rather than copy the corpus: pass ids.tensor() (or a slice)."""
+        name = getattr(func, "__name__", str(func))
+        raise TypeError(f"{name}() was given a TokenIds, a memory-mapped corpus, not a tensor; pass a slice "
+                        "(ids[a:b]) or .tensor(), an explicit full int32 copy")
 
     def __repr__(self) -> str:
         return f"TokenIds({str(self.path)!r}, {self.file_dtype}, n={self.n})"

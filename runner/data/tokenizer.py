@@ -10,7 +10,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import (AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors,
+                        trainers)
 
 from runner.data.cache import atomic_write_bytes
 from runner.errors import ConfigError
@@ -133,13 +134,19 @@ def _train_wordpiece(texts: Iterable[str], vocab_size: int, lowercase: bool) -> 
     return tok
 
 
+def _unigram_normalizer(lowercase: bool, left_strip: bool = True) -> normalizers.Normalizer:
+    """NFKC (plus lowercasing), whitespace runs collapsed to one space, trimmed (left_strip=False: on the right
+    only, see export_tokenizer)."""
+    steps = [normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else []) + \
+        [normalizers.Replace(Regex(r"\s+"), " "), normalizers.Strip(left=left_strip, right=True)]
+    return normalizers.Sequence(steps)
+
+
 def _unigram_shell(lowercase: bool, model: models.Model | None = None) -> Tokenizer:
     """An untrained SentencePiece-style unigram tokenizer: NFKC (plus lowercasing), whitespace runs collapsed
     to one space and trimmed, then the Metaspace "▁" marks each word start; no post-processor."""
     tok = Tokenizer(model or models.Unigram())
-    steps = [normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else []) + \
-        [normalizers.Replace(Regex(r"\s+"), " "), normalizers.Strip()]
-    tok.normalizer = normalizers.Sequence(steps)
+    tok.normalizer = _unigram_normalizer(lowercase)
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement=METASPACE, prepend_scheme="always", split=True)
     tok.decoder = decoders.Metaspace(replacement=METASPACE, prepend_scheme="always", split=True)
     return tok
@@ -274,6 +281,57 @@ def train_tokenizer(kind: str, texts: Iterable[str], vocab_size: int, lowercase:
             ("</s>", _token_id(tok, "</s>")), ("<s>", _token_id(tok, "<s>")),
             trim_offsets=True, add_prefix_space=False)
     return tok
+
+
+# Special tokens as the released checkpoints' tokenizers match them in raw text (transformers' RobertaTokenizer and
+# AlbertTokenizer: the mask is AddedToken(mask, lstrip=True, rstrip=False, normalized=False), so it takes the space
+# before it, as the word it stands for does: "is <mask>." reads `Ġis <mask> .` like "is Paris." reads `Ġis ĠParis .`;
+# BERT's and ELECTRA's WordPiece declare every special token without stripping, and drop whitespace anyway).
+MASK_LSTRIP = {"bpe": True, "unigram": True}
+
+
+def special_added_tokens(kind: str) -> dict[str, AddedToken]:
+    """Role -> AddedToken of a tokenizer kind's special tokens, declared as the released checkpoints of that kind
+    declare them (MASK_LSTRIP): never normalized, never stripping but the mask of bpe and unigram on its left."""
+    _check_kind(kind)
+    return {role: AddedToken(token, lstrip=role == "mask" and MASK_LSTRIP.get(kind, False), rstrip=False,
+                             normalized=False, special=True) for role, token in ROLES[kind].items()}
+
+
+def _pipeline_json(tok: Tokenizer) -> tuple[str, str]:
+    """The normalizer's and the pre-tokenizer's JSON, to recognise a pipeline built here."""
+    d = json.loads(tok.to_str())
+    return json.dumps(d.get("normalizer"), sort_keys=True), json.dumps(d.get("pre_tokenizer"), sort_keys=True)
+
+
+def export_tokenizer(tok: Tokenizer, kind: str) -> Tokenizer:
+    """A copy of `tok` for a transformers export, so that text with a special token in it ("The capital is
+    [MASK].", as fill-mask pipelines write it) reads as the released checkpoints read it; text without one is
+    encoded exactly as before.
+
+    - The special tokens are declared as special_added_tokens(kind): RoBERTa's and ALBERT's mask takes the space
+      before it, so no stray `Ġ` precedes `<mask>`.
+    - Our unigram pipeline (ALBERT's kind, _unigram_shell) trims and prefixes "▁" per stretch of text between
+      special tokens, which turns the "." of "[MASK]." into `▁` `.`, a split the model never saw after a word
+      ("Paris." is `▁paris` `.`). The copy trims on the right only and prefixes "▁" only at the very start of the
+      text (Metaspace prepend_scheme="first"): a stretch after a special token starts with a "▁" exactly when a
+      space precedes it. Without special tokens both pipelines give the same tokens (a leading space becomes the
+      "▁" that "always" would add). A unigram tokenizer with another pipeline (data.tokenizer.path) is left as is.
+    """
+    out = Tokenizer.from_str(tok.to_str())
+    specials = special_added_tokens(kind)
+    out.add_special_tokens(list({t.content: t for t in specials.values()}.values()))  # re-declares, same ids
+    if kind == "unigram":
+        for lowercase in (True, False):
+            if _pipeline_json(tok) == _pipeline_json(_unigram_shell(lowercase)):
+                out.normalizer = _unigram_normalizer(lowercase, left_strip=False)
+                out.pre_tokenizer = pre_tokenizers.Metaspace(replacement=METASPACE, prepend_scheme="first",
+                                                             split=True)
+                break
+    for role, t in specials.items():
+        if out.token_to_id(t.content) != tok.token_to_id(t.content):
+            raise ValueError(f"re-declaring {t.content!r} ({role}) moved its id; is it a {kind!r} tokenizer?")
+    return out
 
 
 def tokenizer_cache_path(cache_dir: pathlib.Path, kind: str, vocab_size: int, lowercase: bool,

@@ -22,7 +22,7 @@ from torch import nn
 from runner.downstream.baselines import baseline_inputs, baseline_key, cached_baselines, encoder_shape
 from runner.downstream.tasks import Example, Task
 from runner.models.encoder import init_weights
-from runner.models.txl import TransformerXL
+from runner.models.base import EncoderModule
 from runner.optim import build_adamw
 
 POOLINGS = ("auto", "cls", "mean", "last")
@@ -64,21 +64,16 @@ def summarize(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
 # ---- the classifier ---------------------------------------------------------------------------------------------
 
 def is_causal(encoder: nn.Module) -> bool:
-    """A Transformer-XL decoder (not model.bidirectional): a token sees only what precedes it."""
-    return isinstance(encoder, TransformerXL) and not encoder.config.bidirectional
+    """A decoder (Transformer-XL without model.bidirectional): a token sees only what precedes it."""
+    return isinstance(encoder, EncoderModule) and encoder.causal
 
 
 def encode(encoder: nn.Module, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None,
            attention_mask: torch.Tensor) -> torch.Tensor:
-    """Hidden states (B, T, H) of any encoder: our Encoder (and anything with its forward(input_ids,
-    token_type_ids, attention_mask)), or a TransformerXL called as model(input_ids)[0], without memory and with
-    padding keys blocked."""
-    if isinstance(encoder, TransformerXL):
-        block = ~attention_mask.bool()[:, None, :].expand(-1, input_ids.shape[1], -1)  # (B, T, T): no pad keys
-        return encoder(input_ids, mem_len=0, block=block)[0]
-    config = getattr(encoder, "config", None)
-    if token_type_ids is not None and config is not None and getattr(config, "type_vocab_size", 2) < 2:
-        token_type_ids = None  # RoBERTa's single segment embedding
+    """Hidden states (B, T, H) of any encoder: ours through EncoderModule.encode_rows (no memory, padding keys
+    blocked), anything else called as forward(input_ids, token_type_ids, attention_mask)."""
+    if isinstance(encoder, EncoderModule):
+        return encoder.encode_rows(input_ids, token_type_ids, attention_mask)
     out = encoder(input_ids, token_type_ids, attention_mask)
     return out[0] if isinstance(out, (tuple, list)) else out
 
@@ -154,9 +149,8 @@ def predict(model: Classifier, examples: Sequence[Example], pad_id: int, seq_len
 def random_like(encoder: nn.Module) -> nn.Module:
     """The same architecture with fresh random weights (the current torch seed): a new Encoder / TransformerXL
     from its config, or a copy whose submodules are re-initialised."""
-    config = getattr(encoder, "config", None)
-    if config is not None and type(encoder).__module__.startswith("runner.models"):
-        return type(encoder)(config)
+    if isinstance(encoder, EncoderModule):
+        return type(encoder)(encoder.config)
     fresh = copy.deepcopy(encoder)
     for m in fresh.modules():
         if hasattr(m, "reset_parameters"):

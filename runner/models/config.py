@@ -1,18 +1,33 @@
-"""The one typed config object every encoder is built from (also the `model` group's Hydra schema)."""
+"""The typed config every BERT-family encoder is built from (the `model` group's Hydra schema `base_model`); other
+families extend it in their own files (Transformer-XL: runner/models/txl.py `TXLConfig`, schema `base_txl`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import ClassVar, List, Optional
+
+from runner.errors import ConfigError
 
 SHARES = ("none", "all", "attention", "ffn")  # model.share: which parts of a layer every layer uses (ALBERT 3.1)
+TOKENIZERS = ("wordpiece", "bpe", "unigram", "word", "char")
+# Families whose position ids start after the padding index (fairseq's convention, kept by transformers' RoBERTa)
+PAD_OFFSET_FAMILIES = ("roberta",)
+
+
+def need(ok: bool, message: str) -> None:
+    """Raise ConfigError(message) unless ok."""
+    if not ok:
+        raise ConfigError(message)
 
 
 @dataclass
 class EncoderConfig:
-    """Shape and recipe of a BERT-family encoder or a Transformer-XL; field names follow transformers' BertConfig."""
+    """Shape and recipe of a BERT-family encoder; field names follow transformers' BertConfig."""
+
+    schema: ClassVar[str] = "base_model"  # the ConfigStore name conf/model/*.yaml files extend
 
     name: str = "bert"  # preset name, used to name and tag runs
-    # bert | roberta | albert | electra: position-id scheme and the transformers class; txl: Transformer-XL
+    # bert | roberta | albert | electra (runner/models/encoder.py): position-id scheme and the transformers class;
+    # txl: Transformer-XL (runner/models/txl.py). runner/models/registry.py finds the class that serves a family
     family: str = "bert"
     vocab_size: int = 30522
     hidden_size: int = 768
@@ -36,21 +51,9 @@ class EncoderConfig:
     tokenizer: str = "wordpiece"  # wordpiece (BERT) | bpe (RoBERTa's byte-level BPE) | unigram (ALBERT)
     lowercase: bool = True  # BERT-uncased lowercases; RoBERTa is cased
     init_from: Optional[str] = None  # local transformers checkpoint directory to initialise from
-    # Transformer-XL (family txl; Dai et al. 2019). mem_len: hidden states per layer carried from earlier segments
-    # with no gradient (section 3.2); 0 trains segments independently (the paper's "no recurrence" ablation)
-    mem_len: int = 0
-    eval_tgt_len: Optional[int] = None  # segment length at evaluation; null: data.seq_len (the training length)
-    eval_mem_len: Optional[int] = None  # memory at evaluation; null: mem_len (the paper evaluates with longer ones)
-    clamp_len: Optional[int] = None  # at evaluation: distances beyond this share clamp_len's sinusoid; null: none
-    same_length: bool = False  # at evaluation: every query attends to eval_mem_len keys (the original's flag)
-    # adaptive input and softmax (Baevski & Auli 2019; Grave et al. 2017): vocabulary cluster boundaries (ids sorted
-    # by frequency, as the word and char tokenizers assign them); [] is a full softmax
-    cutoffs: List[int] = field(default_factory=list)
-    div_val: int = 1  # cluster i's embeddings are embedding_size // div_val**i wide, then projected
-    pre_lnorm: bool = False  # LayerNorm before attention and FFN (the original's --pre_lnorm); false: post-LN
-    # txl only: every token sees its whole segment and the memory (XLNet's two-way relative attention, without the
-    # permutation), for masked objectives (objective=mlm); false: the causal decoder objective=clm trains
-    bidirectional: bool = False
+    # presets whose parameter counts (with an MLM head) summary.json reports beside this run's (ALBERT's Table 2
+    # contrast: [albert_large, bert_large])
+    report_presets: List[str] = field(default_factory=list)
 
     @property
     def head_dim(self) -> int:
@@ -58,17 +61,61 @@ class EncoderConfig:
         return self.hidden_size // self.num_heads
 
     @property
-    def position_offset(self) -> int:
-        """First position id: RoBERTa counts positions from pad_token_id + 1 (fairseq's convention)."""
-        return self.pad_token_id + 1 if self.family == "roberta" else 0
+    def causal(self) -> bool:
+        """Whether a token sees only the tokens before it (a decoder); the BERT family attends both ways."""
+        return False
 
     @property
-    def max_seq_len(self) -> int:
-        """Longest input the position table can serve."""
+    def adaptive_embeddings(self) -> str:
+        """The keys that split the embeddings into clusters of different widths (no single tied decoder table),
+        as `key=value`; "": one table."""
+        return ""
+
+    def bidirectional_why(self) -> str:
+        """Why this encoder attends both ways, and what serves a causal objective instead (error messages)."""
+        return ("is a bidirectional encoder; use model=txl (or another txl_* preset), or a masked objective (mlm, "
+                "rtd) with this model")
+
+    def causal_fix(self) -> str:
+        """What makes this (causal) encoder serve a masked objective (error messages)."""
+        return "use a bidirectional model"
+
+    @property
+    def pads_positions(self) -> bool:
+        """Whether position ids start after the padding index (RoBERTa), with that row reserved for padding."""
+        return self.family in PAD_OFFSET_FAMILIES
+
+    @property
+    def position_offset(self) -> int:
+        """First position id: pad_token_id + 1 when positions pad (RoBERTa), else 0."""
+        return self.offset_for(self.pad_token_id)
+
+    def offset_for(self, pad_token_id: int) -> int:
+        """The first position id under a tokenizer whose padding id is pad_token_id (before the run is built)."""
+        return pad_token_id + 1 if self.pads_positions else 0
+
+    @property
+    def max_seq_len(self) -> int | None:
+        """Longest input the position table serves; None: positions are relative, any length."""
         return self.max_position_embeddings - self.position_offset
+
+    def check(self) -> None:
+        """Raise ConfigError on the first value that cannot build this encoder (one line naming the key)."""
+        need(self.share in SHARES, f"model.share={self.share!r} must be one of {', '.join(SHARES)} (ALBERT section 3.1)")
+        need(self.embedding_size is None or self.embedding_size >= 1,
+             f"model.embedding_size={self.embedding_size} must be >= 1, or null for embeddings as wide as hidden_size")
+        need(self.tokenizer in TOKENIZERS, f"model.tokenizer={self.tokenizer!r} must be "
+             f"{', '.join(repr(t) for t in TOKENIZERS[:-1])} or {TOKENIZERS[-1]!r}")
+        for key in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "vocab_size",
+                    "max_position_embeddings", "type_vocab_size"):
+            need(getattr(self, key) >= 1, f"model.{key}={getattr(self, key)} must be >= 1")
+        need(self.hidden_size % self.num_heads == 0,
+             f"model.hidden_size={self.hidden_size} is not divisible by model.num_heads={self.num_heads}; "
+             "pick heads that divide the hidden size (e.g. hidden_size/64)")
+        for key in ("hidden_dropout", "attention_dropout"):
+            need(0.0 <= getattr(self, key) < 1.0, f"model.{key}={getattr(self, key)} must lie in [0, 1)")
 
 
 def embedding_width(c: EncoderConfig) -> int:
-    """Width E of the embedding tables and of the MLM head's transform: model.embedding_size, else hidden_size.
-    A function, not a property: objectives receive the config from Hydra's instantiate as a DictConfig."""
+    """Width E of the embedding tables and of the MLM head's transform: model.embedding_size, else hidden_size."""
     return c.embedding_size if c.embedding_size is not None else c.hidden_size

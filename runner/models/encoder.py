@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from runner.flops import encoder_flops
+from runner.models.base import EncoderModule
 from runner.models.config import SHARES, EncoderConfig, embedding_width
 
 ACTIVATIONS = {"gelu": F.gelu, "gelu_new": lambda x: F.gelu(x, approximate="tanh"), "relu": F.relu}
@@ -23,7 +25,7 @@ class Embeddings(nn.Module):
         width = embedding_width(c)
         self.word_embeddings = nn.Embedding(c.vocab_size, width, padding_idx=c.pad_token_id)
         # RoBERTa reserves position `pad_token_id` for padding, as transformers does.
-        pos_pad = c.pad_token_id if c.family == "roberta" else None
+        pos_pad = c.pad_token_id if c.pads_positions else None
         self.position_embeddings = nn.Embedding(c.max_position_embeddings, width, padding_idx=pos_pad)
         self.token_type_embeddings = nn.Embedding(c.type_vocab_size, width)
         self.norm = nn.LayerNorm(width, eps=c.layer_norm_eps)
@@ -33,9 +35,9 @@ class Embeddings(nn.Module):
         self.project = nn.Linear(width, c.hidden_size) if c.embedding_size is not None else None
 
     def position_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """Position ids: 0..T-1 for BERT; pad-aware from pad_id+1 for RoBERTa."""
+        """Position ids: 0..T-1 for BERT; pad-aware from pad_id+1 for RoBERTa (padding keeps pad_id)."""
         c = self.config
-        if c.family == "roberta":
+        if c.pads_positions:
             not_pad = input_ids.ne(c.pad_token_id).long()
             return torch.cumsum(not_pad, dim=1) * not_pad + c.pad_token_id  # (B, T)
         return torch.arange(input_ids.shape[1], device=input_ids.device).unsqueeze(0)  # (1, T)
@@ -92,13 +94,15 @@ class Layer(nn.Module):
         return self.ffn_norm(x + self.dropout(self.output(self.act(self.intermediate(x)))))
 
 
-class Encoder(nn.Module):
+class Encoder(EncoderModule):
     """Embeddings followed by `num_layers` transformer blocks; returns the last hidden states.
 
     Cross-layer sharing (ALBERT section 3.1, Table 4) keeps one set of tensors, never synchronised copies:
     share=all holds a single Layer applied num_layers times; share=attention|ffn holds num_layers Layers whose
     attention (query/key/value/out) or feed-forward (intermediate/output) modules are one object. LayerNorms
     stay per layer in the partial modes, as the ALBERT code scopes them outside its attention and FFN blocks."""
+
+    families = ("bert", "roberta", "albert", "electra")
 
     def __init__(self, config: EncoderConfig):
         super().__init__()
@@ -127,6 +131,21 @@ class Encoder(nn.Module):
         for i in range(self.config.num_layers):
             x = self.layers[i % len(self.layers)](x, mask)  # share=all: the one layer, every time
         return x
+
+    def shard_blocks(self) -> list[nn.Module]:
+        """Every layer, unless layers share modules (ALBERT's share=all|attention|ffn: all stay with the root)."""
+        return list(self.layers) if self.config.share == "none" else []
+
+    def encode_rows(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None,
+                    attention_mask: torch.Tensor) -> torch.Tensor:
+        """Hidden states of right-padded rows; a single segment embedding (RoBERTa) ignores token types."""
+        if token_type_ids is not None and self.config.type_vocab_size < 2:
+            token_type_ids = None
+        return self(input_ids, token_type_ids, attention_mask)
+
+    def forward_flops(self, sequences: int, seq_len: int) -> float:
+        """Forward matmul FLOPs (runner/flops.py encoder_flops)."""
+        return encoder_flops(self.config, sequences * seq_len, seq_len)
 
 
 def init_weights(module: nn.Module, std: float) -> None:

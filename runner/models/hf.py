@@ -2,13 +2,15 @@
 export to a `save_pretrained` directory, and initialisation from a local checkpoint directory."""
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
+from typing import Any, Mapping, NamedTuple
 
 import torch
 from torch import nn
 
-from runner.data.tokenizer import ROLES
+from runner.data.tokenizer import export_tokenizer, special_added_tokens
 from runner.errors import ConfigError
 from runner.models.config import EncoderConfig, embedding_width
 
@@ -185,6 +187,66 @@ def build_hf_model(module: nn.Module | dict[str, torch.Tensor], config: EncoderC
     return hf.eval()
 
 
+def hf_parameter_count(config: EncoderConfig, nsp: bool, discriminator: bool = False) -> int:
+    """Parameters of the transformers model an export of this config holds, as transformers counts them
+    (`num_parameters()`: each tied or shared tensor once), from the model built on the meta device: shapes only,
+    no memory and no initialisation, whatever the size. ConfigError when no transformers class holds it."""
+    if (why := hf_unsupported(config, nsp)) is not None:
+        raise ConfigError(why)
+    with torch.device("meta"):
+        hf = hf_model_class(config.family, nsp, discriminator)(hf_config(config, nsp, {}, discriminator))
+    return int(hf.num_parameters())
+
+
+class ExportSpec(NamedTuple):
+    """What decides an exported model's transformers class and shape: the fields of objective.exports' Export
+    (runner/objectives/base.py) without the tensors."""
+
+    config: EncoderConfig
+    pair_head: bool
+    discriminator: bool = False
+
+
+def exported_parameters(parts: Mapping[str, Any]) -> dict[str, int]:
+    """Parameters of each model a run exports, as transformers counts them, by export subdirectory ("hf", and
+    "hf_generator" for ELECTRA): parts is objective.exports(encoder) (or ExportSpecs), each read for its config,
+    pair_head and discriminator only; nothing is written and no weights are allocated (hf_parameter_count).
+    {} where the run exports nothing: transformers missing, or a part no transformers class holds (hf_unsupported)."""
+    try:
+        import transformers  # noqa: F401
+    except ImportError:  # pragma: no cover - depends on the user's install
+        return {}
+    specs = {sub: ExportSpec(p.config, bool(p.pair_head), bool(p.discriminator)) for sub, p in parts.items()}
+    if any(hf_unsupported(s.config, s.pair_head) is not None for s in specs.values()):
+        return {}
+    return {sub: hf_parameter_count(s.config, s.pair_head, s.discriminator) for sub, s in specs.items()}
+
+
+def export_specs(config: EncoderConfig, pair_head: bool = False,
+                 generator: EncoderConfig | None = None) -> dict[str, ExportSpec]:
+    """The exports of a run from its configs alone, as objective.exports declares them: hf/ holds the encoder with
+    the objective's heads (the pair head, if any); with an ELECTRA generator's config (objective=rtd's
+    generator_config), hf/ holds the discriminator and hf_generator/ the generator, both as the ELECTRA family.
+    ConfigError where objective=rtd exports nothing (positions padded as RoBERTa's)."""
+    if generator is None:
+        return {"hf": ExportSpec(config, pair_head)}
+    if config.pads_positions:
+        raise ConfigError(f"objective=rtd on model.family={config.family} has no transformers ELECTRA counterpart")
+    return {"hf": ExportSpec(dataclasses.replace(config, family="electra"), False, True),
+            "hf_generator": ExportSpec(dataclasses.replace(generator, family="electra"), False)}
+
+
+def exported_parameter_counts(config: EncoderConfig, pair_head: bool = False,
+                              generator: EncoderConfig | None = None) -> dict[str, int]:
+    """exported_parameters from configs alone (export_specs): no module needed, so a preset can be counted
+    before anything is built. {} where the run would export nothing."""
+    try:
+        specs = export_specs(config, pair_head, generator)
+    except ConfigError:
+        return {}
+    return exported_parameters(specs)
+
+
 def export(module: nn.Module | dict[str, torch.Tensor], config: EncoderConfig, nsp: bool, tokenizer, out_dir: Path,
            discriminator: bool = False) -> Path:
     """Write a `save_pretrained` directory (weights, config, tokenizer) that AutoModelForMaskedLM loads
@@ -198,18 +260,21 @@ def export(module: nn.Module | dict[str, torch.Tensor], config: EncoderConfig, n
         raise ConfigError("export needs transformers: pip install -e '.[hf]'") from e
     # Special tokens by name, per tokenizer kind: wordpiece [PAD] [UNK] [CLS] [SEP] [MASK]; unigram (ALBERT)
     # <pad> <unk> [CLS] [SEP] [MASK]; bpe (RoBERTa) <pad> <unk> <s> </s> <mask>, <s> and </s> also bos and eos.
-    tokens = dict(ROLES[config.tokenizer])
+    # Each is declared as the released checkpoints of its kind declare it (RoBERTa's and ALBERT's mask takes the
+    # space before it), so fill-mask text reads as there (runner/data/tokenizer.py export_tokenizer).
+    tokens = special_added_tokens(config.tokenizer)
     if config.tokenizer == "bpe":
         tokens.update(bos=tokens["cls"], eos=tokens["sep"])
-    ids = {f"{k}_token_id": tokenizer.token_to_id(v) for k, v in tokens.items() if k in ("pad", "bos", "eos")}
+    ids = {f"{k}_token_id": tokenizer.token_to_id(t.content) for k, t in tokens.items() if k in ("pad", "bos", "eos")}
     hf = build_hf_model(module, config, nsp, ids, discriminator)
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     hf.save_pretrained(tmp)
     inputs = ["input_ids", "token_type_ids", "attention_mask"] if config.type_vocab_size > 1 else \
         ["input_ids", "attention_mask"]
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, model_max_length=config.max_seq_len,
-                                   model_input_names=inputs, **{f"{k}_token": v for k, v in tokens.items()})
+    fast = PreTrainedTokenizerFast(tokenizer_object=export_tokenizer(tokenizer, config.tokenizer),
+                                   model_max_length=config.max_seq_len, model_input_names=inputs,
+                                   **{f"{k}_token": v for k, v in tokens.items()})
     fast.save_pretrained(tmp)
     if out_dir.exists():
         import shutil

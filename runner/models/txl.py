@@ -8,18 +8,94 @@ MemTransformerLM with attn_type 0 (RelPartialLearnable), so parameter counts equ
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from runner.flops import txl_layer_flops
 from runner.models.adaptive import AdaptiveEmbedding
-from runner.models.config import EncoderConfig
+from runner.models.base import EncoderModule
+from runner.models.config import EncoderConfig, need
 from runner.models.encoder import init_weights
 
 Memory = list[torch.Tensor]  # per layer, (B, M, H): the hidden states entering that layer for the last M tokens
+
+
+
+@dataclass
+class TXLConfig(EncoderConfig):
+    """Transformer-XL's keys on top of the encoder's (schema `base_txl`, conf/model/txl*.yaml)."""
+
+    schema = "base_txl"
+
+    family: str = "txl"
+    # hidden states per layer carried from earlier segments with no gradient (section 3.2); 0 trains segments
+    # independently (the paper's "no recurrence" ablation)
+    mem_len: int = 0
+    eval_tgt_len: Optional[int] = None  # segment length at evaluation; null: data.seq_len (the training length)
+    eval_mem_len: Optional[int] = None  # memory at evaluation; null: mem_len (the paper evaluates with longer ones)
+    clamp_len: Optional[int] = None  # at evaluation: distances beyond this share clamp_len's sinusoid; null: none
+    same_length: bool = False  # at evaluation: every query attends to eval_mem_len keys (the original's flag)
+    # adaptive input and softmax (Baevski & Auli 2019; Grave et al. 2017): vocabulary cluster boundaries (ids sorted
+    # by frequency, as the word and char tokenizers assign them); [] is a full softmax
+    cutoffs: List[int] = field(default_factory=list)
+    div_val: int = 1  # cluster i's embeddings are embedding_size // div_val**i wide, then projected
+    pre_lnorm: bool = False  # LayerNorm before attention and FFN (the original's --pre_lnorm); false: post-LN
+    # every token sees its whole segment and the memory (XLNet's two-way relative attention, without the
+    # permutation), for masked objectives (objective=mlm); false: the causal decoder objective=clm trains
+    bidirectional: bool = False
+
+    @property
+    def causal(self) -> bool:
+        """A decoder unless model.bidirectional."""
+        return not self.bidirectional
+
+    @property
+    def adaptive_embeddings(self) -> str:
+        """Adaptive input embeddings whenever model.cutoffs splits the vocabulary."""
+        return f"model.cutoffs={list(self.cutoffs)}" if self.cutoffs else ""
+
+    def bidirectional_why(self) -> str:
+        """model.bidirectional makes the decoder attend both ways."""
+        return "with model.bidirectional=true lets every token see the ones after it; set model.bidirectional=false, " \
+            "or use objective=mlm"
+
+    def causal_fix(self) -> str:
+        """The causal decoder serves masked objectives with two-way attention."""
+        return ("use objective=clm (the txl presets' default), or model.bidirectional=true (docs/transformer_xl.md: "
+                "memory on a bidirectional encoder)")
+
+    @property
+    def max_seq_len(self) -> int | None:
+        """Relative positions: no table limits the length."""
+        return None
+
+    def check(self) -> None:
+        """The encoder's checks, then memory and evaluation lengths and the adaptive softmax cutoffs."""
+        super().check()
+        need(self.mem_len >= 0, f"model.mem_len={self.mem_len} must be >= 0 (0: no memory)")
+        for key in ("eval_tgt_len", "eval_mem_len", "clamp_len"):
+            low = 1 if key == "eval_tgt_len" else 0
+            need(getattr(self, key) is None or getattr(self, key) >= low,
+                 f"model.{key}={getattr(self, key)} must be >= {low} or null")
+        cuts = list(self.cutoffs)
+        need(all(a < b for a, b in zip([0, *cuts], [*cuts, self.vocab_size])),
+             f"model.cutoffs={cuts} must increase strictly between 0 and model.vocab_size={self.vocab_size}; "
+             "e.g. [20000, 40000, 200000] for WikiText-103's 267,735 words")
+        need(self.div_val >= 1, f"model.div_val={self.div_val} must be >= 1 (1: every cluster as wide as the "
+             "embeddings)")
+        width = self.embedding_size or self.hidden_size
+        need(self.div_val == 1 or width // self.div_val ** len(cuts) >= 1,
+             f"model.div_val={self.div_val} makes the last of {len(cuts) + 1} clusters 0 wide (embedding width "
+             f"{width}); lower model.div_val or use fewer model.cutoffs")
+        need(self.share == "none", f"model.share={self.share} is not implemented for model.family=txl; use "
+             "model.share=none")
+        need(self.init_from is None, f"model.init_from={self.init_from!r}: transformers has no Transformer-XL class "
+             "to load from (TransfoXL was removed in transformers 5); drop model.init_from")
+
 
 EVAL_SLOT = -1  # the memory slot of evaluation batches; training slots are micro-batch indices 0 .. grad_accum-1
 
@@ -138,7 +214,7 @@ class SlotMemory:
     doc_ids: torch.Tensor  # (B, M) document id of each memory position
 
 
-class TransformerXL(nn.Module):
+class TransformerXL(EncoderModule):
     """Adaptive embeddings, num_layers relative-attention layers with memory; returns the last hidden states
     and the new memory. Memory is detached (section 3.2: SG(h_{tau-1})): gradients never cross segments.
 
@@ -148,7 +224,11 @@ class TransformerXL(nn.Module):
     wrap, a fresh evaluation) starts with none. The memories are this module's extra state, so a checkpoint resumes
     with the context it had."""
 
-    def __init__(self, config: EncoderConfig):
+    families = ("txl",)
+    config_class = TXLConfig
+    feed = "streams"
+
+    def __init__(self, config: TXLConfig):
         super().__init__()
         self.config = config
         self.embeddings = AdaptiveEmbedding(config)
@@ -232,6 +312,37 @@ class TransformerXL(nn.Module):
     def reset_memory(self) -> None:
         """Forget every slot's memory."""
         self.memory.clear()
+
+    # ---- the EncoderModule interface ------------------------------------------------------------------------
+    def encode_batch(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """A stream batch with its slot's memory, no document resets (-1 is never a token id)."""
+        return self.encode_stream(batch, sep=-1)
+
+    def encode_rows(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None,
+                    attention_mask: torch.Tensor) -> torch.Tensor:
+        """Independent rows: no memory, no query sees a padding key."""
+        block = ~attention_mask.bool()[:, None, :].expand(-1, input_ids.shape[1], -1)  # (B, T, T)
+        return self(input_ids, mem_len=0, block=block)[0]
+
+    def forward_flops(self, sequences: int, seq_len: int) -> float:
+        """Forward matmul FLOPs after a memory of mem_len (runner/flops.py txl_layer_flops)."""
+        return sequences * self.config.num_layers * txl_layer_flops(self.config, seq_len, self.config.mem_len)
+
+    def shard_blocks(self) -> list[nn.Module]:
+        """Every layer."""
+        return list(self.layers)
+
+    def rank_state(self) -> Any:
+        """This rank's training memories (its rows' context), on the CPU."""
+        return {slot: {k: [t.cpu() for t in v] if isinstance(v, list) else v.cpu() for k, v in m.items()}
+                for slot, m in self.get_extra_state().items()}
+
+    def load_rank_state(self, state: Any) -> None:
+        """This rank's memories; None: rows are dealt to ranks anew and start without memory."""
+        if state is None:
+            self.reset_memory()
+        else:
+            self.set_extra_state(state)
 
     def get_extra_state(self) -> dict[int, dict[str, Any]]:
         """The training slots' memories (evaluation's EVAL_SLOT is rebuilt by every evaluation), for checkpoints."""

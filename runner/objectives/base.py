@@ -1,40 +1,104 @@
-"""What every pretraining objective provides to the loop: heads, batch preparation, a normalised loss."""
+"""What every pretraining objective declares to the loop, the data, the export and the reports.
+
+An objective is its own file under runner/objectives/: a subclass of `Objective` and its options dataclass
+(`options_class`, the `objective` group's schema, registered by runner/schema.py as `base_<name>`), plus a YAML
+under conf/objective/. The loop, the feeds and the export ask it only what this class declares."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple, Sequence
 
 import torch
 from torch import nn
 
 from runner.data.tokenizer import SpecialIds
 from runner.errors import ConfigError
+from runner.models.base import EncoderModule
 from runner.models.config import EncoderConfig
+from runner.models.registry import encoder_class
 
 Stats = dict[str, torch.Tensor]
+
+
+@dataclass
+class ObjectiveConfig:
+    """Keys every objective has; each objective's options dataclass extends it."""
+
+    _target_: str = "runner.objectives.base.Objective"
+    name: str = "objective"
+
+    def check(self) -> None:
+        """Raise ConfigError on a value of this group that cannot work, whatever the model (one line naming it)."""
+
+
+class Export(NamedTuple):
+    """One transformers directory a finished run writes: tensors under our names, the config the transformers
+    class is chosen and shaped by, whether it has the pair (NSP/SOP) head, whether it is an ELECTRA discriminator."""
+
+    state: dict[str, torch.Tensor]
+    config: EncoderConfig
+    pair_head: bool
+    discriminator: bool = False
+
+
+@dataclass
+class Report:
+    """An objective's own end-of-run evaluation: stored as summary[key], logged as metrics, printed as a table."""
+
+    key: str
+    value: dict[str, Any]
+    metrics: dict[str, float]
+    table: Any = None  # a rich renderable
 
 
 class Objective(nn.Module):
     """Heads and loss of one pretraining task. It receives the encoder at each call and owns no encoder
     weights, so any objective composes with any encoder that can serve it."""
 
-    needs_pairs: bool = False  # True when examples are sentence pairs (NSP) rather than packed text
+    options_class: ClassVar[type] = ObjectiveConfig
+    needs_pairs: ClassVar[bool] = False  # examples are sentence pairs (NSP, SOP) rather than packed text
+    # the feeds it can be trained on ("examples", "streams": runner/models/base.py EncoderModule.feed)
+    feeds: ClassVar[tuple[str, ...]] = ("examples", "streams")
+    causal: ClassVar[bool] = False  # predicts each token from the ones before it (needs a causal encoder)
     # the validation metric that is a language-model loss in nats per token, compared with the unigram entropy of
     # the training tokens (the loss of a model blind to context); None: the objective has none
-    lm_metric: str | None = None
+    lm_metric: ClassVar[str | None] = None
+    # how the example feed serves it: masks drawn once per example copy (static, BERT) and how many copies; the
+    # share of NSP pairs whose segment B comes from another document
+    static_masks: bool = False
+    copies: int = 1
+    random_next_prob: float = 0.5
 
-    def __init__(self, model_config: EncoderConfig, name: str):
+    def __init__(self, options: Any, model_config: EncoderConfig):
         super().__init__()
-        self.name = name
-        self.config = model_config
+        self.options, self.name, self.config = options, options.name, model_config
 
     @classmethod
-    def check(cls, config: EncoderConfig, name: str) -> None:
-        """Raise ConfigError if this encoder cannot serve the objective (called before any data is built)."""
+    def create(cls, model_config: EncoderConfig, specials: SpecialIds, token_vocab_size: int,
+               word_table: torch.Tensor | None = None, **options: Any) -> "Objective":
+        """The objective from keyword options over its options dataclass's defaults (checked), as in tests."""
+        opts = cls.options_class(**options)
+        opts.check()
+        return cls(opts, model_config, specials, token_vocab_size, word_table=word_table)
 
     @classmethod
-    def check_options(cls, config: EncoderConfig, options: Any) -> None:
-        """Raise ConfigError if the objective's own keys (the `objective` node) cannot work with this encoder,
-        before any data is built (ELECTRA's generator size and tying)."""
+    def check(cls, config: EncoderConfig, options: Any) -> None:
+        """Raise ConfigError if this encoder cannot serve the objective with these options (before any data is
+        built). The default: the encoder's feed is one the objective reads, and it attends the way the objective
+        predicts."""
+        name, family = options.name, config.family
+        if cls.causal and not config.causal:
+            raise ConfigError(f"objective={name} trains a causal decoder, but model.family={family} "
+                              f"{config.bidirectional_why()}")
+        feed = encoder_class(family).feed
+        if feed not in cls.feeds:
+            raise ConfigError(f"model.family={family} is fed contiguous {feed}, but objective={name} needs "
+                              f"{' or '.join(cls.feeds)} (its pair head or generator); use a BERT-family model "
+                              "(model=bert, roberta, albert, electra) or objective=mlm / clm")
+        if not cls.causal and config.causal:
+            raise ConfigError(f"model.family={family} is a causal decoder, but objective={name} predicts masked "
+                              f"tokens from both sides; {config.causal_fix()}")
 
     def attach(self, encoder: nn.Module) -> None:
         """Bind to the run's encoder once, before the optimizer exists; objectives that share tensors with it
@@ -45,12 +109,9 @@ class Objective(nn.Module):
         return batch
 
     @staticmethod
-    def encode(encoder: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Hidden states (B, T, H) of a batch; a recurrent model (Transformer-XL) reads the loop's contiguous-stream
-        batches with its memory of the previous segment."""
-        if hasattr(encoder, "encode_stream"):
-            return encoder.encode_stream(batch, sep=-1)  # no document resets: -1 is never a token id
-        return encoder(batch["input_ids"], batch.get("token_type_ids"), batch.get("attention_mask"))
+    def encode(encoder: EncoderModule, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Hidden states (B, T, H) of one of the loop's batches (a recurrent encoder reads it with its memory)."""
+        return encoder.encode_batch(batch)
 
     def normalizers(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Per-loss denominators of a batch; the loop sums them over gradient-accumulation micro-batches."""
@@ -61,10 +122,30 @@ class Objective(nn.Module):
         """Total loss divided by `norms`, plus detached sums for metrics."""
         raise NotImplementedError
 
-    @staticmethod
-    def metrics(stats: Stats) -> dict[str, float]:
+    def metrics(self, stats: Stats) -> dict[str, float]:
         """Turn summed stats into readable metrics."""
         raise NotImplementedError
+
+    def head_flops(self, batch: dict[str, torch.Tensor]) -> float:
+        """Forward matmul FLOPs of the objective's own networks and heads over a batch (runner/flops.py)."""
+        raise NotImplementedError
+
+    def train_flops(self, encoder: EncoderModule, batch: dict[str, torch.Tensor]) -> float:
+        """Training FLOPs of one micro-batch: 3 x the forward of encoder and heads (backward = 2 x forward)."""
+        B, T = batch["input_ids"].shape
+        return 3.0 * (encoder.forward_flops(B, T) + self.head_flops(batch))
+
+    @property
+    def pair_head(self) -> nn.Module | None:
+        """The sentence-pair classifier on [CLS] (NSP, SOP), or None."""
+        return None
+
+    def exports(self, encoder: nn.Module) -> dict[str, Export]:
+        """What a finished run writes for transformers, by subdirectory: the encoder with this objective's heads
+        in hf/ (ELECTRA adds its generator: runner/objectives/rtd.py)."""
+        state = {**{f"encoder.{k}": v for k, v in encoder.state_dict().items()},
+                 **{f"objective.{k}": v for k, v in self.state_dict().items()}}
+        return {"hf": Export(state, self.config, self.pair_head is not None)}
 
     def sentence_scores(self, encoder: nn.Module, sentences: Sequence[Sequence[int]],
                         specials: SpecialIds) -> dict[str, torch.Tensor]:
@@ -73,8 +154,26 @@ class Objective(nn.Module):
         minimal pairs. {}: the objective has no way to score a sentence."""
         return {}
 
+    def final_report(self, encoder: EncoderModule, data: Any, cfg: Any, device: torch.device,
+                     autocast: Any) -> Report | None:
+        """An evaluation of the objective's own at the end of a run (Transformer-XL's memory comparison); None."""
+        return None
+
 
 def require(ok: bool, message: str) -> None:
     """Raise ConfigError with message unless ok."""
     if not ok:
         raise ConfigError(message)
+
+
+def options_of(cls: type[Objective], node: Any) -> Any:
+    """The objective's options dataclass from a config node (composed, saved or plain dict), defaults filled in."""
+    from omegaconf import OmegaConf
+
+    merged = OmegaConf.merge(OmegaConf.structured(cls.options_class), node)
+    return OmegaConf.to_object(merged)
+
+
+def replace_options(options: Any, **changes: Any) -> Any:
+    """A copy of an options dataclass with some fields changed."""
+    return dataclasses.replace(options, **changes)

@@ -7,46 +7,61 @@ tied to the model's adaptive embeddings and the next-token loss.
 """
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from runner.data.stream import TokenStream
 from runner.data.tokenizer import SpecialIds
+from runner.flops import adaptive_softmax_flops
+from runner.data.lm_stream import stream_rows
+from runner.lm_eval import compare_contexts, context_metrics, context_table, lm_metrics
 from runner.models.adaptive import AdaptiveSoftmax
+from runner.models.base import EncoderModule
 from runner.models.config import EncoderConfig
-from runner.objectives.base import Objective, Stats, require
+from runner.objectives.base import Objective, ObjectiveConfig, Report, Stats, require
 from runner.objectives.scoring import per_token_sum, plain_hidden
 
 RESETS = ("stream", "document")
 
 
+@dataclass
+class CLMConfig(ObjectiveConfig):
+    """objective=clm: causal language modelling over contiguous streams with Transformer-XL's memory."""
+
+    _target_: str = "runner.objectives.clm.CausalLM"
+    name: str = "clm"
+    # stream: the memory carries across documents, as the original over WikiText-103 and enwik8 (it restarts only
+    # when a row's stream does, at an epoch wrap); document: no token attends across a document separator
+    reset: str = "stream"
+    # tokens of the final comparison predicted by the sliding-window evaluation (Al-Rfou et al.: one forward of the
+    # whole window per token, so keep it small on a CPU); 0 skips the sliding window
+    compare_tokens: int = 256
+
+    def check(self) -> None:
+        """The reset mode and the comparison's size."""
+        require(self.reset in RESETS, f"objective.reset={self.reset!r} must be one of {', '.join(RESETS)}")
+        require(self.compare_tokens >= 0, f"objective.compare_tokens={self.compare_tokens} must be >= 0 (0 skips "
+                "the memory / sliding-window comparison)")
+
+
 class CausalLM(Objective):
     """Next-token prediction with an adaptive (or full) softmax tied to the model's adaptive embeddings."""
 
-    streams = True  # the loop feeds contiguous-stream batches (StreamBatches), not example sets
+    options_class = CLMConfig
+    feeds = ("streams",)
+    causal = True
     lm_metric = "lm_loss"
 
-    def __init__(self, model_config: EncoderConfig, specials: SpecialIds, token_vocab_size: int, name: str = "clm",
-                 reset: str = "stream", compare_tokens: int = 256, word_table: Any = None):
-        super().__init__(model_config, name)
-        require(reset in RESETS, f"objective.reset={reset!r} must be one of {', '.join(RESETS)}")
-        require(compare_tokens >= 0, f"objective.compare_tokens={compare_tokens} must be >= 0 (0 skips the "
-                "memory / sliding-window comparison)")
-        self.reset, self.compare_tokens, self.sep = reset, compare_tokens, specials.sep
+    def __init__(self, options: CLMConfig, model_config: EncoderConfig, specials: SpecialIds, token_vocab_size: int,
+                 word_table: Any = None):
+        super().__init__(options, model_config)
+        self.reset, self.compare_tokens, self.sep = options.reset, options.compare_tokens, specials.sep
         self.char_level = model_config.tokenizer == "char"  # bits per character instead of per token
         self.lm_head = AdaptiveSoftmax(model_config)
-
-    @classmethod
-    def check(cls, config: EncoderConfig, name: str) -> None:
-        """Causal LM needs the Transformer-XL decoder (the BERT-family encoders attend both ways)."""
-        require(config.family == "txl", f"objective={name} trains a causal decoder, but model.family="
-                f"{config.family} is a bidirectional encoder; use model=txl (or another txl_* preset), or a masked "
-                "objective (mlm, rtd) with this model")
-        require(not config.bidirectional, f"objective={name} predicts the next token, but model.bidirectional=true "
-                "lets every token see the ones after it; set model.bidirectional=false, or use objective=mlm")
 
     def hidden(self, encoder: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Hidden states (B, T, H) of a stream batch, read with (and updating) its slot's memory."""
@@ -74,6 +89,26 @@ class CausalLM(Objective):
         """Mean NLL (nats per token), perplexity, and bits per character for character-level vocabularies."""
         return lm_metrics(float(stats["lm_nll_sum"]), float(stats["lm_count"]), self.char_level)
 
+    def head_flops(self, batch: dict[str, torch.Tensor]) -> float:
+        """The (adaptive) softmax over every token."""
+        return batch["input_ids"].numel() * adaptive_softmax_flops(self.config)
+
+    def final_report(self, encoder: EncoderModule, data: Any, cfg: Any, device: torch.device,
+                     autocast: Any) -> Report:
+        """Transformer-XL section 4.3 / Table 9: evaluation on validation rows with memory, without, and by sliding
+        window: what the memory buys, and how fast."""
+        c, t = self.config, cfg.trainer
+        tgt = c.eval_tgt_len or cfg.data.seq_len
+        mem = c.eval_mem_len if c.eval_mem_len is not None else c.mem_len
+        stream = TokenStream(data.splits["validation"], data.specials.sep)
+        R = min(t.batch_size, 4)  # a few long rows: the memory matters more the longer a row runs
+        n = min(stream.length // R - 1, t.eval_batches * tgt)
+        rows = torch.from_numpy(stream_rows(stream, R, n + 1)).to(device)  # (R, n + 1)
+        with autocast():
+            context = compare_contexts(encoder, self, rows, tgt_len=tgt, mem_len=mem, clamp_len=c.clamp_len,
+                                       same_length=c.same_length, sliding_tokens=self.compare_tokens)
+        return Report("context_comparison", context, context_metrics(context), context_table(context))
+
     def sentence_scores(self, encoder: nn.Module, sentences: Sequence[Sequence[int]],
                         specials: SpecialIds) -> dict[str, torch.Tensor]:
         """Log-likelihood of each sentence read as a new document (after a separator), without memory."""
@@ -83,11 +118,3 @@ class CausalLM(Objective):
             return F.pad(-nll, (1, 0))  # (B, T): the separator itself is not scored
         return {"loglik": per_token_sum(encoder, next_token_logp, sentences, [self.sep], [], specials.pad)}
 
-
-def lm_metrics(nll_sum: float, count: float, char_level: bool) -> dict[str, float]:
-    """lm_loss (nats per token), perplexity, and bpc (bits per character) when tokens are characters."""
-    loss = nll_sum / max(count, 1.0)
-    out = {"lm_loss": loss, "perplexity": math.exp(min(loss, 50.0))}
-    if char_level:
-        out["bpc"] = loss / math.log(2)
-    return out

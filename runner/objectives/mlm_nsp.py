@@ -1,6 +1,7 @@
 """Masked LM plus BERT's next-sentence prediction (Devlin et al. 2019, section 3.1, task #2)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -9,25 +10,47 @@ from torch import nn
 
 from runner.data.tokenizer import SpecialIds
 from runner.models.config import EncoderConfig
+from runner.flops import pooler_flops
 from runner.models.heads import NSPHead
 from runner.objectives.base import Stats, require
-from runner.objectives.mlm import MaskedLM
+from runner.objectives.mlm import MaskedLM, MLMConfig, mlm_metrics
+
+
+@dataclass
+class MLMNSPConfig(MLMConfig):
+    """objective=mlm_nsp: MLM plus next-sentence prediction on sentence pairs."""
+
+    _target_: str = "runner.objectives.mlm_nsp.MaskedLMWithNSP"
+    name: str = "mlm_nsp"
+    masking: str = "static"
+    random_next_prob: float = 0.5  # share of pairs whose segment B comes from another article
+
+    def check(self) -> None:
+        """Masking keys, and the share of random pairs."""
+        super().check()
+        require(0.0 < self.random_next_prob < 1.0,
+                f"objective.random_next_prob={self.random_next_prob} must lie in (0, 1)")
 
 
 class MaskedLMWithNSP(MaskedLM):
     """MLM on sentence pairs, plus a binary classifier on [CLS]: does segment B follow A in the article?
     Subclasses change the pair task by its name and label key (ALBERT's sentence order: objectives/mlm_sop.py)."""
 
+    options_class = MLMNSPConfig
     needs_pairs = True
+    feeds = ("examples",)
     task = "nsp"  # names the head (nsp_head), the normalizer and the metrics (nsp_loss, nsp_accuracy)
     label_key = "next_sentence_label"  # the examples' label tensor (runner/data/examples.py LABEL_KEYS)
 
-    def __init__(self, model_config: EncoderConfig, specials: SpecialIds, token_vocab_size: int,
-                 name: str = "mlm_nsp", random_next_prob: float = 0.5, **mlm: Any):
-        super().__init__(model_config, specials, token_vocab_size, name=name, **mlm)
-        require(0.0 < random_next_prob < 1.0, f"objective.random_next_prob={random_next_prob} must lie in (0, 1)")
-        self.random_next_prob = random_next_prob
+    def __init__(self, options: MLMNSPConfig, model_config: EncoderConfig, specials: SpecialIds,
+                 token_vocab_size: int, word_table: Any = None):
+        super().__init__(options, model_config, specials, token_vocab_size, word_table=word_table)
         self.add_module(f"{self.task}_head", NSPHead(model_config))  # nsp_head | sop_head: transformers' names differ
+
+    @property
+    def random_next_prob(self) -> float:  # type: ignore[override]
+        """The share of pairs whose segment B comes from another article (objective.random_next_prob)."""
+        return self.options.random_next_prob
 
     @property
     def pair_head(self) -> NSPHead:
@@ -35,8 +58,10 @@ class MaskedLMWithNSP(MaskedLM):
         return getattr(self, f"{self.task}_head")
 
     @classmethod
-    def check(cls, config: EncoderConfig, name: str) -> None:
-        """NSP needs two segment embeddings to tell A from B."""
+    def check(cls, config: EncoderConfig, options: MLMNSPConfig) -> None:
+        """NSP needs examples and two segment embeddings to tell A from B."""
+        super().check(config, options)
+        name = options.name
         require(config.type_vocab_size >= 2,
                 f"objective={name} needs model.type_vocab_size >= 2 (model={config.name} has "
                 f"{config.type_vocab_size}); use objective=mlm or set model.type_vocab_size=2")
@@ -59,10 +84,13 @@ class MaskedLMWithNSP(MaskedLM):
         loss = mlm_sum / max(float(norms["mlm"]), 1.0) + pair_sum / max(float(norms[t]), 1.0)
         return loss, stats
 
-    @classmethod
-    def metrics(cls, stats: Stats) -> dict[str, float]:
+    def head_flops(self, batch: dict[str, torch.Tensor]) -> float:
+        """The MLM head on the selected positions and the pooler + classifier on every sequence."""
+        return super().head_flops(batch) + pooler_flops(self.config, batch["input_ids"].shape[0])
+
+    def metrics(self, stats: Stats) -> dict[str, float]:
         """MLM metrics plus the pair task's loss and accuracy (nsp_* or sop_*)."""
-        t = cls.task
+        t = self.task
         n = max(float(stats[f"{t}_count"]), 1.0)
-        return {**MaskedLM.metrics(stats), f"{t}_loss": float(stats[f"{t}_loss_sum"]) / n,
+        return {**mlm_metrics(stats), f"{t}_loss": float(stats[f"{t}_loss_sum"]) / n,
                 f"{t}_accuracy": float(stats[f"{t}_correct"]) / n}

@@ -1,11 +1,19 @@
 """Masked LM plus ALBERT's sentence-order prediction (Lan et al. 2020, section 4.1)."""
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
-from runner.data.tokenizer import SpecialIds
-from runner.models.config import EncoderConfig
+from runner.objectives.mlm import MLMConfig
 from runner.objectives.mlm_nsp import MaskedLMWithNSP
+
+
+@dataclass
+class MLMSOPConfig(MLMConfig):
+    """objective=mlm_sop: MLM plus ALBERT's sentence-order prediction on data.format=sop_pair (its default)."""
+
+    _target_: str = "runner.objectives.mlm_sop.MaskedLMWithSOP"
+    name: str = "mlm_sop"
+    span: str = "ngram"  # ALBERT section 4.1: n-gram masking, n <= max_ngram, p(n) proportional to 1/n
 
 
 class MaskedLMWithSOP(MaskedLMWithNSP):
@@ -14,9 +22,7 @@ class MaskedLMWithSOP(MaskedLMWithNSP):
     (ALBERT section 4.1). Same pooler + classifier as NSP; only the labels (data.format=sop_pair) and the
     transformers names (albert.pooler, sop_classifier) differ."""
 
+    options_class = MLMSOPConfig
     task = "sop"
     label_key = "sentence_order_label"
-
-    def __init__(self, model_config: EncoderConfig, specials: SpecialIds, token_vocab_size: int,
-                 name: str = "mlm_sop", **mlm: Any):
-        super().__init__(model_config, specials, token_vocab_size, name=name, **mlm)
+    random_next_prob = 0.5  # sop_pair never draws a random segment B (the pairing NSP formats would use)

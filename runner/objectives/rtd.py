@@ -24,26 +24,49 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 from torch import nn
 
 from runner.data.tokenizer import SpecialIds
+from runner.flops import disc_head_flops, encoder_flops, mlm_head_flops
 from runner.models.config import EncoderConfig, embedding_width
 from runner.models.encoder import Encoder
 from runner.models.heads import DiscriminatorHead
-from runner.objectives.base import Stats, require
+from runner.objectives.base import Export, Stats, require
 from runner.objectives.masking import IGNORE
+from runner.objectives.mlm import MaskedLM, MLMConfig, mlm_metrics
 from runner.objectives.scoring import per_token_sum, pseudo_log_likelihood
-from runner.objectives.mlm import MaskedLM
 
 TIES = ("none", "embeddings", "all")
 SHARED_EMBEDDINGS = ("word_embeddings", "position_embeddings", "token_type_embeddings", "norm")
 _SEED_RANGE = 1 << 31  # per-row sampling seeds are drawn in [0, 2^31) from the batch's generator
 AUC_BINS = 1000  # histogram bins of the "replaced" probability; the AUC is exact up to ties within a 0.001 bin
+
+
+@dataclass
+class RTDConfig(MLMConfig):
+    """objective=rtd: ELECTRA's replaced-token detection, a small generator MLM plus the discriminator."""
+
+    _target_: str = "runner.objectives.rtd.ReplacedTokenDetection"
+    name: str = "rtd"
+    mask_token_prob: float = 0.85  # official ELECTRA mask(): 85% [MASK], 15% kept unchanged, no random tokens
+    random_token_prob: float = 0.0
+    generator_size: float = 0.25  # generator hidden and FFN over the discriminator's (1/4 small and large, 1/3 base)
+    disc_weight: float = 50.0  # lambda in L_MLM + lambda * L_Disc (ELECTRA section 2, appendix A)
+    temperature: float = 1.0  # of the generator's softmax when sampling replacements
+    tie_embeddings: str = "embeddings"  # none | embeddings (token, position, type, LayerNorm; 3.2) | all (size 1.0)
+
+    def check(self) -> None:
+        """Masking keys, the loss weight and the sampling temperature."""
+        super().check()
+        require(self.disc_weight > 0, f"objective.disc_weight={self.disc_weight} must be > 0 (ELECTRA uses 50)")
+        require(self.temperature > 0, f"objective.temperature={self.temperature} must be > 0 (ELECTRA samples at 1.0)")
+        require(self.tie_embeddings in TIES,
+                f"objective.tie_embeddings={self.tie_embeddings!r} must be one of {', '.join(TIES)}")
 
 
 def generator_config(c: EncoderConfig, generator_size: float, tie_embeddings: str) -> EncoderConfig:
@@ -113,25 +136,24 @@ class ReplacedTokenDetection(MaskedLM):
     real/replaced head). With tie_embeddings=embeddings the generator's embedding modules are the encoder's
     (attach()); with tie_embeddings=all the generator is the encoder itself."""
 
-    def __init__(self, model_config: EncoderConfig, specials: SpecialIds, token_vocab_size: int, name: str = "rtd",
-                 generator_size: float = 0.25, disc_weight: float = 50.0, temperature: float = 1.0,
-                 tie_embeddings: str = "embeddings", **mlm: Any):
-        if not isinstance(model_config, EncoderConfig):  # Hydra's instantiate hands dataclasses over as DictConfig
-            model_config = EncoderConfig(**OmegaConf.to_container(model_config, resolve=True))
-        gen = generator_config(model_config, generator_size, tie_embeddings)
-        require(disc_weight > 0, f"objective.disc_weight={disc_weight} must be > 0 (ELECTRA uses 50)")
-        require(temperature > 0, f"objective.temperature={temperature} must be > 0 (ELECTRA samples at 1.0)")
-        super().__init__(gen, specials, token_vocab_size, name=name, **mlm)  # mlm_head sized for the generator
+    options_class = RTDConfig
+    feeds = ("examples",)
+
+    def __init__(self, options: RTDConfig, model_config: EncoderConfig, specials: SpecialIds, token_vocab_size: int,
+                 word_table: Any = None):
+        gen = generator_config(model_config, options.generator_size, options.tie_embeddings)
+        super().__init__(options, gen, specials, token_vocab_size, word_table=word_table)  # mlm_head: the generator's
         self.config, self.generator_config = model_config, gen  # config: the discriminator's, as every objective
-        self.generator_size, self.tie_embeddings = generator_size, tie_embeddings
-        self.disc_weight, self.temperature = disc_weight, temperature
-        self.generator: Optional[Encoder] = None if tie_embeddings == "all" else Encoder(gen)
+        self.generator_size, self.tie_embeddings = options.generator_size, options.tie_embeddings
+        self.disc_weight, self.temperature = options.disc_weight, options.temperature
+        self.generator: Optional[Encoder] = None if self.tie_embeddings == "all" else Encoder(gen)
         self.disc_head = DiscriminatorHead(model_config)
         self._attached: Optional[nn.Module] = None  # plain attribute: the encoder is not a submodule of ours
 
     @classmethod
-    def check_options(cls, config: EncoderConfig, options: Any) -> None:
-        """The generator must be buildable from the encoder's config (before any data is built)."""
+    def check(cls, config: EncoderConfig, options: RTDConfig) -> None:
+        """The encoder serves a masked objective, and the generator can be built from its config."""
+        super().check(config, options)
         check_generator(config, float(options.generator_size), str(options.tie_embeddings))
 
     def attach(self, encoder: nn.Module) -> None:
@@ -217,8 +239,15 @@ class ReplacedTokenDetection(MaskedLM):
         loss = mlm_sum / max(float(norms["mlm"]), 1.0) + self.disc_weight * disc_sum / max(float(norms["disc"]), 1.0)
         return loss, stats
 
-    @staticmethod
-    def metrics(stats: Stats) -> dict[str, float]:
+    def head_flops(self, batch: dict[str, torch.Tensor]) -> float:
+        """The generator (its encoder over every token, its MLM head on the selected positions) and the
+        discriminator's head on every token (Clark et al. 2020)."""
+        B, T = batch["input_ids"].shape
+        gen = encoder_flops(self.generator_config, B * T, T)
+        return gen + mlm_head_flops(self.generator_config, int(batch["labels"].ne(IGNORE).sum())) + \
+            disc_head_flops(self.config, B * T)
+
+    def metrics(self, stats: Stats) -> dict[str, float]:
         """The generator's MLM metrics (mlm_loss, mlm_accuracy, perplexity, sampled_accuracy: share of samples
         equal to the original) and the discriminator's: loss, accuracy, precision / recall / F1 of "replaced",
         ROC AUC of the "replaced" probability (threshold-free), the replaced-token rate, and the two constant
@@ -228,28 +257,29 @@ class ReplacedTokenDetection(MaskedLM):
         tp, pred_pos, replaced = (float(stats[k]) for k in ("disc_true_pos", "disc_pred_pos", "disc_replaced"))
         precision, recall = tp / max(pred_pos, 1.0), tp / max(replaced, 1.0)
         f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
-        return {**MaskedLM.metrics(stats),
+        return {**mlm_metrics(stats),
                 "sampled_accuracy": float(stats["sampled_correct"]) / max(float(stats["mlm_count"]), 1.0),
                 "disc_loss": float(stats["disc_loss_sum"]) / n, "disc_accuracy": float(stats["disc_correct"]) / n,
                 "disc_precision": precision, "disc_recall": recall, "disc_f1": f1, "replaced_rate": replaced / n,
                 "all_real_accuracy": 1.0 - replaced / n, "all_real_loss": binary_entropy(replaced / n),
                 "disc_auc": roc_auc(stats["disc_hist_replaced"], stats["disc_hist_real"])}
 
-    def hf_exports(self, encoder: nn.Module) -> dict[str, tuple[dict[str, torch.Tensor], EncoderConfig, bool]]:
-        """What a finished run writes for transformers: {directory: (tensors under our names, ELECTRA-family
-        config, is_discriminator)}; hf/ holds ElectraForPreTraining, hf_generator/ ElectraForMaskedLM."""
-        require(self.config.family != "roberta",
-                "objective=rtd on model.family=roberta has no transformers ELECTRA counterpart (RoBERTa's position "
-                "ids start at pad_token_id + 1); set trainer.export_hf=false or use model.family=electra or bert")
+    def exports(self, encoder: nn.Module) -> dict[str, Export]:
+        """hf/ holds the discriminator (ElectraForPreTraining), hf_generator/ the generator (ElectraForMaskedLM),
+        both as the ELECTRA family."""
+        require(not self.config.pads_positions,
+                f"objective=rtd on model.family={self.config.family} has no transformers ELECTRA counterpart (its "
+                "position ids start at pad_token_id + 1); set trainer.export_hf=false or use model.family=electra "
+                "or bert")
 
         def named(prefix: str, module: nn.Module) -> dict[str, torch.Tensor]:
             return {f"{prefix}.{k}": v for k, v in module.state_dict().items()}
 
         gen = self.generator_of(encoder)
-        return {"hf": ({**named("encoder", encoder), **named("objective.disc_head", self.disc_head)},
-                       dataclasses.replace(self.config, family="electra"), True),
-                "hf_generator": ({**named("encoder", gen), **named("objective.mlm_head", self.mlm_head)},
-                                 dataclasses.replace(self.generator_config, family="electra"), False)}
+        return {"hf": Export({**named("encoder", encoder), **named("objective.disc_head", self.disc_head)},
+                             dataclasses.replace(self.config, family="electra"), False, True),
+                "hf_generator": Export({**named("encoder", gen), **named("objective.mlm_head", self.mlm_head)},
+                                       dataclasses.replace(self.generator_config, family="electra"), False)}
 
     def sentence_scores(self, encoder: nn.Module, sentences: Sequence[Sequence[int]],
                         specials: SpecialIds) -> dict[str, torch.Tensor]:

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from runner.data.tokenizer import SpecialIds
-from runner.models.txl import TransformerXL
+from runner.models.base import EncoderModule
 
 ROWS = 256  # sequences per forward pass
 
@@ -25,13 +25,9 @@ def device_of(module: nn.Module) -> torch.device:
     return next(module.parameters()).device
 
 
-def plain_hidden(encoder: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+def plain_hidden(encoder: EncoderModule, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """Hidden states (B, T, H) of independent right-padded rows: no memory, padding keys blocked."""
-    if isinstance(encoder, TransformerXL):
-        T = input_ids.shape[1]
-        block = ~attention_mask.bool()[:, None, :].expand(-1, T, -1)  # (B, T, T): no query sees a pad key
-        return encoder(input_ids, mem_len=0, block=block)[0]
-    return encoder(input_ids, torch.zeros_like(input_ids), attention_mask)
+    return encoder.encode_rows(input_ids, torch.zeros_like(input_ids), attention_mask)
 
 
 def padded(rows: Sequence[Sequence[int]], pad: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -156,20 +156,3 @@ def build_pairs(data_cfg: Any, split: str = "validation", per_kind: int = 150, s
     sentences, table = read_held_out(data_cfg, split, min_words, max_words)
     return make_pairs(sentences, table, per_kind, seed, kinds)
 
-
-def check_settings(p: Any) -> None:
-    """Raise ConfigError, naming the key, when the probes config cannot work (before any data is read)."""
-    from runner.data.corpus import SPLITS
-    from runner.errors import ConfigError
-
-    bad = [k for k in p.kinds if k not in KINDS]
-    if bad or not p.kinds:
-        raise ConfigError(f"probes.kinds={list(p.kinds)}: each must be one of {', '.join(KINDS)}")
-    if p.pairs < 1:
-        raise ConfigError(f"probes.pairs={p.pairs} must be >= 1 (pairs per kind), or set probes.enabled=false")
-    if p.split not in SPLITS:
-        raise ConfigError(f"probes.split={p.split!r} must be one of {', '.join(SPLITS)} (validation or test: never "
-                          "trained on)")
-    if not 4 <= p.min_words <= p.max_words:
-        raise ConfigError(f"probes.min_words={p.min_words}, probes.max_words={p.max_words}: need 4 <= min_words <= "
-                          "max_words (a swap needs two interior words)")

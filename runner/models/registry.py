@@ -1,0 +1,96 @@
+"""model.family -> the encoder class that serves it, found among runner/models/*'s `EncoderModule` subclasses, so
+a new family is a new file there plus a config (no list to edit)."""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+from functools import lru_cache
+from typing import Any, Mapping
+
+from omegaconf import DictConfig, OmegaConf
+
+import runner.models as models_package
+from runner.errors import ConfigError
+from runner.models.base import EncoderModule
+from runner.models.config import EncoderConfig
+
+
+def _subclasses(cls: type) -> list[type]:
+    return [s for c in cls.__subclasses__() for s in (c, *_subclasses(c))]
+
+
+@lru_cache(maxsize=1)
+def families() -> dict[str, type[EncoderModule]]:
+    """Every model.family value and its encoder class."""
+    for info in pkgutil.iter_modules(models_package.__path__):
+        importlib.import_module(f"{models_package.__name__}.{info.name}")
+    out: dict[str, type[EncoderModule]] = {}
+    for cls in _subclasses(EncoderModule):
+        for family in cls.families:
+            if family in out and out[family] is not cls:
+                raise RuntimeError(f"model.family={family} is served by {out[family].__name__} and {cls.__name__}")
+            out[family] = cls
+    return out
+
+
+def encoder_class(family: str) -> type[EncoderModule]:
+    """The class serving model.family, or a one-line ConfigError naming the families there are."""
+    known = families()
+    if family not in known:
+        raise ConfigError(f"model.family={family!r} must be one of {', '.join(sorted(known))}")
+    return known[family]
+
+
+def config_classes() -> list[type]:
+    """The distinct config schemas of the families (each stored in Hydra's ConfigStore under its `schema` name)."""
+    return list(dict.fromkeys(cls.config_class for cls in families().values()))
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return f.default
+
+
+def upgrade(node: Any) -> dict[str, Any]:
+    """A `model` node as its family's schema has it: a config saved before a key moved to another family's schema
+    (Transformer-XL's keys lived in every model config) drops that key when it holds its default there; any other
+    unknown key is a one-line ConfigError."""
+    values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+    cls = encoder_class(str(values.get("family", "bert"))).config_class
+    known = {f.name for f in dataclasses.fields(cls)}
+    elsewhere = {f.name: _default(f) for other in config_classes() for f in dataclasses.fields(other)}
+    for key in sorted(set(values) - known):
+        if key in elsewhere and values[key] == elsewhere[key]:
+            del values[key]
+        else:
+            raise ConfigError(f"model.{key}={values[key]!r} is not a key of model.family={values.get('family')} "
+                              f"({cls.__name__}); drop it")
+    return values
+
+
+def model_config(node: Any) -> EncoderConfig:
+    """The typed config of a `model` node (a composed group, a run's saved config.yaml, or a dict)."""
+    if isinstance(node, EncoderConfig):
+        return node
+    values = upgrade(node)
+    return encoder_class(str(values.get("family", "bert"))).config_class(**values)
+
+
+def identity(node: Any) -> dict[str, Any]:
+    """The keys of a model config that make a run's model what it is (all but reporting keys), for comparing a
+    checkpoint's with a resumed run's."""
+    out = dataclasses.asdict(model_config(node))
+    out.pop("report_presets", None)
+    return out
+
+
+def build_encoder(config: EncoderConfig) -> EncoderModule:
+    """A freshly initialised encoder for config."""
+    return encoder_class(config.family)(config)
+
+
+def defaults_of(family: str) -> Mapping[str, Any]:
+    """A family's config schema with its defaults, as an OmegaConf node (old saved configs are merged onto it)."""
+    return OmegaConf.structured(encoder_class(family).config_class)

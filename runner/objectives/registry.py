@@ -1,0 +1,30 @@
+"""Every objective class, found among runner/objectives/*'s `Objective` subclasses (a new objective is a new file
+there plus a YAML under conf/objective/; no list to edit)."""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from functools import lru_cache
+
+import runner.objectives as objectives_package
+from runner.objectives.base import Objective, ObjectiveConfig
+
+
+def _subclasses(cls: type) -> list[type]:
+    return [s for c in cls.__subclasses__() for s in (c, *_subclasses(c))]
+
+
+@lru_cache(maxsize=1)
+def objective_classes() -> list[type[Objective]]:
+    """The objective classes of runner/objectives/, each with its own options dataclass."""
+    for info in pkgutil.iter_modules(objectives_package.__path__):
+        importlib.import_module(f"{objectives_package.__name__}.{info.name}")
+    return [c for c in _subclasses(Objective) if c.options_class is not ObjectiveConfig]
+
+
+def schemas() -> dict[str, type]:
+    """ConfigStore name (base_<objective name>) -> options dataclass, for conf/objective/*.yaml to extend."""
+    out: dict[str, type] = {}
+    for cls in objective_classes():
+        out[f"base_{cls.options_class.name}"] = cls.options_class
+    return out

@@ -1,0 +1,90 @@
+"""A run's checkpoint state, gathered from the components that own it (the torchtitan way: each hands over its
+own state_dict): the model and optimizer (through the parallel wrapper), the schedule, the precision's loss
+scaler, the feed's position, the encoder's per-rank state (Transformer-XL's memories), every rank's random
+state and the loop's progress counters. The keys stay flat, as checkpoints written before this layout have them,
+so those resume unchanged (a missing `feed` position is derived from the step)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from runner import checkpoint, distributed
+from runner.errors import TrainingError
+from runner.models.registry import identity
+
+
+@dataclass
+class Progress:
+    """How far the run has come: counted over every invocation of a resumed run."""
+
+    step: int = 0
+    tokens: int = 0  # non-padding tokens read
+    flops: float = 0.0  # training FLOPs (runner/flops.py)
+    elapsed: float = 0.0  # seconds in training steps (evaluation excluded)
+    skipped: int = 0  # updates skipped for a non-finite loss (trainer.nonfinite=skip)
+    first_val: dict | None = None  # validation metrics at step 0
+    first_probes: dict | None = None  # probe accuracies at step 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """The counters."""
+        return asdict(self)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Counters from a checkpoint (keys added later keep their defaults)."""
+        for f in fields(self):
+            if f.name in state:
+                setattr(self, f.name, state[f.name])
+
+
+class Checkpointer:
+    """Writes and reads checkpoints/last.pt of a run directory from the trainer's components."""
+
+    def __init__(self, run_dir: Path, keep: int, model_config: Any, parts: dict[str, Any]):
+        # parts: parallel, optimizer, scheduler, precision, feed, encoder, progress, world, grad_accum
+        self.run_dir, self.keep, self.model_config, self.p = Path(run_dir), keep, model_config, parts
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue bit for bit (called on every rank: RNG and per-rank states are gathered)."""
+        p = self.p
+        rngs = distributed.gather(checkpoint.rng_state())
+        ranks = distributed.gather(p["encoder"].rank_state())
+        module, optimizer = p["parallel"].state_dict(p["optimizer"])
+        return {"module": module, "optimizer": optimizer, "precision": p["precision"].state_dict(),
+                "scheduler": p["scheduler"].state_dict(), **p["progress"].state_dict(),
+                "feed": p["feed"].state_dict(), "rng": rngs[0], "rng_ranks": rngs,
+                "memory_ranks": ranks if any(r is not None for r in ranks) else None, "world_size": p["world"],
+                "strategy": p["parallel"].strategy if p["world"] > 1 else "single",
+                "model_config": OmegaConf.to_container(self.model_config)}
+
+    def save(self) -> None:
+        """checkpoints/last.pt, written by rank 0 (every rank contributes its RNG state)."""
+        state = self.state_dict()
+        if distributed.is_main():
+            checkpoint.save(self.run_dir, state, keep=self.keep)
+
+    def restore(self) -> str | None:
+        """Load checkpoints/last.pt into every component; a note to show when per-rank state could not carry over."""
+        p, s = self.p, checkpoint.load(self.run_dir)
+        if identity(s["model_config"]) != identity(self.model_config):
+            raise TrainingError(f"the checkpoint in {self.run_dir} was trained with another model config; "
+                                "resume with the run's own overrides or start a new run directory")
+        p["parallel"].load_state_dict(p["optimizer"], s["module"], s["optimizer"])
+        p["scheduler"].load_state_dict(s["scheduler"])
+        p["precision"].load_state_dict(s.get("precision"))
+        p["progress"].load_state_dict(s)
+        p["feed"].load_state_dict(s.get("feed") or {"position": s["step"] * p["grad_accum"]})
+        world, rank = p["world"], distributed.rank()
+        rngs = s.get("rng_ranks") or [s["rng"]]
+        # the same world size continues every rank's own random stream; another one gives each rank rank 0's
+        checkpoint.set_rng_state(rngs[rank] if len(rngs) == world else s["rng"])
+        ranks = s.get("memory_ranks")
+        if ranks and len(ranks) == world:  # each rank's rows continue with their own state (memory)
+            p["encoder"].load_rank_state(ranks[rank])
+        elif ranks:  # rows are dealt to ranks anew: no row's state is its own any more
+            p["encoder"].load_rank_state(None)
+            return (f"the checkpoint was written by {len(ranks)} ranks, this run has {world}: the model's per-rank "
+                    "state (Transformer-XL memories) starts empty")
+        return None
