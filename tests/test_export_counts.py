@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -11,9 +12,8 @@ import torch
 from runner.build import Pretrainer, preset_config
 from runner.data.tokenizer import SpecialIds
 from runner.models import Encoder, EncoderConfig
-from runner.models.hf import (export, exported_parameter_counts, exported_parameters, hf_parameter_count,
-                              hf_unsupported)
-from runner.objectives.rtd import generator_config
+from runner.export import exported_counts
+from runner.models.hf import export, exported_parameters, hf_parameter_count, hf_unsupported
 
 transformers = pytest.importorskip("transformers")
 
@@ -46,6 +46,14 @@ def counts_of(module: Pretrainer) -> dict[str, int]:
     return exported_parameters(module.objective.exports(module.encoder))
 
 
+def meta_counts(config: EncoderConfig, objective: str = "mlm", specials: SpecialIds = BERT_SP,
+                **options) -> dict[str, int]:
+    """What a run's summary records (runner.export.exported_counts), for a module built on the meta device."""
+    with torch.device("meta"):
+        module = pretrainer(config, objective, specials, **options)
+    return exported_counts(SimpleNamespace(objective=module.objective, module=module))
+
+
 def released(cls_name: str, **config) -> int:
     """transformers' own count of a released architecture, from its config written out by hand."""
     family = cls_name.split("For")[0].lower()
@@ -58,8 +66,7 @@ def released(cls_name: str, **config) -> int:
 
 def test_electra_small_preset_exports_the_released_discriminator_and_generator_sizes():
     config = preset_config("electra_small")
-    gen = generator_config(config, 0.25, "embeddings")
-    assert exported_parameter_counts(config, generator=gen) == ELECTRA_SMALL
+    assert meta_counts(config, "rtd", generator_size=0.25, tie_embeddings="embeddings") == ELECTRA_SMALL
     with torch.device("meta"):  # the module too is shapes only: no weights anywhere
         module = pretrainer(config, "rtd", generator_size=0.25, tie_embeddings="embeddings")
     assert counts_of(module) == ELECTRA_SMALL
@@ -89,7 +96,7 @@ def test_presets_export_the_released_architectures_sizes(preset, objective, cls_
         module = pretrainer(ours, objective, sp)
     pair = module.objective.pair_head is not None
     assert pair == (objective != "mlm")
-    assert counts_of(module) == exported_parameter_counts(ours, pair) == {"hf": expected}
+    assert counts_of(module) == meta_counts(ours, objective, sp) == {"hf": expected}
     assert released(cls_name, **config) == expected
     if not pair:  # *ForMaskedLM holds exactly our encoder and MLM head (the decoder tied to the embeddings)
         assert sum(p.numel() for p in module.parameters()) == expected
@@ -110,7 +117,7 @@ def test_counting_allocates_nothing_even_for_the_largest_presets(monkeypatch):
         return make
 
     monkeypatch.setattr(hf, "hf_model_class", spy)
-    large = exported_parameter_counts(preset_config("bert_large"), True)
+    large = meta_counts(preset_config("bert_large"), "mlm_nsp")
     assert large == {"hf": 336_226_108}  # BertForPreTraining, bert-large-uncased
     assert len(built) == 1 and {p.device.type for p in built[0].parameters()} == {"meta"}  # shapes only
 
@@ -153,11 +160,11 @@ def test_counts_equal_the_written_models(tmp_path, config, objective, options):
 
 def test_runs_without_a_transformers_class_count_nothing(monkeypatch):
     albert_ablation = tiny("albert", embedding_size=16, share="attention")
-    assert hf_unsupported(albert_ablation) is not None and exported_parameter_counts(albert_ablation) == {}
-    assert exported_parameter_counts(tiny("electra"), pair_head=True) == {}  # NSP on the ELECTRA architecture
-    roberta = tiny("roberta", pad_token_id=1)
-    assert exported_parameter_counts(roberta, generator=generator_config(roberta, 0.5, "embeddings")) == {}
+    assert hf_unsupported(albert_ablation) is not None and meta_counts(albert_ablation) == {}
+    assert meta_counts(tiny("electra"), "mlm_nsp") == {}  # NSP on the ELECTRA architecture
+    roberta_sp = SpecialIds(pad=1, unk=3, cls=0, sep=2, mask=4, num_special=5)
+    assert meta_counts(tiny("roberta"), "rtd", roberta_sp, generator_size=0.5) == {}  # no ELECTRA with RoBERTa's
     with pytest.raises(Exception, match="model.share=attention"):
         hf_parameter_count(albert_ablation, False)
     monkeypatch.setitem(sys.modules, "transformers", None)  # not installed
-    assert exported_parameter_counts(tiny("bert")) == {}
+    assert meta_counts(tiny("bert")) == {}

@@ -2,10 +2,9 @@
 export to a `save_pretrained` directory, and initialisation from a local checkpoint directory."""
 from __future__ import annotations
 
-import dataclasses
 import re
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Mapping
 
 import torch
 from torch import nn
@@ -198,53 +197,18 @@ def hf_parameter_count(config: EncoderConfig, nsp: bool, discriminator: bool = F
     return int(hf.num_parameters())
 
 
-class ExportSpec(NamedTuple):
-    """What decides an exported model's transformers class and shape: the fields of objective.exports' Export
-    (runner/objectives/base.py) without the tensors."""
-
-    config: EncoderConfig
-    pair_head: bool
-    discriminator: bool = False
-
-
 def exported_parameters(parts: Mapping[str, Any]) -> dict[str, int]:
     """Parameters of each model a run exports, as transformers counts them, by export subdirectory ("hf", and
-    "hf_generator" for ELECTRA): parts is objective.exports(encoder) (or ExportSpecs), each read for its config,
-    pair_head and discriminator only; nothing is written and no weights are allocated (hf_parameter_count).
+    "hf_generator" for ELECTRA): parts is objective.exports(encoder), each read for its config, pair_head and
+    discriminator only; nothing is written and no weights are allocated (hf_parameter_count).
     {} where the run exports nothing: transformers missing, or a part no transformers class holds (hf_unsupported)."""
     try:
         import transformers  # noqa: F401
     except ImportError:  # pragma: no cover - depends on the user's install
         return {}
-    specs = {sub: ExportSpec(p.config, bool(p.pair_head), bool(p.discriminator)) for sub, p in parts.items()}
-    if any(hf_unsupported(s.config, s.pair_head) is not None for s in specs.values()):
+    if any(hf_unsupported(p.config, bool(p.pair_head)) is not None for p in parts.values()):
         return {}
-    return {sub: hf_parameter_count(s.config, s.pair_head, s.discriminator) for sub, s in specs.items()}
-
-
-def export_specs(config: EncoderConfig, pair_head: bool = False,
-                 generator: EncoderConfig | None = None) -> dict[str, ExportSpec]:
-    """The exports of a run from its configs alone, as objective.exports declares them: hf/ holds the encoder with
-    the objective's heads (the pair head, if any); with an ELECTRA generator's config (objective=rtd's
-    generator_config), hf/ holds the discriminator and hf_generator/ the generator, both as the ELECTRA family.
-    ConfigError where objective=rtd exports nothing (positions padded as RoBERTa's)."""
-    if generator is None:
-        return {"hf": ExportSpec(config, pair_head)}
-    if config.pads_positions:
-        raise ConfigError(f"objective=rtd on model.family={config.family} has no transformers ELECTRA counterpart")
-    return {"hf": ExportSpec(dataclasses.replace(config, family="electra"), False, True),
-            "hf_generator": ExportSpec(dataclasses.replace(generator, family="electra"), False)}
-
-
-def exported_parameter_counts(config: EncoderConfig, pair_head: bool = False,
-                              generator: EncoderConfig | None = None) -> dict[str, int]:
-    """exported_parameters from configs alone (export_specs): no module needed, so a preset can be counted
-    before anything is built. {} where the run would export nothing."""
-    try:
-        specs = export_specs(config, pair_head, generator)
-    except ConfigError:
-        return {}
-    return exported_parameters(specs)
+    return {sub: hf_parameter_count(p.config, bool(p.pair_head), bool(p.discriminator)) for sub, p in parts.items()}
 
 
 def export(module: nn.Module | dict[str, torch.Tensor], config: EncoderConfig, nsp: bool, tokenizer, out_dir: Path,
