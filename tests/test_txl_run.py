@@ -13,7 +13,6 @@ from runner import checkpoint
 from runner.build import build
 from runner.data.tokenizer import SpecialIds
 from runner.errors import ConfigError
-from runner.models.config import EncoderConfig
 from runner.models.txl import TXLConfig, TransformerXL
 from runner.objectives.clm import CausalLM
 from runner.optim import build_adamw

@@ -5,7 +5,6 @@ An objective is its own file under runner/objectives/: a subclass of `Objective`
 under conf/objective/. The loop, the feeds and the export ask it only what this class declares."""
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple, Sequence
 
@@ -173,7 +172,3 @@ def options_of(cls: type[Objective], node: Any) -> Any:
     merged = OmegaConf.merge(OmegaConf.structured(cls.options_class), node)
     return OmegaConf.to_object(merged)
 
-
-def replace_options(options: Any, **changes: Any) -> Any:
-    """A copy of an options dataclass with some fields changed."""
-    return dataclasses.replace(options, **changes)
