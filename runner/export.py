@@ -49,6 +49,8 @@ def exported_counts(built: Any) -> dict[str, int]:
     """Parameters of each exported model as transformers counts them, by subdirectory ({} where none exists)."""
     from runner.models.hf import exported_parameters
 
-    if unsupported(built) is not None:
+    try:
+        parts = built.objective.exports(built.module.encoder)
+    except ConfigError:  # the objective has nothing transformers holds (ELECTRA with RoBERTa's positions)
         return {}
-    return exported_parameters(built.objective.exports(built.module.encoder))
+    return exported_parameters(parts)  # {} where a part has no transformers class

@@ -67,7 +67,6 @@ class MaskedLM(Objective):
         require(o.span == "token" or word_table is not None,
                 f"objective.span={o.span} needs the tokenizer's word-boundary table (word_table=...); "
                 "build the objective through runner.build or use objective.span=token")
-        self.masking, self.dupe_factor = o.masking, o.dupe_factor
         self.static_masks = o.masking == "static"
         self.copies = o.dupe_factor if self.static_masks else 1
         self.word_table = None if word_table is None else word_table.bool().cpu()  # not a buffer: no checkpoint key
