@@ -95,7 +95,7 @@ def build_models(config, seed: int, device: torch.device):
     """Our Pretrainer (encoder + MaskedLM) and transformers' BertForMaskedLM with the same weights."""
     from runner.build import Pretrainer
     from runner.data.tokenizer import SpecialIds
-    from runner.models import Encoder
+    from runner.models.encoder import Encoder
     from runner.models.hf import build_hf_model
     from runner.objectives.mlm import MaskedLM
 

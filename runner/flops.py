@@ -6,15 +6,19 @@ from runner.models.config import EncoderConfig, embedding_width
 
 
 def layer_matmul_params(c: EncoderConfig) -> int:
-    """Weights multiplied per token in one encoder layer: Q, K, V, output and the two FFN matrices."""
-    return 4 * c.hidden_size * c.hidden_size + 2 * c.hidden_size * c.intermediate_size
+    """Weights multiplied per token in one encoder layer: Q, K, V, output and the feed-forward (a GLU's first
+    projection is twice as wide)."""
+    ffn = 3 if c.gated else 2
+    return 4 * c.hidden_size * c.hidden_size + ffn * c.hidden_size * c.intermediate_size
 
 
 def encoder_flops(c: EncoderConfig, tokens: int, seq_len: int) -> int:
     """Forward matmul FLOPs of the encoder over `tokens` tokens in sequences of seq_len (+ the E -> H projection
-    of factorized embeddings)."""
+    of factorized embeddings); QK^T and AV over the keys a query sees: all seq_len, or a sliding window's."""
     project = tokens * 2 * embedding_width(c) * c.hidden_size if c.embedding_size is not None else 0
-    return project + tokens * c.num_layers * (2 * layer_matmul_params(c) + 4 * seq_len * c.hidden_size)  # + QK^T, AV
+    window = 2 * (c.local_window // 2) + 1 if c.local_window is not None else seq_len  # keys within local_window // 2
+    keys = sum(seq_len if c.global_layer(i) else min(seq_len, window) for i in range(c.num_layers))
+    return project + tokens * (c.num_layers * 2 * layer_matmul_params(c) + 4 * keys * c.hidden_size)
 
 
 def mlm_head_flops(c: EncoderConfig, predicted: int) -> int:

@@ -40,24 +40,43 @@ def warmup_cosine(warmup: int, total: int, min_ratio: float):
     return factor
 
 
-DECAYS = {"linear": warmup_linear, "cosine": warmup_cosine}
+def warmup_stable_decay(warmup: int, total: int, min_ratio: float, decay_fraction: float):
+    """LR multiplier: linear warmup, the peak held, then a 1 - sqrt decay to `min_ratio` over the last
+    `decay_fraction` of the steps (the trapezoidal warmup-stable-decay schedule ModernBERT trains with; Hägele et
+    al. 2024 for the 1 - sqrt shape): a run can be continued from before its decay."""
+    decay_steps = max(int(round(decay_fraction * total)), 1)
+    start = total - decay_steps
+
+    def factor(step: int) -> float:
+        if warmup > 0 and step < warmup:
+            return (step + 1) / warmup
+        if step < start:
+            return 1.0
+        done = min((step - start) / decay_steps, 1.0)
+        return min_ratio + (1.0 - min_ratio) * (1.0 - math.sqrt(done))
+    return factor
+
+
+DECAYS = {"linear": warmup_linear, "cosine": warmup_cosine, "wsd": warmup_stable_decay}
 
 
 def build_adamw(module: nn.Module, max_steps: int, lr: float, betas: Sequence[float], eps: float,
                 weight_decay: float, warmup_steps: int | None = None, warmup_fraction: float = 0.0,
-                min_lr_ratio: float = 0.0, name: str = "adamw", decay: str = "linear"):
+                min_lr_ratio: float = 0.0, name: str = "adamw", decay: str = "linear", decay_fraction: float = 0.1):
     """AdamW and its LambdaLR schedule for a run of max_steps optimizer steps (Adam with weight_decay=0)."""
     fused = next(module.parameters()).is_cuda
     opt = torch.optim.AdamW(param_groups(module, weight_decay), lr=lr, betas=tuple(betas), eps=eps,
                             **({"fused": True} if fused else {}))
-    return opt, schedule(opt, max_steps, warmup_steps, warmup_fraction, min_lr_ratio, decay)
+    return opt, schedule(opt, max_steps, warmup_steps, warmup_fraction, min_lr_ratio, decay, decay_fraction)
 
 
 def schedule(opt: torch.optim.Optimizer, max_steps: int, warmup_steps: int | None, warmup_fraction: float,
-             min_lr_ratio: float, decay: str = "linear") -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warmup (warmup_steps, else warmup_fraction of max_steps), then BERT's linear or a cosine decay."""
+             min_lr_ratio: float, decay: str = "linear", decay_fraction: float = 0.1) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warmup (warmup_steps, else warmup_fraction of max_steps), then BERT's linear, a cosine, or the
+    warmup-stable-decay schedule (decay_fraction: its final decay's share of the steps)."""
     warmup = warmup_steps if warmup_steps is not None else int(round(warmup_fraction * max_steps))
-    return torch.optim.lr_scheduler.LambdaLR(opt, DECAYS[decay](warmup, max_steps, min_lr_ratio))
+    extra = (decay_fraction,) if decay == "wsd" else ()
+    return torch.optim.lr_scheduler.LambdaLR(opt, DECAYS[decay](warmup, max_steps, min_lr_ratio, *extra))
 
 
 class Lamb(torch.optim.Optimizer):
@@ -108,9 +127,10 @@ class Lamb(torch.optim.Optimizer):
 
 def build_lamb(module: nn.Module, max_steps: int, lr: float, betas: Sequence[float], eps: float,
                weight_decay: float, warmup_steps: int | None = None, warmup_fraction: float = 0.0,
-               min_lr_ratio: float = 0.0, bias_correction: bool = True, name: str = "lamb", decay: str = "linear"):
-    """LAMB and the same warmup / linear decay schedule as build_adamw."""
+               min_lr_ratio: float = 0.0, bias_correction: bool = True, name: str = "lamb", decay: str = "linear",
+               decay_fraction: float = 0.1):
+    """LAMB and the same warmup / decay schedules as build_adamw."""
     matrices, vectors = param_groups(module, weight_decay)  # the 1-D group gets neither decay nor trust ratio
     opt = Lamb([{**matrices, "adapt": True}, {**vectors, "adapt": False}], lr=lr, betas=tuple(betas), eps=eps,
                bias_correction=bias_correction)
-    return opt, schedule(opt, max_steps, warmup_steps, warmup_fraction, min_lr_ratio, decay)
+    return opt, schedule(opt, max_steps, warmup_steps, warmup_fraction, min_lr_ratio, decay, decay_fraction)

@@ -103,11 +103,15 @@ class OptimizerConfig:
     warmup_steps: Optional[int] = None  # takes precedence over warmup_fraction
     warmup_fraction: float = 0.06
     min_lr_ratio: float = 0.0  # the decay ends at lr * min_lr_ratio
-    decay: str = "linear"  # after warmup: linear (BERT) | cosine (Transformer-XL: cosine annealing to min_lr_ratio)
+    # after warmup: linear (BERT) | cosine (Transformer-XL: cosine annealing to min_lr_ratio) | wsd (ModernBERT:
+    # warmup-stable-decay, the peak held until a 1 - sqrt decay over the last decay_fraction of the steps)
+    decay: str = "linear"
+    decay_fraction: float = 0.1  # decay=wsd: the share of the steps in the final decay
 
     def check(self) -> None:
         """The rate, Adam's constants and the schedule (LambConfig's too)."""
-        _need(self.decay in ("linear", "cosine"), f"optimizer.decay={self.decay!r} must be linear or cosine")
+        _need(self.decay in ("linear", "cosine", "wsd"), f"optimizer.decay={self.decay!r} must be linear, cosine or wsd")
+        _need(0.0 < self.decay_fraction <= 1.0, f"optimizer.decay_fraction={self.decay_fraction} must lie in (0, 1]")
         _need(self.lr > 0, f"optimizer.lr={self.lr} must be > 0")
         _need(len(self.betas) == 2 and all(0.0 <= b < 1.0 for b in self.betas),
               f"optimizer.betas={list(self.betas)} must be two numbers in [0, 1)")

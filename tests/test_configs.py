@@ -52,7 +52,7 @@ GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
 DOCS = 200  # articles per build: enough for every split at data.seq_len 512, small enough for 2 cores
 SMALL = 20_000_000  # estimated parameters above which the encoder and objective are built on the meta device
 COMMON = ["trainer.max_steps=0", "logger.mode=disabled", "trainer.device=cpu", f"data.max_docs={DOCS}"]
-FAMILIES = ["bert", "roberta", "albert", "electra", "txl"]
+FAMILIES = ["bert", "roberta", "albert", "electra", "txl", "modernbert"]
 NEEDS = {"objective=clm": ["model=txl"]}  # a causal LM needs the Transformer-XL family
 
 
@@ -194,6 +194,9 @@ PRESETS = {
     "electra_base": ("electra_base", "rtd_base", "rtd", "adamw_electra_cpu", 0.001, None, 1, 64),
     "electra_large": ("electra_large", "rtd_large", "rtd", "adamw_electra_cpu", 0.001, None, 1, 64),
     "electra_small": ("electra_small", "rtd", "rtd", "adamw_electra_cpu", 0.001, None, 1, 64),
+    "modernbert": ("modernbert", "mlm", "mlm", "adamw_modernbert_cpu", 0.002, "full_sentences", 1, 64),
+    "modernbert_base": ("modernbert_base", "mlm", "mlm", "adamw_modernbert", 0.0008, "full_sentences", 1, 64),
+    "modernbert_large": ("modernbert_large", "mlm", "mlm", "adamw_modernbert", 0.0005, "full_sentences", 1, 64),
     "roberta": ("roberta", "mlm", "mlm", "adamw_roberta_cpu", 0.003, "full_sentences", 4, 64),
     "roberta_base": ("roberta_base", "mlm", "mlm", "adamw_roberta_cpu", 0.002, None, 1, 64),
     "roberta_large": ("roberta_large", "mlm", "mlm", "adamw_roberta_cpu", 0.002, None, 1, 64),
@@ -210,6 +213,7 @@ VARIANTS = {
     "albert": ("albert", "mlm_sop", "mlm_sop", "lamb_cpu", 0.01, None, 1, 64),
     "electra": ("electra", "rtd_cpu", "rtd", "adamw_electra_cpu", 0.001, None, 1, 64),
     "txl": ("txl", "clm", "clm", "adam_txl", 0.00025, None, 1, 64),
+    "modernbert": ("modernbert", "mlm", "mlm", "adamw_modernbert_cpu", 0.002, "full_sentences", 1, 64),
 }
 # the paper experiments, plus data.seq_len, trainer.max_steps and data.name
 EXPERIMENTS = {
@@ -308,7 +312,7 @@ def test_crossover_labels_rows_by_the_model_choice(tmp_path):
     ("data.seq_len=4", "data.seq_len=4 is too short; use at least 8"),
     ("data.val_fraction=0.96", "data.val_fraction=0.96 + data.test_fraction=0.05 must lie in [0, 1)"),
     ("data.max_docs=1", "data.max_docs=1 must be >= 2 or null"),
-    ("optimizer.decay=step", "optimizer.decay='step' must be linear or cosine"),
+    ("optimizer.decay=step", "optimizer.decay='step' must be linear, cosine or wsd"),
     ("optimizer.lr=0", "optimizer.lr=0.0 must be > 0"),
     ("optimizer.betas=[0.9,1.5]", "optimizer.betas=[0.9, 1.5] must be two numbers in [0, 1)"),
     ("optimizer.weight_decay=-1", "optimizer.weight_decay=-1.0 must be >= 0"),

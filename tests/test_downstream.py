@@ -17,7 +17,8 @@ from runner.downstream import (Classifier, Example, Task, accuracy, bow_logreg, 
                                random_like, summarize, wiki_topic)
 from runner.downstream.finetune import collate
 from runner.errors import ConfigError
-from runner.models import Encoder, EncoderConfig
+from runner.models.config import EncoderConfig
+from runner.models.encoder import Encoder
 from runner.models.txl import TXLConfig, TransformerXL
 
 SP = SpecialIds(pad=0, unk=1, cls=2, sep=3, mask=4, num_special=5)

@@ -11,7 +11,8 @@ import torch
 
 from runner.build import Pretrainer, preset_config
 from runner.data.tokenizer import SpecialIds
-from runner.models import Encoder, EncoderConfig
+from runner.models.config import EncoderConfig
+from runner.models.encoder import Encoder
 from runner.export import exported_counts
 from runner.models.hf import export, exported_parameters, hf_parameter_count, hf_unsupported
 

@@ -11,7 +11,8 @@ import torch
 
 from runner.build import Pretrainer
 from runner.data.tokenizer import export_tokenizer, special_ids, train_tokenizer
-from runner.models import Encoder, EncoderConfig
+from runner.models.config import EncoderConfig
+from runner.models.encoder import Encoder
 from runner.models.hf import export
 
 transformers = pytest.importorskip("transformers")

@@ -8,7 +8,8 @@ import torch
 
 from runner.build import Pretrainer, encoder_config, parameter_counts
 from runner.data.tokenizer import SpecialIds
-from runner.models import Encoder, EncoderConfig
+from runner.models.config import EncoderConfig
+from runner.models.encoder import Encoder
 from runner.models.hf import build_hf_model, hf_config, hf_model_class, load_hf_weights, to_hf_state_dict
 from runner.objectives.mlm import MaskedLM
 from runner.objectives.mlm_nsp import MaskedLMWithNSP

@@ -1,5 +1,1 @@
-"""Encoders and shared heads."""
-from runner.models.config import EncoderConfig
-from runner.models.encoder import Encoder
-
-__all__ = ["EncoderConfig", "Encoder"]
+"""Encoder families (registry.py finds them), their configs, heads and the transformers mapping."""

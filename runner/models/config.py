@@ -8,6 +8,11 @@ from typing import ClassVar, List, Optional
 from runner.errors import ConfigError
 
 SHARES = ("none", "all", "attention", "ffn")  # model.share: which parts of a layer every layer uses (ALBERT 3.1)
+POSITIONS = ("learned", "rope", "alibi")  # model.position
+FFNS = ("mlp", "geglu", "swiglu")  # model.ffn; the last two are gated (GLU: Shazeer 2020)
+NORMS = ("layernorm", "rmsnorm")  # model.norm
+NORM_POSITIONS = ("post", "pre")  # model.norm_position
+QKVS = ("separate", "fused")  # model.qkv
 TOKENIZERS = ("wordpiece", "bpe", "unigram", "word", "char")
 # Families whose position ids start after the padding index (fairseq's convention, kept by transformers' RoBERTa)
 PAD_OFFSET_FAMILIES = ("roberta",)
@@ -54,11 +59,38 @@ class EncoderConfig:
     # presets whose parameter counts (with an MLM head) summary.json reports beside this run's (ALBERT's Table 2
     # contrast: [albert_large, bert_large])
     report_presets: List[str] = field(default_factory=list)
+    # The later improvements on BERT (MosaicBERT, ModernBERT, NeoBERT), each a one-line override on any preset.
+    # position: learned (BERT's table) | rope (rotary, Su et al. 2021: no table) | alibi (linear distance biases,
+    # Press et al. 2022, symmetric as MosaicBERT's: no table)
+    position: str = "learned"
+    rope_theta: float = 10000.0  # rope: the frequency base of global layers (ModernBERT 160,000)
+    local_rope_theta: Optional[float] = None  # rope on sliding-window layers; null: rope_theta (ModernBERT 10,000)
+    # ffn: mlp (BERT: dense, activation, dense) | geglu (ModernBERT: activation(a) * b with `activation`) | swiglu
+    # (NeoBERT: silu(a) * b); the gated ones project to 2 x intermediate_size, a then b
+    ffn: str = "mlp"
+    norm_position: str = "post"  # post (BERT: norm after each residual) | pre (norm before; a final norm at the end)
+    norm: str = "layernorm"  # layernorm | rmsnorm (NeoBERT; Zhang & Sennrich 2019)
+    bias: bool = True  # biases of the linear layers and norms (ModernBERT: none; the MLM decoder keeps its bias)
+    # a norm after the embeddings (BERT, ModernBERT); with pre-norm the first layer then skips its attention norm,
+    # as ModernBERT does; false: none (NeoBERT)
+    embedding_norm: bool = True
+    local_window: Optional[int] = None  # sliding-window attention: tokens within local_window // 2 on either side
+    global_every: int = 1  # with local_window: layers 0, k, 2k, ... attend globally (ModernBERT: 3)
+    qkv: str = "separate"  # separate (BERT's query, key, value) | fused (one matmul: the same numbers, faster)
 
     @property
     def head_dim(self) -> int:
         """Width of one attention head."""
         return self.hidden_size // self.num_heads
+
+    @property
+    def gated(self) -> bool:
+        """Whether the feed-forward is a GLU (its first projection twice intermediate_size wide)."""
+        return self.ffn in ("geglu", "swiglu")
+
+    def global_layer(self, i: int) -> bool:
+        """Whether layer i attends over the whole sequence (else within its sliding window)."""
+        return self.local_window is None or i % self.global_every == 0
 
     @property
     def causal(self) -> bool:
@@ -107,8 +139,23 @@ class EncoderConfig:
         need(self.tokenizer in TOKENIZERS, f"model.tokenizer={self.tokenizer!r} must be "
              f"{', '.join(repr(t) for t in TOKENIZERS[:-1])} or {TOKENIZERS[-1]!r}")
         for key in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "vocab_size",
-                    "max_position_embeddings", "type_vocab_size"):
+                    "max_position_embeddings", "global_every"):
             need(getattr(self, key) >= 1, f"model.{key}={getattr(self, key)} must be >= 1")
+        need(self.type_vocab_size >= 0, f"model.type_vocab_size={self.type_vocab_size} must be >= 0 (0: no segment "
+             "embeddings, as ModernBERT)")
+        for key, allowed in (("position", POSITIONS), ("ffn", FFNS), ("norm", NORMS),
+                             ("norm_position", NORM_POSITIONS), ("qkv", QKVS)):
+            need(getattr(self, key) in allowed, f"model.{key}={getattr(self, key)!r} must be one of {', '.join(allowed)}")
+        need(self.local_window is None or self.local_window >= 2,
+             f"model.local_window={self.local_window} must be >= 2 (tokens in the window) or null")
+        need(self.local_window is None or self.global_every >= 2,
+             f"model.local_window={self.local_window} with model.global_every=1 makes every layer global; set "
+             "model.global_every >= 2 (ModernBERT: 3) or drop model.local_window")
+        need(self.rope_theta > 0 and (self.local_rope_theta is None or self.local_rope_theta > 0),
+             "model.rope_theta and model.local_rope_theta must be > 0")
+        need(self.position != "rope" or self.head_dim % 2 == 0,
+             f"model.position=rope rotates pairs of dimensions, but heads are {self.head_dim} wide; pick "
+             "model.num_heads so hidden_size / num_heads is even")
         need(self.hidden_size % self.num_heads == 0,
              f"model.hidden_size={self.hidden_size} is not divisible by model.num_heads={self.num_heads}; "
              "pick heads that divide the hidden size (e.g. hidden_size/64)")

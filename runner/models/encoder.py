@@ -1,6 +1,9 @@
-"""A post-LayerNorm transformer encoder (BERT, RoBERTa, ALBERT) in plain PyTorch.
+"""The BERT-family transformer encoder (BERT, RoBERTa, ALBERT, ELECTRA, ModernBERT) in plain PyTorch.
 
-Module names are our own; `runner.models.hf` maps them one-to-one onto transformers' names.
+BERT's post-LayerNorm block with learned positions is the default; the later improvements are options of the same
+modules (runner/models/config.py): rotary or ALiBi positions, gated feed-forwards, pre-norm with a final norm,
+RMSNorm, no biases, sliding-window layers, a fused QKV projection. Module names are our own; `runner.models.hf`
+maps them onto transformers' names.
 """
 from __future__ import annotations
 
@@ -11,13 +14,22 @@ from torch import nn
 from runner.flops import encoder_flops
 from runner.models.base import EncoderModule
 from runner.models.config import SHARES, EncoderConfig, embedding_width
+from runner.models.positions import alibi_bias, rope_tables, rotate, window_mask
 
-ACTIVATIONS = {"gelu": F.gelu, "gelu_new": lambda x: F.gelu(x, approximate="tanh"), "relu": F.relu}
+ACTIVATIONS = {"gelu": F.gelu, "gelu_new": lambda x: F.gelu(x, approximate="tanh"), "relu": F.relu, "silu": F.silu}
+
+
+def make_norm(c: EncoderConfig, width: int) -> nn.Module:
+    """model.norm over `width` features: LayerNorm (with a bias when model.bias) or RMSNorm (a scale only)."""
+    if c.norm == "rmsnorm":
+        return nn.RMSNorm(width, eps=c.layer_norm_eps)
+    return nn.LayerNorm(width, eps=c.layer_norm_eps, bias=c.bias)
 
 
 class Embeddings(nn.Module):
-    """Token + position + segment embeddings, LayerNorm, dropout (BERT section 3, figure 2); with
-    model.embedding_size, E-wide tables projected to the hidden size (ALBERT section 3.1)."""
+    """Token (+ learned position) (+ segment) embeddings, a norm, dropout (BERT section 3, figure 2); with
+    model.embedding_size, E-wide tables projected to the hidden size (ALBERT section 3.1). Rotary and ALiBi
+    positions live in the attention; type_vocab_size 0 has no segment table (ModernBERT)."""
 
     def __init__(self, c: EncoderConfig):
         super().__init__()
@@ -26,13 +38,14 @@ class Embeddings(nn.Module):
         self.word_embeddings = nn.Embedding(c.vocab_size, width, padding_idx=c.pad_token_id)
         # RoBERTa reserves position `pad_token_id` for padding, as transformers does.
         pos_pad = c.pad_token_id if c.pads_positions else None
-        self.position_embeddings = nn.Embedding(c.max_position_embeddings, width, padding_idx=pos_pad)
-        self.token_type_embeddings = nn.Embedding(c.type_vocab_size, width)
-        self.norm = nn.LayerNorm(width, eps=c.layer_norm_eps)
+        self.position_embeddings = nn.Embedding(c.max_position_embeddings, width, padding_idx=pos_pad) \
+            if c.position == "learned" else None
+        self.token_type_embeddings = nn.Embedding(c.type_vocab_size, width) if c.type_vocab_size > 0 else None
+        self.norm = make_norm(c, width) if c.embedding_norm else None
         self.dropout = nn.Dropout(c.hidden_dropout)
         # ALBERT 3.1: V x E + E x H parameters instead of V x H; transformers' ALBERT embedding_hidden_mapping_in,
         # ELECTRA's embeddings_project. Present whenever embedding_size is set, also for E == H.
-        self.project = nn.Linear(width, c.hidden_size) if c.embedding_size is not None else None
+        self.project = nn.Linear(width, c.hidden_size, bias=c.bias) if c.embedding_size is not None else None
 
     def position_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Position ids: 0..T-1 for BERT; pad-aware from pad_id+1 for RoBERTa (padding keeps pad_id)."""
@@ -44,65 +57,103 @@ class Embeddings(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         """Embed token ids (B, T) into (B, T, H)."""
-        x = self.word_embeddings(input_ids) + self.position_embeddings(self.position_ids(input_ids))  # (B, T, E)
-        if token_type_ids is None:
-            x = x + self.token_type_embeddings.weight[0]
-        else:
-            x = x + self.token_type_embeddings(token_type_ids.long())
-        x = self.dropout(self.norm(x))
+        x = self.word_embeddings(input_ids)  # (B, T, E)
+        if self.position_embeddings is not None:
+            x = x + self.position_embeddings(self.position_ids(input_ids))
+        if self.token_type_embeddings is not None:
+            if token_type_ids is None:
+                x = x + self.token_type_embeddings.weight[0]
+            else:
+                x = x + self.token_type_embeddings(token_type_ids.long())
+        if self.norm is not None:
+            x = self.norm(x)
+        x = self.dropout(x)
         return x if self.project is None else self.project(x)  # (B, T, H)
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention through scaled_dot_product_attention (fused kernels where available)."""
+    """Multi-head self-attention through scaled_dot_product_attention (fused kernels where available); queries and
+    keys rotated when model.position=rope."""
 
     def __init__(self, c: EncoderConfig):
         super().__init__()
-        self.heads, self.head_dim = c.num_heads, c.head_dim
-        self.query = nn.Linear(c.hidden_size, c.hidden_size)
-        self.key = nn.Linear(c.hidden_size, c.hidden_size)
-        self.value = nn.Linear(c.hidden_size, c.hidden_size)
-        self.out = nn.Linear(c.hidden_size, c.hidden_size)
+        self.heads, self.head_dim, self.fused = c.num_heads, c.head_dim, c.qkv == "fused"
+        if self.fused:  # one (3H, H) matrix: queries, keys, values in that order (transformers' Wqkv)
+            self.qkv = nn.Linear(c.hidden_size, 3 * c.hidden_size, bias=c.bias)
+        else:
+            self.query = nn.Linear(c.hidden_size, c.hidden_size, bias=c.bias)
+            self.key = nn.Linear(c.hidden_size, c.hidden_size, bias=c.bias)
+            self.value = nn.Linear(c.hidden_size, c.hidden_size, bias=c.bias)
+        self.out = nn.Linear(c.hidden_size, c.hidden_size, bias=c.bias)
         self.attention_dropout = c.attention_dropout
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """Attend over x (B, T, H); mask is boolean (B, 1, 1, T), True where a key may be attended."""
-        B, T, _ = x.shape
-        q, k, v = (proj(x).view(B, T, self.heads, self.head_dim).transpose(1, 2)  # (B, heads, T, head_dim)
-                   for proj in (self.query, self.key, self.value))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None,
+                rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """Attend over x (B, T, H); mask is boolean (True: may attend) or additive, broadcastable to (B, heads, T, T);
+        rope: cos and sin (T, head_dim)."""
+        B, T, H = x.shape
+        if self.fused:
+            q, k, v = self.qkv(x).split(H, dim=-1)
+        else:
+            q, k, v = self.query(x), self.key(x), self.value(x)
+        q, k, v = (t.view(B, T, self.heads, self.head_dim).transpose(1, 2) for t in (q, k, v))  # (B, heads, T, d)
+        if rope is not None:
+            q, k = rotate(q, *rope), rotate(k, *rope)
         p = self.attention_dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (B, heads, T, head_dim)
         return self.out(y.transpose(1, 2).reshape(B, T, -1))  # (B, T, H)
 
 
 class Layer(nn.Module):
-    """One post-LN transformer block: x = LN(x + Attn(x)); x = LN(x + FFN(x)) (Vaswani et al.; BERT)."""
+    """One transformer block. Post-norm (BERT): x = N(x + Attn(x)); x = N(x + FFN(x)). Pre-norm:
+    x = x + Attn(N(x)); x = x + FFN(N(x)). FFN: dense, activation, dense; or a GLU, act(a) * b of one 2I-wide
+    projection."""
 
-    def __init__(self, c: EncoderConfig):
+    def __init__(self, c: EncoderConfig, first: bool = False):
         super().__init__()
+        self.pre = c.norm_position == "pre"
         self.attention = SelfAttention(c)
-        self.attn_norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
-        self.intermediate = nn.Linear(c.hidden_size, c.intermediate_size)
-        self.output = nn.Linear(c.intermediate_size, c.hidden_size)
-        self.ffn_norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
+        # pre-norm after normalised embeddings (not projected after the norm): the first block reads them as they are
+        # (ModernBERT's layer 0)
+        skip = self.pre and first and c.embedding_norm and c.embedding_size is None and c.share == "none"
+        self.attn_norm = None if skip else make_norm(c, c.hidden_size)
+        width = 2 * c.intermediate_size if c.gated else c.intermediate_size
+        self.intermediate = nn.Linear(c.hidden_size, width, bias=c.bias)
+        self.output = nn.Linear(c.intermediate_size, c.hidden_size, bias=c.bias)
+        self.ffn_norm = make_norm(c, c.hidden_size)
         self.dropout = nn.Dropout(c.hidden_dropout)
-        self.act = ACTIVATIONS[c.activation]
+        self.gated = c.gated
+        self.act = F.silu if c.ffn == "swiglu" else ACTIVATIONS[c.activation]
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def ffn(self, x: torch.Tensor) -> torch.Tensor:
+        """The feed-forward of x (B, T, H)."""
+        h = self.intermediate(x)
+        if self.gated:
+            a, b = h.chunk(2, dim=-1)
+            return self.output(self.act(a) * b)
+        return self.output(self.act(h))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None,
+                rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """Apply the block to x (B, T, H)."""
-        x = self.attn_norm(x + self.dropout(self.attention(x, mask)))
-        return self.ffn_norm(x + self.dropout(self.output(self.act(self.intermediate(x)))))
+        if self.pre:
+            h = x if self.attn_norm is None else self.attn_norm(x)
+            x = x + self.dropout(self.attention(h, mask, rope))
+            return x + self.dropout(self.ffn(self.ffn_norm(x)))
+        x = self.attn_norm(x + self.dropout(self.attention(x, mask, rope)))
+        return self.ffn_norm(x + self.dropout(self.ffn(x)))
 
 
 class Encoder(EncoderModule):
-    """Embeddings followed by `num_layers` transformer blocks; returns the last hidden states.
+    """Embeddings followed by `num_layers` transformer blocks (and, with pre-norm, a final norm); returns the last
+    hidden states.
 
     Cross-layer sharing (ALBERT section 3.1, Table 4) keeps one set of tensors, never synchronised copies:
     share=all holds a single Layer applied num_layers times; share=attention|ffn holds num_layers Layers whose
     attention (query/key/value/out) or feed-forward (intermediate/output) modules are one object. LayerNorms
     stay per layer in the partial modes, as the ALBERT code scopes them outside its attention and FFN blocks."""
 
-    families = ("bert", "roberta", "albert", "electra")
+    families = ("bert", "roberta", "albert", "electra", "modernbert")
 
     def __init__(self, config: EncoderConfig):
         super().__init__()
@@ -112,25 +163,55 @@ class Encoder(EncoderModule):
             raise ValueError(f"model.share={config.share!r} is not one of {', '.join(SHARES)}")
         self.config = config
         self.embeddings = Embeddings(config)
-        self.layers = nn.ModuleList(Layer(config) for _ in range(1 if config.share == "all" else config.num_layers))
+        self.layers = nn.ModuleList(Layer(config, first=i == 0)
+                                    for i in range(1 if config.share == "all" else config.num_layers))
         first = self.layers[0]
         for layer in self.layers[1:]:
             if config.share == "attention":
                 layer.attention = first.attention
             elif config.share == "ffn":
                 layer.intermediate, layer.output = first.intermediate, first.output
+        self.final_norm = make_norm(config, config.hidden_size) if config.norm_position == "pre" else None
         self.apply(lambda m: init_weights(m, config.initializer_range))
+
+    def masks(self, attention_mask: torch.Tensor | None, T: int,
+              device: torch.device) -> dict[bool, torch.Tensor | None]:
+        """The attention mask of global (True) and sliding-window (False) layers: padding keys blocked, the window,
+        and ALiBi's biases (then additive, -inf where blocked). None: attend everywhere."""
+        c = self.config
+        pad = None
+        if attention_mask is not None and not bool(attention_mask.all()):
+            pad = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T): packed batches skip the mask
+        out: dict[bool, torch.Tensor | None] = {}
+        for is_global in {c.global_layer(i) for i in range(c.num_layers)}:
+            allowed = pad
+            if not is_global:
+                window = window_mask(T, c.local_window, device)[None, None]  # (1, 1, T, T)
+                # a padding query far from every real token would see no key at all (NaN through the softmax, then
+                # into every row): it may see itself, which no real token's attention is changed by
+                allowed = window if allowed is None else \
+                    (allowed & window) | torch.eye(T, dtype=torch.bool, device=device)
+            if c.position == "alibi":
+                bias = alibi_bias(c.num_heads, T, device)[None]  # (1, heads, T, T)
+                allowed = bias if allowed is None else bias.masked_fill(~allowed, float("-inf"))
+            out[is_global] = allowed
+        return out
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Encode input_ids (B, T) into hidden states (B, T, H); attention_mask (B, T) is 1 for real tokens."""
-        mask = None
-        if attention_mask is not None and not bool(attention_mask.all()):
-            mask = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T): packed batches skip the mask
+        c, T = self.config, input_ids.shape[1]
+        masks = self.masks(attention_mask, T, input_ids.device)
         x = self.embeddings(input_ids, token_type_ids)
-        for i in range(self.config.num_layers):
-            x = self.layers[i % len(self.layers)](x, mask)  # share=all: the one layer, every time
-        return x
+        ropes = {}
+        if c.position == "rope":
+            local = c.local_rope_theta if c.local_rope_theta is not None else c.rope_theta
+            ropes = {True: rope_tables(T, c.head_dim, c.rope_theta, x.device),
+                     False: rope_tables(T, c.head_dim, local, x.device)}
+        for i in range(c.num_layers):
+            g = c.global_layer(i)
+            x = self.layers[i % len(self.layers)](x, masks[g], ropes.get(g))  # share=all: the one layer, every time
+        return x if self.final_norm is None else self.final_norm(x)
 
     def shard_blocks(self) -> list[nn.Module]:
         """Every layer, unless layers share modules (ALBERT's share=all|attention|ffn: all stay with the root)."""
@@ -149,7 +230,7 @@ class Encoder(EncoderModule):
 
 
 def init_weights(module: nn.Module, std: float) -> None:
-    """BERT's initialisation: N(0, 0.02) weights, zero biases, unit LayerNorm, zero padding rows."""
+    """BERT's initialisation: N(0, 0.02) weights, zero biases, unit norms, zero padding rows."""
     if isinstance(module, nn.Linear):
         nn.init.normal_(module.weight, std=std)
         if module.bias is not None:
@@ -161,4 +242,7 @@ def init_weights(module: nn.Module, std: float) -> None:
                 module.weight[module.padding_idx].zero_()
     elif isinstance(module, nn.LayerNorm):
         nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
+        if module.bias is not None:  # model.bias=false: a scale only
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.RMSNorm):
+        nn.init.ones_(module.weight)

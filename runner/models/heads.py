@@ -6,18 +6,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from runner.models.config import EncoderConfig, embedding_width
-from runner.models.encoder import ACTIVATIONS, init_weights
+from runner.models.encoder import ACTIVATIONS, init_weights, make_norm
 
 
 class MLMHead(nn.Module):
-    """Dense + activation + LayerNorm, then a decoder tied to the word embeddings (BERT appendix A.2). With
+    """Dense + activation + norm, then a decoder tied to the word embeddings (BERT appendix A.2; ModernBERT's head
+    is the same with model.bias=false, the decoder keeping its bias). With
     factorized embeddings the dense maps H -> E so the decoder can reuse the E-wide table (ALBERT 3.1,
     transformers' AlbertMLMHead; ELECTRA's generator head has the same shape)."""
 
     def __init__(self, c: EncoderConfig):
         super().__init__()
-        self.transform = nn.Linear(c.hidden_size, embedding_width(c))
-        self.norm = nn.LayerNorm(embedding_width(c), eps=c.layer_norm_eps)
+        self.transform = nn.Linear(c.hidden_size, embedding_width(c), bias=c.bias)
+        self.norm = make_norm(c, embedding_width(c))
         self.bias = nn.Parameter(torch.zeros(c.vocab_size))
         self.act = ACTIVATIONS[c.activation]
         self.apply(lambda m: init_weights(m, c.initializer_range))

@@ -93,6 +93,10 @@ class TXLConfig(EncoderConfig):
              f"{width}); lower model.div_val or use fewer model.cutoffs")
         need(self.share == "none", f"model.share={self.share} is not implemented for model.family=txl; use "
              "model.share=none")
+        base = EncoderConfig()
+        for key in ("position", "ffn", "norm", "bias", "local_window", "qkv"):  # the BERT-family encoder's options
+            need(getattr(self, key) == getattr(base, key), f"model.{key}={getattr(self, key)!r} is an option of the "
+                 f"BERT-family encoder, not implemented for model.family=txl; drop it")
         need(self.init_from is None, f"model.init_from={self.init_from!r}: transformers has no Transformer-XL class "
              "to load from (TransfoXL was removed in transformers 5); drop model.init_from")
 

@@ -125,6 +125,9 @@ def check_generator(c: EncoderConfig, generator_size: float, tie_embeddings: str
     require(hidden % heads == 0,
             f"objective.generator_size={generator_size} gives generator hidden size {hidden}, not divisible into "
             f"{heads} heads of 64 (heads = max(1, hidden // 64)); pick a size giving a multiple of 64 or under 128")
+    require(c.position != "rope" or (hidden // heads) % 2 == 0,
+            f"objective.generator_size={generator_size} gives generator heads {hidden // heads} wide, but "
+            "model.position=rope rotates pairs of dimensions; pick a size giving an even head width")
     require(int(round(c.intermediate_size * generator_size)) >= 1,
             f"objective.generator_size={generator_size} gives a generator FFN of 0 for "
             f"model.intermediate_size={c.intermediate_size}; raise objective.generator_size")
@@ -165,9 +168,10 @@ class ReplacedTokenDetection(MaskedLM):
         ours, theirs = self.generator.embeddings, encoder.embeddings
         for name in SHARED_EMBEDDINGS:
             mine, shared = getattr(ours, name), getattr(theirs, name)
-            if mine.weight.shape != shared.weight.shape:
-                raise RuntimeError(f"generator embeddings.{name} {tuple(mine.weight.shape)} cannot share the "
-                                   f"encoder's {tuple(shared.weight.shape)}")
+            if mine is None and shared is None:  # no such table (rotary positions, no segments, no norm)
+                continue
+            if mine is None or shared is None or mine.weight.shape != shared.weight.shape:
+                raise RuntimeError(f"generator embeddings.{name} cannot share the encoder's: they differ")
             setattr(ours, name, shared)
 
     def generator_of(self, encoder: nn.Module) -> nn.Module:
