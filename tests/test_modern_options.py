@@ -501,3 +501,19 @@ def test_gated_and_windowed_flops_by_the_numbers():
     dense = dataclasses.replace(c, ffn="mlp", local_window=None)
     assert encoder_flops(c, 128, 128) - encoder_flops(dense, 128, 128) == \
         128 * (6 * 2 * 64 * 256 - 4 * 64 * 4 * (128 - 17))
+
+
+def test_warmup_stable_decay_holds_the_peak_then_decays_by_one_minus_sqrt():
+    """optimizer.decay=wsd (ModernBERT): linear warmup, the peak held, then 1 - sqrt over the last decay_fraction."""
+    from runner.optim import build_adamw
+
+    opt, sched = build_adamw(torch.nn.Linear(2, 2), max_steps=100, lr=1.0, betas=[0.9, 0.999], eps=1e-8,
+                             weight_decay=0.0, warmup_steps=10, min_lr_ratio=0.0, decay="wsd", decay_fraction=0.2)
+    lrs = []
+    for _ in range(101):
+        lrs.append(sched.get_last_lr()[0])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)  # warmup over 10 steps
+    assert all(lr == pytest.approx(1.0) for lr in lrs[10:81])  # stable until the decay's 20 steps
+    assert lrs[85] == pytest.approx(1 - math.sqrt(5 / 20)) and lrs[100] == pytest.approx(0.0)

@@ -1,5 +1,9 @@
 """Hugging Face transformers interop: a rename table between our parameter names and theirs,
-export to a `save_pretrained` directory, and initialisation from a local checkpoint directory."""
+export to a `save_pretrained` directory, and initialisation from a local checkpoint directory.
+
+Attention projections travel in the layout of the transformers class (`qkv_layout`): BERT, RoBERTa, ALBERT and
+ELECTRA keep query, key and value apart, ModernBERT fuses them into one Wqkv; a model trained with the other
+model.qkv is split or fused on the way out and back on the way in, so model.qkv never blocks an export."""
 from __future__ import annotations
 
 import re
@@ -41,7 +45,25 @@ _ALBERT_ENCODER = [
 _ENCODERS = {"albert": _ALBERT_ENCODER}  # families whose backbone names differ from BERT's (_ENCODER)
 # ELECTRA (transformers' ElectraModel): BERT's names under "electra", plus embeddings_project when E != H.
 _ENCODERS["electra"] = _ENCODER + [(r"encoder\.embeddings\.project\.(weight|bias)", "{p}.embeddings_project.\\1")]
+# ModernBERT (transformers' ModernBertForMaskedLM): pre-norm, no position table, fused attention projections
+_ENCODERS["modernbert"] = [
+    (r"encoder\.embeddings\.word_embeddings\.weight", "model.embeddings.tok_embeddings.weight"),
+    (r"encoder\.embeddings\.norm\.(weight|bias)", "model.embeddings.norm.\\1"),
+    (r"encoder\.layers\.(\d+)\.attn_norm\.(weight|bias)", "model.layers.\\1.attn_norm.\\2"),
+    (r"encoder\.layers\.(\d+)\.attention\.qkv\.(weight|bias)", "model.layers.\\1.attn.Wqkv.\\2"),
+    (r"encoder\.layers\.(\d+)\.attention\.out\.(weight|bias)", "model.layers.\\1.attn.Wo.\\2"),
+    (r"encoder\.layers\.(\d+)\.ffn_norm\.(weight|bias)", "model.layers.\\1.mlp_norm.\\2"),
+    (r"encoder\.layers\.(\d+)\.intermediate\.(weight|bias)", "model.layers.\\1.mlp.Wi.\\2"),
+    (r"encoder\.layers\.(\d+)\.output\.(weight|bias)", "model.layers.\\1.mlp.Wo.\\2"),
+    (r"encoder\.final_norm\.(weight|bias)", "model.final_norm.\\1"),
+]
+FUSED_QKV_FAMILIES = ("modernbert",)  # transformers classes with one Wqkv (rows q, k, v); the others: three
 _HEADS = {
+    "modernbert": [  # the decoder's weight is tied to the token embeddings, its bias is our head's
+        (r"objective\.mlm_head\.transform\.(weight|bias)", "head.dense.\\1"),
+        (r"objective\.mlm_head\.norm\.(weight|bias)", "head.norm.\\1"),
+        (r"objective\.mlm_head\.bias", "decoder.bias"),
+    ],
     "bert": [
         (r"objective\.mlm_head\.transform\.(weight|bias)", "cls.predictions.transform.dense.\\1"),
         (r"objective\.mlm_head\.norm\.(weight|bias)", "cls.predictions.transform.LayerNorm.\\1"),
@@ -84,11 +106,38 @@ def to_hf_name(name: str, family: str) -> str | None:
     return None
 
 
+_QKV_NAME = re.compile(r"(.*\.attention)\.(qkv|query|key|value)\.(weight|bias)")
+_QKV_PARTS = ("query", "key", "value")
+
+
+def qkv_layout(state: Mapping[str, torch.Tensor], fused: bool) -> dict[str, torch.Tensor]:
+    """state (tensors under our names) with every attention's projections in one layout, the rest as it is:
+    fused, one `attention.qkv` whose rows are queries, keys, values (model.qkv=fused, transformers' Wqkv); or
+    separate `attention.query|key|value` (model.qkv=separate, BERT's). The one conversion both directions use:
+    export turns a model into its transformers class's layout, import turns that back into the model's."""
+    out: dict[str, torch.Tensor] = {}
+    for name, tensor in state.items():
+        m = _QKV_NAME.fullmatch(name)
+        if m is None or (m[2] == "qkv") == fused:  # not a projection, or already in the layout
+            out[name] = tensor
+        elif not fused:  # qkv -> query, key, value
+            for part, rows in zip(_QKV_PARTS, tensor.chunk(3, dim=0)):
+                out[f"{m[1]}.{part}.{m[3]}"] = rows
+        else:  # query, key, value -> qkv, at the query's place; a projection missing one of them stays as it is
+            parts = [state.get(f"{m[1]}.{part}.{m[3]}") for part in _QKV_PARTS]
+            if any(p is None for p in parts):
+                out[name] = tensor
+            elif m[2] == "query":
+                out[f"{m[1]}.qkv.{m[3]}"] = torch.cat(parts, dim=0)
+    return out
+
+
 def to_hf_state_dict(module: nn.Module | dict[str, torch.Tensor], family: str) -> dict[str, torch.Tensor]:
-    """Our module's state dict (or a dict of tensors under our names) under transformers' names (tied decoder
-    weights are left to transformers)."""
+    """Our module's state dict (or a dict of tensors under our names) under transformers' names, attention
+    projections fused or split as the family's class holds them (tied decoder weights are left to transformers)."""
     out = {}
-    for name, tensor in (module if isinstance(module, dict) else module.state_dict()).items():
+    state = module if isinstance(module, dict) else module.state_dict()
+    for name, tensor in qkv_layout(state, family in FUSED_QKV_FAMILIES).items():
         hf = to_hf_name(name, family)
         if hf is None:
             raise KeyError(f"parameter {name!r} has no transformers counterpart for family {family!r}")
@@ -100,6 +149,8 @@ def hf_config(config: EncoderConfig, nsp: bool, specials: dict[str, int], discri
     """The transformers config object equivalent to ours (ELECTRA: of the discriminator or the generator)."""
     import transformers
 
+    if config.family == "modernbert":
+        return _modernbert_config(config, specials)
     common = dict(vocab_size=config.vocab_size, hidden_size=config.hidden_size,
                   num_hidden_layers=config.num_layers, num_attention_heads=config.num_heads,
                   intermediate_size=config.intermediate_size, hidden_act=config.activation,
@@ -121,12 +172,52 @@ def hf_config(config: EncoderConfig, nsp: bool, specials: dict[str, int], discri
     return transformers.BertConfig(architectures=["BertForPreTraining" if nsp else "BertForMaskedLM"], **common)
 
 
+def modernbert_layer_types(config: EncoderConfig) -> list[str]:
+    """transformers' ModernBERT layer_types of our layers: full_attention where global, else sliding_attention."""
+    return ["full_attention" if config.global_layer(i) else "sliding_attention" for i in range(config.num_layers)]
+
+
+def _modernbert_activations(config: EncoderConfig) -> dict[str, str]:
+    """ModernBERT's two activations: its GLU's (ours: model.activation, or silu for ffn=swiglu) and its head's."""
+    return {"hidden_activation": "silu" if config.ffn == "swiglu" else config.activation,
+            "classifier_activation": config.activation}
+
+
+def _modernbert_config(config: EncoderConfig, specials: dict[str, int]):
+    """transformers' ModernBertConfig of ours: model.bias sets every bias flag but the decoder's (always there),
+    layer_types spell out global_every and local_window, the rope thetas go per layer type."""
+    import transformers
+
+    local = config.local_rope_theta if config.local_rope_theta is not None else config.rope_theta
+    window = {} if config.local_window is None else {"local_attention": config.local_window}
+    # special ids our tokenizer has (export passes them); ModernBERT's own defaults index its 50k vocabulary
+    ids = {"pad_token_id": config.pad_token_id, "bos_token_id": None, "eos_token_id": None, "cls_token_id": None,
+           "sep_token_id": None, **specials}
+    return transformers.ModernBertConfig(
+        architectures=["ModernBertForMaskedLM"], vocab_size=config.vocab_size, hidden_size=config.hidden_size,
+        intermediate_size=config.intermediate_size, num_hidden_layers=config.num_layers,
+        num_attention_heads=config.num_heads, max_position_embeddings=config.max_position_embeddings,
+        initializer_range=config.initializer_range, norm_eps=config.layer_norm_eps, norm_bias=config.bias,
+        attention_bias=config.bias, mlp_bias=config.bias, classifier_bias=config.bias, decoder_bias=True,
+        attention_dropout=config.attention_dropout, embedding_dropout=config.hidden_dropout,
+        mlp_dropout=config.hidden_dropout, classifier_dropout=config.hidden_dropout,
+        layer_types=modernbert_layer_types(config), tie_word_embeddings=True,
+        rope_parameters={"full_attention": {"rope_type": "default", "rope_theta": config.rope_theta},
+                         "sliding_attention": {"rope_type": "default", "rope_theta": local}},
+        **_modernbert_activations(config), **window, **ids)
+
+
 def hf_model_class(family: str, nsp: bool, discriminator: bool = False):
     """The transformers class whose parameters ours map onto (ELECTRA: discriminator or generator / MLM)."""
     import transformers
 
     if family == "roberta":
         return transformers.RobertaForMaskedLM
+    if family == "modernbert":
+        if nsp:
+            raise ConfigError("model.family=modernbert has no transformers class with a next-sentence head; "
+                              "use objective=mlm to export")
+        return transformers.ModernBertForMaskedLM
     if family == "electra":
         if nsp:
             raise ConfigError("model.family=electra has no transformers class with a next-sentence head; "
@@ -137,16 +228,64 @@ def hf_model_class(family: str, nsp: bool, discriminator: bool = False):
     return transformers.BertForPreTraining if nsp else transformers.BertForMaskedLM
 
 
+# The later improvements (runner/models/config.py) that transformers' BERT, RoBERTa, ALBERT and ELECTRA classes
+# cannot hold: (key, the value those classes have, what they do instead). model.qkv is not one: it is split.
+_CLASSIC = [
+    ("position", "learned", "learn a position table"),
+    ("ffn", "mlp", "have a dense, activation, dense feed-forward"),
+    ("norm_position", "post", "normalise after each residual"),
+    ("norm", "layernorm", "use LayerNorm"),
+    ("bias", True, "have biases in every linear layer and LayerNorm"),
+    ("local_window", None, "attend over the whole sequence in every layer"),
+    ("embedding_norm", True, "normalise the embeddings"),
+]
+# What transformers' ModernBERT fixes: (key, its value, what it does). ffn=swiglu is its GLU with silu, any
+# model.bias its flags (all equal), local_window/global_every its layer_types, qkv=separate fused at export.
+_MODERN = [
+    ("position", "rope", "rotates queries and keys"),
+    ("norm_position", "pre", "normalises before each block, with a final norm"),
+    ("norm", "layernorm", "uses LayerNorm"),
+    ("embedding_norm", True, "normalises the embeddings (its first layer has no attention norm)"),
+    ("type_vocab_size", 0, "has no segment embeddings"),
+    ("embedding_size", None, "has no embedding projection"),
+    ("share", "none", "shares no layers"),
+]
+
+
+def _fmt(value: Any) -> str:
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def hf_unsupported(config: EncoderConfig, nsp: bool = False) -> str | None:
     """Why no transformers class can hold this model (None when one can): transformers shares only ALBERT's whole
     layers, projects embeddings only in ALBERT (always, so an ALBERT needs model.embedding_size), and has a
-    sentence-pair head (nsp: objective=mlm_nsp or mlm_sop) only in BERT's and ALBERT's pretraining classes."""
+    sentence-pair head (nsp: objective=mlm_nsp or mlm_sop) only in BERT's and ALBERT's pretraining classes; its
+    BERT-family classes have none of the later improvements but a fused QKV (split at export), and its ModernBERT
+    has them in one combination only (_MODERN). One line, naming the key."""
     if config.family == "txl":
         return ("model.family=txl has no transformers class (TransfoXL was deprecated in transformers 4.35 and "
                 "removed in 5); the run's checkpoints/last.pt holds the model")
     if nsp and config.family not in ("bert", "albert"):
         return (f"model.family={config.family} has no transformers class with a next-sentence or sentence-order "
                 "head; use objective=mlm or rtd, or model.family=bert or albert, to export")
+    if config.family == "modernbert":
+        for key, value, does in _MODERN:
+            if getattr(config, key) != value:
+                return (f"model.{key}={_fmt(getattr(config, key))} has no transformers ModernBERT counterpart (it "
+                        f"{does}); use model.{key}={_fmt(value)} to export or import")
+        if config.ffn == "mlp":
+            return ("model.ffn=mlp has no transformers ModernBERT counterpart (its feed-forward is a GLU); use "
+                    "model.ffn=geglu (or swiglu) to export or import")
+        return None
+    if config.family in ("bert", "roberta", "albert", "electra"):
+        for key, value, does in _CLASSIC:
+            if getattr(config, key) != value:
+                return (f"model.{key}={_fmt(getattr(config, key))} has no transformers {config.family} counterpart "
+                        f"(its classes {does}); use model.family=modernbert or model.{key}={_fmt(value)} to "
+                        "export or import")
+        if config.type_vocab_size == 0:
+            return (f"model.type_vocab_size=0 has no transformers {config.family} counterpart (its embeddings "
+                    "always add a segment table); use model.type_vocab_size=1 or more to export or import")
     if config.family == "albert":
         if config.share in ("attention", "ffn"):
             return (f"model.share={config.share} has no transformers counterpart (ALBERT there shares whole layers "
@@ -229,7 +368,8 @@ def export(module: nn.Module | dict[str, torch.Tensor], config: EncoderConfig, n
     tokens = special_added_tokens(config.tokenizer)
     if config.tokenizer == "bpe":
         tokens.update(bos=tokens["cls"], eos=tokens["sep"])
-    ids = {f"{k}_token_id": tokenizer.token_to_id(t.content) for k, t in tokens.items() if k in ("pad", "bos", "eos")}
+    named = ("pad", "bos", "eos", "cls", "sep") if config.family == "modernbert" else ("pad", "bos", "eos")
+    ids = {f"{k}_token_id": tokenizer.token_to_id(t.content) for k, t in tokens.items() if k in named}
     hf = build_hf_model(module, config, nsp, ids, discriminator)
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(out_dir.name + ".tmp")
@@ -258,32 +398,69 @@ def load_hf_weights(module: nn.Module, config: EncoderConfig, path: str) -> list
         raise ConfigError(f"model.init_from={path!r} is not a transformers checkpoint directory "
                           "(no config.json); give a directory written by save_pretrained")
     theirs = AutoConfig.from_pretrained(p)
+    bad = _config_mismatches(config, theirs, p / "config.json")
+    if bad:
+        raise ConfigError("model.init_from does not fit the model: " + "; ".join(bad) +
+                          " (set the model keys to match)")
+    state = _read_weights(p)
+    ours = module.state_dict()
+    fused = config.family in FUSED_QKV_FAMILIES
+    loaded = {}
+    for name in qkv_layout(ours, fused):  # our names as the checkpoint's class lays out attention
+        hf = to_hf_name(name, config.family)
+        if hf is not None and hf in state:
+            loaded[name] = state[hf]
+    loaded = qkv_layout(loaded, config.qkv == "fused")  # back into this model's layout
+    module.load_state_dict(loaded, strict=False)
+    return [name for name in ours if name not in loaded]
+
+
+def _config_mismatches(config: EncoderConfig, theirs: Any, where: Path) -> list[str]:
+    """Each way a transformers config differs from the model ours builds (one phrase each; [] when it fits)."""
+    modern = config.family == "modernbert"
+    if modern != (getattr(theirs, "model_type", None) == "modernbert"):
+        return [f"model.family={config.family} but {where} has model_type={getattr(theirs, 'model_type', None)}"]
     pairs = {"hidden_size": "hidden_size", "num_hidden_layers": "num_layers", "num_attention_heads": "num_heads",
              "intermediate_size": "intermediate_size", "vocab_size": "vocab_size",
-             "max_position_embeddings": "max_position_embeddings", "type_vocab_size": "type_vocab_size"}
+             "max_position_embeddings": "max_position_embeddings"}
+    if not modern:
+        pairs["type_vocab_size"] = "type_vocab_size"
     if config.family == "albert":
         pairs["embedding_size"] = "embedding_size"
-    bad = [f"model.{ours}={getattr(config, ours)} but {p / 'config.json'} has {k}={getattr(theirs, k, None)}"
+    if modern:
+        pairs["norm_eps"] = "layer_norm_eps"
+    bad = [f"model.{ours}={getattr(config, ours)} but {where} has {k}={getattr(theirs, k, None)}"
            for k, ours in pairs.items() if getattr(theirs, k, None) != getattr(config, ours)]
     if config.family == "albert":  # one layer group per distinct layer of ours
         groups = 1 if config.share == "all" else config.num_layers
         got = (getattr(theirs, "num_hidden_groups", None), getattr(theirs, "inner_group_num", None))
         if got != (groups, 1):
             bad.append(f"model.share={config.share} needs num_hidden_groups={groups}, inner_group_num=1 but "
-                       f"{p / 'config.json'} has {got[0]}, {got[1]}")
-    if bad:
-        raise ConfigError("model.init_from does not fit the model: " + "; ".join(bad) + " (set the model keys to match)")
-    state = _read_weights(p)
-    ours = module.state_dict()
-    loaded, untouched = {}, []
-    for name in ours:
-        hf = to_hf_name(name, config.family)
-        if hf is not None and hf in state:
-            loaded[name] = state[hf]
-        else:
-            untouched.append(name)
-    module.load_state_dict(loaded, strict=False)
-    return untouched
+                       f"{where} has {got[0]}, {got[1]}")
+    if modern:  # what changes the function without changing a shape: layer pattern, window, thetas, activations
+        if list(getattr(theirs, "layer_types", None) or []) != modernbert_layer_types(config):
+            bad.append(f"model.local_window={_fmt(config.local_window)}, model.global_every={config.global_every} "
+                       f"give layer_types {modernbert_layer_types(config)} but {where} has {theirs.layer_types}")
+        sliding = "sliding_attention" in modernbert_layer_types(config)
+        if sliding and theirs.local_attention != config.local_window:
+            bad.append(f"model.local_window={config.local_window} but {where} has "
+                       f"local_attention={theirs.local_attention}")
+        rope = getattr(theirs, "rope_parameters", None) or {}
+        local = config.local_rope_theta if config.local_rope_theta is not None else config.rope_theta
+        for kind, key, want in (("full_attention", "rope_theta", config.rope_theta),
+                                ("sliding_attention", "local_rope_theta" if config.local_rope_theta is not None
+                                 else "rope_theta (local_rope_theta=null)", local)):
+            got = (rope.get(kind) or {}).get("rope_theta")
+            if kind in theirs.layer_types and got != want:
+                bad.append(f"model.{key}={want} but {where} has {kind} rope_theta={got}")
+        for k, want in _modernbert_activations(config).items():
+            if getattr(theirs, k, None) != want:
+                bad.append(f"model.ffn={config.ffn}, model.activation={config.activation} need {k}={want} but "
+                           f"{where} has {getattr(theirs, k, None)}")
+        for k in ("attention_bias", "mlp_bias", "norm_bias", "classifier_bias"):
+            if getattr(theirs, k, None) != config.bias:
+                bad.append(f"model.bias={_fmt(config.bias)} but {where} has {k}={_fmt(getattr(theirs, k, None))}")
+    return bad
 
 
 def _read_weights(p: Path) -> dict[str, torch.Tensor]:
