@@ -124,3 +124,23 @@ def test_rope_generator_with_an_odd_head_width_is_a_config_error():
     cfg = make_cfg(*BASE, "objective=rtd", "model.hidden_size=36", "model.position=rope", "trainer.max_steps=1")
     with pytest.raises(ConfigError, match="rope"):
         build(cfg)
+
+
+@pytest.mark.parametrize("objective", ["mlm", "rtd"])
+def test_modernbert_trains_any_objective_and_skips_exports_transformers_cannot_hold(objective, tmp_path, capsys):
+    """model=modernbert with its own recipe (mlm) exports ModernBertForMaskedLM; with objective=rtd it trains a
+    ModernBERT-shaped ELECTRA and skips the export (ELECTRA's classes have no rotary positions) with a note."""
+    s = run(cfg := make_cfg(*TINY, "model=modernbert", f"objective={objective}", "trainer.max_steps=2",
+                            "trainer.eval_every=100", "probes.pairs=10"), build(cfg), tmp_path)
+    assert s["steps"] == 2 and math.isfinite(s["final_train_loss"])
+    if objective == "mlm":
+        assert cfg.objective.mask_prob == 0.3 and (tmp_path / "hf" / "config.json").is_file()
+        assert s["exported_parameters"]["hf"] == s["parameters"]["total"]  # ModernBertForMaskedLM holds exactly ours
+    else:
+        assert s["hf_export"] is None and "skipped the hf/ export" in capsys.readouterr().err
+
+
+def test_modernbert_refuses_pair_objectives_naming_the_key():
+    with pytest.raises(ConfigError, match="model.type_vocab_size") as e:
+        build(make_cfg(*TINY, "model=modernbert", "objective=mlm_nsp", "trainer.max_steps=0"))
+    assert "\n" not in str(e.value)
