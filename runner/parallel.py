@@ -27,6 +27,14 @@ def _blocks(module: nn.Module) -> list[nn.Module]:
             if all(seen[id(s)] == 1 for s in b.modules())]
 
 
+def capture_data_dependent_ops() -> None:
+    """Let torch.compile keep data-dependent shapes and scalars in the graph instead of breaking it: the masked LM
+    head's gather of the selected positions (nonzero) and the counts taken from it. With these, the forward and
+    loss of the masked objectives compile as one graph (tests/test_compile.py)."""
+    torch._dynamo.config.capture_dynamic_output_shape_ops = True
+    torch._dynamo.config.capture_scalar_outputs = True
+
+
 class Parallel:
     """The training module wrapped for trainer.strategy (nothing in a single process)."""
 
@@ -54,6 +62,7 @@ class Parallel:
     def compile(self) -> None:
         """torch.compile the training forward (the module itself is untouched: parameter names, checkpoints and
         exports stay the eager module's). Shapes are dynamic: batches are trimmed to their longest row."""
+        capture_data_dependent_ops()
         self.compiled = torch.compile(self.ddp if self.ddp is not None else self.module, dynamic=True)
 
     def forward_module(self) -> nn.Module:

@@ -180,8 +180,10 @@ class Encoder(EncoderModule):
         and ALiBi's biases (then additive, -inf where blocked). None: attend everywhere."""
         c = self.config
         pad = None
-        if attention_mask is not None and not bool(attention_mask.all()):
-            pad = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T): packed batches skip the mask
+        # eager: a batch without padding skips the mask (SDPA's fastest kernels); compiled: always the mask, so the
+        # graph never branches on the data (the mask of a full batch lets every key through: the same numbers)
+        if attention_mask is not None and (torch.compiler.is_compiling() or not bool(attention_mask.all())):
+            pad = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T)
         out: dict[bool, torch.Tensor | None] = {}
         for is_global in {c.global_layer(i) for i in range(c.num_layers)}:
             allowed = pad
