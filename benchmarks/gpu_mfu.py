@@ -163,7 +163,7 @@ def bench_model(name: str, config, args: argparse.Namespace, peak: float | None,
     batch = tt.make_batch(config, bs, T, device, args.seed)
     labelled = int(batch["labels"].ne(tt.IGNORE).sum())
     norms = {"mlm": labelled}
-    parity = tt.check_parity(ours, theirs, batch, norms)
+    parity = tt.check_parity(ours, theirs, batch, batch, norms)
     dtype = torch.bfloat16 if args.dtype == "bf16" else None
     autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype else contextlib.nullcontext
     runners = [tt.Runner("ours", ours, lambda: ours(batch, norms)[0], autocast),

@@ -1,4 +1,5 @@
-"""Training throughput (tokens/s) of our encoder + MLM objective versus transformers' BertForMaskedLM.
+"""Training throughput (tokens/s) of our encoder + MLM objective versus transformers' BertForMaskedLM (for a
+modernbert* preset: ModernBertForMaskedLM).
 
 One training step = forward + backward + AdamW step, on the same random batch, from identical weights
 (`runner.models.hf.build_hf_model` copies ours into transformers' model). Measurements are interleaved
@@ -10,6 +11,7 @@ over all positions. That is part of what is compared: an end-to-end MLM training
 
     python benchmarks/train_throughput.py                       # bert_small and bert_base, defaults
     python benchmarks/train_throughput.py --models bert_small --steps 2 --warmup 1 --rounds 1
+    python benchmarks/train_throughput.py --models modernbert_base  # ours against ModernBertForMaskedLM
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ import torch  # noqa: E402
 
 # Per-model default batch sizes: chosen so that the default run finishes in minutes on 2 CPU cores.
 DEFAULT_BATCH = {"bert_tiny": 32, "bert_mini": 32, "bert_small": 16, "bert_medium": 8, "bert_base": 8,
-                 "bert_large": 4}
+                 "bert_large": 4, "modernbert": 32, "modernbert_base": 8, "modernbert_large": 4}
 IGNORE = -100
 MASK_ID, FIRST_REGULAR_ID = 4, 5  # SpecialIds(pad=0, unk=1, cls=2, sep=3, mask=4, num_special=5)
 
@@ -92,7 +94,7 @@ def make_batch(config, batch_size: int, seq_len: int, device: torch.device, seed
 
 
 def build_models(config, seed: int, device: torch.device):
-    """Our Pretrainer (encoder + MaskedLM) and transformers' BertForMaskedLM with the same weights."""
+    """Our Pretrainer (encoder + MaskedLM) and transformers' *ForMaskedLM of the family with the same weights."""
     from runner.build import Pretrainer
     from runner.data.tokenizer import SpecialIds
     from runner.models.encoder import Encoder
@@ -152,12 +154,12 @@ class Runner:
         return elapsed
 
 
-def check_parity(ours, theirs, batch, norms) -> float:
+def check_parity(ours, theirs, batch, hf_batch, norms) -> float:
     """|loss_ours - loss_theirs| in eval mode (no dropout) before training: same weights, same loss."""
     ours.eval(), theirs.eval()
     with torch.no_grad():
         a = ours(batch, norms)[0].float()
-        b = theirs(**batch).loss.float()
+        b = theirs(**hf_batch).loss.float()
     ours.train(), theirs.train()
     return abs(float(a) - float(b))
 
@@ -171,11 +173,13 @@ def bench_model(name: str, args: argparse.Namespace, log) -> dict:
     ours, theirs = build_models(config, args.seed, device)
     batch = make_batch(config, bs, args.seq_len, device, args.seed)
     norms = {"mlm": int(batch["labels"].ne(IGNORE).sum())}
-    parity = check_parity(ours, theirs, batch, norms)
+    # what transformers' class takes: no segment ids where the model has no segment table (ModernBERT)
+    hf_batch = {k: v for k, v in batch.items() if k != "token_type_ids" or config.type_vocab_size > 0}
+    parity = check_parity(ours, theirs, batch, hf_batch, norms)
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if args.dtype == "bf16" else \
         contextlib.nullcontext
     runners = [Runner("ours", ours, lambda: ours(batch, norms)[0], autocast),
-               Runner("transformers", theirs, lambda: theirs(**batch).loss, autocast)]
+               Runner("transformers", theirs, lambda: theirs(**hf_batch).loss, autocast)]
     tokens = bs * args.seq_len * args.steps
     log(f"[bold]{name}[/]: L{config.num_layers}/H{config.hidden_size}/{config.num_heads} heads/FFN "
         f"{config.intermediate_size}, vocab {config.vocab_size}; batch {bs}x{args.seq_len}, "
@@ -204,7 +208,7 @@ def bench_model(name: str, args: argparse.Namespace, log) -> dict:
         "ratio": med["ours"] / med["transformers"],
         "final_loss": {r.name: r.last_loss for r in runners},
     }
-    del runners, ours, theirs, batch
+    del runners, ours, theirs, batch, hf_batch
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return result
