@@ -153,12 +153,12 @@ class EncoderConfig:
              "model.global_every >= 2 (ModernBERT: 3) or drop model.local_window")
         need(self.rope_theta > 0 and (self.local_rope_theta is None or self.local_rope_theta > 0),
              "model.rope_theta and model.local_rope_theta must be > 0")
-        need(self.position != "rope" or self.head_dim % 2 == 0,
-             f"model.position=rope rotates pairs of dimensions, but heads are {self.head_dim} wide; pick "
-             "model.num_heads so hidden_size / num_heads is even")
         need(self.hidden_size % self.num_heads == 0,
              f"model.hidden_size={self.hidden_size} is not divisible by model.num_heads={self.num_heads}; "
              "pick heads that divide the hidden size (e.g. hidden_size/64)")
+        need(self.position != "rope" or self.head_dim % 2 == 0,
+             f"model.position=rope rotates pairs of dimensions, but heads are {self.head_dim} wide; pick "
+             "model.num_heads so hidden_size / num_heads is even")
         for key in ("hidden_dropout", "attention_dropout"):
             need(0.0 <= getattr(self, key) < 1.0, f"model.{key}={getattr(self, key)} must lie in [0, 1)")
 
