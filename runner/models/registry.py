@@ -3,30 +3,23 @@ a new family is a new file there plus a config (no list to edit)."""
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import pkgutil
 from functools import lru_cache
 from typing import Any, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
 import runner.models as models_package
+from runner.discover import subclasses_in
 from runner.errors import ConfigError
 from runner.models.base import EncoderModule
 from runner.models.config import EncoderConfig
 
 
-def _subclasses(cls: type) -> list[type]:
-    return [s for c in cls.__subclasses__() for s in (c, *_subclasses(c))]
-
-
 @lru_cache(maxsize=1)
 def families() -> dict[str, type[EncoderModule]]:
     """Every model.family value and its encoder class."""
-    for info in pkgutil.iter_modules(models_package.__path__):
-        importlib.import_module(f"{models_package.__name__}.{info.name}")
     out: dict[str, type[EncoderModule]] = {}
-    for cls in _subclasses(EncoderModule):
+    for cls in subclasses_in(models_package, EncoderModule):
         for family in cls.families:
             if family in out and out[family] is not cls:
                 raise RuntimeError(f"model.family={family} is served by {out[family].__name__} and {cls.__name__}")

@@ -2,24 +2,17 @@
 there plus a YAML under conf/objective/; no list to edit)."""
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from functools import lru_cache
 
 import runner.objectives as objectives_package
+from runner.discover import subclasses_in
 from runner.objectives.base import Objective, ObjectiveConfig
-
-
-def _subclasses(cls: type) -> list[type]:
-    return [s for c in cls.__subclasses__() for s in (c, *_subclasses(c))]
 
 
 @lru_cache(maxsize=1)
 def objective_classes() -> list[type[Objective]]:
     """The objective classes of runner/objectives/, each with its own options dataclass."""
-    for info in pkgutil.iter_modules(objectives_package.__path__):
-        importlib.import_module(f"{objectives_package.__name__}.{info.name}")
-    return [c for c in _subclasses(Objective) if c.options_class is not ObjectiveConfig]
+    return [c for c in subclasses_in(objectives_package, Objective) if c.options_class is not ObjectiveConfig]
 
 
 def schemas() -> dict[str, type]:
