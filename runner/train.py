@@ -15,6 +15,7 @@ from runner import distributed, runtime
 from runner.budget import budget_of
 from runner.build import Built
 from runner.crossover import Snapshots, snapshot_points
+from runner.data.batches import to_device
 from runner.errors import TrainingError
 from runner.feeds import build_feed
 from runner.logging import RunLogger, console, progress
@@ -100,7 +101,7 @@ class Trainer:
         norms = distributed.all_sum(norms, self.device)  # over every rank's micro-batches: the global batch
         loss_total, tokens, flops = 0.0, 0, 0.0
         for i, b in enumerate(micro):
-            b = {k: v.to(self.device, non_blocking=True) for k, v in b.items()}
+            b = to_device(b, self.device)
             with self.parallel.sync(last=i == accum - 1):  # gradients communicated on the last micro-batch only
                 with self.amp.autocast():
                     loss, _ = self.parallel.forward_module()(b, norms)

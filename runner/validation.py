@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from runner.data.batches import to_device
 from runner.probes.report import Probes
 
 
@@ -27,7 +28,7 @@ class Validator:
         self.module.eval()
         totals: dict[str, torch.Tensor] = {}
         for batch in self.batches:
-            b = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+            b = to_device(batch, self.device)
             with self.amp.autocast():
                 _, stats = self.module(b, {k: 1.0 for k in self.objective.normalizers(b)})
             for k, v in stats.items():

@@ -11,6 +11,11 @@ import torch
 Batch = dict[str, torch.Tensor]
 
 
+def to_device(batch: Batch, device: torch.device) -> Batch:
+    """The batch's tensors on device (non-blocking from pinned memory)."""
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
 def widen(batch: Batch) -> Batch:
     """The compact stored dtypes widened to the int64 the model takes (boolean masks stay boolean)."""
     return {k: v if k == "special_tokens_mask" else v.long() for k, v in batch.items()}
