@@ -184,6 +184,7 @@ class Encoder(EncoderModule):
         # graph never branches on the data (the mask of a full batch lets every key through: the same numbers)
         if attention_mask is not None and (torch.compiler.is_compiling() or not bool(attention_mask.all())):
             pad = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T)
+        bias = alibi_bias(c.num_heads, T, device)[None] if c.position == "alibi" else None  # (1, heads, T, T)
         out: dict[bool, torch.Tensor | None] = {}
         for is_global in {c.global_layer(i) for i in range(c.num_layers)}:
             allowed = pad
@@ -193,8 +194,7 @@ class Encoder(EncoderModule):
                 # into every row): it may see itself, which no real token's attention is changed by
                 allowed = window if allowed is None else \
                     (allowed & window) | torch.eye(T, dtype=torch.bool, device=device)
-            if c.position == "alibi":
-                bias = alibi_bias(c.num_heads, T, device)[None]  # (1, heads, T, T)
+            if bias is not None:
                 allowed = bias if allowed is None else bias.masked_fill(~allowed, float("-inf"))
             out[is_global] = allowed
         return out
@@ -205,11 +205,11 @@ class Encoder(EncoderModule):
         c, T = self.config, input_ids.shape[1]
         masks = self.masks(attention_mask, T, input_ids.device)
         x = self.embeddings(input_ids, token_type_ids)
-        ropes = {}
-        if c.position == "rope":
+        ropes: dict[bool, tuple[torch.Tensor, torch.Tensor]] = {}
+        if c.position == "rope":  # one table per theta the layers use
             local = c.local_rope_theta if c.local_rope_theta is not None else c.rope_theta
-            ropes = {True: rope_tables(T, c.head_dim, c.rope_theta, x.device),
-                     False: rope_tables(T, c.head_dim, local, x.device)}
+            tables = {theta: rope_tables(T, c.head_dim, theta, x.device) for theta in {c.rope_theta, local}}
+            ropes = {True: tables[c.rope_theta], False: tables[local]}
         for i in range(c.num_layers):
             g = c.global_layer(i)
             x = self.layers[i % len(self.layers)](x, masks[g], ropes.get(g))  # share=all: the one layer, every time
