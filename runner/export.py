@@ -9,18 +9,23 @@ from runner.errors import ConfigError
 from runner.logging import console
 
 
-def unsupported(built: Any) -> str | None:
-    """Why this run cannot be exported (no transformers class holds it), or None."""
+def exports_of(built: Any) -> tuple[dict[str, Any], str | None]:
+    """The objective's declared exports and why no transformers class holds them (None: every part has one)."""
     from runner.models.hf import hf_unsupported
 
     try:
         parts = built.objective.exports(built.module.encoder)
     except ConfigError as e:
-        return str(e)
+        return {}, str(e)
     for part in parts.values():
         if (why := hf_unsupported(part.config, part.pair_head)) is not None:
-            return why
-    return None
+            return parts, why
+    return parts, None
+
+
+def unsupported(built: Any) -> str | None:
+    """Why this run cannot be exported (no transformers class holds it), or None."""
+    return exports_of(built)[1]
 
 
 def export_run(built: Any, run_dir: Path) -> str | None:
@@ -36,10 +41,11 @@ def export_run(built: Any, run_dir: Path) -> str | None:
     # ablations, BERT-style NSP on the ELECTRA architecture): the run trained fine and its checkpoint stands, so
     # skip the export with a note rather than fail at the end.
     built.module.cpu()
-    if (why := unsupported(built)) is not None:
+    parts, why = exports_of(built)
+    if why is not None:
         console.print(f"[yellow]skipped the hf/ export: {why}", highlight=False, soft_wrap=True)
         return None
-    for sub, part in built.objective.exports(built.module.encoder).items():
+    for sub, part in parts.items():
         export(part.state, part.config, part.pair_head, built.data.tokenizer, Path(run_dir) / sub,
                discriminator=part.discriminator)
     return str(Path(run_dir) / "hf")
@@ -49,8 +55,5 @@ def exported_counts(built: Any) -> dict[str, int]:
     """Parameters of each exported model as transformers counts them, by subdirectory ({} where none exists)."""
     from runner.models.hf import exported_parameters
 
-    try:
-        parts = built.objective.exports(built.module.encoder)
-    except ConfigError:  # the objective has nothing transformers holds (ELECTRA with RoBERTa's positions)
-        return {}
-    return exported_parameters(parts)  # {} where a part has no transformers class
+    parts, why = exports_of(built)
+    return {} if why is not None else exported_parameters(parts)
