@@ -4,12 +4,14 @@ follows the encoder's declared `feed`: independent examples (runner/data/batches
 a recurrent model reads with its memory (runner/data/lm_stream.py). Its state is its position."""
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
 
 from runner.data.batches import Batch, Batches, batch_loader, trim
 from runner.data.lm_stream import stream_batches
+from runner.data.packing import pack
 from runner.errors import ConfigError
 
 
@@ -75,11 +77,17 @@ def build_feed(built: Any, cfg: Any, rank: int = 0, world: int = 1) -> Feed:
         return Feed(train, val, t.num_workers)
     train = built.data.examples("train", obj.copies, cfg.seed, obj.random_next_prob)
     # Static (BERT): each copy of each example keeps one set of masks; dynamic (RoBERTa): new masks per batch.
+    layout = packer(cfg, built.data.specials.pad) if cfg.data.packing else None
     batches = Batches(train, t.batch_size, cfg.seed, prepare=obj.prepare, rank=rank, world_size=world,
-                      static=obj.static_masks)
+                      static=obj.static_masks, layout=layout)
     examples = built.data.examples("validation", 1, cfg.seed + 1, obj.random_next_prob)
     n_val = min(len(examples), t.eval_batches * t.batch_size)
     # Validation masks are drawn once, so every evaluation of every run with this seed scores the same task.
     prepared = obj.prepare(examples.rows(range(n_val)), torch.Generator().manual_seed(cfg.seed + 29))
     val = [trim({k: v[i:i + t.batch_size] for k, v in prepared.items()}) for i in range(0, n_val, t.batch_size)]
-    return Feed(batches, val, t.num_workers)
+    return Feed(batches, val if layout is None else [layout(b) for b in val], t.num_workers)
+
+
+def packer(cfg: Any, pad_id: int) -> Any:
+    """data.packing: each batch's examples packed into rows of data.seq_len tokens (runner/data/packing.py)."""
+    return functools.partial(pack, width=int(cfg.data.seq_len), pad_id=pad_id)

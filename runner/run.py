@@ -22,6 +22,17 @@ from runner.summary import report_table
 from runner.train import Trainer
 
 
+def padding_shares(p: Any) -> dict[str, Any]:
+    """The share of the training positions computed that were padding (data.packing: packed rows), and the share the
+    same batches would have had as right-padded rows, one example each; {} before any step, or for a run resumed from
+    a checkpoint that did not count positions."""
+    if not p.positions or p.positions < p.tokens:
+        return {}
+    return {"computed": round(1 - p.tokens / p.positions, 4),
+            "padded_layout": round(1 - p.tokens / p.padded_positions, 4),
+            "positions": p.positions, "padded_positions": p.padded_positions}
+
+
 def run(cfg: DictConfig, built: Built, run_dir: Path) -> dict[str, Any]:
     """Train (or, with trainer.max_steps=0, only build) and write the run's summary."""
     started = time.perf_counter()
@@ -80,6 +91,7 @@ def run(cfg: DictConfig, built: Built, run_dir: Path) -> dict[str, Any]:
         "tokens_seen": p.tokens, "train_flops": p.flops, "final_train_loss": last.get("loss"),
         "initial_val": p.first_val or {}, "final_val": final_val, "train_time_s": p.elapsed,
         "tokens_per_s": p.tokens / p.elapsed if p.elapsed else 0.0,
+        "padding": padding_shares(p),
         "device": str(trainer.device), "precision": trainer.precision, "data_stats": built.data.stats(),
         "wandb_mode": logger.mode, "wandb_group": group, "skipped_steps": p.skipped,
     }

@@ -75,6 +75,9 @@ class DataConfig:
     # (never crossing a document) | contiguous (the token stream cut into full blocks: no padding, sentences cut)
     format: Optional[str] = None
     short_seq_prob: float = 0.1  # segment_pair, sop_pair: share of shorter targets, as BERT's data creation
+    # pack each micro-batch's examples into fewer rows of seq_len tokens, attention kept within each example
+    # (runner/data/packing.py): the same losses on a fraction of the padding; encoders that read examples only
+    packing: bool = False
     max_docs: Optional[int] = None  # use only the first N articles (quick experiments and tests)
     cache_dir: Optional[str] = None  # default: $BERTLAB_CACHE or ~/.cache/bertlab
     num_proc: Optional[int] = None  # worker processes that tokenize a split for the cache; null: min(4, CPUs)
@@ -217,6 +220,7 @@ class EvalConfig:
     batch_size: int = 16
     seq_len: int = 128
     pooling: str = "auto"  # auto (cls; causal models: last token) | cls | mean (over non-pad tokens) | last
+    packing: bool = False  # fine-tuning batches packed into rows of eval.seq_len (runner/data/packing.py)
     baselines: bool = True  # the same fine-tuning from random weights, and bag-of-words logistic regression
 
     def check(self) -> None:

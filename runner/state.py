@@ -22,6 +22,8 @@ class Progress:
 
     step: int = 0
     tokens: int = 0  # non-padding tokens read
+    positions: int = 0  # token positions computed, padding included (packed rows: little of it)
+    padded_positions: int = 0  # positions the same batches would compute as right-padded rows, one example each
     flops: float = 0.0  # training FLOPs (runner/flops.py)
     elapsed: float = 0.0  # seconds in training steps (evaluation excluded)
     skipped: int = 0  # updates skipped for a non-finite loss (trainer.nonfinite=skip)

@@ -16,6 +16,7 @@ from runner.budget import budget_of
 from runner.build import Built
 from runner.crossover import Snapshots, snapshot_points
 from runner.data.batches import to_device
+from runner.data.packing import layout_counts
 from runner.errors import TrainingError
 from runner.feeds import build_feed
 from runner.logging import RunLogger, console, progress
@@ -99,8 +100,10 @@ class Trainer:
             for k, v in self.objective.normalizers(b).items():
                 norms[k] = norms.get(k, 0.0) + float(v)
         norms = distributed.all_sum(norms, self.device)  # over every rank's micro-batches: the global batch
-        loss_total, tokens, flops = 0.0, 0, 0.0
+        loss_total, tokens, flops, computed, padded = 0.0, 0, 0.0, 0, 0
         for i, b in enumerate(micro):
+            _, c, p = layout_counts(b)  # positions computed, and as right-padded rows
+            computed, padded = computed + c, padded + p
             b = to_device(b, self.device)
             with self.parallel.sync(last=i == accum - 1):  # gradients communicated on the last micro-batch only
                 with self.amp.autocast():
@@ -109,8 +112,11 @@ class Trainer:
             loss_total += float(loss.detach())
             tokens += int(b["attention_mask"].sum())
             flops += self.objective.train_flops(self.encoder, b)
-        total = distributed.all_sum({"loss": loss_total, "tokens": tokens, "flops": flops}, self.device)
+        total = distributed.all_sum({"loss": loss_total, "tokens": tokens, "flops": flops, "computed": computed,
+                                     "padded": padded}, self.device)
         self.progress.flops += total["flops"]
+        self.progress.positions += int(total["computed"])
+        self.progress.padded_positions += int(total["padded"])
         return {"loss": total["loss"], "batch_tokens": int(total["tokens"])}
 
     def train_step(self) -> dict[str, float]:

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from runner.budget import budget_of
 from runner.errors import ConfigError
 from runner.data.tokenizer import ROLES, SPECIALS
-from runner.models.registry import model_config
+from runner.models.registry import encoder_class, model_config
 from runner.schema import (CrossoverConfig, DataConfig, EvalConfig, LambConfig, LoggerConfig, OptimizerConfig,
                            ProbeConfig, TrainerConfig)
 
@@ -50,6 +50,9 @@ def validate(cfg) -> None:
               f"{f' minus the position offset {offset}' if offset else ''}; lower data.seq_len or raise "
               "model.max_position_embeddings")
     typed(d, DataConfig).check()
+    _need(not d.get("packing") or encoder_class(config.family).packs,
+          f"data.packing=true packs examples into shared rows, but model.family={config.family} reads "
+          f"{encoder_class(config.family).feed} without padding to remove; set data.packing=false")
     typed(o, optimizer_schema(o)).check()
     typed(t, TrainerConfig).check()  # its budget too: one of steps, tokens, flops, minutes, positive
     distributed_settings(t)

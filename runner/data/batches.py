@@ -59,11 +59,12 @@ class Batches:
 
     def __init__(self, examples: Any, batch_size: int, seed: int,
                  prepare: Callable[[Batch, torch.Generator], Batch] | None = None, rank: int = 0,
-                 world_size: int = 1, static: bool = False):
+                 world_size: int = 1, static: bool = False, layout: Callable[[Batch], Batch] | None = None):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside world size {world_size} (check RANK and WORLD_SIZE)")
         self.examples = TensorExamples(examples) if isinstance(examples, dict) else examples
         self.batch_size, self.seed, self.prepare, self.static = batch_size, seed, prepare, static
+        self.layout = layout  # applied last, to the prepared batch (packing: runner/data/packing.py)
         self.rank, self.world_size = rank, world_size
         self.size = len(self.examples)
         self._perms: dict[int, torch.Tensor] = {}
@@ -77,6 +78,11 @@ class Batches:
 
     def get(self, index: int) -> Batch:
         """This rank's index-th batch of the run (index = step * grad_accum + micro)."""
+        batch = self.padded(index)
+        return batch if self.layout is None else self.layout(batch)
+
+    def padded(self, index: int) -> Batch:
+        """The index-th batch as right-padded rows, one example each."""
         # The global batch number is unique per (index, rank) and equals index when W = 1, so the stream (and
         # every mask) of a single process is unchanged and ranks never share a mask generator.
         g_index = index * self.world_size + self.rank

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from runner.downstream.baselines import baseline_inputs, baseline_key, cached_baselines, encoder_shape
+from runner.data.packing import first_tokens, pack, unpack
 from runner.downstream.tasks import Example, Task
 from runner.models.encoder import init_weights
 from runner.models.base import EncoderModule
@@ -113,6 +114,30 @@ class Classifier(nn.Module):
             pooled = (h * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp(min=1)
         return self.out(self.dropout(pooled))
 
+    def classify(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Logits (B, num_labels) of a collated batch, right-padded or packed (runner/data/packing.py)."""
+        if "sequence_ids" not in batch:
+            return self(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
+        h = self.encoder.encode_batch(batch)  # (R, T, H): several examples per row
+        if self.pooling == "cls":
+            pooled = torch.tanh(self.pooler(first_tokens(h, batch)))
+        elif self.pooling == "last":
+            pooled = h.reshape(-1, h.shape[-1]).index_select(0, batch["starts"] + batch["lengths"] - 1)
+        else:
+            rows = unpack(h, batch)  # (B, L, H), zeros past each example's end
+            pooled = rows.sum(1) / batch["lengths"][:, None].to(h.dtype)
+        return self.out(self.dropout(pooled))
+
+
+def batch_of(model: Classifier, examples: Sequence[Example], pad_id: int, seq_len: int, device: torch.device,
+             packing: bool) -> dict[str, torch.Tensor]:
+    """The examples collated as right-padded rows; with packing (eval.packing, an encoder of ours that packs), packed
+    into rows of seq_len tokens."""
+    b = collate(examples, pad_id, seq_len, device)
+    if packing and isinstance(model.encoder, EncoderModule) and model.encoder.packs:
+        return pack(b, seq_len, pad_id)
+    return b
+
 
 def collate(examples: Sequence[Example], pad_id: int, seq_len: int, device: torch.device) -> dict[str, torch.Tensor]:
     """Right-padded input_ids, token_type_ids, attention_mask and labels; inputs longer than seq_len keep their
@@ -136,13 +161,13 @@ def collate(examples: Sequence[Example], pad_id: int, seq_len: int, device: torc
 
 @torch.no_grad()
 def predict(model: Classifier, examples: Sequence[Example], pad_id: int, seq_len: int, batch_size: int,
-            device: torch.device) -> list[int]:
+            device: torch.device, packing: bool = False) -> list[int]:
     """Predicted label indices."""
     model.eval()
     out: list[int] = []
     for lo in range(0, len(examples), batch_size):
-        b = collate(examples[lo:lo + batch_size], pad_id, seq_len, device)
-        out.extend(model(b["input_ids"], b["token_type_ids"], b["attention_mask"]).argmax(-1).tolist())
+        b = batch_of(model, examples[lo:lo + batch_size], pad_id, seq_len, device, packing)
+        out.extend(model.classify(b).argmax(-1).tolist())
     return out
 
 
@@ -205,7 +230,7 @@ def steps_per_seed(task: Task, epochs: int, batch_size: int) -> int:
 
 def finetune_once(encoder: nn.Module, task: Task, *, seed: int, epochs: int, lr: float, batch_size: int,
                   seq_len: int, device: torch.device, pooling: str = "auto", warmup_fraction: float = 0.1,
-                  weight_decay: float = 0.01, dropout: float = 0.1, grad_clip: float = 1.0,
+                  weight_decay: float = 0.01, dropout: float = 0.1, grad_clip: float = 1.0, packing: bool = False,
                   bar: FinetuneBar | None = None, arm: str = "", index: int = 1, count: int = 1) -> dict[str, Any]:
     """Fine-tune one encoder (modified in place) with one seed; test metrics of the best-dev epoch. bar shows it
     as seed index of count of the arm."""
@@ -224,8 +249,9 @@ def finetune_once(encoder: nn.Module, task: Task, *, seed: int, epochs: int, lr:
         order = torch.randperm(len(task.train), generator=gen).tolist()
         t0, tokens, losses = time.perf_counter(), 0, []
         for lo in range(0, len(order), batch_size):
-            b = collate([task.train[i] for i in order[lo:lo + batch_size]], task.pad_id, seq_len, device)
-            loss = F.cross_entropy(model(b["input_ids"], b["token_type_ids"], b["attention_mask"]), b["labels"])
+            b = batch_of(model, [task.train[i] for i in order[lo:lo + batch_size]], task.pad_id, seq_len, device,
+                         packing)
+            loss = F.cross_entropy(model.classify(b), b["labels"])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if grad_clip:
@@ -236,7 +262,7 @@ def finetune_once(encoder: nn.Module, task: Task, *, seed: int, epochs: int, lr:
             tokens += int(b["attention_mask"].sum())
             if bar is not None:
                 bar.advance(losses[-1], tokens / max(time.perf_counter() - t0, 1e-9))
-        dev_acc = accuracy(y_dev, predict(model, task.dev, task.pad_id, seq_len, batch_size, device))
+        dev_acc = accuracy(y_dev, predict(model, task.dev, task.pad_id, seq_len, batch_size, device, packing))
         curve.append({"epoch": epoch, "train_loss": statistics.fmean(losses) if losses else float("nan"),
                       "dev_accuracy": dev_acc})
         if best is None or dev_acc > best[0]:  # ties keep the earlier epoch
@@ -245,7 +271,7 @@ def finetune_once(encoder: nn.Module, task: Task, *, seed: int, epochs: int, lr:
     assert best is not None
     model.load_state_dict(best[2])
     y_test = [ex.label for ex in task.test]
-    pred = predict(model, task.test, task.pad_id, seq_len, batch_size, device)
+    pred = predict(model, task.test, task.pad_id, seq_len, batch_size, device, packing)
     return {"seed": seed, "accuracy": accuracy(y_test, pred), "f1": macro_f1(y_test, pred), "dev_accuracy": best[0],
             "best_epoch": best[1], "epochs": curve}
 
@@ -274,7 +300,7 @@ def finetune_seeds(encoder_factory: Callable[[], nn.Module], task: Task, *, seed
 def finetune(encoder_factory: Callable[[], nn.Module], task: Task, *, seeds: Sequence[int] = (0, 1, 2),
              epochs: int = 3, lr: float = 1e-4, batch_size: int = 32, seq_len: int = 128,
              device: str | torch.device = "cpu", pooling: str = "auto", warmup_fraction: float = 0.1,
-             weight_decay: float = 0.01, dropout: float = 0.1,
+             weight_decay: float = 0.01, dropout: float = 0.1, packing: bool = False,
              baselines: Sequence[str] = ("random_init", "bow_logreg"),
              random_factory: Callable[[], nn.Module] | None = None, show_progress: bool = True,
              baseline_cache: str | Path | None = None, shape: Any = None) -> dict[str, Any]:
@@ -299,9 +325,9 @@ def finetune(encoder_factory: Callable[[], nn.Module], task: Task, *, seeds: Seq
             raise ValueError(f"task {task.name}: the {name} subset is empty ({task.sizes()})")
     settings = {"seeds": list(seeds), "epochs": epochs, "lr": lr, "batch_size": batch_size, "seq_len": seq_len,
                 "pooling": pooling, "warmup_fraction": warmup_fraction, "weight_decay": weight_decay,
-                "dropout": dropout, "device": str(device)}
+                "dropout": dropout, "device": str(device), **({"packing": True} if packing else {})}
     common = dict(epochs=epochs, lr=lr, batch_size=batch_size, seq_len=seq_len, device=device, pooling=pooling,
-                  warmup_fraction=warmup_fraction, weight_decay=weight_decay, dropout=dropout)
+                  warmup_fraction=warmup_fraction, weight_decay=weight_decay, dropout=dropout, packing=packing)
     t0 = time.perf_counter()
     key_shape = encoder_shape(shape if shape is not None else encoder_factory()) \
         if baseline_cache is not None and baselines else None

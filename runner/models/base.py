@@ -21,6 +21,8 @@ class EncoderModule(nn.Module):
     # how the loop feeds it: "examples" (independent sequences, runner/data/batches.py) or "streams" (contiguous
     # rows that continue step to step, read with a memory: runner/data/lm_stream.py)
     feed: ClassVar[str] = "examples"
+    # whether it reads packed rows (several examples per row, attention kept within each: runner/data/packing.py)
+    packs: ClassVar[bool] = False
     config: EncoderConfig
 
     @property
@@ -35,8 +37,10 @@ class EncoderModule(nn.Module):
         raise NotImplementedError
 
     def encode_batch(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Hidden states (B, T, H) of one of the loop's batches (its feed's layout)."""
-        return self(batch["input_ids"], batch.get("token_type_ids"), batch.get("attention_mask"))
+        """Hidden states (B, T, H) of one of the loop's batches (its feed's layout; packed rows pass each token's
+        position and sequence index)."""
+        packed = {k: batch[k] for k in ("position_ids", "sequence_ids")} if "sequence_ids" in batch else {}
+        return self(batch["input_ids"], batch.get("token_type_ids"), batch.get("attention_mask"), **packed)
 
     def forward_flops(self, sequences: int, seq_len: int) -> float:
         """Forward matmul FLOPs of the encoder over `sequences` rows of seq_len tokens (runner/flops.py)."""

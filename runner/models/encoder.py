@@ -47,19 +47,25 @@ class Embeddings(nn.Module):
         # ELECTRA's embeddings_project. Present whenever embedding_size is set, also for E == H.
         self.project = nn.Linear(width, c.hidden_size, bias=c.bias) if c.embedding_size is not None else None
 
-    def position_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """Position ids: 0..T-1 for BERT; pad-aware from pad_id+1 for RoBERTa (padding keeps pad_id)."""
+    def position_ids(self, input_ids: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Position ids: 0..T-1 for BERT; pad-aware from pad_id+1 for RoBERTa (padding keeps pad_id). `positions`
+        (B, T): each token's position within its sequence (packed rows, runner/data/packing.py)."""
         c = self.config
+        if positions is not None:
+            if not c.pads_positions:
+                return positions
+            return torch.where(input_ids.ne(c.pad_token_id), positions + c.pad_token_id + 1, c.pad_token_id)
         if c.pads_positions:
             not_pad = input_ids.ne(c.pad_token_id).long()
             return torch.cumsum(not_pad, dim=1) * not_pad + c.pad_token_id  # (B, T)
         return torch.arange(input_ids.shape[1], device=input_ids.device).unsqueeze(0)  # (1, T)
 
-    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+                positions: torch.Tensor | None = None) -> torch.Tensor:
         """Embed token ids (B, T) into (B, T, H)."""
         x = self.word_embeddings(input_ids)  # (B, T, E)
         if self.position_embeddings is not None:
-            x = x + self.position_embeddings(self.position_ids(input_ids))
+            x = x + self.position_embeddings(self.position_ids(input_ids, positions))
         if self.token_type_embeddings is not None:
             if token_type_ids is None:
                 x = x + self.token_type_embeddings.weight[0]
@@ -90,7 +96,7 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None,
                 rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """Attend over x (B, T, H); mask is boolean (True: may attend) or additive, broadcastable to (B, heads, T, T);
-        rope: cos and sin (T, head_dim)."""
+        rope: cos and sin (T, head_dim), or (B, 1, T, head_dim) per token of packed rows."""
         B, T, H = x.shape
         if self.fused:
             q, k, v = self.qkv(x).split(H, dim=-1)
@@ -154,6 +160,7 @@ class Encoder(EncoderModule):
     stay per layer in the partial modes, as the ALBERT code scopes them outside its attention and FFN blocks."""
 
     families = ("bert", "roberta", "albert", "electra", "modernbert")
+    packs = True
 
     def __init__(self, config: EncoderConfig):
         super().__init__()
@@ -174,15 +181,18 @@ class Encoder(EncoderModule):
         self.final_norm = make_norm(config, config.hidden_size) if config.norm_position == "pre" else None
         self.apply(lambda m: init_weights(m, config.initializer_range))
 
-    def masks(self, attention_mask: torch.Tensor | None, T: int,
-              device: torch.device) -> dict[bool, torch.Tensor | None]:
-        """The attention mask of global (True) and sliding-window (False) layers: padding keys blocked, the window,
-        and ALiBi's biases (then additive, -inf where blocked). None: attend everywhere."""
+    def masks(self, attention_mask: torch.Tensor | None, T: int, device: torch.device,
+              sequence_ids: torch.Tensor | None = None) -> dict[bool, torch.Tensor | None]:
+        """The attention mask of global (True) and sliding-window (False) layers: padding keys blocked (packed rows:
+        keys of other sequences too), the window, and ALiBi's biases (then additive, -inf where blocked). None:
+        attend everywhere."""
         c = self.config
         pad = None
+        if sequence_ids is not None:  # packed rows: a token sees its own sequence (padding sees padding)
+            pad = sequence_ids[:, None, :, None].eq(sequence_ids[:, None, None, :])  # (B, 1, T, T)
         # eager: a batch without padding skips the mask (SDPA's fastest kernels); compiled: always the mask, so the
         # graph never branches on the data (the mask of a full batch lets every key through: the same numbers)
-        if attention_mask is not None and (torch.compiler.is_compiling() or not bool(attention_mask.all())):
+        elif attention_mask is not None and (torch.compiler.is_compiling() or not bool(attention_mask.all())):
             pad = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T)
         bias = alibi_bias(c.num_heads, T, device)[None] if c.position == "alibi" else None  # (1, heads, T, T)
         out: dict[bool, torch.Tensor | None] = {}
@@ -200,15 +210,21 @@ class Encoder(EncoderModule):
         return out
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
-                attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Encode input_ids (B, T) into hidden states (B, T, H); attention_mask (B, T) is 1 for real tokens."""
+                attention_mask: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
+                sequence_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Encode input_ids (B, T) into hidden states (B, T, H); attention_mask (B, T) is 1 for real tokens. Packed
+        rows (runner/data/packing.py) also give each token's position within its sequence and its sequence's index in
+        the row (0: padding); attention then stays within each sequence."""
         c, T = self.config, input_ids.shape[1]
-        masks = self.masks(attention_mask, T, input_ids.device)
-        x = self.embeddings(input_ids, token_type_ids)
+        masks = self.masks(attention_mask, T, input_ids.device, sequence_ids)
+        x = self.embeddings(input_ids, token_type_ids, position_ids)
         ropes: dict[bool, tuple[torch.Tensor, torch.Tensor]] = {}
         if c.position == "rope":  # one table per theta the layers use
             local = c.local_rope_theta if c.local_rope_theta is not None else c.rope_theta
             tables = {theta: rope_tables(T, c.head_dim, theta, x.device) for theta in {c.rope_theta, local}}
+            if position_ids is not None:  # packed: each token's angle at its position within its sequence
+                tables = {k: (cos[position_ids][:, None], sin[position_ids][:, None])
+                          for k, (cos, sin) in tables.items()}  # (B, 1, T, head_dim)
             ropes = {True: tables[c.rope_theta], False: tables[local]}
         for i in range(c.num_layers):
             g = c.global_layer(i)

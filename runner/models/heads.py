@@ -38,9 +38,11 @@ class NSPHead(nn.Module):
         self.classifier = nn.Linear(c.hidden_size, 2)
         self.apply(lambda m: init_weights(m, c.initializer_range))
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Logits (B, 2) from the first token's hidden state of (B, T, H)."""
-        return self.classifier(torch.tanh(self.pooler(hidden[:, 0])))
+    def forward(self, hidden: torch.Tensor, starts: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, 2) from each sequence's first-token hidden state: hidden (B, T, H) of one sequence per row, or
+        of packed rows with each sequence's flat start position in `starts` (B,) (runner/data/packing.py)."""
+        first = hidden[:, 0] if starts is None else hidden.reshape(-1, hidden.shape[-1]).index_select(0, starts)
+        return self.classifier(torch.tanh(self.pooler(first)))
 
 
 class DiscriminatorHead(nn.Module):

@@ -73,9 +73,9 @@ class MaskedLMWithNSP(MaskedLM):
     def loss(self, encoder: nn.Module, batch: dict[str, torch.Tensor],
              norms: dict[str, Any]) -> tuple[torch.Tensor, Stats]:
         """Sum of the mean MLM loss and the mean pair-task loss, as in BERT (and ALBERT)."""
-        hidden = encoder(batch["input_ids"], batch.get("token_type_ids"), batch.get("attention_mask"))
+        hidden = self.encode(encoder, batch)
         mlm_sum, stats = self.mlm_terms(encoder, hidden, batch["labels"])
-        logits = self.pair_head(hidden).float()  # (B, 2)
+        logits = self.pair_head(hidden, batch.get("starts")).float()  # (B, 2): one per sequence, packed or not
         target = batch[self.label_key]
         pair_sum = F.cross_entropy(logits, target, reduction="sum")
         t = self.task
@@ -86,7 +86,7 @@ class MaskedLMWithNSP(MaskedLM):
 
     def head_flops(self, batch: dict[str, torch.Tensor]) -> float:
         """The MLM head on the selected positions and the pooler + classifier on every sequence."""
-        return super().head_flops(batch) + pooler_flops(self.config, batch["input_ids"].shape[0])
+        return super().head_flops(batch) + pooler_flops(self.config, batch[self.label_key].numel())
 
     def metrics(self, stats: Stats) -> dict[str, float]:
         """MLM metrics plus the pair task's loss and accuracy (nsp_* or sop_*)."""
