@@ -9,9 +9,17 @@ median tokens/s over the rounds is reported per implementation, with the ratio o
 Our MLM head runs only on the labelled positions (MosaicBERT/cramming); transformers' computes logits
 over all positions. That is part of what is compared: an end-to-end MLM training step.
 
+The batch's examples have the lengths of the runner's own examples (--lengths wiki: the bundled corpus in
+data.format=full_sentences at --seq-len, the runner's default), padded to the longest as transformers'
+collators do; tokens/s counts real tokens. Ours runs twice: on those padded rows, and packed
+(data.packing=true: runner/data/packing.py, the same examples in fewer rows, attention kept within each).
+--lengths full: every example at full length (no padding; packing then changes nothing and is not run).
+--compile: every implementation under torch.compile (inductor), warmed up before timing.
+
     python benchmarks/train_throughput.py                       # bert_small and bert_base, defaults
     python benchmarks/train_throughput.py --models bert_small --steps 2 --warmup 1 --rounds 1
     python benchmarks/train_throughput.py --models modernbert_base  # ours against ModernBertForMaskedLM
+    python benchmarks/train_throughput.py --lengths full            # full rows, no padding (the old batch)
 """
 from __future__ import annotations
 
@@ -53,6 +61,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="fp32, or bf16 autocast (CUDA only) (default: %(default)s)")
     p.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:N")
     p.add_argument("--seed", type=int, default=0, help="seed for weights and batch (default: %(default)s)")
+    p.add_argument("--lengths", choices=("wiki", "full"), default="wiki",
+                   help="example lengths: the bundled corpus's full_sentences examples, or all --seq-len "
+                        "(default: %(default)s)")
+    p.add_argument("--compile", action="store_true", help="torch.compile every implementation (inductor)")
     p.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     args = p.parse_args(argv)
     args.device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
@@ -80,16 +92,46 @@ def model_config(name: str):
     return encoder_config(cfg)
 
 
-def make_batch(config, batch_size: int, seq_len: int, device: torch.device, seed: int) -> dict[str, torch.Tensor]:
-    """Random ids in [5, vocab); 15% of positions labelled, 80% of those replaced by [MASK]; no padding."""
+def wiki_lengths(seq_len: int, count: int, seed: int) -> list[int]:
+    """Lengths (special tokens included) of `count` examples drawn from the bundled corpus's training examples in
+    data.format=full_sentences at seq_len, as `python -m runner model=bert data=wiki` builds them (cached)."""
+    from hydra import compose, initialize_config_dir
+
+    from runner.build import encoder_config
+    from runner.data.pretraining import build_data
+    from runner.schema import register
+
+    register()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["model=bert", "objective=mlm", "data.format=full_sentences",
+                                           f"data.seq_len={seq_len}"])
+    c = encoder_config(cfg)
+    data = build_data(cfg.data, tokenizer_kind=c.tokenizer, vocab_size=c.vocab_size, lowercase=c.lowercase,
+                      pairs=False, objective="mlm")
+    lengths = data.examples("train", 1, 0).lengths()
+    pick = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(seed))[:count]
+    return [int(lengths[i]) for i in pick]
+
+
+def make_batch(config, batch_size: int, seq_len: int, device: torch.device, seed: int,
+               lengths: list[int] | None = None) -> dict[str, torch.Tensor]:
+    """Random ids in [5, vocab) between [CLS] and [SEP], right-padded to the longest of `lengths` (None: all
+    seq_len, no padding); 15% of the real non-special positions labelled, 80% of those replaced by [MASK]."""
     g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(FIRST_REGULAR_ID, config.vocab_size, (batch_size, seq_len), generator=g)
-    selected = torch.rand(batch_size, seq_len, generator=g) < 0.15
+    lengths = lengths or [seq_len] * batch_size
+    T = max(lengths)
+    real = torch.arange(T)[None, :] < torch.tensor(lengths)[:, None]  # (B, T)
+    ids = torch.randint(FIRST_REGULAR_ID, config.vocab_size, (batch_size, T), generator=g)
+    ids[:, 0] = 2  # [CLS]
+    ids[torch.arange(batch_size), torch.tensor(lengths) - 1] = 3  # [SEP]
+    ids = ids.masked_fill(~real, 0)  # [PAD]
+    special = ids.lt(FIRST_REGULAR_ID)
+    selected = (torch.rand(batch_size, T, generator=g) < 0.15) & ~special
     labels = torch.where(selected, ids, torch.full_like(ids, IGNORE))
-    masked = selected & (torch.rand(batch_size, seq_len, generator=g) < 0.8)
+    masked = selected & (torch.rand(batch_size, T, generator=g) < 0.8)
     input_ids = torch.where(masked, torch.full_like(ids, MASK_ID), ids)
     batch = {"input_ids": input_ids, "token_type_ids": torch.zeros_like(ids),
-             "attention_mask": torch.ones_like(ids), "labels": labels}
+             "attention_mask": real.long(), "labels": labels}
     return {k: v.to(device) for k, v in batch.items()}
 
 
@@ -171,19 +213,33 @@ def bench_model(name: str, args: argparse.Namespace, log) -> dict:
         raise SystemExit(f"--seq-len {args.seq_len} exceeds {name}'s {config.max_seq_len} positions")
     device = args.device
     ours, theirs = build_models(config, args.seed, device)
-    batch = make_batch(config, bs, args.seq_len, device, args.seed)
+    lengths = wiki_lengths(args.seq_len, bs, args.seed) if args.lengths == "wiki" else None
+    batch = make_batch(config, bs, args.seq_len, device, args.seed, lengths)
     norms = {"mlm": int(batch["labels"].ne(IGNORE).sum())}
     # what transformers' class takes: no segment ids where the model has no segment table (ModernBERT)
     hf_batch = {k: v for k, v in batch.items() if k != "token_type_ids" or config.type_vocab_size > 0}
     parity = check_parity(ours, theirs, batch, hf_batch, norms)
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if args.dtype == "bf16" else \
         contextlib.nullcontext
-    runners = [Runner("ours", ours, lambda: ours(batch, norms)[0], autocast),
-               Runner("transformers", theirs, lambda: theirs(**hf_batch).loss, autocast)]
-    tokens = bs * args.seq_len * args.steps
+    fwd_ours, fwd_theirs = (torch.compile(m) if args.compile else m for m in (ours, theirs))
+    runners = [Runner("ours", ours, lambda: fwd_ours(batch, norms)[0], autocast),
+               Runner("transformers", theirs, lambda: fwd_theirs(**hf_batch).loss, autocast)]
+    real = int(batch["attention_mask"].sum())
+    padded_positions = batch["input_ids"].numel()
+    packed_positions = padded_positions
+    if lengths is not None:  # the same examples packed: one more implementation, ours on fewer rows
+        from runner.data.packing import pack
+
+        packed = pack({k: v.cpu() for k, v in batch.items()}, args.seq_len, 0)
+        packed = {k: v.to(device) for k, v in packed.items()}
+        packed_positions = packed["input_ids"].numel()
+        runners.insert(1, Runner("ours packed", ours, lambda: fwd_ours(packed, norms)[0], autocast))
+    tokens = real * args.steps
     log(f"[bold]{name}[/]: L{config.num_layers}/H{config.hidden_size}/{config.num_heads} heads/FFN "
-        f"{config.intermediate_size}, vocab {config.vocab_size}; batch {bs}x{args.seq_len}, "
-        f"{norms['mlm']} labelled positions; eval-mode loss |ours - transformers| = {parity:.2e}")
+        f"{config.intermediate_size}, vocab {config.vocab_size}; {bs} examples of {real / bs:.0f} tokens on average "
+        f"({1 - real / padded_positions:.0%} padding as padded rows, {1 - real / packed_positions:.0%} packed), "
+        f"{norms['mlm']} labelled positions; eval-mode loss |ours - transformers| = {parity:.2e}"
+        + (", compiled" if args.compile else ""))
     for r in runners:  # warmup (allocator, kernels, optimizer state)
         for _ in range(args.warmup):
             r.step()
@@ -192,23 +248,30 @@ def bench_model(name: str, args: argparse.Namespace, log) -> dict:
     for k in range(args.rounds):
         for r in (runners if k % 2 == 0 else runners[::-1]):  # alternate who goes first
             seconds[r.name].append(r.timed(args.steps, device))
+        best = "ours packed" if "ours packed" in seconds else "ours"
         log(f"  round {k + 1}/{args.rounds}: " + ", ".join(
             f"{n} {tokens / s[-1]:,.0f} tok/s" for n, s in seconds.items())
-            + f" (ratio {seconds['transformers'][-1] / seconds['ours'][-1]:.2f}x)")
+            + f" (ratio {seconds['transformers'][-1] / seconds[best][-1]:.2f}x)")
     tps = {n: [tokens / s for s in v] for n, v in seconds.items()}
     med = {n: statistics.median(v) for n, v in tps.items()}
+    best = "ours packed" if "ours packed" in med else "ours"
     result = {
         "model": name, "batch_size": bs, "seq_len": args.seq_len, "steps_per_round": args.steps,
         "rounds": args.rounds, "warmup": args.warmup, "labelled_positions": norms["mlm"],
+        "lengths": args.lengths, "compiled": args.compile, "real_tokens": real,
+        "padding_padded": 1 - real / padded_positions, "padding_packed": 1 - real / packed_positions,
         "params_ours": count(ours), "params_transformers": count(theirs),
         "attn_implementation": theirs.config._attn_implementation, "eval_loss_abs_diff": parity,
         "tokens_per_s_rounds": tps, "seconds_rounds": seconds,
         "tokens_per_s_ours": med["ours"], "tokens_per_s_transformers": med["transformers"],
         "best_tokens_per_s_ours": max(tps["ours"]), "best_tokens_per_s_transformers": max(tps["transformers"]),
         "ratio": med["ours"] / med["transformers"],
+        "tokens_per_s_ours_packed": med.get("ours packed"), "ratio_packed": med[best] / med["transformers"],
+        "packed_vs_padded": med[best] / med["ours"],
+        "best_ratio": max(tps[best]) / max(tps["transformers"]),
         "final_loss": {r.name: r.last_loss for r in runners},
     }
-    del runners, ours, theirs, batch, hf_batch
+    del runners, ours, theirs, batch, hf_batch, fwd_ours, fwd_theirs
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return result
@@ -248,20 +311,21 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - t0
 
     attn = ", ".join(sorted({r["attn_implementation"] for r in results}))
-    table = Table(title=f"Training throughput: fwd + bwd + AdamW step, median of {args.rounds} interleaved "
-                        f"rounds x {args.steps} steps (transformers attention: {attn})")
-    for col, just in (("model", "left"), ("batch", "right"), ("params ours", "right"),
-                      ("params transformers", "right"), ("tokens/s ours", "right"),
-                      ("tokens/s transformers", "right"), ("ratio ours/transformers", "right"),
-                      ("ratio of bests", "right")):
+    table = Table(title=f"Training tokens/s (real tokens; fwd + bwd + AdamW), median of {args.rounds} rounds x "
+                        f"{args.steps} steps, {args.dtype}{', compiled' if args.compile else ''}, transformers {attn}; "
+                        "ours/theirs: ours packed where packing applies")
+    for col, just in (("model", "left"), ("batch", "right"), ("padding", "right"), ("ours padded", "right"),
+                      ("ours packed", "right"), ("transformers", "right"), ("packed/padded", "right"),
+                      ("ours/theirs", "right"), ("of bests", "right")):
         table.add_column(col, justify=just)
     for r in results:
-        ratio = r["ratio"]
+        ratio = r["ratio_packed"]
         colour = "green" if ratio >= 1.5 else "yellow" if ratio >= 1.0 else "red"
-        table.add_row(r["model"], f"{r['batch_size']}x{r['seq_len']}", f"{r['params_ours']:,}",
-                      f"{r['params_transformers']:,}", f"{r['tokens_per_s_ours']:,.0f}",
-                      f"{r['tokens_per_s_transformers']:,.0f}", f"[{colour}]{ratio:.2f}x[/]",
-                      f"{r['best_tokens_per_s_ours'] / r['best_tokens_per_s_transformers']:.2f}x")
+        packed = r["tokens_per_s_ours_packed"]
+        table.add_row(r["model"], f"{r['batch_size']}x{r['seq_len']}",
+                      f"{r['padding_padded']:.0%}>{r['padding_packed']:.0%}", f"{r['tokens_per_s_ours']:,.0f}",
+                      "-" if packed is None else f"{packed:,.0f}", f"{r['tokens_per_s_transformers']:,.0f}",
+                      f"{r['packed_vs_padded']:.2f}x", f"[{colour}]{ratio:.2f}x[/]", f"{r['best_ratio']:.2f}x")
     console.print(table)
     console.print(f"wall time {wall:.1f}s; ours runs the MLM head on labelled positions only, "
                   "transformers on all positions")
