@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from runner.build import Pretrainer, build, encoder_config, parameter_counts
+from runner.data.batches import widen
 from runner.data.tokenizer import SpecialIds
 from runner.errors import ConfigError
 from runner.flops import encoder_flops, train_flops
@@ -196,7 +197,10 @@ def test_sampling_follows_the_batch_generator():
         la, _ = module(a, norms)
         lb, _ = module(b, norms)
     assert torch.equal(la, lb)
-    assert not torch.equal(a["sample_seed"], other["sample_seed"])
+    assert a["sample_uniform"].shape == a["input_ids"].shape  # one draw per token: follows per-token re-layouts
+    assert not torch.equal(a["sample_uniform"], other["sample_uniform"])
+    # integers (u * 2^24): the pipeline's int64 widening, which feeds.py applies to validation batches, keeps them
+    assert torch.equal(widen(a)["sample_uniform"], a["sample_uniform"])
 
 
 def test_discriminator_loss_sends_no_gradient_into_the_generator():

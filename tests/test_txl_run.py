@@ -89,6 +89,27 @@ def test_memory_restarts_when_rows_do_not_continue():
     torch.testing.assert_close(again, alone)
 
 
+def test_only_the_rows_that_do_not_continue_restart_their_memory():
+    c = TXLConfig(family="txl", vocab_size=30, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
+                      mem_len=8, hidden_dropout=0.0, attention_dropout=0.0, tokenizer="word")
+    specials = SpecialIds(pad=0, unk=1, cls=2, sep=2, mask=3, num_special=4)
+    torch.manual_seed(0)
+    model, obj = TransformerXL(c), CausalLM.create(c, specials, 30)
+    x = torch.randint(4, 30, (2, 4))
+    batch = {"input_ids": x, "positions": torch.tensor([0, 100]), "slot": torch.tensor(0)}
+    alone = obj.hidden(model, batch)
+    continued = obj.hidden(model, {**batch, "positions": torch.tensor([4, 104])})
+    mixed = obj.hidden(model, {**batch, "positions": torch.tensor([8, 0])})  # row 1 wraps to a new stream
+    assert not torch.allclose(mixed[0], alone[0])  # row 0 still reads its memory
+    torch.testing.assert_close(mixed[1], alone[1])  # row 1 sees none of the stream it left
+    after = obj.hidden(model, {**batch, "positions": torch.tensor([12, 4])})  # row 1: only its new stream's past
+    model.reset_memory()
+    obj.hidden(model, {**batch, "positions": torch.tensor([0, 0])})
+    fresh = obj.hidden(model, {**batch, "positions": torch.tensor([4, 4])})
+    torch.testing.assert_close(after[1], fresh[1])
+    assert not torch.allclose(continued, alone)
+
+
 def test_document_reset_hides_the_previous_document():
     c = TXLConfig(family="txl", vocab_size=30, hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32,
                       mem_len=6, hidden_dropout=0.0, attention_dropout=0.0, tokenizer="word")

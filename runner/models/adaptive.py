@@ -75,10 +75,10 @@ class AdaptiveEmbedding(nn.Module):
         flat = input_ids.reshape(-1)
         out = torch.zeros(flat.numel(), c.hidden_size, dtype=self.projections[0].dtype, device=flat.device)
         for i, table in enumerate(self.tables):
+            # no `if idx.numel()`: an empty cluster runs on 0 rows, so torch.compile traces one graph
             idx = ((flat >= self.bounds[i]) & (flat < self.bounds[i + 1])).nonzero().squeeze(1)  # (N_i,)
-            if idx.numel():
-                emb = F.linear(table(flat.index_select(0, idx) - self.bounds[i]), self.projections[i])  # (N_i, H)
-                out.index_copy_(0, idx, emb.to(out.dtype))
+            emb = F.linear(table(flat.index_select(0, idx) - self.bounds[i]), self.projections[i])  # (N_i, H)
+            out = out.index_put((idx,), emb.to(out.dtype))
         return (out * self.scale).view(*input_ids.shape, c.hidden_size)  # (B, T, H)
 
 
@@ -123,7 +123,8 @@ class AdaptiveSoftmax(nn.Module):
 
     def nll(self, hidden: torch.Tensor, target: torch.Tensor, emb: nn.Module) -> torch.Tensor:
         """Negative log-likelihood (N,) of targets (N,) given hidden states (N, H); each tail cluster's softmax
-        runs only on the positions whose target lies in it."""
+        runs only on the positions whose target lies in it (no branch on how many: an empty cluster runs on 0
+        rows, so torch.compile traces one graph)."""
         head = self._head(hidden, emb)  # (N, shortlist + clusters)
         shortlist = self.bounds[1]
         out = torch.empty(target.shape[0], dtype=head.dtype, device=head.device)
@@ -131,8 +132,6 @@ class AdaptiveSoftmax(nn.Module):
         out[first] = -head[first].gather(1, target[first, None]).squeeze(1)
         for i in range(1, self.n_clusters + 1):
             idx = ((target >= self.bounds[i]) & (target < self.bounds[i + 1])).nonzero().squeeze(1)  # (N_i,)
-            if idx.numel() == 0:
-                continue
             h = self._project(hidden.index_select(0, idx), emb, i)  # (N_i, E_i)
             tail = F.log_softmax(_wide(self._logits(h, emb, i)), dim=-1)
             local = (target.index_select(0, idx) - self.bounds[i])[:, None]

@@ -216,6 +216,9 @@ class SlotMemory:
     next_positions: torch.Tensor  # (B,) stream position right after the memory
     seps_seen: torch.Tensor  # (B,) separators read so far: the document id of the next token
     doc_ids: torch.Tensor  # (B, M) document id of each memory position
+    # (B, M) True where the position is the row's own past: False for what a row that started a new stream (an
+    # epoch wrap) kept from the stream it left; every key is seen when absent (checkpoints written before it)
+    valid: Optional[torch.Tensor] = None
 
 
 class TransformerXL(EncoderModule):
@@ -295,20 +298,35 @@ class TransformerXL(EncoderModule):
         storing the new memory. document_reset: no token attends across a separator id `sep`, in the segment or
         the memory (documents end at their separator, as WT103's <eos>)."""
         x, positions = batch["input_ids"], batch["positions"]
+        B, T = x.shape
         slot = int(batch["slot"]) if "slot" in batch else (0 if self.training else EVAL_SLOT)
-        prev = self.memory.get(slot)
-        if prev is None or not self.use_memory or not torch.equal(prev.next_positions, positions):
-            prev = None  # these rows do not continue the slot's memory: a new stream
+        prev = self.memory.get(slot) if self.use_memory else None
         settings = self.settings()
         is_sep = x.eq(sep).long()
-        seen = prev.seps_seen if prev is not None else torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
-        doc = seen[:, None] + is_sep.cumsum(1) - is_sep  # (B, T): separators before t, the token's own excluded
-        keys = doc if prev is None else torch.cat([prev.doc_ids, doc], dim=1)  # (B, K)
-        block = keys[:, None, :] != doc[:, :, None] if document_reset else None  # (B, T, K)
+        if prev is None:
+            seen = torch.zeros(B, dtype=torch.long, device=x.device)
+            keys = doc = seen[:, None] + is_sep.cumsum(1) - is_sep  # (B, T)
+            visible = torch.ones(B, T, dtype=torch.bool, device=x.device)  # (B, K = T)
+            block = keys[:, None, :] != doc[:, :, None] if document_reset else None  # (B, T, K)
+        else:
+            # Rows that do not continue their memory (an epoch wrap, a fresh evaluation) start a new stream: per row
+            # and with masks, not a branch on the data, so torch.compile traces the step as one graph
+            # (tests/test_compile.py). Such a row sees none of its memory keys, which is the memory-free result.
+            cont = prev.next_positions.eq(positions)  # (B,)
+            seen = torch.where(cont, prev.seps_seen, 0)  # (B,) the document id of the segment's first token
+            doc = seen[:, None] + is_sep.cumsum(1) - is_sep  # (B, T): separators before t, the token's own excluded
+            keys = torch.cat([prev.doc_ids, doc], dim=1)  # (B, K)
+            mem_ok = cont[:, None] if prev.valid is None else prev.valid & cont[:, None]  # (B, M)
+            visible = torch.cat([mem_ok.expand(-1, prev.doc_ids.shape[1]),
+                                 torch.ones(B, T, dtype=torch.bool, device=x.device)], dim=1)  # (B, K)
+            block = ~visible[:, None, :].expand(-1, T, -1)  # (B, T, K)
+            if document_reset:
+                block = block | (keys[:, None, :] != doc[:, :, None])
         h, layers = self(x, prev.layers if prev is not None else None, **settings, block=block)
-        if settings["mem_len"] > 0:
-            self.memory[slot] = SlotMemory(layers, positions + x.shape[1], seen + is_sep.sum(1),
-                                           keys[:, -settings["mem_len"]:])
+        mem_len = settings["mem_len"]
+        if mem_len > 0:
+            self.memory[slot] = SlotMemory(layers, positions + T, seen + is_sep.sum(1), keys[:, -mem_len:],
+                                           visible[:, -mem_len:])
         else:
             self.memory.pop(slot, None)
         return h
@@ -338,7 +356,8 @@ class TransformerXL(EncoderModule):
 
     def rank_state(self) -> Any:
         """This rank's training memories (its rows' context), on the CPU."""
-        return {slot: {k: [t.cpu() for t in v] if isinstance(v, list) else v.cpu() for k, v in m.items()}
+        return {slot: {k: [t.cpu() for t in v] if isinstance(v, list) else v if v is None else v.cpu()
+                       for k, v in m.items()}
                 for slot, m in self.get_extra_state().items()}
 
     def load_rank_state(self, state: Any) -> None:
@@ -357,7 +376,8 @@ class TransformerXL(EncoderModule):
         device = self.r_w_bias.device
         self.memory = {int(slot): SlotMemory(layers=[t.to(device) for t in m["layers"]],
                                              **{k: m[k].to(device) for k in ("next_positions", "seps_seen",
-                                                                              "doc_ids")})
+                                                                              "doc_ids", "valid")
+                                                if m.get(k) is not None})
                        for slot, m in (state or {}).items()}
 
 

@@ -43,7 +43,7 @@ from runner.objectives.scoring import per_token_sum, pseudo_log_likelihood
 
 TIES = ("none", "embeddings", "all")
 SHARED_EMBEDDINGS = ("word_embeddings", "position_embeddings", "token_type_embeddings", "norm")
-_SEED_RANGE = 1 << 31  # per-row sampling seeds are drawn in [0, 2^31) from the batch's generator
+_UNIFORM_STEPS = 1 << 24  # sample_uniform holds u * 2^24: float32 represents every u = k / 2^24 exactly
 AUC_BINS = 1000  # histogram bins of the "replaced" probability; the AUC is exact up to ties within a 0.001 bin
 
 
@@ -182,10 +182,15 @@ class ReplacedTokenDetection(MaskedLM):
         return encoder if self.generator is None else self.generator
 
     def prepare(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
-        """Mask as MaskedLM does; also draw per-row seeds so the generator's samples are a function of the
-        batch's generator (deterministic and resumable runs)."""
+        """Mask as MaskedLM does; also draw one uniform per token (B, T) from the batch's generator, which the
+        generator's sample at that position uses: samples are a function of the batch (deterministic and resumable
+        runs), drawn in the data pipeline rather than by a Generator inside the step (which torch.compile cannot
+        trace), and per token, so they follow any per-token re-layout of the batch. Held as integers in
+        [0, 2^24) (the uniform in 24-bit fixed point, exact in float32): the pipeline widens every batch tensor to
+        int64 (runner/data/batches.py widen(), as feeds.py does to the validation batches), which would zero a
+        float."""
         out = super().prepare(batch, generator)
-        out["sample_seed"] = torch.randint(0, _SEED_RANGE, (batch["input_ids"].shape[0],), generator=generator)
+        out["sample_uniform"] = torch.randint(0, _UNIFORM_STEPS, batch["input_ids"].shape, generator=generator)
         return out
 
     def normalizers(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -194,9 +199,10 @@ class ReplacedTokenDetection(MaskedLM):
         real = mask.sum() if mask is not None else torch.tensor(batch["input_ids"].numel())
         return {**super().normalizers(batch), "disc": real}
 
-    def sample(self, logits: torch.Tensor, seed: int) -> torch.Tensor:
-        """Token ids (M,) drawn from softmax(logits / temperature) over the tokenizer's regular tokens; no
-        gradient flows through the draw (ELECTRA section 2)."""
+    def sample(self, logits: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+        """Token ids (M,) drawn from softmax(logits / temperature) over the tokenizer's regular tokens, by
+        inverse CDF with one uniform in [0, 1) per row (M,); no gradient flows through the draw (ELECTRA
+        section 2)."""
         scaled = logits.detach().float() / self.temperature  # (M, V)
         allowed = torch.zeros(scaled.shape[-1], dtype=torch.bool, device=scaled.device)
         allowed[self.spec.first_regular_id:self.spec.vocab_size] = True
@@ -204,8 +210,7 @@ class ReplacedTokenDetection(MaskedLM):
         # Inverse-CDF sampling: one uniform per row (torch.multinomial and Gumbel-max draw M x V random numbers,
         # a quarter of a CPU step at V = 8k); disallowed ids have zero mass, so a flat step of the CDF, never hit.
         cdf = probs.cumsum(-1)  # (M, V); float32 rounding shifts boundaries by ~1e-6, zero-mass steps stay flat
-        g = torch.Generator(device=scaled.device).manual_seed(seed)
-        u = torch.rand(cdf.shape[0], 1, generator=g, dtype=cdf.dtype, device=cdf.device) * cdf[:, -1:]  # (M, 1)
+        u = uniform.to(cdf.dtype)[:, None] * cdf[:, -1:]  # (M, 1)
         return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_(max=cdf.shape[-1] - 1)  # (M,)
 
     def corrupt(self, batch: dict[str, torch.Tensor], logits: torch.Tensor,
@@ -214,8 +219,10 @@ class ReplacedTokenDetection(MaskedLM):
         generator sample; and the labels (B, T), True where the token differs from the original."""
         labels = batch["labels"]
         original = torch.where(labels.ne(IGNORE), labels, batch["input_ids"])  # (B, T): official unmask()
-        seed = int(batch["sample_seed"].sum())
-        corrupted = original.reshape(-1).index_copy(0, idx, self.sample(logits, seed).to(original.dtype))
+        # (M,) in [0, 1): the selected tokens' draws
+        uniform = batch["sample_uniform"].reshape(-1).index_select(0, idx).float() / _UNIFORM_STEPS
+        # index_put, not index_copy: torch.compile traces it (tests/test_compile.py)
+        corrupted = original.reshape(-1).index_put((idx,), self.sample(logits, uniform).to(original.dtype))
         corrupted = corrupted.view_as(original)  # (B, T)
         return corrupted, corrupted.ne(original)  # a sample equal to the original is real
 
