@@ -229,14 +229,14 @@ class ReplacedTokenDetection(MaskedLM):
     def loss(self, encoder: nn.Module, batch: dict[str, torch.Tensor],
              norms: dict[str, Any]) -> tuple[torch.Tensor, Stats]:
         """Generator MLM loss + disc_weight x discriminator loss, each normalised by its accumulated count."""
-        types, mask = batch.get("token_type_ids"), batch.get("attention_mask")
+        mask = batch.get("attention_mask")
         gen = self.generator_of(encoder)
-        g_hidden = gen(batch["input_ids"], types, mask)  # (B, T, H_gen)
+        g_hidden = gen.encode_batch(batch)  # (B, T, H_gen); packed rows read as the discriminator reads them
         selected = self.selected_logits(gen, g_hidden, batch["labels"])
         mlm_sum, stats = self.mlm_terms(gen, g_hidden, batch["labels"], selected)
         logits, idx, target = selected
         corrupted, replaced = self.corrupt(batch, logits, idx)  # integer ids: no path back into the generator
-        d_logits = self.disc_head(encoder(corrupted, types, mask)).float()  # (B, T)
+        d_logits = self.disc_head(encoder.encode_batch({**batch, "input_ids": corrupted})).float()  # (B, T)
         real = mask.bool() if mask is not None else torch.ones_like(replaced)  # (B, T): non-padding tokens
         bce = F.binary_cross_entropy_with_logits(d_logits, replaced.float(), reduction="none")  # (B, T)
         disc_sum = bce.masked_fill(~real, 0.0).sum()
