@@ -117,7 +117,7 @@ def downstream_eval(cfg: DictConfig, built: Built, device: Any, task: Task | Non
     data_cfg = cfg.get("data")
     result = finetune(lambda: copy.deepcopy(encoder), task, seeds=range(e.seeds), epochs=e.epochs, lr=e.lr,
                       batch_size=e.batch_size, seq_len=e.seq_len, device=_device_of(device), pooling=e.pooling,
-                      packing=bool(e.get("packing", False)),
+                      packing=e.get("packing") is not False,
                       baselines=("random_init", "bow_logreg") if e.baselines else (),
                       baseline_cache=cache_dir(data_cfg.get("cache_dir") if data_cfg is not None else None),
                       shape=encoder)

@@ -77,7 +77,8 @@ def build_feed(built: Any, cfg: Any, rank: int = 0, world: int = 1) -> Feed:
         return Feed(train, val, t.num_workers)
     train = built.data.examples("train", obj.copies, cfg.seed, obj.random_next_prob)
     # Static (BERT): each copy of each example keeps one set of masks; dynamic (RoBERTa): new masks per batch.
-    layout = packer(cfg, built.data.specials.pad) if cfg.data.packing else None
+    packs = cfg.data.get("packing") is not False and built.module.encoder.packs
+    layout = packer(cfg, built.data.specials.pad) if packs else None
     batches = Batches(train, t.batch_size, cfg.seed, prepare=obj.prepare, rank=rank, world_size=world,
                       static=obj.static_masks, layout=layout)
     examples = built.data.examples("validation", 1, cfg.seed + 1, obj.random_next_prob)
@@ -89,5 +90,7 @@ def build_feed(built: Any, cfg: Any, rank: int = 0, world: int = 1) -> Feed:
 
 
 def packer(cfg: Any, pad_id: int) -> Any:
-    """data.packing: each batch's examples packed into rows of data.seq_len tokens (runner/data/packing.py)."""
-    return functools.partial(pack, width=int(cfg.data.seq_len), pad_id=pad_id)
+    """data.packing (null or true on an encoder that reads examples): each batch's examples packed into rows of
+    data.pack_width (null: data.seq_len) tokens (runner/data/packing.py)."""
+    width = cfg.data.get("pack_width") or cfg.data.seq_len
+    return functools.partial(pack, width=int(width), pad_id=pad_id)

@@ -76,8 +76,12 @@ class DataConfig:
     format: Optional[str] = None
     short_seq_prob: float = 0.1  # segment_pair, sop_pair: share of shorter targets, as BERT's data creation
     # pack each micro-batch's examples into fewer rows of seq_len tokens, attention kept within each example
-    # (runner/data/packing.py): the same losses on a fraction of the padding; encoders that read examples only
-    packing: bool = False
+    # (runner/data/packing.py): the same losses on a fraction of the padding. null: on for encoders that read
+    # examples (the BERT family), off for those that read contiguous streams (Transformer-XL: no padding)
+    packing: Optional[bool] = None
+    # packed row width in tokens; null: data.seq_len. Wider rows leave less padding at row ends (examples never split)
+    # at a higher attention cost per token (every row attends T x T under its document mask)
+    pack_width: Optional[int] = None
     max_docs: Optional[int] = None  # use only the first N articles (quick experiments and tests)
     cache_dir: Optional[str] = None  # default: $BERTLAB_CACHE or ~/.cache/bertlab
     num_proc: Optional[int] = None  # worker processes that tokenize a split for the cache; null: min(4, CPUs)
@@ -90,6 +94,8 @@ class DataConfig:
               and self.val_fraction + self.test_fraction < 1,
               f"data.val_fraction={self.val_fraction} + data.test_fraction={self.test_fraction} must lie in [0, 1)")
         _need(self.max_docs is None or self.max_docs >= 2, f"data.max_docs={self.max_docs} must be >= 2 or null")
+        _need(self.pack_width is None or self.pack_width >= self.seq_len, f"data.pack_width={self.pack_width} must "
+              f"be >= data.seq_len={self.seq_len} (an example must fit a row) or null (data.seq_len)")
 
 
 @dataclass
@@ -220,7 +226,8 @@ class EvalConfig:
     batch_size: int = 16
     seq_len: int = 128
     pooling: str = "auto"  # auto (cls; causal models: last token) | cls | mean (over non-pad tokens) | last
-    packing: bool = False  # fine-tuning batches packed into rows of eval.seq_len (runner/data/packing.py)
+    # fine-tuning batches packed into rows of eval.seq_len (runner/data/packing.py); null: where the encoder packs
+    packing: Optional[bool] = None
     baselines: bool = True  # the same fine-tuning from random weights, and bag-of-words logistic regression
 
     def check(self) -> None:

@@ -37,15 +37,18 @@ def first_fit(lengths: list[int], width: int) -> list[int]:
     return row
 
 
-def pack(batch: Batch, width: int, pad_id: int) -> Batch:
+def pack(batch: Batch, width: int, pad_id: int, always: bool = False) -> Batch:
     """The batch's examples (right-padded rows, real tokens first: attention_mask) packed into rows of at most `width`
-    tokens, trailing all-padding columns cut; see the module docstring for the keys it adds."""
+    tokens, trailing all-padding columns cut; see the module docstring for the keys it adds. When packing would save
+    no row, the batch is returned as it is (unless `always`)."""
     mask = batch["attention_mask"].bool()  # (B, Tb)
     B, Tb = mask.shape
     lengths = mask.sum(1)  # (B,)
     dev = mask.device
     row = torch.tensor(first_fit(lengths.tolist(), max(width, Tb)), dtype=torch.long, device=dev)
     R = int(row.max()) + 1 if B else 0
+    if R == B and not always:  # no row saved (full examples): the padded rows, without a document mask to build
+        return batch
     # offset of each example in its row: the lengths of the examples placed in that row before it (example order)
     same = row[:, None].eq(row[None, :]) & torch.ones(B, B, dtype=torch.bool, device=dev).tril(-1)  # (B, B): j < i, same row
     offset = (same.long() * lengths[None, :]).sum(1)  # (B,)
@@ -94,6 +97,12 @@ def unpack(values: torch.Tensor, batch: Batch, fill: float = 0.0) -> torch.Tenso
     out = flat[idx.reshape(-1)].view(B, L, *values.shape[2:])
     shape = valid.shape + (1,) * (values.dim() - 2)
     return torch.where(valid.view(shape), out, torch.full_like(out, fill))
+
+
+def sequences(batch: Batch) -> int:
+    """Examples in a batch: one per row when padded, `starts` of them when packed."""
+    starts = batch.get("starts")
+    return int(batch["input_ids"].shape[0]) if starts is None else int(starts.numel())
 
 
 def layout_counts(batch: Batch) -> tuple[int, int, int]:

@@ -11,6 +11,7 @@ from torch import nn
 from runner.data.tokenizer import SpecialIds
 from runner.models.config import EncoderConfig
 from runner.flops import pooler_flops
+from runner.data.packing import sequences
 from runner.models.heads import NSPHead
 from runner.objectives.base import Stats, require
 from runner.objectives.mlm import MaskedLM, MLMConfig, mlm_metrics
@@ -86,7 +87,7 @@ class MaskedLMWithNSP(MaskedLM):
 
     def head_flops(self, batch: dict[str, torch.Tensor]) -> float:
         """The MLM head on the selected positions and the pooler + classifier on every sequence."""
-        return super().head_flops(batch) + pooler_flops(self.config, batch[self.label_key].numel())
+        return super().head_flops(batch) + pooler_flops(self.config, sequences(batch))
 
     def metrics(self, stats: Stats) -> dict[str, float]:
         """MLM metrics plus the pair task's loss and accuracy (nsp_* or sop_*)."""
