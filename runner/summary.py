@@ -102,6 +102,8 @@ def report_table(s: dict[str, Any]) -> Table:
     if s.get("steps"):
         cost += (f", {s['steps']:,} steps, {_num(s.get('tokens_seen', 0))} tokens, {s.get('train_flops', 0):.2e} "
                  f"FLOPs, {s.get('tokens_per_s', 0):,.0f} tokens/s")
+    if pad := s.get("padding"):  # what packing saved: the padding computed, and as right-padded rows
+        cost += f", padding {pad['computed']:.1%} (padded rows: {pad['padded_layout']:.1%})"
     table.add_row("cost", cost)
     if s.get("time_s"):
         table.add_row("time (s)", ", ".join(f"{k.replace('_', ' ')} {v:,.0f}" for k, v in s["time_s"].items()))
