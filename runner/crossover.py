@@ -150,7 +150,8 @@ def evaluate_snapshots(cfg: DictConfig, built: Any, run_dir: Path, probes: Any, 
                               highlight=False)
                 result = finetune(lambda: copy.deepcopy(encoder), task, seeds=range(e.seeds), epochs=e.epochs,
                                   lr=e.lr, batch_size=e.batch_size, seq_len=e.seq_len, device=device,
-                                  pooling=e.pooling, packing=e.get("packing") is not False, baseline_cache=cache_dir(cfg.data.get("cache_dir")),
+                                  pooling=e.pooling, packing=e.get("packing") is not False,
+                                  baseline_cache=cache_dir(cfg.data.get("cache_dir")),
                                   shape=encoder)
                 point["tasks"][name] = margin(result)
             points.append(point)

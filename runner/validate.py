@@ -52,7 +52,8 @@ def validate(cfg) -> None:
     typed(d, DataConfig).check()
     _need(d.get("packing") is not True or encoder_class(config.family).packs,
           f"data.packing=true packs examples into shared rows, but model.family={config.family} reads "
-          f"{encoder_class(config.family).feed} without padding to remove; drop data.packing=true (the default, null, packs where it applies)")
+          f"{encoder_class(config.family).feed} without padding to remove; drop data.packing=true (the default, "
+          "null, packs where it applies)")
     typed(o, optimizer_schema(o)).check()
     typed(t, TrainerConfig).check()  # its budget too: one of steps, tokens, flops, minutes, positive
     distributed_settings(t)

@@ -50,7 +50,8 @@ def pack(batch: Batch, width: int, pad_id: int, always: bool = False) -> Batch:
     if R == B and not always:  # no row saved (full examples): the padded rows, without a document mask to build
         return batch
     # offset of each example in its row: the lengths of the examples placed in that row before it (example order)
-    same = row[:, None].eq(row[None, :]) & torch.ones(B, B, dtype=torch.bool, device=dev).tril(-1)  # (B, B): j < i, same row
+    earlier = torch.ones(B, B, dtype=torch.bool, device=dev).tril(-1)  # (B, B): j < i
+    same = row[:, None].eq(row[None, :]) & earlier  # (B, B): j < i, in the same row
     offset = (same.long() * lengths[None, :]).sum(1)  # (B,)
     T = int((offset + lengths).max()) if B else 0
     rank = same.sum(1) + 1  # 1-based index of the example within its row
