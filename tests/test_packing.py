@@ -1,6 +1,6 @@
 """data.packing=true: each micro-batch's examples packed into fewer rows, attention kept within each example. The
 padded layout is the reference: the same hidden states, logits and losses (fp32, 1e-5), the same training run, exact
-resume and accumulation, and the padding share before and after in the summary."""
+resume (tests/test_train.py) and accumulation, and the padding share before and after in the summary."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,6 @@ import pytest
 import torch
 import torch._dynamo as dynamo
 
-from runner import checkpoint
 from runner.build import build
 from runner.data.packing import first_fit, layout_counts, pack, unpack
 from runner.downstream.finetune import Classifier, batch_of
@@ -129,19 +128,6 @@ def test_a_packed_run_trains_as_the_padded_one_and_reports_its_padding(tmp_path)
     assert packed["train_flops"] < padded["train_flops"]  # the padding is no longer computed
     saved = json.loads((tmp_path / "packed" / "summary.json").read_text())
     assert saved["padding"] == after
-
-
-@pytest.mark.slow
-def test_a_packed_run_resumes_exactly(tmp_path):
-    common = ["model=bert", "objective=mlm_nsp", "data.format=sentence_pair", "data.packing=true",
-              "objective.dupe_factor=2", "trainer.max_steps=6", "trainer.checkpoint_every=100", "trainer.eval_every=3",
-              "trainer.log_every=1", "trainer.export_hf=false", "model.hidden_dropout=0.1"]
-    full = train(tmp_path / "full", *common)
-    train(tmp_path / "split", *common, "trainer.stop_after=3")
-    assert checkpoint.load(tmp_path / "split")["step"] == 3
-    resumed = train(tmp_path / "split", *common, "trainer.resume=true")
-    assert resumed["final_train_loss"] == full["final_train_loss"]  # bit for bit
-    assert resumed["final_val"] == full["final_val"] and resumed["padding"] == full["padding"]
 
 
 def grads(tmp_path, batch: int, accum: int) -> dict[str, torch.Tensor]:

@@ -33,16 +33,23 @@ def test_short_run_lowers_validation_loss(tmp_path):
     assert any("val/mlm_accuracy" in x and "val/perplexity" in x for x in lines)
 
 
-@pytest.mark.parametrize("model", ["roberta", "bert"])  # dynamic masks; static masks with NSP
-def test_resume_equals_uninterrupted_run(tmp_path, model):
-    common = [f"model={model}", "trainer.max_steps=10", "trainer.checkpoint_every=100", "trainer.eval_every=5",
+@pytest.mark.parametrize("overrides", [
+    ["model=roberta"],  # dynamic masks
+    ["model=bert"],  # static masks with NSP
+    # short sentence pairs in wide rows: packed several to a row, the pair head on each example's [CLS]
+    ["model=bert", "data.format=sentence_pair", "data.seq_len=256", "model.hidden_dropout=0.1"],
+], ids=["roberta", "bert", "bert-packed-pairs"])
+def test_resume_equals_uninterrupted_run(tmp_path, overrides):
+    common = [*overrides, "trainer.max_steps=10", "trainer.checkpoint_every=100", "trainer.eval_every=5",
               "trainer.log_every=1", "trainer.export_hf=false", "objective.dupe_factor=2"]
     full = train(tmp_path / "full", *common)
     train(tmp_path / "split", *common, "trainer.stop_after=4")
     assert checkpoint.load(tmp_path / "split")["step"] == 4
     resumed = train(tmp_path / "split", *common, "trainer.resume=true")
     assert resumed["final_train_loss"] == full["final_train_loss"]  # bit for bit
-    assert resumed["final_val"] == full["final_val"]
+    assert resumed["final_val"] == full["final_val"] and resumed["padding"] == full["padding"]
+    if "data.format=sentence_pair" in overrides:  # the packed path was the one resumed
+        assert full["padding"]["computed"] < full["padding"]["padded_layout"]
     a = (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
     b = (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
     strip = lambda rows: [{k: v for k, v in json.loads(r).items() if k != "train/tokens_per_s"} for r in rows]

@@ -74,14 +74,19 @@ def test_micro_batches_keep_separate_memories(tmp_path):
     assert torch.equal(first["positions"], memory[0].next_positions)
 
 
-def test_memory_restarts_when_rows_do_not_continue():
+def tiny_stream_model(mem_len: int):
+    """A one-layer Transformer-XL with its causal LM objective (no dropout) and a (2, 4) batch at slot 0."""
     c = TXLConfig(family="txl", vocab_size=30, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
-                      mem_len=4, hidden_dropout=0.0, attention_dropout=0.0, tokenizer="word")
+                  mem_len=mem_len, hidden_dropout=0.0, attention_dropout=0.0, tokenizer="word")
     specials = SpecialIds(pad=0, unk=1, cls=2, sep=2, mask=3, num_special=4)
     torch.manual_seed(0)
     model, obj = TransformerXL(c), CausalLM.create(c, specials, 30)
     x = torch.randint(4, 30, (2, 4))
-    batch = {"input_ids": x, "positions": torch.tensor([0, 100]), "slot": torch.tensor(0)}
+    return model, obj, {"input_ids": x, "positions": torch.tensor([0, 100]), "slot": torch.tensor(0)}
+
+
+def test_memory_restarts_when_rows_do_not_continue():
+    model, obj, batch = tiny_stream_model(mem_len=4)
     alone = obj.hidden(model, batch)
     after = obj.hidden(model, {**batch, "positions": torch.tensor([4, 104])})  # continues: memory used
     again = obj.hidden(model, {**batch, "positions": torch.tensor([50, 150])})  # a jump: starts fresh
@@ -90,13 +95,7 @@ def test_memory_restarts_when_rows_do_not_continue():
 
 
 def test_only_the_rows_that_do_not_continue_restart_their_memory():
-    c = TXLConfig(family="txl", vocab_size=30, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
-                      mem_len=8, hidden_dropout=0.0, attention_dropout=0.0, tokenizer="word")
-    specials = SpecialIds(pad=0, unk=1, cls=2, sep=2, mask=3, num_special=4)
-    torch.manual_seed(0)
-    model, obj = TransformerXL(c), CausalLM.create(c, specials, 30)
-    x = torch.randint(4, 30, (2, 4))
-    batch = {"input_ids": x, "positions": torch.tensor([0, 100]), "slot": torch.tensor(0)}
+    model, obj, batch = tiny_stream_model(mem_len=8)
     alone = obj.hidden(model, batch)
     continued = obj.hidden(model, {**batch, "positions": torch.tensor([4, 104])})
     mixed = obj.hidden(model, {**batch, "positions": torch.tensor([8, 0])})  # row 1 wraps to a new stream
