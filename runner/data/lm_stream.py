@@ -31,9 +31,10 @@ class StreamBatches:
     def __init__(self, stream: TokenStream, batch_size: int, tgt_len: int, *, grad_accum: int = 1,
                  rank: int = 0, world_size: int = 1, max_segments: int | None = None, what: str = "train",
                  prepare: Callable[[Batch, torch.Generator], Batch] | None = None, num_special: int = 0,
-                 seed: int = 0):
+                 seed: int = 0, stride: int | None = None):
         """prepare (a masked objective's masking) runs on every batch with a generator of (seed, index, rank),
-        after special_tokens_mask (ids < num_special) is added, so resumed runs draw the same masks."""
+        after special_tokens_mask (ids < num_special) is added, so resumed runs draw the same masks. stride: tokens
+        between a row's consecutive segments (null: tgt_len; XLNet's reuse_len makes segments overlap)."""
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside world size {world_size} (check RANK and WORLD_SIZE)")
         if batch_size < 1 or tgt_len < 1 or grad_accum < 1:
@@ -45,7 +46,8 @@ class StreamBatches:
         self.row_len = stream.length // self.rows  # n: the remainder (< R tokens) is dropped, as LMOrderedIterator
         # A segment needs T + 1 tokens (its labels run one past its inputs), so the last row token only ever
         # serves as a label; the partial tail segment is dropped so every batch has the same (B, T) shape.
-        segments = (self.row_len - 1) // self.tgt_len if self.row_len > 0 else 0
+        self.stride = int(stride or tgt_len)
+        segments = (self.row_len - 1 - self.tgt_len) // self.stride + 1 if self.row_len > self.tgt_len else 0
         if segments == 0:
             fix = "lower trainer.batch_size"
             fix += ", trainer.grad_accum" if self.grad_accum > 1 else ""
@@ -78,7 +80,7 @@ class StreamBatches:
     def get(self, index: int) -> Batch:
         """This rank's index-th batch (index = step * grad_accum + micro): segment k = step % S of its rows."""
         _, k = self.segment(index)
-        starts = self.first_rows(index) * self.row_len + k * self.tgt_len  # (B,) stream position of input 0
+        starts = self.first_rows(index) * self.row_len + k * self.stride  # (B,) stream position of input 0
         # One vectorised read: B calls of tokens() pay a Python round trip (and an np.insert) per row; measured on
         # a 20M-token stream, at() took 0.07 ms against 0.18 (B 16, T 128), 0.8 against 2.8 (B 256, T 128), and
         # 0.9 against 0.7 (B 64, T 512), all far below a training step.
@@ -111,15 +113,16 @@ def stream_batches(data: Any, objective: Any, cfg: Any, rank: int = 0, world: in
     under the evaluation memory slot (EVAL_SLOT). Raises ValueError when a split is too short for its rows."""
     t, m = cfg.trainer, cfg.model
     prepare = objective.prepare  # masks when the objective masks (mlm); the identity for a causal LM
+    stride = cfg.objective.get("reuse_len") or None  # XLNet: the next segment starts after the reused context
     sep, n_special = data.specials.sep, data.specials.num_special
     train = StreamBatches(TokenStream(data.splits["train"], sep), t.batch_size, cfg.data.seq_len,
                           grad_accum=t.grad_accum, rank=rank, world_size=world, prepare=prepare,
-                          num_special=n_special, seed=cfg.seed)
+                          num_special=n_special, seed=cfg.seed, stride=stride)
     val_stream = TokenStream(data.splits["validation"], sep)
     tgt = m.eval_tgt_len or cfg.data.seq_len
     # as many rows as the batch, or fewer on a small validation split (every row needs one segment + 1 token)
     rows = max(1, min(t.batch_size, (val_stream.length - 1) // tgt))
     # validation masks drawn once (seed + 29), as the example path does: every evaluation scores the same task
     val = StreamBatches(val_stream, rows, tgt, max_segments=t.eval_batches, what="validation", prepare=prepare,
-                        num_special=n_special, seed=cfg.seed + 29)
+                        num_special=n_special, seed=cfg.seed + 29, stride=stride)
     return train, [{**val.get(i), "slot": torch.tensor(EVAL_SLOT)} for i in range(len(val))]
