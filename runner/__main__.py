@@ -67,12 +67,35 @@ def job(cfg: DictConfig, hc) -> float | None:
 
     distributed.from_submitit()  # hydra.launcher.tasks_per_node > 1: this task is one rank
     cfg.logger.group, cfg.logger.name = identity(hc, run_dir, cfg.logger.group, cfg.logger.name)
+    run_prerequisite(cfg)
     summary = run(cfg, build(cfg), run_dir)
     value = metric_value(summary, cfg.sweep.metric)
     if value is None and optimised_by_sweeper(hc) and cfg.trainer.max_steps > 0:
         raise TrainingError(f"sweep.metric={cfg.sweep.metric} is not in {run_dir / 'summary.json'} (downstream "
                             "evaluation off or skipped?); pick one it has, e.g. sweep.metric=final_val.mlm_loss")
     return value
+
+
+def run_prerequisite(cfg: DictConfig) -> None:
+    """Train the run this one's objective needs first (distillation's teacher, objective.teach) into its directory,
+    resuming it if it stopped; nothing when there is none or it has finished."""
+    from hydra import compose
+
+    from runner.build import build, encoder_config, objective_options
+    from runner.logging import console
+    from runner.run import run
+
+    cls, options = objective_options(cfg.objective, encoder_config(cfg))
+    need = cls.prerequisite(options)
+    if need is None:
+        return
+    where, overrides = Path(need[0]), [*need[1], f"logger.mode={cfg.logger.mode}", "trainer.resume=auto"]
+    console.print(f"objective={options.name}: training the run it needs first in {where}: {' '.join(need[1])}",
+                  highlight=False, soft_wrap=True)
+    first = compose("config", overrides=overrides)
+    (where / ".hydra").mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(first, where / ".hydra" / "config.yaml")  # a run directory, as Hydra writes one
+    run(first, build(first), where)
 
 
 def log_to_job_file(message: str) -> None:

@@ -91,6 +91,12 @@ def build(cfg: DictConfig) -> Built:
     tokenizer_path = None  # keep a checkpoint's vocab; data.tokenizer.path, when set, wins (build_data)
     if config.init_from and (Path(config.init_from).expanduser() / "tokenizer.json").is_file():
         tokenizer_path = str(Path(config.init_from).expanduser() / "tokenizer.json")
+    if required := objective_cls.tokenizer_file(options):  # distillation: the teacher's vocabulary, or none
+        local = (cfg.data.get("tokenizer") or {}).get("path")
+        if local and not same_vocabulary(local, required):
+            raise ConfigError(f"data.tokenizer.path={local} is not the tokenizer objective={options.name} needs "
+                              f"({required}): their vocabularies differ; drop data.tokenizer.path")
+        tokenizer_path = required
     data = build_data(cfg.data, tokenizer_kind=config.tokenizer, vocab_size=config.vocab_size,
                       lowercase=config.lowercase, pairs=objective_cls.needs_pairs, tokenizer_path=tokenizer_path,
                       objective=options.name)
@@ -110,6 +116,14 @@ def build(cfg: DictConfig) -> Built:
     if config.init_from:
         load_hf_weights(module, config, config.init_from)
     return Built(config=config, data=data, module=module, seconds=time.perf_counter() - started)
+
+
+def same_vocabulary(a: str, b: str) -> bool:
+    """Whether two tokenizer.json files map the same tokens to the same ids."""
+    import json
+
+    vocab = [json.loads(Path(p).expanduser().read_text())["model"].get("vocab") for p in (a, b)]
+    return vocab[0] == vocab[1]
 
 
 def parameter_counts(module: Pretrainer) -> dict[str, int]:

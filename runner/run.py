@@ -73,13 +73,15 @@ def run(cfg: DictConfig, built: Built, run_dir: Path) -> dict[str, Any]:
         distributed.shutdown(barrier=False)
         return {"name": name, "rank": distributed.rank(), "steps": trainer.step, "final_val": final_val}
     start = time.perf_counter()
-    own = built.objective.final_report(built.module.encoder, built.data, cfg, trainer.device, trainer.amp.autocast) \
-        if final_val else None
-    v.seconds += time.perf_counter() - start
-    start = time.perf_counter()
     finished = bool(final_val) and trainer.finished()
     downstream = downstream_eval(cfg, built, trainer.device, task) if task is not None and finished else None
     finetune_s = time.perf_counter() - start
+    start = time.perf_counter()
+    results = {"final_val": final_val, "final_probes": final_probes, "downstream": downstream,
+               "val_batches": trainer.feed.val}
+    own = built.objective.final_report(built.module.encoder, built.data, cfg, trainer.device, trainer.amp.autocast,
+                                       results) if final_val else None
+    v.seconds += time.perf_counter() - start
     p = trainer.progress
     summary = {
         "name": name, "model": m, "objective": o, "data": d, "run_dir": str(run_dir),

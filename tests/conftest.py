@@ -51,3 +51,20 @@ def load_benchmark(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="session")
+def bert_teacher(tmp_path_factory) -> Path:
+    """A finished TINY model=bert masked-LM run (checkpoint, hf/ with its tokenizer): a teacher to distil from."""
+    from runner.build import build
+    from runner.run import run
+
+    path = tmp_path_factory.mktemp("teacher")
+    cfg = make_cfg(*TINY, "model=bert", "objective=mlm", "trainer.max_steps=30", "optimizer.lr=5e-3",
+                   "trainer.eval_every=30")
+    run(cfg, build(cfg), path)
+    (path / ".hydra").mkdir(exist_ok=True)
+    from omegaconf import OmegaConf
+
+    OmegaConf.save(cfg, path / ".hydra" / "config.yaml")  # as Hydra writes it for a command-line run
+    return path

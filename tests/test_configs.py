@@ -25,6 +25,9 @@ logger.mode=disabled, trainer.device=cpu and data.max_docs=DOCS:
   wikitext103's in WikiText's " = Title = " line format; a saved dataset is read whole, so wikipedia's streaming
   is not exercised). The experiments that use those groups (txl_wt103_base_paper, txl_enwik8_base_paper) get the
   same stand-ins.
+- compositions whose objective is distill (objective=distill, model=distil, distilbert, experiment=distil) distil
+  from a finished TINY model=bert run (the session's `bert_teacher`), standing in for the teacher objective.teach
+  would train first.
 """
 from __future__ import annotations
 
@@ -147,13 +150,16 @@ def model_on_meta(monkeypatch):
 
 
 @pytest.mark.parametrize("overrides", cases())
-def test_every_config_file_composes_and_builds(overrides, stand_ins, monkeypatch):
+def test_every_config_file_composes_and_builds(overrides, stand_ins, monkeypatch, request):
     from runner.build import build
 
     cfg = make_cfg(*overrides, *COMMON)
     validate(cfg)  # as composed: a group that reads the network or local paths is checked before any stand-in
     if cfg.data.name in stand_ins:
-        cfg = make_cfg(*overrides, *COMMON, *stand_ins[cfg.data.name])
+        overrides = [*overrides, *stand_ins[cfg.data.name]]
+    if cfg.objective.name == "distill":  # a finished teacher run stands in for the one objective.teach would train
+        overrides = [*overrides, f"objective.teacher={request.getfixturevalue('bert_teacher')}", "objective.teach=[]"]
+    cfg = make_cfg(*overrides, *COMMON)
     big = estimated_parameters(cfg.model) > SMALL
     with model_on_meta(monkeypatch) if big else contextlib.nullcontext():
         built = build(cfg)
@@ -190,6 +196,9 @@ PRESETS = {
     "bert_mini": ("bert_mini", "mlm_nsp", "mlm_nsp", "adamw_cpu", 0.002, None, 1, 64),
     "bert_small": ("bert_small", "mlm_nsp", "mlm_nsp", "adamw_cpu", 0.002, None, 1, 64),
     "bert_tiny": ("bert_tiny", "mlm_nsp", "mlm_nsp", "adamw_cpu", 0.002, None, 1, 64),
+    # added with distillation (issue 18): DistilBERT's recipe (conf/recipe/distil.yaml)
+    "distil": ("distil", "distill", "distill", "adamw_cpu", 0.002, "full_sentences", 1, 64),
+    "distilbert": ("distilbert", "distill", "distill", "adamw_cpu", 0.002, "full_sentences", 1, 64),
     "electra": ("electra", "rtd_cpu", "rtd", "adamw_electra_cpu", 0.001, None, 1, 64),
     "electra_base": ("electra_base", "rtd_base", "rtd", "adamw_electra_cpu", 0.001, None, 1, 64),
     "electra_large": ("electra_large", "rtd_large", "rtd", "adamw_electra_cpu", 0.001, None, 1, 64),
@@ -217,6 +226,7 @@ VARIANTS = {
 }
 # the paper experiments, plus data.seq_len, trainer.max_steps and data.name
 EXPERIMENTS = {
+    "distil": ("distil", "distill", "distill", "adamw_cpu", 0.002, "full_sentences", 1, 64, 64, 1500, "wiki"),
     "albert_base_paper": ("albert_base", "mlm_sop", "mlm_sop", "lamb", 0.00176, "sop_pair", 64, 64, 512, 125000,
                           "wiki"),
     "bert_base_paper": ("bert_base", "mlm_nsp", "mlm_nsp", "adamw", 0.0001, "segment_pair", 8, 32, 512, 1000000,

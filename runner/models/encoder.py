@@ -159,7 +159,7 @@ class Encoder(EncoderModule):
     attention (query/key/value/out) or feed-forward (intermediate/output) modules are one object. LayerNorms
     stay per layer in the partial modes, as the ALBERT code scopes them outside its attention and FFN blocks."""
 
-    families = ("bert", "roberta", "albert", "electra", "modernbert")
+    families = ("bert", "roberta", "albert", "electra", "modernbert", "distilbert")
     packs = True
 
     def __init__(self, config: EncoderConfig):

@@ -57,6 +57,20 @@ _ENCODERS["modernbert"] = [
     (r"encoder\.layers\.(\d+)\.output\.(weight|bias)", "model.layers.\\1.mlp.Wo.\\2"),
     (r"encoder\.final_norm\.(weight|bias)", "model.final_norm.\\1"),
 ]
+# DistilBERT (transformers' DistilBertForMaskedLM): BERT's post-norm blocks under other names, no segment table
+_DISTIL_LAYER = "distilbert.transformer.layer.\\1"
+_ENCODERS["distilbert"] = [
+    (r"encoder\.embeddings\.norm\.(weight|bias)", "distilbert.embeddings.LayerNorm.\\1"),
+    (r"encoder\.embeddings\.(word_embeddings|position_embeddings)\.weight", "distilbert.embeddings.\\1.weight"),
+    (r"encoder\.layers\.(\d+)\.attention\.query\.(weight|bias)", _DISTIL_LAYER + ".attention.q_lin.\\2"),
+    (r"encoder\.layers\.(\d+)\.attention\.key\.(weight|bias)", _DISTIL_LAYER + ".attention.k_lin.\\2"),
+    (r"encoder\.layers\.(\d+)\.attention\.value\.(weight|bias)", _DISTIL_LAYER + ".attention.v_lin.\\2"),
+    (r"encoder\.layers\.(\d+)\.attention\.out\.(weight|bias)", _DISTIL_LAYER + ".attention.out_lin.\\2"),
+    (r"encoder\.layers\.(\d+)\.attn_norm\.(weight|bias)", _DISTIL_LAYER + ".sa_layer_norm.\\2"),
+    (r"encoder\.layers\.(\d+)\.intermediate\.(weight|bias)", _DISTIL_LAYER + ".ffn.lin1.\\2"),
+    (r"encoder\.layers\.(\d+)\.output\.(weight|bias)", _DISTIL_LAYER + ".ffn.lin2.\\2"),
+    (r"encoder\.layers\.(\d+)\.ffn_norm\.(weight|bias)", _DISTIL_LAYER + ".output_layer_norm.\\2"),
+]
 FUSED_QKV_FAMILIES = ("modernbert",)  # transformers classes with one Wqkv (rows q, k, v); the others: three
 _HEADS = {
     "modernbert": [  # the decoder's weight is tied to the token embeddings, its bias is our head's
@@ -83,6 +97,11 @@ _HEADS = {
         (r"objective\.mlm_head\.bias", "predictions.bias"),
         (r"objective\.(?:sop|nsp)_head\.pooler\.(weight|bias)", "albert.pooler.\\1"),  # nsp: ALBERT + mlm_nsp
         (r"objective\.(?:sop|nsp)_head\.classifier\.(weight|bias)", "sop_classifier.classifier.\\1"),
+    ],
+    "distilbert": [  # vocab_projector's weight is tied to the word embeddings
+        (r"objective\.mlm_head\.transform\.(weight|bias)", "vocab_transform.\\1"),
+        (r"objective\.mlm_head\.norm\.(weight|bias)", "vocab_layer_norm.\\1"),
+        (r"objective\.mlm_head\.bias", "vocab_projector.bias"),
     ],
     "electra": [  # the generator's head (ElectraForMaskedLM) and the discriminator's (ElectraForPreTraining)
         (r"objective\.mlm_head\.transform\.(weight|bias)", "generator_predictions.dense.\\1"),
@@ -151,6 +170,14 @@ def hf_config(config: EncoderConfig, nsp: bool, specials: dict[str, int], discri
 
     if config.family == "modernbert":
         return _modernbert_config(config, specials)
+    if config.family == "distilbert":
+        return transformers.DistilBertConfig(
+            architectures=["DistilBertForMaskedLM"], vocab_size=config.vocab_size, dim=config.hidden_size,
+            n_layers=config.num_layers, n_heads=config.num_heads, hidden_dim=config.intermediate_size,
+            activation=config.activation, max_position_embeddings=config.max_position_embeddings,
+            dropout=config.hidden_dropout, attention_dropout=config.attention_dropout,
+            initializer_range=config.initializer_range, sinusoidal_pos_embds=False, tie_word_embeddings=True,
+            **{"pad_token_id": config.pad_token_id, **specials})
     common = dict(vocab_size=config.vocab_size, hidden_size=config.hidden_size,
                   num_hidden_layers=config.num_layers, num_attention_heads=config.num_heads,
                   intermediate_size=config.intermediate_size, hidden_act=config.activation,
@@ -223,6 +250,11 @@ def hf_model_class(family: str, nsp: bool, discriminator: bool = False):
             raise ConfigError("model.family=electra has no transformers class with a next-sentence head; "
                               "use objective=mlm or rtd, or model.family=bert, to export")
         return transformers.ElectraForPreTraining if discriminator else transformers.ElectraForMaskedLM
+    if family == "distilbert":
+        if nsp:
+            raise ConfigError("model.family=distilbert has no transformers class with a next-sentence head; use "
+                              "objective=mlm or distill to export")
+        return transformers.DistilBertForMaskedLM
     if family == "albert":  # nsp: the sentence-order head (albert.pooler + sop_classifier)
         return transformers.AlbertForPreTraining if nsp else transformers.AlbertForMaskedLM
     return transformers.BertForPreTraining if nsp else transformers.BertForMaskedLM
@@ -265,6 +297,14 @@ def hf_unsupported(config: EncoderConfig, nsp: bool = False) -> str | None:
     if config.family == "txl":
         return ("model.family=txl has no transformers class (TransfoXL was deprecated in transformers 4.35 and "
                 "removed in 5); the run's checkpoints/last.pt holds the model")
+    if config.family == "distilbert":
+        for key, value, does in [*_CLASSIC, ("type_vocab_size", 0, "has no segment embeddings"),
+                                 ("embedding_size", None, "has no embedding projection"),
+                                 ("share", "none", "shares no layers"), ("layer_norm_eps", 1e-12,
+                                                                         "fixes its LayerNorm epsilon at 1e-12")]:
+            if getattr(config, key) != value:
+                return (f"model.{key}={_fmt(getattr(config, key))} has no transformers DistilBERT counterpart (it "
+                        f"{does}); use model.{key}={_fmt(value)} to export or import")
     if nsp and config.family not in ("bert", "albert"):
         return (f"model.family={config.family} has no transformers class with a next-sentence or sentence-order "
                 "head; use objective=mlm or rtd, or model.family=bert or albert, to export")
@@ -318,7 +358,8 @@ def build_hf_model(module: nn.Module | dict[str, torch.Tensor], config: EncoderC
     hf = hf_model_class(config.family, nsp, discriminator)(hf_config(config, nsp, specials or {}, discriminator))
     missing, unexpected = hf.load_state_dict(to_hf_state_dict(module, config.family), strict=False)
     # Only the tied decoder (weight = word embeddings, bias = the head's bias) may be filled by tying.
-    missing = [k for k in missing if not k.endswith(("decoder.weight", "decoder.bias", "generator_lm_head.weight"))]
+    missing = [k for k in missing if not k.endswith(("decoder.weight", "decoder.bias", "generator_lm_head.weight",
+                                                     "vocab_projector.weight"))]
     if missing or unexpected:
         raise RuntimeError(f"export mismatch: missing {missing}, unexpected {unexpected}")
     hf.tie_weights()

@@ -154,8 +154,22 @@ class Objective(nn.Module):
         return {}
 
     def final_report(self, encoder: EncoderModule, data: Any, cfg: Any, device: torch.device,
-                     autocast: Any) -> Report | None:
-        """An evaluation of the objective's own at the end of a run (Transformer-XL's memory comparison); None."""
+                     autocast: Any, results: dict[str, Any] | None = None) -> Report | None:
+        """An evaluation of the objective's own at the end of a run (Transformer-XL's memory comparison,
+        distillation's student against teacher); `results`: the run's final_val, final_probes, downstream and
+        val_batches. None: none."""
+        return None
+
+    @classmethod
+    def prerequisite(cls, options: Any) -> tuple[str, list[str]] | None:
+        """A run that must have finished before this one starts, as (its directory, its overrides): distillation's
+        teacher when objective.teach is set and the directory holds no finished run. None: nothing to run first."""
+        return None
+
+    @classmethod
+    def tokenizer_file(cls, options: Any) -> str | None:
+        """A tokenizer.json the objective's data must be tokenized with (distillation: the teacher's); None: the
+        data config's own."""
         return None
 
 

@@ -94,7 +94,7 @@ class CausalLM(Objective):
         return batch["input_ids"].numel() * adaptive_softmax_flops(self.config)
 
     def final_report(self, encoder: EncoderModule, data: Any, cfg: Any, device: torch.device,
-                     autocast: Any) -> Report:
+                     autocast: Any, results: dict[str, Any] | None = None) -> Report:
         """Transformer-XL section 4.3 / Table 9: evaluation on validation rows with memory, without, and by sliding
         window: what the memory buys, and how fast."""
         c, t = self.config, cfg.trainer
