@@ -56,7 +56,8 @@ DOCS = 200  # articles per build: enough for every split at data.seq_len 512, sm
 SMALL = 20_000_000  # estimated parameters above which the encoder and objective are built on the meta device
 COMMON = ["trainer.max_steps=0", "logger.mode=disabled", "trainer.device=cpu", f"data.max_docs={DOCS}"]
 FAMILIES = ["bert", "roberta", "albert", "electra", "txl", "modernbert"]
-NEEDS = {"objective=clm": ["model=txl"]}  # a causal LM needs the Transformer-XL family
+# a causal LM needs the Transformer-XL family; permutation LM, XLNet's query stream
+NEEDS = {"objective=clm": ["model=txl"], "objective=plm": ["model=xlnet"]}
 
 
 def options(group: str) -> list[str]:
@@ -199,6 +200,10 @@ PRESETS = {
     # added with distillation (issue 18): DistilBERT's recipe (conf/recipe/distil.yaml)
     "distil": ("distil", "distill", "distill", "adamw_cpu", 0.002, "full_sentences", 1, 64),
     "distilbert": ("distilbert", "distill", "distill", "adamw_cpu", 0.002, "full_sentences", 1, 64),
+    # added with XLNet (issue 18): permutation LM on contiguous streams (conf/recipe/xlnet.yaml)
+    "xlnet": ("xlnet", "plm", "plm", "adamw_cpu", 0.002, None, 1, 64),
+    "xlnet_base": ("xlnet_base", "plm", "plm", "adamw_cpu", 0.002, None, 1, 64),
+    "xlnet_large": ("xlnet_large", "plm", "plm", "adamw_cpu", 0.002, None, 1, 64),
     "electra": ("electra", "rtd_cpu", "rtd", "adamw_electra_cpu", 0.001, None, 1, 64),
     "electra_base": ("electra_base", "rtd_base", "rtd", "adamw_electra_cpu", 0.001, None, 1, 64),
     "electra_large": ("electra_large", "rtd_large", "rtd", "adamw_electra_cpu", 0.001, None, 1, 64),

@@ -170,6 +170,10 @@ def hf_config(config: EncoderConfig, nsp: bool, specials: dict[str, int], discri
 
     if config.family == "modernbert":
         return _modernbert_config(config, specials)
+    if config.family == "xlnet":  # runner/models/hf_xlnet.py: its names and config
+        from runner.models.hf_xlnet import hf_config as xlnet_config
+
+        return xlnet_config(config)
     if config.family == "distilbert":
         return transformers.DistilBertConfig(
             architectures=["DistilBertForMaskedLM"], vocab_size=config.vocab_size, dim=config.hidden_size,
@@ -250,6 +254,8 @@ def hf_model_class(family: str, nsp: bool, discriminator: bool = False):
             raise ConfigError("model.family=electra has no transformers class with a next-sentence head; "
                               "use objective=mlm or rtd, or model.family=bert, to export")
         return transformers.ElectraForPreTraining if discriminator else transformers.ElectraForMaskedLM
+    if family == "xlnet":
+        return transformers.XLNetLMHeadModel
     if family == "distilbert":
         if nsp:
             raise ConfigError("model.family=distilbert has no transformers class with a next-sentence head; use "
@@ -356,10 +362,17 @@ def build_hf_model(module: nn.Module | dict[str, torch.Tensor], config: EncoderC
     if (why := hf_unsupported(config, nsp)) is not None:
         raise ConfigError(why)
     hf = hf_model_class(config.family, nsp, discriminator)(hf_config(config, nsp, specials or {}, discriminator))
-    missing, unexpected = hf.load_state_dict(to_hf_state_dict(module, config.family), strict=False)
+    if config.family == "xlnet":
+        from runner.models.hf_xlnet import to_hf_state
+
+        state = module if isinstance(module, dict) else module.state_dict()
+        mapped = to_hf_state({k: v for k, v in state.items() if not k.endswith("_extra_state")})
+    else:
+        mapped = to_hf_state_dict(module, config.family)
+    missing, unexpected = hf.load_state_dict(mapped, strict=False)
     # Only the tied decoder (weight = word embeddings, bias = the head's bias) may be filled by tying.
     missing = [k for k in missing if not k.endswith(("decoder.weight", "decoder.bias", "generator_lm_head.weight",
-                                                     "vocab_projector.weight"))]
+                                                     "vocab_projector.weight", "lm_loss.weight"))]
     if missing or unexpected:
         raise RuntimeError(f"export mismatch: missing {missing}, unexpected {unexpected}")
     hf.tie_weights()
@@ -445,6 +458,14 @@ def load_hf_weights(module: nn.Module, config: EncoderConfig, path: str) -> list
                           " (set the model keys to match)")
     state = _read_weights(p)
     ours = module.state_dict()
+    if config.family == "xlnet":  # runner/models/hf_xlnet.py: its own names
+        from runner.models.hf_xlnet import from_hf_state
+
+        encoder, objective = from_hf_state(state)
+        loaded = {**{f"encoder.{k}": v for k, v in encoder.items()},
+                  **{f"objective.{k}": v for k, v in objective.items()}}
+        module.load_state_dict(loaded, strict=False)
+        return [name for name in ours if name not in loaded]
     fused = config.family in FUSED_QKV_FAMILIES
     loaded = {}
     for name in qkv_layout(ours, fused):  # our names as the checkpoint's class lays out attention
@@ -466,6 +487,13 @@ def _config_mismatches(config: EncoderConfig, theirs: Any, where: Path) -> list[
              "max_position_embeddings": "max_position_embeddings"}
     if not modern:
         pairs["type_vocab_size"] = "type_vocab_size"
+    if config.family == "distilbert":  # DistilBertConfig's own names
+        pairs = {"dim": "hidden_size", "n_layers": "num_layers", "n_heads": "num_heads",
+                 "hidden_dim": "intermediate_size", "vocab_size": "vocab_size",
+                 "max_position_embeddings": "max_position_embeddings"}
+    if config.family == "xlnet":  # XLNetConfig's: relative positions, no table
+        pairs = {"d_model": "hidden_size", "n_layer": "num_layers", "n_head": "num_heads",
+                 "d_inner": "intermediate_size", "vocab_size": "vocab_size"}
     if config.family == "albert":
         pairs["embedding_size"] = "embedding_size"
     if modern:

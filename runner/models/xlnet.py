@@ -64,8 +64,6 @@ class XLNetConfig(EncoderConfig):
         for key in ("position", "ffn", "norm", "norm_position", "bias", "local_window", "qkv"):
             need(getattr(self, key) == getattr(base, key), f"model.{key}={getattr(self, key)!r} is an option of the "
                  f"BERT-family encoder, not implemented for model.family=xlnet; drop it")
-        need(self.init_from is None, f"model.init_from={self.init_from!r} is not supported for model.family=xlnet; "
-             "drop model.init_from (runner/models/hf_xlnet.py maps transformers' weights)")
 
 
 def blocked_value(dtype: torch.dtype) -> float:

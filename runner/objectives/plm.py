@@ -23,7 +23,7 @@ from torch import nn
 from runner.data.tokenizer import SpecialIds
 from runner.errors import ConfigError
 from runner.models.config import EncoderConfig
-from runner.objectives.base import Export, Objective, ObjectiveConfig, Stats, require
+from runner.objectives.base import Objective, ObjectiveConfig, Stats, require
 
 IGNORE = -100
 
@@ -214,12 +214,6 @@ class PermutationLM(Objective):
     def head_flops(self, batch: dict[str, torch.Tensor]) -> float:
         """The tied decoder on the predicted tokens."""
         return 2.0 * float(batch["plm_labels"].ne(IGNORE).sum()) * self.config.hidden_size * self.config.vocab_size
-
-    def exports(self, encoder: nn.Module) -> dict[str, Export]:
-        """Not wired into the hf/ export yet (runner/models/hf_xlnet.py builds transformers' XLNetLMHeadModel)."""
-        raise ConfigError("model.family=xlnet is not wired into the hf/ export yet; runner/models/hf_xlnet.py "
-                          "hf_model() builds transformers' XLNetLMHeadModel from the checkpoint's weights")
-
 
 class PLMHead(nn.Module):
     """The LM bias; the weight is the encoder's word table (transformers' lm_loss, tied)."""
