@@ -214,3 +214,27 @@ def test_config_errors_are_one_line(tmp_path):
     assert res.returncode != 0
     err = [x for x in res.stderr.strip().splitlines() if x.strip()]
     assert len(err) == 1 and "objective.perm_k=0 must be >= 1" in err[0], res.stderr
+
+
+def test_the_probe_score_is_each_token_predicted_from_all_the_others():
+    """sentence_scores (the probes' scorer): the sum over tokens of log p(token j | every other token), token j's
+    content hidden from every position; checked token by token against one-row forwards."""
+    cfg = make_cfg("model=xlnet", "model.num_layers=2", "model.hidden_size=32", "model.num_heads=2",
+                   "model.intermediate_size=64", "model.vocab_size=1000", "data.max_docs=300", "data.seq_len=32",
+                   "objective.reuse_len=16", "trainer.max_steps=0", "logger.mode=disabled")
+    built = build(cfg)
+    enc, obj = built.module.encoder, built.objective
+    sentence = [20, 30, 40, 50, 60]
+    score = obj.sentence_scores(enc, [sentence, [7]], built.data.specials)["pll"]
+    enc.eval()
+    expected = 0.0
+    with torch.no_grad():
+        for j, token in enumerate(sentence):
+            perm = torch.zeros(1, 5, 5, dtype=torch.bool)
+            perm[0, :, j] = True
+            target = torch.zeros(1, 1, 5)
+            target[0, 0, j] = 1
+            g = enc.streams(torch.tensor([sentence]), perm_mask=perm, target_mapping=target, mem_len=0)[0]
+            expected += float(torch.log_softmax(obj.logits(enc, g[:, 0]), -1)[0, token])
+    assert float(score[0]) == pytest.approx(expected, rel=1e-5)
+    assert score[1] < 0

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -183,6 +183,31 @@ class PermutationLM(Objective):
     def logits(self, encoder: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
         """Vocabulary logits of hidden states (..., H): the tied word table and the head's bias."""
         return self.lm_head(hidden, encoder.embeddings.word_embeddings.weight)
+
+    @torch.no_grad()
+    def sentence_scores(self, encoder: nn.Module, sentences: Sequence[Sequence[int]],
+                        specials: SpecialIds) -> dict[str, torch.Tensor]:
+        """Pseudo-log-likelihood (N,) under the permutation LM: each token predicted by the query stream from all
+        the others, its own content hidden from every position (perm_mask blocks its column), summed over the
+        sentence; one row per predicted token, no memory."""
+        device = next(encoder.parameters()).device
+        out = torch.zeros(len(sentences), dtype=torch.float64)
+        was = encoder.training
+        encoder.eval()
+        try:
+            for i, s in enumerate(sentences):
+                n = len(s)
+                if n == 0:
+                    continue
+                ids = torch.tensor(list(s), device=device).expand(n, n)  # row j predicts token j
+                eye = torch.eye(n, dtype=torch.bool, device=device)
+                perm = eye[:, None, :].expand(n, n, n)  # row j: no query sees key j
+                g = encoder.streams(ids, perm_mask=perm, target_mapping=eye[:, None, :].float(), mem_len=0)[0]
+                logp = F.log_softmax(self.logits(encoder, g[:, 0]).float(), dim=-1)  # (n, V)
+                out[i] = logp.gather(1, ids[0][:, None]).sum().double().cpu()
+        finally:
+            encoder.train(was)
+        return {"pll": out}
 
     def normalizers(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The loss is a mean over the predicted tokens of the (accumulated) batch."""
