@@ -3,7 +3,7 @@
 #   - training throughput of bert_base and modernbert_base, ours (padded and packed) against transformers, bf16,
 #     eager and compiled (benchmarks/train_throughput.py), with MFU per row (benchmarks/gpu_suite.py);
 #   - MFU, model TFLOP/s and peak memory on full-length rows (benchmarks/gpu_mfu.py);
-#   - a short experiment=bert_improvements (six families at equal FLOPs) through python -m runner, bf16, no W&B.
+#   - a short experiment=bert_improvements (seven families at equal FLOPs) through python -m runner, bf16, no W&B.
 # Every part runs under its own `timeout`, one after the other; a part that fails or times out is recorded and the
 # suite goes on. benchmarks/gpu_suite.py then writes OUT/suite.json and OUT/suite.md (tables for
 # docs/performance.md). The exit status is 0 when every part is ok, 1 otherwise (the files are written either way).
@@ -47,7 +47,7 @@ export WANDB_MODE=disabled WANDB_SILENT=true HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLI
 #   throughput_compiled_bert         90  as eager, under torch.compile (inductor): three graphs to compile (ours
 #   throughput_compiled_modernbert   90    padded, ours packed, transformers), most of the time; one process per
 #                                          model and mode so that one slow compile or crash loses only its own row
-#   bert_improvements               150  six CPU-preset families at the experiment's 8e12 FLOPs each, bf16, no
+#   bert_improvements               150  seven CPU-preset families at the experiment's 8e12 FLOPs each, bf16, no
 #                                          fine-tuning (eval.downstream=false), no HF export; it gets whatever is
 #                                          left before DEADLINE (150 s or more); if it times out, the runs that
 #                                          finished are kept (sweep order: bert roberta albert electra txl modernbert)

@@ -93,8 +93,9 @@ def log_error(run_dir: Path) -> str:
 
 
 def pick_metric(values: dict, prefix: str = "") -> str | None:
-    """The comparable validation loss: MLM loss (ELECTRA: the generator's), else the causal LM loss."""
-    return next((k for k in ("mlm_loss", "lm_loss") if f"{prefix}{k}" in values), None)
+    """The comparable validation loss: MLM loss (ELECTRA: the generator's; distillation: the student's), else the
+    causal LM loss, else the permutation LM's (XLNet)."""
+    return next((k for k in ("mlm_loss", "lm_loss", "plm_loss") if f"{prefix}{k}" in values), None)
 
 
 def distinct_overrides(runs: list[Path]) -> dict[Path, str]:

@@ -23,7 +23,7 @@ from tests.conftest import ROOT, load_benchmark, make_cfg
 SCRIPT = ROOT / "benchmarks" / "gpu_suite.sh"
 PARTS = ["machine", "throughput_eager_bert", "throughput_eager_modernbert", "mfu", "throughput_compiled_bert",
          "throughput_compiled_modernbert", "bert_improvements"]
-FAMILIES = ["bert", "roberta", "albert", "electra", "txl", "modernbert"]  # experiment=bert_improvements' sweep
+FAMILIES = ["bert", "roberta", "albert", "electra", "txl", "modernbert", "xlnet"]  # experiment=bert_improvements' sweep
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from runner.errors import ConfigError
 from runner.sweep import SWEPT_ENV, identity, metric_direction, metric_value, swept_keys
 from tests.conftest import TINY, make_cfg, run_cli
 
-FAMILIES = ["bert", "roberta", "albert", "electra", "txl", "modernbert"]
+FAMILIES = ["bert", "roberta", "albert", "electra", "txl", "modernbert", "xlnet"]
 
 
 def hydra_node(mode: str = "MULTIRUN", overrides=("optimizer.lr=0.001", "seed=1"), experiment=None, num=3):
@@ -172,7 +172,8 @@ def test_bert_improvements_sweeps_every_family_at_equal_flops():
     composed = {v: make_cfg("experiment=bert_improvements", f"model={v}") for v in FAMILIES}
     assert {v: (c.model.name, c.objective.name) for v, c in composed.items()} == {
         "bert": ("bert", "mlm_nsp"), "roberta": ("roberta", "mlm"), "albert": ("albert", "mlm_sop"),
-        "electra": ("electra", "rtd"), "txl": ("txl", "clm"), "modernbert": ("modernbert", "mlm")}
+        "electra": ("electra", "rtd"), "txl": ("txl", "clm"), "modernbert": ("modernbert", "mlm"),
+        "xlnet": ("xlnet", "plm")}
     assert composed["bert"].objective.masking == "static" and composed["roberta"].objective.masking == "dynamic"
     r = composed["roberta"]
     assert (r.trainer.grad_accum, r.data.format, r.optimizer.lr) == (4, "full_sentences", 3e-3)  # RoBERTa's recipe:
