@@ -78,9 +78,9 @@ def pack(batch: Batch, width: int, pad_id: int, always: bool = False) -> Batch:
     return out
 
 
-def first_tokens(hidden: torch.Tensor, batch: Batch) -> torch.Tensor:
-    """Each example's first-token ([CLS]) hidden state (B, H), from padded (B, T, H) or packed (R, T, H) states."""
-    starts = batch.get("starts")
+def first_tokens(hidden: torch.Tensor, starts: torch.Tensor | None) -> torch.Tensor:
+    """Each example's first-token ([CLS]) hidden state (B, H), from padded (B, T, H) states (starts None) or packed
+    (R, T, H) ones, whose examples start at the flat positions `starts` (B,)."""
     if starts is None:
         return hidden[:, 0]
     return hidden.reshape(-1, hidden.shape[-1]).index_select(0, starts)

@@ -120,7 +120,7 @@ class Classifier(nn.Module):
             return self(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
         h = self.encoder.encode_batch(batch)  # (R, T, H): several examples per row
         if self.pooling == "cls":
-            pooled = torch.tanh(self.pooler(first_tokens(h, batch)))
+            pooled = torch.tanh(self.pooler(first_tokens(h, batch["starts"])))
         elif self.pooling == "last":
             pooled = h.reshape(-1, h.shape[-1]).index_select(0, batch["starts"] + batch["lengths"] - 1)
         else:

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from runner.data.packing import first_tokens
 from runner.models.config import EncoderConfig, embedding_width
 from runner.models.encoder import ACTIVATIONS, init_weights, make_norm
 
@@ -41,8 +42,7 @@ class NSPHead(nn.Module):
     def forward(self, hidden: torch.Tensor, starts: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, 2) from each sequence's first-token hidden state: hidden (B, T, H) of one sequence per row, or
         of packed rows with each sequence's flat start position in `starts` (B,) (runner/data/packing.py)."""
-        first = hidden[:, 0] if starts is None else hidden.reshape(-1, hidden.shape[-1]).index_select(0, starts)
-        return self.classifier(torch.tanh(self.pooler(first)))
+        return self.classifier(torch.tanh(self.pooler(first_tokens(hidden, starts))))
 
 
 class DiscriminatorHead(nn.Module):

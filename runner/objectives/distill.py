@@ -84,6 +84,8 @@ class Teacher(nn.Module):
 
     config: Optional[EncoderConfig] = None  # ours, when the teacher runs in our modules
     hidden_size: int = 0
+    name: str = "teacher"
+    summary_file: Optional[Path] = None  # its run's summary.json (a run teacher), for the report
 
     def outputs(self, batch: dict[str, torch.Tensor], idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits (M, V) at the flat positions idx, hidden states (B, T, H)) of one of the loop's batches."""
