@@ -23,6 +23,9 @@ class EncoderModule(nn.Module):
     feed: ClassVar[str] = "examples"
     # whether it reads packed rows (several examples per row, attention kept within each: runner/data/packing.py)
     packs: ClassVar[bool] = False
+    # whether forward takes perm_mask and target_mapping and returns a query stream that never sees its own
+    # position's content (XLNet's two-stream attention: objective=plm)
+    two_stream: ClassVar[bool] = False
     config: EncoderConfig
 
     @property

@@ -193,6 +193,7 @@ class XLNet(EncoderModule):
     families = ("xlnet",)
     config_class = XLNetConfig
     feed = "streams"
+    two_stream = True
 
     def __init__(self, config: XLNetConfig):
         super().__init__()

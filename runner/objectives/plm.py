@@ -23,6 +23,7 @@ from torch import nn
 from runner.data.tokenizer import SpecialIds
 from runner.errors import ConfigError
 from runner.models.config import EncoderConfig
+from runner.models.registry import encoder_class
 from runner.objectives.base import Objective, ObjectiveConfig, Stats, require
 
 IGNORE = -100
@@ -135,7 +136,7 @@ class PermutationLM(Objective):
     @classmethod
     def check(cls, config: EncoderConfig, options: PLMConfig) -> None:
         """An encoder with a query stream (model.family=xlnet)."""
-        require(config.family == "xlnet", f"objective={options.name} needs two-stream attention, which "
+        require(encoder_class(config.family).two_stream, f"objective={options.name} needs two-stream attention, which "
                 f"model.family={config.family} lacks; use model=xlnet (or xlnet_base, xlnet_large)")
         super().check(config, options)
 
