@@ -1,10 +1,11 @@
-"""Where a run's numbers go: Weights & Biases, metrics.jsonl, summary.json, and the rich console."""
+"""Where a run's numbers go: metrics.jsonl, summary.json, the backends of logger.backends (W&B, TensorBoard, CSV:
+runner/log_backends.py), and the rich console."""
 from __future__ import annotations
 
 import json
 import netrc
 import os
-import uuid
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,9 @@ def resolve_mode(mode: str) -> str:
 
 
 class RunLogger:
-    """Sends metrics to W&B and appends them to metrics.jsonl in the run directory."""
+    """Appends every record to metrics.jsonl in the run directory (with the wall-clock time) and sends it to each of
+    logger.backends (runner/log_backends.py: wandb, tensorboard, csv). A backend that fails is dropped with one
+    warning; the others, the local files and the run go on."""
 
     def __init__(self, cfg: Any, run_dir: Path, config: dict, name: str, tags: list[str], resume_step: int | None,
                  group: str | None = None):
@@ -55,28 +58,33 @@ class RunLogger:
             self.metrics_path.unlink(missing_ok=True)
         else:
             self._truncate_after(resume_step)  # the resumed run rewrites what followed its checkpoint
-        self.run = None
-        if self.mode != "disabled":
-            self.run = self._init_wandb(cfg, config, name, group or cfg.group, tags, resume_step is not None)
+        self.backends: list[Any] = []
+        for kind in cfg.get("backends", ["wandb"]):
+            if kind == "wandb" and self.mode == "disabled":
+                continue
+            backend = self._call(kind, lambda k=kind: self._open(k, cfg, config, name, group or cfg.group, tags,
+                                                                  resume_step))
+            if backend is not None:
+                self.backends.append(backend)
+        wandb = next((b for b in self.backends if b.name == "wandb"), None)
+        self.mode = wandb.mode if wandb is not None else "disabled"
 
-    def _init_wandb(self, cfg: Any, config: dict, name: str, group: str | None, tags: list[str], resume: bool):
-        import wandb
+    def _open(self, kind: str, cfg: Any, config: dict, name: str, group: str | None, tags: list[str],
+              resume_step: int | None) -> Any:
+        from runner import log_backends as lb
 
-        id_file = self.run_dir / "wandb_id.txt"
-        run_id = id_file.read_text().strip() if resume and id_file.exists() else uuid.uuid4().hex[:8]
-        id_file.write_text(run_id)
-        for mode in dict.fromkeys((self.mode, "offline")):  # never let a network problem stop training
-            try:
-                settings = wandb.Settings(silent=True, init_timeout=30, console="off", x_disable_stats=True)
-                run = wandb.init(project=cfg.project, entity=cfg.entity, name=name, group=group, tags=tags,
-                                 config=config, dir=str(self.run_dir), id=run_id, resume="allow", mode=mode,
-                                 settings=settings)
-                self.mode = mode
-                return run
-            except Exception as e:  # noqa: BLE001 - any failure of the logging service
-                warnings.warn(f"W&B {mode} init failed ({e}); continuing", stacklevel=2)
-        self.mode = "disabled"
-        return None
+        if kind == "wandb":
+            return lb.WandbBackend(cfg, self.run_dir, config, name, group, tags, resume_step is not None, self.mode)
+        if kind == "tensorboard":
+            return lb.TensorBoardBackend(self.run_dir, config, resume_step)
+        if kind == "csv":
+            return lb.CsvBackend(self.run_dir, resume_step)
+        raise ConfigError(f"logger.backends: unknown backend {kind!r}; use {', '.join(lb.BACKENDS)}")
+
+    @property
+    def active(self) -> list[str]:
+        """The backends still receiving records."""
+        return [b.name for b in self.backends]
 
     def _truncate_after(self, step: int) -> None:
         if not self.metrics_path.exists():
@@ -86,36 +94,48 @@ class RunLogger:
         atomic_write_bytes(("\n".join(keep) + "\n" if keep else "").encode(), self.metrics_path)
 
     def log(self, metrics: dict[str, Any], step: int) -> None:
-        """One record: to W&B and one JSON line."""
+        """One record: one JSON line (with "time", unix seconds), and the same keys to every backend."""
         with self.metrics_path.open("a") as f:
-            f.write(json.dumps({"step": step, **metrics}) + "\n")
-        self._wandb(lambda run: run.log(metrics, step=step))
+            f.write(json.dumps({"step": step, **metrics, "time": round(time.time(), 3)}) + "\n")
+        self._each(lambda b: b.log(metrics, step))
 
     def finish(self, summary: dict[str, Any]) -> None:
-        """Write summary.json atomically and close the W&B run with the summary attached."""
+        """Write summary.json atomically and close every backend with the summary attached."""
         atomic_write_bytes(json.dumps(summary, indent=2).encode(), self.run_dir / "summary.json")
-        self._wandb(lambda run: (run.summary.update(dict(_flatten(summary).items())), run.finish()))
+        self._each(lambda b: b.finish(summary))
 
     def abort(self) -> None:
-        """Close the W&B run after a failure, marking it failed."""
-        self._wandb(lambda run: run.finish(exit_code=1))
+        """Close the backends after a failure (W&B marks the run failed)."""
+        self._each(lambda b: b.abort())
 
-    def _wandb(self, call: Any) -> None:
-        """A W&B call; if the service fails (network, rate limits), warn once and go on with the local files."""
-        if self.run is None:
-            return
+    def _each(self, call: Any) -> None:
+        for b in list(self.backends):
+            if self._call(b.name, lambda b=b: call(b)) is None:
+                self.backends.remove(b)
+                if b.name == "wandb":
+                    self.mode = "disabled"
+
+    def _call(self, kind: str, call: Any) -> Any:
+        """call(); on failure (network, rate limits, disk, a missing package) warn once and return None:
+        metrics.jsonl and summary.json hold everything regardless."""
         try:
-            call(self.run)
-        except Exception as e:  # noqa: BLE001 - metrics.jsonl and summary.json hold everything regardless
-            warnings.warn(f"W&B failed ({type(e).__name__}: {e}); logging continues to {self.metrics_path} only",
-                          stacklevel=3)
-            self.run, self.mode = None, "disabled"
+            out = call()
+            return True if out is None else out
+        except ConfigError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a logging service must not stop training
+            label = {"wandb": "W&B", "tensorboard": "TensorBoard", "csv": "CSV"}.get(kind, kind)
+            others = "".join(f", {b.name}" for b in self.backends if b.name != kind)
+            warnings.warn(f"{label} failed ({type(e).__name__}: {e}); logging continues to {self.metrics_path}"
+                          f"{others}", stacklevel=3)
+            return None
 
 
 class NullLogger:
     """The logger of ranks > 0 in a distributed run: rank 0 alone writes metrics, W&B and the summary."""
 
     mode = "disabled"
+    active: tuple[str, ...] = ()
 
     def log(self, metrics: dict[str, Any], step: int) -> None:
         pass
@@ -125,16 +145,6 @@ class NullLogger:
 
     def abort(self) -> None:
         pass
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}/"))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def progress() -> Progress:

@@ -252,8 +252,11 @@ class EvalConfig:
 
 @dataclass
 class LoggerConfig:
-    """Weights & Biases; metrics.jsonl and summary.json are always written."""
+    """Where metrics go: metrics.jsonl and summary.json always, and each of `backends`."""
 
+    # any of wandb, tensorboard (<run>/tensorboard: tensorboard --logdir outputs), csv (<run>/metrics.csv);
+    # e.g. logger.backends=[wandb,tensorboard]; logger.backends=[] keeps the local files only
+    backends: List[str] = field(default_factory=lambda: ["wandb"])
     mode: str = "online"  # online | offline | disabled; online falls back to offline without credentials
     project: str = "bertlab"
     entity: Optional[str] = None
@@ -262,10 +265,20 @@ class LoggerConfig:
     tags: List[str] = field(default_factory=list)
 
     def check(self) -> None:
-        """The mode."""
+        """The W&B mode and the backends (each known, none twice, its package importable)."""
+        import importlib.util
+
+        from runner.log_backends import BACKENDS
         from runner.logging import MODES
 
         _need(self.mode in MODES, f"logger.mode={self.mode!r} must be one of {', '.join(MODES)}")
+        for b in self.backends:
+            _need(b in BACKENDS, f"logger.backends: {b!r} is not a backend; use any of {', '.join(BACKENDS)}")
+        _need(len(set(self.backends)) == len(self.backends), f"logger.backends={list(self.backends)} names one twice")
+        for b, package in (("wandb", "wandb"), ("tensorboard", "tensorboard")):
+            _need(b not in self.backends or importlib.util.find_spec(package) is not None,
+                  f"logger.backends has {b} but the {package} package is not installed: pip install {package}, or "
+                  f"drop it from logger.backends")
 
 
 @dataclass

@@ -155,8 +155,9 @@ class Trainer:
     def log_validation(self, logger: RunLogger) -> tuple[dict[str, float], dict[str, float]]:
         """Validate at this step and log it."""
         val, probes = self.validate(self.step)
-        logger.log({**{f"val/{k}": v for k, v in val.items()}, **{f"probe/{k}": v for k, v in probes.items()}},
-                   step=self.step)
+        p = self.progress  # the compute axes in every record: dashboards compare runs at equal FLOPs or tokens
+        logger.log({**{f"val/{k}": v for k, v in val.items()}, **{f"probe/{k}": v for k, v in probes.items()},
+                    "train/tokens": p.tokens, "train/flops": p.flops}, step=self.step)
         return val, probes
 
     def fit(self, logger: RunLogger) -> dict[str, Any]:

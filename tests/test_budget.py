@@ -41,7 +41,7 @@ def test_tokens_budget_counts_the_tokens_read(tmp_path):
                    "trainer.log_every=1")
     s = run(cfg, build(cfg), tmp_path)
     seen = [json.loads(x)["train/tokens"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()
-            if "train/tokens" in x]
+            if "train/loss" in x]
     assert seen[-1] == s["tokens_seen"] >= 2000 > seen[-2]  # padding not counted; stopped at the first step past
 
 
