@@ -507,13 +507,18 @@ def log_wandb(rows: list[dict[str, Any]], runs: list[Path], out: Path, plots: li
         warn(f"--wandb: {type(e).__name__}: {e}; the files are written")
 
 
-def compare(paths: list[Path], out: Path | None = None, wandb: bool = False) -> list[dict]:
-    """Collect every run (failed ones included), write the table files and plots, optionally log them to W&B."""
+def compare(paths: list[Path], out: Path | None = None, wandb: bool = False, html: bool = False) -> list[dict]:
+    """Collect every run (failed ones included), write the table files and plots, optionally log them to W&B and
+    write the self-contained comparison.html (html)."""
     runs = find_runs(paths)
     overrides = distinct_overrides(runs)
     rows = [run_row(r, overrides[r]) for r in runs]
     out = Path(out) if out else Path(os.path.commonpath([r.resolve().parent for r in runs]))  # next to the runs
     written = write_files(rows, out)
+    if html:
+        from runner.html_report import write_html  # plotly is needed only for the page
+
+        written.append(write_html(rows, out, sources=paths))
     if wandb:
         log_wandb(rows, runs, out, written)
     err_console.print("wrote " + ", ".join(str(p) for p in written), highlight=False, soft_wrap=True)
@@ -526,9 +531,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("paths", nargs="+", type=Path, help="a Hydra multirun dir, or run dirs")
     parser.add_argument("--out", type=Path, help="where to write comparison.csv/.md and plots (default: next to runs)")
     parser.add_argument("--wandb", action="store_true", help="also log the table and plots to a W&B comparison run")
+    parser.add_argument("--html", action="store_true",
+                        help="also write comparison.html: sortable table and interactive plots, opens offline")
     args = parser.parse_args(argv)
     try:
-        rows = compare(args.paths, args.out, args.wandb)
+        rows = compare(args.paths, args.out, args.wandb, html=args.html)
     except ConfigError as e:
         err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         sys.exit(2)
