@@ -151,3 +151,24 @@ def test_bad_backends_are_one_line_errors(value, message):
 def test_logger_local_writes_tensorboard_and_csv_without_wandb():
     cfg = make_cfg("logger=local")
     assert list(cfg.logger.backends) == ["tensorboard", "csv"] and cfg.logger.mode == "disabled"
+
+
+def test_runs_logged_without_tensorboard_get_event_files_from_their_metrics(all_backends, tmp_path):
+    """python -m runner.tensorboard: a run's metrics.jsonl replayed into <run>/tensorboard, the same scalars as the
+    live backend wrote; never twice."""
+    import shutil
+
+    from runner.tensorboard import main
+
+    src, _ = all_backends
+    copy = tmp_path / "sweep" / "0_bert_mlm_nsp"
+    shutil.copytree(src, copy, ignore=shutil.ignore_patterns("tensorboard", "wandb"))
+    (copy / ".hydra").mkdir()  # as `python -m runner` leaves it
+    (copy / ".hydra" / "config.yaml").write_text("model:\n  name: bert\noptimizer:\n  lr: 0.0005\n")
+    main([str(tmp_path / "sweep")])
+    live, replayed = tensorboard_scalars(src), tensorboard_scalars(copy)
+    assert replayed.keys() == live.keys()
+    assert all([s for s, _ in replayed[k]] == [s for s, _ in live[k]] for k in live)
+    before = sorted(p.name for p in (copy / "tensorboard").iterdir())
+    main([str(copy)])
+    assert sorted(p.name for p in (copy / "tensorboard").iterdir()) == before
