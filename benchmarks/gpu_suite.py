@@ -216,7 +216,7 @@ def mfu_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
 def improvement_rows(sweep: Path) -> list[dict[str, Any]]:
     """runner.compare's row for each job of the sweep (finished, incomplete or failed), with the device and
     precision it ran on."""
-    from runner.compare import distinct_overrides, find_runs, run_row
+    from runner.runs import distinct_overrides, find_runs, run_row
     from runner.errors import ConfigError
 
     try:
@@ -389,7 +389,7 @@ def markdown(suite: dict[str, Any]) -> str:
     rows = (e or {}).get("results") or []
     md += ["## experiment=bert_improvements", ""]
     if rows:
-        from runner.compare import cells, table_columns
+        from runner.runs import cells, table_columns
 
         devices = sorted({f"{r['device']}, {r['precision']}" for r in rows if r.get("device")})
         md += [f"`python -m runner {' '.join(improvement_overrides(suite))}` ({'; '.join(devices) or '?'}); "

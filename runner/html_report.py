@@ -11,14 +11,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from runner.compare import CHANCE, cells, downstream_tasks, flops_at, probe_kinds, read_jsonl, table_columns
+from runner.runs import CHANCE, cells, downstream_tasks, flops_at, probe_kinds, read_jsonl, table_columns
 from runner.errors import ConfigError
 
 HTML_FILE = "comparison.html"
 # curve groups in the order a reader looks for them; any other prefix follows alphabetically
 GROUP_ORDER = ("val", "probe", "train", "downstream", "context")
 NOT_CURVES = {"step", "time"}  # x-axis values, not metrics
-# headline metrics first in their group: the validation loss compare picks (compare.pick_metric) and the probe score
+# headline metrics first in their group: the validation loss compare picks (runs.pick_metric) and the probe score
 FIRST = ("val/mlm_loss", "val/lm_loss", "val/plm_loss", "val/perplexity", "val/unigram_gap", "probe/overall",
          "train/loss", "train/lr")
 AXES = {"step": "step", "tokens": "tokens seen", "flops": "training FLOPs",
@@ -32,7 +32,7 @@ PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 SERIES = ["#66c2a5", "#fc8d62", "#8da0cb", "#e78ac3", "#a6d854", "#ffd92f", "#e5c494", "#b3b3b3"]
 OVERALL, OTHER_SCORER = "#4a6fa5", "#9fbbe0"
 DOWNSTREAM = {"pretrained": "#4a6fa5", "random init": "#b3b3b3", "bag-of-words": "#fc8d62"}
-SI = {"k": 1e3, "M": 1e6, "B": 1e9, "T": 1e12}  # compare._si's suffixes
+SI = {"k": 1e3, "M": 1e6, "B": 1e9, "T": 1e12}  # runs._si's suffixes
 NUMBER = re.compile(r"\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)([kMBT])?(?![A-Za-z])")
 
 
@@ -92,7 +92,7 @@ def interp_at(anchors: dict[int, float], steps: list[int]) -> list[float | None]
 
 def run_axes(row: dict[str, Any], records: list[dict], steps: list[int]) -> dict[str, dict[str, float | None]]:
     """For each x-axis but step, {step: x} at these steps (None where unknown): tokens from train/tokens (the run's
-    last step: summary's tokens_seen), FLOPs by compare.flops_at, seconds since the first record's time. Step 0 is 0
+    last step: summary's tokens_seen), FLOPs by runs.flops_at, seconds since the first record's time. Step 0 is 0
     tokens and FLOPs even for a job killed before logging either; time is absent unless logged."""
     logged = [r for r in records if "step" in r]
     axes: dict[str, list[float | None]] = {}
@@ -268,12 +268,12 @@ def downstream_figures(rows: list[dict[str, Any]], labels: list[str], summaries:
 
 
 def html_columns(rows: list[dict[str, Any]]) -> list:
-    """compare.table_columns, without overrides where it repeats every run's name (sweep jobs), as the console does."""
+    """runs.table_columns, without overrides where it repeats every run's name (sweep jobs), as the console does."""
     return [c for c in table_columns(rows) if c[0] != "overrides" or any(r["overrides"] != r["run"] for r in rows)]
 
 
 def table_html(rows: list[dict[str, Any]]) -> str:
-    """The markdown table's columns and cells (compare.table_columns) as an HTML table sortable by its headers:
+    """The markdown table's columns and cells (runs.table_columns) as an HTML table sortable by its headers:
     numeric cells carry their value in data-sort; a failed or incomplete run's row is marked by its status."""
     columns = html_columns(rows)
     head = "".join(f'<th class="{"text" if text else "num"}" title="click to sort">{html.escape(name)}</th>'
@@ -521,7 +521,7 @@ def page(rows: list[dict[str, Any]], sources: list[Path]) -> str:
 
 
 def write_html(rows: list[dict[str, Any]], out: Path, sources: list[Path] | None = None) -> Path:
-    """Write out/comparison.html for these compare.run_row rows; sources: the paths compared (default: the runs')."""
+    """Write out/comparison.html for these runs.run_row rows; sources: the paths compared (default: the runs')."""
     if not rows:
         raise ConfigError("--html: no runs to report")
     out = Path(out)

@@ -15,7 +15,7 @@ def replay(run_dir: Path) -> Path | None:
     """Write <run_dir>/tensorboard from its metrics.jsonl; None when it already has event files (never doubled)."""
     import yaml
 
-    from runner.compare import read_jsonl
+    from runner.runs import read_jsonl
     from runner.log_backends import TensorBoardBackend, numeric
 
     out = run_dir / "tensorboard"
@@ -36,7 +36,8 @@ def replay(run_dir: Path) -> Path | None:
 
 def main(argv: list[str] | None = None) -> None:
     """CLI: replay every run found under the paths; exit 2 with one line when there is none."""
-    from runner.compare import err_console, find_runs
+    from runner.logging import console as err_console
+    from runner.runs import find_runs
 
     parser = argparse.ArgumentParser(prog="python -m runner.tensorboard", description=__doc__)
     parser.add_argument("paths", nargs="+", type=Path, help="run dirs, or multirun dirs holding them")

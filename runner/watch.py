@@ -26,7 +26,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from runner.compare import distinct_overrides, is_run, job_key, log_error, pick_metric, read_yaml
+from runner.runs import distinct_overrides, is_run, job_key, log_error, pick_metric, read_yaml
 from runner.errors import ConfigError
 
 MARKER = "sweep.json"  # {"jobs", "swept", "started", "ended", "pid", "host"}, written by SweepCallback

@@ -14,7 +14,8 @@ import pytest
 import yaml
 from rich.console import Console
 
-from runner.compare import compare, loss_curve, probe_curve, rich_table
+from runner.compare import compare, rich_table
+from runner.runs import loss_curve, probe_curve
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"

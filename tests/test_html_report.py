@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.compare import compare, flops_at, run_row
+from runner.compare import compare
+from runner.runs import flops_at, run_row
 from runner.errors import ConfigError
 from runner.html_report import HTML_FILE, embed_json, run_curves, sort_value, write_html
 from tests.test_compare import ROOT, make_run, probes, summary

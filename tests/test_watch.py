@@ -174,6 +174,22 @@ def test_watch_of_an_older_finished_sweep_ends_at_once(tmp_path):
     assert [j.name for j in job_states(sweep)] == ["model=bert", "model=roberta"]  # no sweep.json: what differs
 
 
+def test_compare_watch_follows_the_sweep_and_exits_with_its_code(tmp_path, capsys):
+    """python -m runner.compare --watch DIR: the same view; exit 0 when every job finished, 2 for a bad DIR."""
+    from runner.compare import main
+
+    sweep = tmp_path / "s"
+    for i, model in enumerate(["bert", "roberta"]):
+        make_job(sweep, f"{i}_{model}_mlm", records=[train(10, 6.5)], summary={"steps": 10, "max_steps": 10},
+                 overrides=(f"model={model}",))
+    with pytest.raises(SystemExit) as done:
+        main(["--watch", str(sweep), "--interval", "0.01"])
+    assert done.value.code == 0 and "2 of 2 jobs finished" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as bad:
+        main(["--watch", str(tmp_path / "missing")])
+    assert bad.value.code == 2
+
+
 def test_watch_times_out_on_a_sweep_that_goes_on(tmp_path):
     sweep = tmp_path / "s"
     mark(sweep, jobs=2)
