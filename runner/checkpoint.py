@@ -1,6 +1,11 @@
 """Checkpoints: written atomically (a temporary file, fsync, rename), the last `keep` kept as
 checkpoints/step-<N>.pt with checkpoints/last.pt a hard link to the newest. A crash mid-write never replaces a good
-checkpoint; an unreadable one (truncated, corrupt) is reported by name and the previous one is used instead."""
+checkpoint; an unreadable one (truncated, corrupt) is reported by name and the previous one is used instead.
+
+Loading runs no code from the file: torch.load(weights_only=True), tensors and plain values only (what save() writes,
+and what it refuses to write otherwise). A checkpoint naming any other function or class is refused in one line with
+the conversion command, and no older one is tried in its place: a run directory holding such a file was written by
+other code, and resuming it from an earlier step would hide that."""
 from __future__ import annotations
 
 import contextlib
@@ -12,7 +17,7 @@ from typing import Any
 
 import torch
 
-from runner.data.cache import atomic_save
+from runner.data.cache import UnsafePickle, atomic_save, first_line, load_safely
 from runner.errors import TrainingError
 
 STEP_FILE = re.compile(r"step-(\d+)\.pt$")
@@ -68,6 +73,20 @@ def _point_last_at(path: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, last)
 
 
+def read(path: Path) -> Any:
+    """One checkpoint or snapshot file, loaded with weights_only=True; a file that names other globals is an
+    UnsafePickle (a one-line TrainingError) saying how to convert it, when it is a checkpoint its user trusts."""
+    return load_safely(path, fix=conversion_hint(path))
+
+
+def conversion_hint(path: Path) -> str:
+    """What to do with a refused checkpoint: convert it (a run's checkpoints and snapshots at once), if trusted."""
+    path = Path(path)
+    target = path.parent.parent if path.parent.name in ("checkpoints", "snapshots") else path
+    return (f"if you wrote it (before bertlab loaded checkpoints safely) and trust it, convert it once with "
+            f"`python -m runner.convert {target}`, otherwise delete it or start a new run directory")
+
+
 def rng_state() -> dict[str, Any]:
     """Every random state a training step consumes (dropout draws from these)."""
     return {"cpu": torch.get_rng_state(),
@@ -83,7 +102,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def load(run_dir: Path) -> dict[str, Any]:
     """The run's newest readable checkpoint: last.pt, else the step files newest first. An unreadable one is
-    reported by name (on the console) and skipped; none at all, or none readable, is a TrainingError."""
+    reported by name (on the console) and skipped; none at all, or none readable, is a TrainingError, and so is an
+    unsafe one (UnsafePickle, see read()), which stops the search instead of being skipped."""
     from runner.logging import console
 
     last = checkpoint_path(run_dir)
@@ -93,11 +113,18 @@ def load(run_dir: Path) -> dict[str, Any]:
             continue  # last.pt and its step file are one file
         seen.add(inode)
         try:
-            return torch.load(path, map_location="cpu", weights_only=False)
+            state = read(path)
+        except UnsafePickle:
+            raise  # not damage but foreign content: say so rather than quietly resume from an older step
         except Exception as e:  # noqa: BLE001 - truncated zip, bad pickle, ...: try the previous checkpoint
             bad.append(path.name)
-            console.print(f"[yellow]warning:[/] checkpoint {path} is unreadable ({type(e).__name__}: {e}); "
-                          "trying the previous one", highlight=False, soft_wrap=True)
+            console.print(f"[yellow]warning:[/] checkpoint {path} is unreadable ({type(e).__name__}: "
+                          f"{first_line(e)}); trying the previous one", highlight=False, soft_wrap=True)
+            continue
+        if not isinstance(state, dict):
+            raise TrainingError(f"{path} is not a bertlab checkpoint (it holds a {type(state).__name__}, not a dict "
+                                "of states); start a new run directory")
+        return state
     if bad:
         raise TrainingError(f"no readable checkpoint in {last.parent} ({', '.join(bad)} are corrupt or truncated); "
                             "start a new run directory")

@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import torch
 from omegaconf import DictConfig
 
+from runner import checkpoint
 from runner.data.cache import atomic_save, atomic_write_bytes
 from runner.errors import ConfigError
 
@@ -139,7 +140,7 @@ def evaluate_snapshots(cfg: DictConfig, built: Any, run_dir: Path, probes: Any, 
     files = saved_snapshots(run_dir)
     try:
         for i, path in enumerate(files):
-            snap = torch.load(path, map_location="cpu", weights_only=False)
+            snap = checkpoint.read(path)  # weights_only: a snapshot someone else wrote runs no code here
             module.load_state_dict(snap["module"])
             point: dict[str, Any] = {"flops": snap["flops"], "step": snap["step"], "tokens": snap["tokens"],
                                      "tasks": {}}

@@ -1,4 +1,8 @@
-"""On-disk cache helpers: crash-safe writes and content keys."""
+"""On-disk cache helpers: crash-safe writes, content keys, and loading that runs no code from a file.
+
+Every file this runner reads back is data only: torch files load with torch.load(weights_only=True) (tensors and plain
+values; a file naming any other function or class is refused before anything in it runs), and atomic_save refuses to
+write what that load would refuse; arrays load with numpy's allow_pickle=False; the rest is JSON."""
 
 from __future__ import annotations
 
@@ -7,12 +11,16 @@ import fcntl
 import hashlib
 import os
 import pathlib
+import pickle
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from typing import IO, Any, TypeVar
 
 import torch
+
+from runner.errors import ConfigError, TrainingError
 
 ENV_VAR = "BERTLAB_CACHE"
 
@@ -26,7 +34,7 @@ def _atomic_file(path: pathlib.Path) -> Iterator[IO[bytes]]:
     # Same directory so os.replace is a rename within one filesystem, hence atomic.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with os.fdopen(fd, "w+b") as f:  # readable too: atomic_save checks what it wrote before the rename
             yield f
             f.flush()
             os.fsync(f.fileno())
@@ -45,9 +53,60 @@ def atomic_write_bytes(data: bytes, path: pathlib.Path | str) -> None:
 
 
 def atomic_save(obj: Any, path: pathlib.Path | str) -> None:
-    """torch.save `obj` to `path` atomically (temp file, fsync, os.replace); makes parent dirs."""
+    """torch.save `obj` to `path` atomically (temp file, fsync, os.replace); makes parent dirs. An object that
+    load_safely could not read back (a numpy array, an OmegaConf container, any class) is a TypeError naming what it
+    holds, and nothing is written: a file that saves is a file that loads."""
     with _atomic_file(pathlib.Path(path)) as f:
         torch.save(obj, f)
+        f.flush()
+        f.seek(0)
+        # Read statically from the pickle just written (nothing is unpickled), against torch's own allow-list.
+        if unsafe := sorted(torch.serialization.get_unsafe_globals_in_checkpoint(f)):
+            raise TypeError(f"not saving {path}: it would hold {', '.join(unsafe)}, which "
+                            "torch.load(weights_only=True) refuses; store tensors and plain values (numpy -> "
+                            "torch.from_numpy or .item(), OmegaConf -> OmegaConf.to_container)")
+
+
+class UnsafePickle(TrainingError):
+    """A torch file that load_safely refused: unpickling it would call functions or classes outside torch's
+    weights_only allow-list, which can run any code."""
+
+    def __init__(self, path: pathlib.Path, names: list[str], fix: str):
+        self.path, self.names = path, names
+        named = ", ".join(names) or "functions or classes"
+        super().__init__(f"{path} was not loaded: it names {named} outside torch's weights_only allow-list "
+                         "(unpickling such a file can run any code; bertlab loads only tensors and plain values); "
+                         f"{fix}")
+
+
+def load_safely(path: pathlib.Path | str, fix: str = "delete it") -> Any:
+    """torch.load(path) with weights_only=True onto the CPU. A file naming other globals raises UnsafePickle (one
+    line, ending with `fix`) before any of them runs; a corrupt one raises as torch.load does."""
+    path = pathlib.Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        names = unsafe_globals(path) or refused_globals(e)
+        if names or "unsupported global" in str(e).lower():
+            raise UnsafePickle(path, names, fix) from e
+        # weights_only's unpickler reports garbage the same way: a corrupt file, not an unsafe one; keep what it
+        # found, not the advice to load it with weights_only=False that precedes it
+        found = re.search(r"WeightsUnpickler error:\s*(.+)", str(e))
+        raise pickle.UnpicklingError(f"not a torch checkpoint ({found.group(1) if found else first_line(e)})") from e
+
+
+def unsafe_globals(path: pathlib.Path) -> list[str]:
+    """The globals outside torch's weights_only allow-list that a torch file names, read without unpickling it;
+    [] for a file that cannot be read that way (torch's older non-zip format, garbage)."""
+    try:
+        return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception:  # noqa: BLE001 - not a zip checkpoint: refused_globals reads torch's refusal instead
+        return []
+
+
+def refused_globals(error: Exception) -> list[str]:
+    """The globals a weights_only refusal names (the first one it met: torch stops there)."""
+    return sorted({m.rstrip(".") for m in re.findall(r"\bGLOBAL ([A-Za-z_][\w.]*)", str(error))})
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> pathlib.Path:
@@ -61,16 +120,18 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> pathlib.Path:
 
 
 def cached(path: pathlib.Path, build: Callable[[], Any]) -> Any:
-    """Load `path` if it exists, else build, save atomically, and return the object."""
+    """Load `path` if it exists (load_safely: tensors and plain values only), else build, save atomically, and
+    return the object. An unreadable or unsafe file is a one-line TrainingError: delete it to rebuild."""
     path = pathlib.Path(path)
     if path.exists():
         try:
-            # weights_only=False: caches hold our own dataclasses, written by this code only.
-            return torch.load(path, weights_only=False)
-        except Exception as e:
-            first = (str(e).splitlines() or [""])[0]  # torch's unpickling errors span lines
-            raise RuntimeError(f"cache file {path} is unreadable ({type(e).__name__}: {first}); "
-                               f"delete it to rebuild") from e
+            # A cache directory may be shared (a cluster's scratch space): what is in it is data, never code.
+            return load_safely(path, fix="delete it to rebuild")
+        except UnsafePickle:
+            raise
+        except Exception as e:  # noqa: BLE001 - truncated zip, bad pickle: rebuilding is the fix
+            raise TrainingError(f"cache file {path} is unreadable ({type(e).__name__}: {first_line(e)}); "
+                                f"delete it to rebuild") from e
     obj = build()
     atomic_save(obj, path)
     return obj
@@ -127,7 +188,21 @@ def cached_dir(path: pathlib.Path | str, build: Callable[[pathlib.Path], None],
                     shutil.rmtree(tmp, ignore_errors=True)
                     raise
                 _fsync_path(path.parent)  # persist the rename itself
-    return load(path)
+    try:
+        return load(path)
+    except (ConfigError, TrainingError):
+        raise  # already one line, saying what to do
+    except (OSError, ValueError, KeyError, EOFError, pickle.UnpicklingError, RuntimeError) as e:
+        # A damaged or tampered cache (numpy refuses a pickled .npy: allow_pickle=False) is one line naming the
+        # directory whose removal rebuilds it (an inner one, such as a split's, would not: `path` existing means done).
+        inner = re.sub(r";? ?delete it to rebuild$", "", first_line(e))
+        said = inner if type(e) is RuntimeError else f"{type(e).__name__}: {inner}"  # a RuntimeError says it all
+        raise TrainingError(f"cache {path} is unreadable ({said}); delete {path} to rebuild it") from e
+
+
+def first_line(error: BaseException) -> str:
+    """An error's message up to its first line break (torch's and numpy's can span many)."""
+    return (str(error).strip().splitlines() or [""])[0]
 
 
 def key(*parts: Any) -> str:
