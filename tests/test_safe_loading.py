@@ -191,3 +191,15 @@ def test_save_refuses_state_that_would_not_load_safely_and_keeps_the_previous_fi
         checkpoint.save(tmp_path, {"step": 2, "loss": np.float64(1.0)})
     assert checkpoint.load(tmp_path) == {"step": 1}
     assert not list((tmp_path / "checkpoints").glob(".*")), "no temporary file left"
+
+
+def test_an_init_from_bin_that_would_run_code_is_a_one_line_config_error(tmp_path):
+    """model.init_from=<dir> with a pytorch_model.bin (a pickle) holding more than tensors: refused, nothing runs."""
+    from runner.errors import ConfigError
+    from runner.models.hf import _read_weights
+
+    sentinel = tmp_path / "ran"
+    torch.save({"w": torch.zeros(2), "x": TouchesFile(sentinel)}, tmp_path / "pytorch_model.bin")
+    with pytest.raises(ConfigError, match="pytorch_model.bin was not loaded") as e:
+        _read_weights(tmp_path)
+    assert "\n" not in str(e.value) and not sentinel.exists()

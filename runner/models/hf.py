@@ -539,5 +539,11 @@ def _read_weights(p: Path) -> dict[str, torch.Tensor]:
 
         return load_file(p / "model.safetensors")
     if (p / "pytorch_model.bin").is_file():
-        return torch.load(p / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        import pickle
+
+        try:  # weights_only: a .bin is a pickle, and one naming anything but tensors could run code
+            return torch.load(p / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            raise ConfigError(f"model.init_from={str(p)!r}: pytorch_model.bin was not loaded, it holds more than "
+                              "tensors (unpickling it could run code); use a model.safetensors checkpoint") from e
     raise ConfigError(f"model.init_from={str(p)!r} holds no model.safetensors or pytorch_model.bin")
