@@ -63,12 +63,14 @@ def job(cfg: DictConfig, hc) -> float | None:
         print(export_run_dir(Path(cfg.export), build, export_run))
         return None
     run_dir = Path(hc.runtime.output_dir)
-    from runner import distributed
+    from runner import distributed, rundir
 
     distributed.from_submitit()  # hydra.launcher.tasks_per_node > 1: this task is one rank
     cfg.logger.group, cfg.logger.name = identity(hc, run_dir, cfg.logger.group, cfg.logger.name)
-    run_prerequisite(cfg)
-    summary = run(cfg, build(cfg), run_dir)
+    # a single run took it in RunDirCallback.on_run_start; multirun and submitit jobs take it here
+    with rundir.owned(run_dir, rundir.resuming(cfg)):
+        run_prerequisite(cfg)
+        summary = run(cfg, build(cfg), run_dir)
     value = metric_value(summary, cfg.sweep.metric)
     if value is None and optimised_by_sweeper(hc) and cfg.trainer.max_steps > 0:
         raise TrainingError(f"sweep.metric={cfg.sweep.metric} is not in {run_dir / 'summary.json'} (downstream "
@@ -81,6 +83,7 @@ def run_prerequisite(cfg: DictConfig) -> None:
     resuming it if it stopped; nothing when there is none or it has finished."""
     from hydra import compose
 
+    from runner import rundir
     from runner.build import build, encoder_config, objective_options
     from runner.logging import console
     from runner.run import run
@@ -90,12 +93,16 @@ def run_prerequisite(cfg: DictConfig) -> None:
     if need is None:
         return
     where, overrides = Path(need[0]), [*need[1], f"logger.mode={cfg.logger.mode}", "trainer.resume=auto"]
-    console.print(f"objective={options.name}: training the run it needs first in {where}: {' '.join(need[1])}",
-                  highlight=False, soft_wrap=True)
-    first = compose("config", overrides=overrides)
-    (where / ".hydra").mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(first, where / ".hydra" / "config.yaml")  # a run directory, as Hydra writes one
-    run(first, build(first), where)
+    # its own run directory, owned while it trains: a student started beside this one waits, then finds it done
+    with rundir.owned(where, resume=True, wait=True):
+        if cls.prerequisite(options) is None:
+            return
+        console.print(f"objective={options.name}: training the run it needs first in {where}: {' '.join(need[1])}",
+                      highlight=False, soft_wrap=True)
+        first = compose("config", overrides=overrides)
+        (where / ".hydra").mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(first, where / ".hydra" / "config.yaml")  # a run directory, as Hydra writes one
+        run(first, build(first), where)
 
 
 def log_to_job_file(message: str) -> None:

@@ -46,12 +46,15 @@ def run(cfg: DictConfig, built: Built, run_dir: Path) -> dict[str, Any]:
     # job resumes that way by default (the job's directory holds a checkpoint only when this is a requeue)
     auto = cfg.trainer.resume == "auto" or (cfg.trainer.resume is False and distributed.in_submitit_job())
     resuming = cfg.trainer.resume is True or (auto and checkpoint.exists(run_dir))
+    config = OmegaConf.to_container(cfg, resolve=True)
+    config.pop("hydra", None)
+    trainer.checkpointer.track(config)  # checkpoints record it; a resume lists what changed since (runner/state.py)
     if resuming:
         trainer.restore()
     m, o, d = cfg.model.name, cfg.objective.name, cfg.data.name
     name = cfg.logger.name or f"{m}-{o}-{d}-{run_dir.name[:19]}"
     tags = list(dict.fromkeys([m, o, d, cfg.model.family, f"masking={cfg.objective.get('masking', 'none')}",
-                               *cfg.logger.tags]))
+                               *cfg.logger.tags, *(["resumed-with-changes"] if trainer.checkpointer.changes else [])]))
     group = cfg.logger.group or f"{m}-{o}"  # dashboards group runs by model and objective (sweeps: by sweep)
     logger = RunLogger(cfg.logger, run_dir, OmegaConf.to_container(cfg, resolve=True), name, tags,
                        resume_step=trainer.step if resuming else None, group=group) if main else NullLogger()
@@ -96,6 +99,7 @@ def run(cfg: DictConfig, built: Built, run_dir: Path) -> dict[str, Any]:
         "padding": padding_shares(p),
         "device": str(trainer.device), "precision": trainer.precision, "data_stats": built.data.stats(),
         "wandb_mode": logger.mode, "wandb_group": group, "skipped_steps": p.skipped,
+        "resume_changes": trainer.checkpointer.changes,  # settings changed on resume: key, before, after, step
     }
     if v.unigram_entropy is not None:
         summary["unigram_entropy"] = v.unigram_entropy

@@ -2,7 +2,10 @@
 own state_dict): the model and optimizer (through the parallel wrapper), the schedule, the precision's loss
 scaler, the feed's position, the encoder's per-rank state (Transformer-XL's memories), every rank's random
 state and the loop's progress counters. The keys stay flat, as checkpoints written before this layout have them,
-so those resume unchanged (a missing `feed` position is derived from the step)."""
+so those resume unchanged (a missing `feed` position is derived from the step). The run's resolved config is kept
+too (`config`, plain types), with every resume's changed settings (`resume_changes`): a resume compares its config
+with the checkpoint's (runner/config_changes.py), refuses a change to what makes the run what it is and lists the
+others."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
@@ -12,6 +15,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from runner import checkpoint, distributed
+from runner.config_changes import compare, describe
 from runner.errors import TrainingError
 from runner.models.registry import identity
 
@@ -47,6 +51,13 @@ class Checkpointer:
     def __init__(self, run_dir: Path, keep: int, model_config: Any, parts: dict[str, Any]):
         # parts: parallel, optimizer, scheduler, precision, feed, encoder, progress, world, grad_accum
         self.run_dir, self.keep, self.model_config, self.p = Path(run_dir), keep, model_config, parts
+        self.config: dict[str, Any] | None = None  # the run's resolved config (track()), saved with each checkpoint
+        self.changes: list[dict[str, Any]] = []  # {"key", "before", "after", "step", "applied"}: every resume's
+
+    def track(self, config: dict[str, Any]) -> None:
+        """Record the run's resolved config (plain types, no `hydra` node) in its checkpoints, so a resume can tell
+        what changed."""
+        self.config = config
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue bit for bit (called on every rank: RNG and per-rank states are gathered)."""
@@ -59,7 +70,8 @@ class Checkpointer:
                 "feed": p["feed"].state_dict(), "rng": rngs[0], "rng_ranks": rngs,
                 "memory_ranks": ranks if any(r is not None for r in ranks) else None, "world_size": p["world"],
                 "strategy": p["parallel"].strategy if p["world"] > 1 else "single",
-                "model_config": OmegaConf.to_container(self.model_config)}
+                "model_config": OmegaConf.to_container(self.model_config), "config": self.config,
+                "resume_changes": self.changes}
 
     def save(self) -> None:
         """checkpoints/last.pt, written by rank 0 (every rank contributes its RNG state)."""
@@ -70,9 +82,7 @@ class Checkpointer:
     def restore(self) -> str | None:
         """Load checkpoints/last.pt into every component; a note to show when per-rank state could not carry over."""
         p, s = self.p, checkpoint.load(self.run_dir)
-        if identity(s["model_config"]) != identity(self.model_config):
-            raise TrainingError(f"the checkpoint in {self.run_dir} was trained with another model config; "
-                                "resume with the run's own overrides or start a new run directory")
+        self.check_config(s)
         p["parallel"].load_state_dict(p["optimizer"], s["module"], s["optimizer"])
         p["scheduler"].load_state_dict(s["scheduler"])
         p["precision"].load_state_dict(s.get("precision"))
@@ -90,3 +100,40 @@ class Checkpointer:
             return (f"the checkpoint was written by {len(ranks)} ranks, this run has {world}: the model's per-rank "
                     "state (Transformer-XL memories) starts empty")
         return None
+
+    def check_config(self, s: dict[str, Any]) -> None:
+        """Refuse a checkpoint trained as another run (one line naming the keys); list the settings changed since
+        it was written (console, and self.changes for summary.json and later checkpoints)."""
+        self.changes = list(s.get("resume_changes") or [])
+        if self.config is None or s.get("config") is None:  # no config to compare: the model's identity, as ever
+            if identity(s["model_config"]) != identity(self.model_config):
+                raise TrainingError(f"the checkpoint in {self.run_dir} was trained with another model config; "
+                                    "resume with the run's own overrides or start a new run directory")
+            if self.config is not None:
+                self._say("[yellow]note:[/] the checkpoint does not record its config; changes cannot be listed")
+            return
+        found = compare(s["config"], self.config, int(s.get("world_size", 1)), int(self.p["world"]), int(s["step"]))
+        if found.identity:
+            raise TrainingError(f"the checkpoint in {self.run_dir} was trained as another run "
+                                f"({describe(found.identity)}); resume with the run's own values, or start a new run "
+                                "in another hydra.run.dir")
+        if found.listed:
+            held = self._held_by_optimizer(s)
+            for c in found.listed:  # load_state_dict brings back the checkpoint's values of these over the config's
+                c["applied"] = c["key"] not in held
+            self.changes += found.listed
+            self._say(f"[yellow]resumed at step {s['step']:,} with changed settings:[/] {describe(found.listed)}")
+
+    @staticmethod
+    def _held_by_optimizer(s: dict[str, Any]) -> set[str]:
+        """optimizer.<key> for each hyperparameter the checkpoint's optimizer state holds (lr, betas, eps, ...): its
+        param_groups and the schedule's base rates come back on load, so a changed config value does not apply."""
+        groups = (s.get("optimizer") or {}).get("param_groups") or [{}]
+        return {f"optimizer.{k}" for k in groups[0] if k != "params"}
+
+    @staticmethod
+    def _say(line: str) -> None:
+        if distributed.is_main():
+            from runner.logging import console
+
+            console.print(line, highlight=False, soft_wrap=True)
