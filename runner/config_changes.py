@@ -8,8 +8,8 @@ Three kinds of keys (dotted, as on the command line):
   go on in one process with batch 8 (resuming at another world size alone is allowed: docs/distributed.md).
 - ignored: settings of one invocation that never change what the run computes (IGNORED).
 - listed: everything else (optimizer.*, trainer.max_steps, eval.*, ...): shown on resume and kept in summary.json.
-  A listed key the checkpoint's optimizer state holds (optimizer.lr, betas, eps, weight_decay) is marked
-  "applied": false: loading that state brings back the old value (runner/state.py).
+  A listed key the checkpoint's optimizer state holds (optimizer.lr, betas, eps, weight_decay) is put back over
+  the loaded state (runner/state.py), so every listed change takes effect from the resumed step.
 Both configs are first brought up to the current schema (runner.schema.with_defaults), so a key added since the
 checkpoint was written is no change."""
 from __future__ import annotations
@@ -99,6 +99,4 @@ def compare(before: dict[str, Any], after: dict[str, Any], world_before: int, wo
 def describe(changes: list[dict[str, Any]]) -> str:
     """key: before -> after, ...; one line (null: unset, or a key only one of the configs has)."""
     show = lambda v: "null" if v is None else str(v)  # noqa: E731
-    kept = " (not applied: the checkpoint's optimizer state keeps the old value)"
-    return ", ".join(f"{c['key']}: {show(c['before'])} -> {show(c['after'])}{kept if c.get('applied') is False else ''}"
-                     for c in changes)
+    return ", ".join(f"{c['key']}: {show(c['before'])} -> {show(c['after'])}" for c in changes)

@@ -52,7 +52,7 @@ class Checkpointer:
         # parts: parallel, optimizer, scheduler, precision, feed, encoder, progress, world, grad_accum
         self.run_dir, self.keep, self.model_config, self.p = Path(run_dir), keep, model_config, parts
         self.config: dict[str, Any] | None = None  # the run's resolved config (track()), saved with each checkpoint
-        self.changes: list[dict[str, Any]] = []  # {"key", "before", "after", "step", "applied"}: every resume's
+        self.changes: list[dict[str, Any]] = []  # {"key", "before", "after", "step"}: every resume's
 
     def track(self, config: dict[str, Any]) -> None:
         """Record the run's resolved config (plain types, no `hydra` node) in its checkpoints, so a resume can tell
@@ -82,9 +82,11 @@ class Checkpointer:
     def restore(self) -> str | None:
         """Load checkpoints/last.pt into every component; a note to show when per-rank state could not carry over."""
         p, s = self.p, checkpoint.load(self.run_dir)
-        self.check_config(s)
+        changed = self.check_config(s)
+        fresh = _hyperparameters(p["optimizer"], p["scheduler"])  # as this invocation's config built them
         p["parallel"].load_state_dict(p["optimizer"], s["module"], s["optimizer"])
         p["scheduler"].load_state_dict(s["scheduler"])
+        _apply(p["optimizer"], p["scheduler"], fresh, changed)
         p["precision"].load_state_dict(s.get("precision"))
         p["progress"].load_state_dict(s)
         p["feed"].load_state_dict(s.get("feed") or {"position": s["step"] * p["grad_accum"]})
@@ -101,9 +103,10 @@ class Checkpointer:
                     "state (Transformer-XL memories) starts empty")
         return None
 
-    def check_config(self, s: dict[str, Any]) -> None:
+    def check_config(self, s: dict[str, Any]) -> set[str]:
         """Refuse a checkpoint trained as another run (one line naming the keys); list the settings changed since
-        it was written (console, and self.changes for summary.json and later checkpoints)."""
+        it was written (console, and self.changes for summary.json and later checkpoints); return the optimizer
+        hyperparameters among them (lr, betas, eps, weight_decay), which restore() applies over the checkpoint's."""
         self.changes = list(s.get("resume_changes") or [])
         if self.config is None or s.get("config") is None:  # no config to compare: the model's identity, as ever
             if identity(s["model_config"]) != identity(self.model_config):
@@ -111,23 +114,22 @@ class Checkpointer:
                                     "resume with the run's own overrides or start a new run directory")
             if self.config is not None:
                 self._say("[yellow]note:[/] the checkpoint does not record its config; changes cannot be listed")
-            return
+            return set()
         found = compare(s["config"], self.config, int(s.get("world_size", 1)), int(self.p["world"]), int(s["step"]))
         if found.identity:
             raise TrainingError(f"the checkpoint in {self.run_dir} was trained as another run "
                                 f"({describe(found.identity)}); resume with the run's own values, or start a new run "
                                 "in another hydra.run.dir")
+        held = self._held_by_optimizer(s)  # these apply through restore()'s _apply, the others as built
         if found.listed:
-            held = self._held_by_optimizer(s)
-            for c in found.listed:  # load_state_dict brings back the checkpoint's values of these over the config's
-                c["applied"] = c["key"] not in held
             self.changes += found.listed
             self._say(f"[yellow]resumed at step {s['step']:,} with changed settings:[/] {describe(found.listed)}")
+        return {c["key"].split(".", 1)[1] for c in found.listed if c["key"] in held}
 
     @staticmethod
     def _held_by_optimizer(s: dict[str, Any]) -> set[str]:
         """optimizer.<key> for each hyperparameter the checkpoint's optimizer state holds (lr, betas, eps, ...): its
-        param_groups and the schedule's base rates come back on load, so a changed config value does not apply."""
+        param_groups and the schedule's base rates come back on load, over the values the config built."""
         groups = (s.get("optimizer") or {}).get("param_groups") or [{}]
         return {f"optimizer.{k}" for k in groups[0] if k != "params"}
 
@@ -137,3 +139,26 @@ class Checkpointer:
             from runner.logging import console
 
             console.print(line, highlight=False, soft_wrap=True)
+
+
+def _hyperparameters(optimizer: Any, scheduler: Any) -> dict[str, Any]:
+    """The freshly built optimizer's per-group hyperparameters and the schedule's peak rates, before a checkpoint's
+    state replaces them."""
+    groups = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+    return {"groups": groups, "base_lrs": list(scheduler.base_lrs)}
+
+
+def _apply(optimizer: Any, scheduler: Any, fresh: dict[str, Any], keys: set[str]) -> None:
+    """Put this invocation's values of the changed optimizer hyperparameters back over the checkpoint's: betas, eps
+    and weight_decay per group as built (a no-decay group keeps 0); lr as the schedule's new peak, the current rate
+    following from it at the schedule's position. Adam's moments stay the checkpoint's."""
+    for key in keys - {"lr"}:
+        for group, built in zip(optimizer.param_groups, fresh["groups"]):
+            if key in built:
+                group[key] = built[key]
+    if "lr" in keys:
+        scheduler.base_lrs = list(fresh["base_lrs"])
+        for group, base, factor in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+            group["initial_lr"] = base
+            group["lr"] = base * factor(scheduler.last_epoch)
+        scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]  # get_last_lr(): the step's rate

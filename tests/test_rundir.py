@@ -119,6 +119,20 @@ def test_a_new_run_into_a_used_directory_refuses_and_changes_nothing(reference):
     assert files(reference) == before
 
 
+def schedule_factors(cfg, steps: int) -> dict[int, float]:
+    """{step: the schedule's multiplier of the peak rate at that step's update}, as the run's optimizer builds it."""
+    import torch
+    from hydra.utils import instantiate
+
+    opt, sched = instantiate(cfg.optimizer)(module=torch.nn.Linear(2, 2), max_steps=steps)
+    out = {}
+    for step in range(1, steps + 1):
+        out[step] = sched.get_last_lr()[0] / cfg.optimizer.lr
+        opt.step()
+        sched.step()
+    return out
+
+
 @pytest.mark.slow
 def test_a_resume_lists_changed_settings_on_the_console_in_the_summary_and_as_a_tag(tmp_path, monkeypatch):
     import runner.run as run_module
@@ -129,16 +143,18 @@ def test_a_resume_lists_changed_settings_on_the_console_in_the_summary_and_as_a_
     lr = cfg.optimizer.lr
     r = run_cli(*RUN, "optimizer.lr=0.1", "trainer.resume=true", run_dir=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert f"resumed at step 3 with changed settings: optimizer.lr: {lr} -> 0.1 (not applied" in r.stderr
-    first = {"key": "optimizer.lr", "before": lr, "after": 0.1, "step": 3, "applied": False}
+    assert f"resumed at step 3 with changed settings: optimizer.lr: {lr} -> 0.1" in r.stderr
+    first = {"key": "optimizer.lr", "before": lr, "after": 0.1, "step": 3}
     assert json.loads((tmp_path / "summary.json").read_text())["resume_changes"] == [first]
+    # the new rate applies from the resumed step, at the schedule's position: the same schedule with a 0.1 peak
+    logged = {r["step"]: r["train/lr"] for r in records(tmp_path) if "train/lr" in r}
+    assert logged == pytest.approx({s: (lr if s <= 3 else 0.1) * f for s, f in schedule_factors(cfg, 20).items()})
     # a second resume keeps the first's list, and the W&B run is tagged
     tags, real = [], run_module.RunLogger
     monkeypatch.setattr(run_module, "RunLogger", lambda *a, **k: tags.extend(a[4]) or real(*a, **k))
     cfg = make_cfg(*RUN, "optimizer.lr=0.1", "trainer.eval_every=5", "trainer.resume=true")
     s = run_module.run(cfg, build(cfg), tmp_path)
-    assert s["resume_changes"] == [first, {"key": "trainer.eval_every", "before": 10, "after": 5, "step": 20,
-                                           "applied": True}]
+    assert s["resume_changes"] == [first, {"key": "trainer.eval_every", "before": 10, "after": 5, "step": 20}]
     assert "resumed-with-changes" in tags
 
 
@@ -324,3 +340,24 @@ def test_a_forked_worker_outliving_its_killed_parent_does_not_keep_the_lock(tmp_
         rundir.release(tmp_path)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_changed_betas_and_weight_decay_replace_the_checkpoints_values_group_by_group():
+    """restore() puts the new optimizer.betas and weight_decay over the loaded state (a no-decay group keeps 0)."""
+    import torch
+    from hydra.utils import instantiate
+
+    from runner.state import _apply, _hyperparameters
+
+    def built(*overrides):
+        return instantiate(make_cfg(*TINY, *overrides).optimizer)(module=torch.nn.Linear(2, 2), max_steps=10)
+
+    old_opt, old_sched = built("optimizer.weight_decay=0.1", "optimizer.betas=[0.9,0.98]")
+    opt, sched = built("optimizer.weight_decay=0.01", "optimizer.betas=[0.8,0.9]")
+    fresh = _hyperparameters(opt, sched)
+    opt.load_state_dict(old_opt.state_dict())
+    sched.load_state_dict(old_sched.state_dict())
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.1, 0.0]
+    _apply(opt, sched, fresh, {"weight_decay", "betas"})
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.01, 0.0]
+    assert all(tuple(g["betas"]) == (0.8, 0.9) for g in opt.param_groups)
