@@ -98,7 +98,7 @@ def run(cfg: DictConfig, built: Built, run_dir: Path) -> dict[str, Any]:
         "tokens_per_s": p.tokens / p.elapsed if p.elapsed else 0.0,
         "padding": padding_shares(p),
         "device": str(trainer.device), "precision": trainer.precision, "data_stats": built.data.stats(),
-        "wandb_mode": logger.mode, "wandb_group": group, "skipped_steps": p.skipped,
+        "loggers": list(logger.active), "wandb_mode": logger.mode, "wandb_group": group, "skipped_steps": p.skipped,
         "resume_changes": trainer.checkpointer.changes,  # settings changed on resume: key, before, after, step
     }
     if v.unigram_entropy is not None:
