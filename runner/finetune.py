@@ -103,31 +103,36 @@ def finetune_run(run_dir: str | Path, overrides: Sequence[str] = ()) -> dict[str
         json.loads(summary_file.read_text())
     except ValueError as e:
         raise ConfigError(f"{summary_file} is not JSON ({e})") from None
-    cfg = with_defaults(OmegaConf.load(cfg_file))  # a run made before newer config keys still loads
-    cfg = apply_overrides(cfg, overrides)
-    cfg.trainer.max_steps = 0
-    eval_settings(cfg)
-    device = resolve_device(cfg.trainer.device)
-    if cfg.trainer.threads:
-        torch.set_num_threads(cfg.trainer.threads)
-    built = build(cfg)
-    try:
-        task = load_downstream_task(cfg, built)
-    except NoLabels as e:
-        raise ConfigError(f"eval.task={cfg.eval.task}: {e}") from None
-    state = checkpoint.load(run_dir)
-    built.module.load_state_dict(state["module"])
-    result = downstream_eval(cfg, built, device, task)
-    summary = json.loads(summary_file.read_text())  # read again: the newest one gets the result
-    store_downstream(summary, result)
-    main = summary["downstream"] is result
-    logger = _logger(cfg, run_dir, summary)
-    logger.log(downstream_metrics(result, by_task=not main), step=int(summary.get("steps", 0)))
-    logger.finish(summary)  # summary.json, atomically, and the W&B run's summary
-    if isinstance(logger, NullLogger):
-        atomic_write_bytes(json.dumps(summary, indent=2).encode(), summary_file)
-    console.print(f"wrote {result['task']} to {summary_file}" + (" (also as its downstream)" if main else ""),
-                  highlight=False, soft_wrap=True)
+    from runner import rundir
+
+    # the run directory is this process's while it writes there: not beside a run still training in it, nor a
+    # second fine-tuning
+    with rundir.owned(run_dir, resume=True):
+        cfg = with_defaults(OmegaConf.load(cfg_file))  # a run made before newer config keys still loads
+        cfg = apply_overrides(cfg, overrides)
+        cfg.trainer.max_steps = 0
+        eval_settings(cfg)
+        device = resolve_device(cfg.trainer.device)
+        if cfg.trainer.threads:
+            torch.set_num_threads(cfg.trainer.threads)
+        built = build(cfg)
+        try:
+            task = load_downstream_task(cfg, built)
+        except NoLabels as e:
+            raise ConfigError(f"eval.task={cfg.eval.task}: {e}") from None
+        state = checkpoint.load(run_dir)
+        built.module.load_state_dict(state["module"])
+        result = downstream_eval(cfg, built, device, task)
+        summary = json.loads(summary_file.read_text())  # read again: the newest one gets the result
+        store_downstream(summary, result)
+        main = summary["downstream"] is result
+        logger = _logger(cfg, run_dir, summary)
+        logger.log(downstream_metrics(result, by_task=not main), step=int(summary.get("steps", 0)))
+        logger.finish(summary)  # summary.json, atomically, and the W&B run's summary
+        if isinstance(logger, NullLogger):
+            atomic_write_bytes(json.dumps(summary, indent=2).encode(), summary_file)
+        console.print(f"wrote {result['task']} to {summary_file}" + (" (also as its downstream)" if main else ""),
+                      highlight=False, soft_wrap=True)
     return result
 
 

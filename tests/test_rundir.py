@@ -361,3 +361,25 @@ def test_changed_betas_and_weight_decay_replace_the_checkpoints_values_group_by_
     _apply(opt, sched, fresh, {"weight_decay", "betas"})
     assert [g["weight_decay"] for g in opt.param_groups] == [0.01, 0.0]
     assert all(tuple(g["betas"]) == (0.8, 0.9) for g in opt.param_groups)
+
+
+def test_fine_tuning_a_run_still_training_in_its_directory_refuses(tmp_path):
+    """python -m runner.finetune writes summary.json and metrics.jsonl: not while another process owns the run."""
+    from runner.finetune import finetune_run
+
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "config.yaml").write_text("{}")
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.pt").write_bytes(b"")
+    (tmp_path / "summary.json").write_text("{}")
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time; "
+                               f"fd = os.open({str(tmp_path / '.lock')!r}, os.O_RDWR | os.O_CREAT); "
+                               "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(rundir.RunDirInUse, match="is in use by"):
+            finetune_run(tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
