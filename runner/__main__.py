@@ -69,6 +69,10 @@ def job(cfg: DictConfig, hc) -> float | None:
     cfg.logger.group, cfg.logger.name = identity(hc, run_dir, cfg.logger.group, cfg.logger.name)
     # a single run took it in RunDirCallback.on_run_start; multirun and submitit jobs take it here
     with rundir.owned(run_dir, rundir.resuming(cfg)):
+        if rundir.resuming(cfg):  # a resume that changes what the run is: refused before any data or model
+            from runner.config_changes import refuse_early
+
+            refuse_early(cfg, run_dir)
         run_prerequisite(cfg)
         summary = run(cfg, build(cfg), run_dir)
     value = metric_value(summary, cfg.sweep.metric)

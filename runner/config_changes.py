@@ -100,3 +100,36 @@ def describe(changes: list[dict[str, Any]]) -> str:
     """key: before -> after, ...; one line (null: unset, or a key only one of the configs has)."""
     show = lambda v: "null" if v is None else str(v)  # noqa: E731
     return ", ".join(f"{c['key']}: {show(c['before'])} -> {show(c['after'])}" for c in changes)
+
+
+def identity_error(run_dir: Any, identity: list[dict[str, Any]]) -> Exception:
+    """The one-line refusal of a resume that changes what the run is."""
+    from runner.errors import TrainingError
+
+    return TrainingError(f"the checkpoint in {run_dir} was trained as another run ({describe(identity)}); resume "
+                         "with the run's own values, or start a new run in another hydra.run.dir")
+
+
+def refuse_early(cfg: Any, run_dir: Any) -> None:
+    """Before any data or model is built: the identity check restore() makes, against the config recorded in the
+    run's last.pt (its pickle read, its tensors memory-mapped rather than loaded). Nothing when there is no readable
+    checkpoint with a config: restore() says what is wrong with it later."""
+    import os
+    from pathlib import Path
+
+    import torch
+    from omegaconf import OmegaConf
+
+    path = Path(run_dir) / "checkpoints" / "last.pt"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - missing, corrupt or unsafe: checkpoint.load reports it in its place
+        return
+    if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
+        return
+    config = OmegaConf.to_container(cfg, resolve=True)
+    config.pop("hydra", None)
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    found = compare(state["config"], config, int(state.get("world_size", 1)), world, int(state.get("step", 0)))
+    if found.identity:
+        raise identity_error(run_dir, found.identity)

@@ -15,7 +15,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from runner import checkpoint, distributed
-from runner.config_changes import compare, describe
+from runner.config_changes import compare, describe, identity_error
 from runner.errors import TrainingError
 from runner.models.registry import identity
 
@@ -117,9 +117,7 @@ class Checkpointer:
             return set()
         found = compare(s["config"], self.config, int(s.get("world_size", 1)), int(self.p["world"]), int(s["step"]))
         if found.identity:
-            raise TrainingError(f"the checkpoint in {self.run_dir} was trained as another run "
-                                f"({describe(found.identity)}); resume with the run's own values, or start a new run "
-                                "in another hydra.run.dir")
+            raise identity_error(self.run_dir, found.identity)
         held = self._held_by_optimizer(s)  # these apply through restore()'s _apply, the others as built
         if found.listed:
             self.changes += found.listed

@@ -170,6 +170,13 @@ def test_a_resume_that_changes_what_the_run_is_refuses_in_one_line(tmp_path):
         run(cfg, build(cfg), tmp_path)
     assert "\n" not in str(e.value) and "trainer.batch_size: 8 -> 4" in str(e.value)
     assert "another hydra.run.dir" in str(e.value)
+    # python -m runner makes the same check before it builds any data or model
+    from runner.config_changes import refuse_early
+
+    with pytest.raises(TrainingError, match=r"data.seq_len: 64 -> 32") as early:
+        refuse_early(make_cfg(*RUN, "trainer.max_steps=2", "data.seq_len=32", "trainer.resume=true"), tmp_path)
+    assert "\n" not in str(early.value)
+    refuse_early(make_cfg(*RUN, "trainer.max_steps=4", "optimizer.lr=0.1", "trainer.resume=true"), tmp_path)
 
 
 def resolved(*overrides: str) -> dict:
