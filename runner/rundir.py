@@ -201,9 +201,11 @@ def claim(run_dir: Path, resume: bool, wait: bool = False) -> None:
             _check_record(fd, run_dir)
         if not resume and (found := run_files(run_dir)):
             shown = ", ".join(found[:4]) + (", ..." if len(found) > 4 else "")
-            raise ConfigError(f"{run_dir} already holds a run ({shown}); continue it with trainer.resume=true (or "
-                              "auto), or start a new run in a fresh directory: hydra.run.dir=<new dir>. Nothing in "
-                              "it was changed")
+            # without a checkpoint there is nothing to continue: auto starts that run over in its directory
+            way = ("continue it with trainer.resume=true (or auto)" if any(f.endswith(".pt") for f in found) else
+                   "it has no checkpoint to continue from: start it over there with trainer.resume=auto")
+            raise ConfigError(f"{run_dir} already holds a run ({shown}); {way}, or start a new run in a fresh "
+                              "directory: hydra.run.dir=<new dir>. Nothing in it was changed")
     except BaseException:
         os.close(fd)  # the record was not written: the lock file is as it was
         raise

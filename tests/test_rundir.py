@@ -390,3 +390,13 @@ def test_fine_tuning_a_run_still_training_in_its_directory_refuses(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_used_directory_without_a_checkpoint_points_to_resume_auto(tmp_path):
+    """A run killed before its first checkpoint left metrics.jsonl only: trainer.resume=true has nothing to load, so
+    the refusal names auto (which starts that run over there) and a fresh directory."""
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n')
+    with pytest.raises(ConfigError, match="no checkpoint to continue from: start it over there with "
+                                          "trainer.resume=auto") as e:
+        rundir.claim(tmp_path, resume=False)
+    assert "hydra.run.dir=<new dir>" in str(e.value) and (tmp_path / "metrics.jsonl").read_text() == '{"step": 1}\n'
