@@ -15,8 +15,8 @@ from rich.table import Table
 
 from runner.errors import ConfigError
 from runner.logging import MODES, console, stdout_console  # MODES: most connected first
-from runner.runs import (CHANCE, cells, distinct_overrides, fields, find_runs, loss_curve, probe_curve, read_yaml,
-                         run_row, table_columns)
+from runner.runs import (CHANCE, cells, column_notes, distinct_overrides, fields, find_runs, loss_curve, probe_curve,
+                         read_yaml, run_row, shown_columns, table_columns)
 
 # piped output (no terminal) would otherwise wrap the wide table at 80 characters
 out_console, err_console = stdout_console, console
@@ -131,17 +131,8 @@ def wrap_header(name: str, width: int) -> str:
 def rich_table(rows: list[dict[str, Any]]) -> Table:
     """The console comparison table: numeric columns as wide as their values (headers wrapped to fit), text
     columns fold, a legend below."""
-    # sweep jobs are named by their overrides: the column would repeat the run's name
-    columns = [c for c in table_columns(rows, stacked=True)
-               if c[0] != "overrides" or any(r["overrides"] != r["run"] for r in rows)]
-    names = [c[0] for c in columns]
-    legend = []
-    if "context gap" in names:
-        legend.append("context gap: unigram entropy minus LM loss, nats (> 0: the model uses context)")
-    if any(n.startswith("probe overall") for n in names):
-        legend.append(f"probes: accuracy on minimal pairs, chance {CHANCE:.2f}, overall [95% Wilson interval]")
-    if any(n.endswith("rand / BoW") for n in names):
-        legend.append("rand / BoW: the same fine-tuning from random init; bag-of-words logistic regression")
+    columns = shown_columns(rows, stacked=True)
+    legend = column_notes(columns)
     values = [cells(row, columns) for row in rows]
     table = Table(title="run comparison", show_header=True, caption="; ".join(legend) or None,
                   collapse_padding=True, show_lines=any("\n" in v for vals in values for v in vals))

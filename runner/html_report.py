@@ -11,7 +11,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from runner.runs import CHANCE, cells, downstream_tasks, flops_at, probe_kinds, read_jsonl, table_columns
+from runner.runs import (CHANCE, cells, column_notes, downstream_tasks, flops_at, probe_kinds, read_jsonl,
+                         shown_columns)
 from runner.errors import ConfigError
 
 HTML_FILE = "comparison.html"
@@ -267,15 +268,10 @@ def downstream_figures(rows: list[dict[str, Any]], labels: list[str], summaries:
     return figures
 
 
-def html_columns(rows: list[dict[str, Any]]) -> list:
-    """runs.table_columns, without overrides where it repeats every run's name (sweep jobs), as the console does."""
-    return [c for c in table_columns(rows) if c[0] != "overrides" or any(r["overrides"] != r["run"] for r in rows)]
-
-
 def table_html(rows: list[dict[str, Any]]) -> str:
     """The markdown table's columns and cells (runs.table_columns) as an HTML table sortable by its headers:
     numeric cells carry their value in data-sort; a failed or incomplete run's row is marked by its status."""
-    columns = html_columns(rows)
+    columns = shown_columns(rows)
     head = "".join(f'<th class="{"text" if text else "num"}" title="click to sort">{html.escape(name)}</th>'
                    for name, _, text in columns)
     body = []
@@ -289,19 +285,6 @@ def table_html(rows: list[dict[str, Any]]) -> str:
         body.append(f'<tr class="status-{html.escape(str(row["status"]))}">{"".join(tds)}</tr>')
     return (f'<table id="comparison" class="sortable"><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(body)}</tbody></table>')
-
-
-def table_notes(rows: list[dict[str, Any]]) -> list[str]:
-    """What the less obvious columns mean (the console table's caption)."""
-    names = [c[0] for c in html_columns(rows)]
-    notes = []
-    if "context gap" in names:
-        notes.append("context gap: unigram entropy minus LM loss, nats (> 0: the model uses context)")
-    if any(n.startswith("probe overall") for n in names):
-        notes.append(f"probes: accuracy on minimal pairs, chance {CHANCE:.2f}, overall [95% Wilson interval]")
-    if any(n.endswith("rand / BoW") for n in names):
-        notes.append("rand / BoW: the same fine-tuning from random init; bag-of-words logistic regression")
-    return notes
 
 
 def header_html(rows: list[dict[str, Any]], sources: list[Path]) -> str:
@@ -494,7 +477,7 @@ def page(rows: list[dict[str, Any]], sources: list[Path]) -> str:
     """The whole HTML document: header, table, bar charts, curve controls and plots, plotly.js and the data."""
     from plotly.offline import get_plotlyjs
 
-    notes = "".join(f'<p class="notes">{html.escape(n)}</p>' for n in table_notes(rows))
+    notes = "".join(f'<p class="notes">{html.escape(n)}</p>' for n in column_notes(shown_columns(rows)))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>bertlab run comparison</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style>

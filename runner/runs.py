@@ -303,3 +303,22 @@ def table_columns(rows: list[dict[str, Any]], stacked: bool = False) -> list[Col
 def cells(row: dict[str, Any], columns: list[Column]) -> list[str]:
     """The formatted cells of one row, in the order of columns (table_columns)."""
     return [cell(row) for _, cell, _ in columns]
+
+
+def shown_columns(rows: list[dict[str, Any]], stacked: bool = False) -> list[Column]:
+    """table_columns without overrides where it repeats every run's name (sweep jobs are named by their overrides)."""
+    return [c for c in table_columns(rows, stacked) if c[0] != "overrides" or any(r["overrides"] != r["run"]
+                                                                                 for r in rows)]
+
+
+def column_notes(columns: list[Column]) -> list[str]:
+    """What the less obvious of these columns mean: the tables' caption."""
+    names = [c[0] for c in columns]
+    notes = []
+    if "context gap" in names:
+        notes.append("context gap: unigram entropy minus LM loss, nats (> 0: the model uses context)")
+    if any(n.startswith("probe overall") for n in names):
+        notes.append(f"probes: accuracy on minimal pairs, chance {CHANCE:.2f}, overall [95% Wilson interval]")
+    if any(n.endswith("rand / BoW") for n in names):
+        notes.append("rand / BoW: the same fine-tuning from random init; bag-of-words logistic regression")
+    return notes
