@@ -56,7 +56,7 @@ def run(cfg: DictConfig, built: Built, run_dir: Path) -> dict[str, Any]:
     tags = list(dict.fromkeys([m, o, d, cfg.model.family, f"masking={cfg.objective.get('masking', 'none')}",
                                *cfg.logger.tags, *(["resumed-with-changes"] if trainer.checkpointer.changes else [])]))
     group = cfg.logger.group or f"{m}-{o}"  # dashboards group runs by model and objective (sweeps: by sweep)
-    logger = RunLogger(cfg.logger, run_dir, OmegaConf.to_container(cfg, resolve=True), name, tags,
+    logger = RunLogger(cfg.logger, run_dir, config, name, tags,
                        resume_step=trainer.step if resuming else None, group=group) if main else NullLogger()
     v = trainer.validate
     if training:  # what a context-blind model reaches, and the minimal pairs
