@@ -113,7 +113,7 @@ class TensorBoardBackend:
         from torch.utils.tensorboard.summary import hparams
 
         params = {k: v if isinstance(v, (int, float, str, bool)) else str(v)
-                  for k, v in flatten(self.config, sep=".").items() if k != "hydra" and v is not None}
+                  for k, v in flatten(self.config, sep=".").items() if v is not None}
         final = {f"final/{k}": v for k, v in numeric(flatten({"val": summary.get("final_val") or {},
                                                               "probe": (summary.get("probes") or {}).get("final")
                                                               or {}})).items()}
