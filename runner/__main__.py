@@ -59,8 +59,11 @@ def job(cfg: DictConfig, hc) -> float | None:
     from runner.run import run
     from runner.sweep import identity, metric_value, optimised_by_sweeper
 
-    if cfg.export:
-        print(export_run_dir(Path(cfg.export), build, export_run))
+    if cfg.export:  # it writes hf/ into the exported run: not while another process trains there
+        from runner import rundir
+
+        with rundir.owned(Path(cfg.export), resume=True):
+            print(export_run_dir(Path(cfg.export), build, export_run))
         return None
     run_dir = Path(hc.runtime.output_dir)
     from runner import distributed, rundir

@@ -370,8 +370,9 @@ def test_changed_betas_and_weight_decay_replace_the_checkpoints_values_group_by_
     assert all(tuple(g["betas"]) == (0.8, 0.9) for g in opt.param_groups)
 
 
-def test_fine_tuning_a_run_still_training_in_its_directory_refuses(tmp_path):
-    """python -m runner.finetune writes summary.json and metrics.jsonl: not while another process owns the run."""
+def test_fine_tuning_or_exporting_a_run_still_training_in_its_directory_refuses(tmp_path):
+    """python -m runner.finetune writes summary.json and metrics.jsonl, export= writes hf/: not while another
+    process owns the run."""
     from runner.finetune import finetune_run
 
     (tmp_path / ".hydra").mkdir()
@@ -387,6 +388,9 @@ def test_fine_tuning_a_run_still_training_in_its_directory_refuses(tmp_path):
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(rundir.RunDirInUse, match="is in use by"):
             finetune_run(tmp_path)
+        r = run_cli(f"export={tmp_path}")
+        assert r.returncode == 2 and f"run directory {tmp_path} is in use by" in r.stderr, r.stderr[-2000:]
+        assert not (tmp_path / "hf").exists()
     finally:
         holder.kill()
         holder.wait()
