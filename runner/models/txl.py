@@ -44,6 +44,7 @@ class TXLConfig(EncoderConfig):
     cutoffs: List[int] = field(default_factory=list)
     div_val: int = 1  # cluster i's embeddings are embedding_size // div_val**i wide, then projected
     pre_lnorm: bool = False  # LayerNorm before attention and FFN (the original's --pre_lnorm); false: post-LN
+    activation: str = "relu"  # the feed-forward's (the original's PositionwiseFF: ReLU)
     # every token sees its whole segment and the memory (XLNet's two-way relative attention, without the
     # permutation), for masked objectives (objective=mlm); false: the causal decoder objective=clm trains
     bidirectional: bool = False
@@ -76,6 +77,8 @@ class TXLConfig(EncoderConfig):
     def check(self) -> None:
         """The encoder's checks, then memory and evaluation lengths and the adaptive softmax cutoffs."""
         super().check()
+        need(self.activation in ("relu", "gelu"), f"model.activation={self.activation!r} must be relu "
+             "(Transformer-XL) or gelu")
         need(self.mem_len >= 0, f"model.mem_len={self.mem_len} must be >= 0 (0: no memory)")
         for key in ("eval_tgt_len", "eval_mem_len", "clamp_len"):
             low = 1 if key == "eval_tgt_len" else 0
@@ -177,20 +180,22 @@ class RelativeAttention(nn.Module):
 
 
 class FeedForward(nn.Module):
-    """Position-wise ReLU feed-forward with residual and LayerNorm (the original's PositionwiseFF)."""
+    """Position-wise feed-forward (model.activation: ReLU, the original's PositionwiseFF; XLNet's GELU) with residual
+    and LayerNorm, after it (post-LN, XLNet's only form) or before it (pre_norm: TXL's --pre_lnorm)."""
 
-    def __init__(self, c: EncoderConfig):
+    def __init__(self, c: EncoderConfig, pre_norm: bool = False):
         super().__init__()
-        self.pre_norm = c.pre_lnorm
+        self.pre_norm = pre_norm
         self.intermediate = nn.Linear(c.hidden_size, c.intermediate_size)
         self.output = nn.Linear(c.intermediate_size, c.hidden_size)
         self.norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
         self.dropout = nn.Dropout(c.hidden_dropout)
+        self.act = F.gelu if c.activation == "gelu" else F.relu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply to x (B, T, H)."""
         h = self.norm(x) if self.pre_norm else x
-        y = self.dropout(self.output(self.dropout(F.relu(self.intermediate(h)))))
+        y = self.dropout(self.output(self.dropout(self.act(self.intermediate(h)))))
         return x + y if self.pre_norm else self.norm(x + y)
 
 
@@ -200,7 +205,7 @@ class XLLayer(nn.Module):
     def __init__(self, c: EncoderConfig):
         super().__init__()
         self.attention = RelativeAttention(c)
-        self.ffn = FeedForward(c)
+        self.ffn = FeedForward(c, pre_norm=c.pre_lnorm)
 
     def forward(self, x: torch.Tensor, mem: torch.Tensor | None, pos: torch.Tensor, u: torch.Tensor,
                 v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ from runner.flops import txl_layer_flops
 from runner.models.base import EncoderModule
 from runner.models.config import EncoderConfig, need
 from runner.models.encoder import init_weights
-from runner.models.txl import EVAL_SLOT, rel_shift, sinusoid
+from runner.models.txl import EVAL_SLOT, FeedForward, rel_shift, sinusoid
 
 Memory = list[torch.Tensor]  # per layer, (B, M, H): the content stream entering that layer for the last M tokens
 
@@ -130,22 +130,6 @@ class TwoStreamAttention(nn.Module):
         vec = self.core(qg, k, v, kr, seg, mask_g)  # (B, T, n, d)
         vec = torch.einsum("blnd,bml->bmnd", vec, target_mapping.to(vec.dtype))  # (B, P, n, d)
         return out_h, self.post(g, vec)
-
-
-class FeedForward(nn.Module):
-    """Position-wise feed-forward (gelu) with residual and post-LN, as XLNet's."""
-
-    def __init__(self, c: EncoderConfig):
-        super().__init__()
-        self.intermediate = nn.Linear(c.hidden_size, c.intermediate_size)
-        self.output = nn.Linear(c.intermediate_size, c.hidden_size)
-        self.norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
-        self.dropout = nn.Dropout(c.hidden_dropout)
-        self.act = F.gelu if c.activation == "gelu" else F.relu
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Apply to x (B, L, H)."""
-        return self.norm(x + self.dropout(self.output(self.dropout(self.act(self.intermediate(x))))))
 
 
 class XLNetLayer(nn.Module):
