@@ -60,7 +60,7 @@ OURS = r"""
 import json, resource, sys, time
 sys.path.insert(0, {root!r})
 from hydra import compose, initialize_config_dir
-from runner.schema import register
+from runner.build import register
 from runner.build import build
 from runner.data.batches import Batches
 register()

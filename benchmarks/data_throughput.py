@@ -1,6 +1,6 @@
 """Data-pipeline throughput: ours against what a user would pick instead (transformers + datasets).
 
-1. Tokenization (tokens/s) of the wiki train split: `runner.data.tokenized.tokenize_documents` (sentence split,
+1. Tokenization (tokens/s) of the wiki train split: `runner.data.token_corpus.tokenize_documents` (sentence split,
    one batched Rust call) vs `datasets.Dataset.map(tokenizer, batched=True)` with the same tokenizer wrapped
    as transformers' PreTrainedTokenizerFast.
 2. Loader (batches/s) at seq_len 128 and 512 with dynamic MLM masking: our index-addressed `Batches` +
@@ -45,7 +45,7 @@ def tokenization(docs, tok, rounds: int) -> tuple[float, float]:
     import datasets
     from transformers import PreTrainedTokenizerFast
 
-    from runner.data.tokenized import tokenize_documents
+    from runner.data.token_corpus import tokenize_documents
 
     fast = PreTrainedTokenizerFast(tokenizer_object=tok)
     ds = datasets.Dataset.from_dict({"text": [d.text for d in docs]})
@@ -100,7 +100,7 @@ def main() -> None:
     from hydra import compose, initialize_config_dir
 
     from runner.build import build
-    from runner.schema import register
+    from runner.build import register
 
     register()
     datasets.disable_progress_bars()

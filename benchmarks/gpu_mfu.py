@@ -6,7 +6,7 @@ from `train_throughput.py`, imported, not copied. Ours and transformers' BertFor
 timed in interleaved rounds in one process; the median tokens/s over the rounds is reported per implementation.
 
 Why MFU: tokens/s alone does not say how far from the card's limit a run is. The model FLOPs of a step are
-`runner.flops.train_flops` (3 x the forward's matmuls, the count the runner's compute budgets use), the same
+`runner.models.flops.train_flops` (3 x the forward's matmuls, the count the runner's compute budgets use), the same
 useful work for both implementations: transformers' MLM head also runs on the unlabelled positions, work that is
 executed but not counted. MFU = achieved model FLOP/s / the card's dense (non-sparse) bf16 tensor-core peak.
 
@@ -33,7 +33,7 @@ if str(HERE) not in sys.path:
 import torch
 import train_throughput as tt
 
-from runner.flops import train_flops
+from runner.models.flops import train_flops
 
 # Dense (non-sparse) bf16 tensor-core peaks in TFLOP/s, with FP32 accumulate, from NVIDIA's product datasheets
 # (the "BF16 Tensor Core" row; the datasheets print the 2:4-sparsity figure, twice the dense one, with an
@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
                           tflops_str(v["achieved_tflops"]), f"{100 * v['mfu']:.1f}%" if v["mfu"] is not None else "n/a",
                           mem, ratio)
     console.print(table)
-    console.print(f"model FLOPs = runner.flops.train_flops (MLM head on labelled positions) for both; transformers "
+    console.print(f"model FLOPs = runner.models.flops.train_flops (MLM head on labelled positions) for both; transformers "
                   f"also runs its head on the unlabelled positions (uncounted). Peak memory = "
                   f"torch.cuda.max_memory_allocated during its steps less the other model's parameters, gradients "
                   f"and AdamW state. Wall time {wall:.1f}s.")

@@ -10,7 +10,7 @@ skipped); `aggregate` reads them with each part's output (train_throughput.py's 
 bert_improvements sweep directory) and writes OUT/suite.json (machine, each part's status, seconds and results)
 and OUT/suite.md (tables for docs/performance.md). It exits 1 when any part is not ok.
 
-MFU of a throughput row: model FLOPs per real token from `runner.flops.train_flops` (as gpu_mfu.py counts them: 3 x
+MFU of a throughput row: model FLOPs per real token from `runner.models.flops.train_flops` (as gpu_mfu.py counts them: 3 x
 the forward's matmuls, the MLM head on the labelled positions only) over the batch's real tokens, attention taken
 over the examples' mean length (padding and the transformers head's unlabelled positions are executed, not
 counted), times tokens/s, over the peak of gpu_mfu.py's dense bf16 table (`resolve_peak`).
@@ -38,7 +38,7 @@ import gpu_mfu  # noqa: E402
 import torch  # noqa: E402
 import train_throughput as tt  # noqa: E402
 
-from runner.flops import train_flops  # noqa: E402
+from runner.models.flops import train_flops  # noqa: E402
 
 ROOT = tt.ROOT
 IMPLS = (("ours", "tokens_per_s_ours"), ("ours_packed", "tokens_per_s_ours_packed"),
@@ -214,10 +214,10 @@ def mfu_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def improvement_rows(sweep: Path) -> list[dict[str, Any]]:
-    """runner.compare's row for each job of the sweep (finished, incomplete or failed), with the device and
+    """runner.reporting.compare's row for each job of the sweep (finished, incomplete or failed), with the device and
     precision it ran on."""
-    from runner.runs import distinct_overrides, find_runs, run_row
-    from runner.errors import ConfigError
+    from runner.reporting.collect import distinct_overrides, find_runs, run_row
+    from runner.config.errors import ConfigError
 
     try:
         runs = find_runs([sweep])
@@ -349,7 +349,7 @@ def markdown(suite: dict[str, Any]) -> str:
                f"x {r0['steps_per_round']} steps after {r0['warmup']} warmup steps (benchmarks/train_throughput.py, "
                f"--lengths {r0['lengths']}: the bundled corpus's examples, padded to the longest or packed). "
                f"Compiled: torch.compile, backend {', '.join(backends) or 'inductor'}. MFU: model FLOPs "
-               "(runner.flops.train_flops over the real tokens, MLM head on the labelled positions) x tokens/s over "
+               "(runner.models.flops.train_flops over the real tokens, MLM head on the labelled positions) x tokens/s over "
                f"the peak: {peak_text}.", ""]
         md += _table(["model", "mode", "batch", "padding: padded > packed", "ours padded tok/s",
                       "ours packed tok/s", "transformers tok/s", "packed / padded", "ours / transformers",
@@ -389,12 +389,12 @@ def markdown(suite: dict[str, Any]) -> str:
     rows = (e or {}).get("results") or []
     md += ["## experiment=bert_improvements", ""]
     if rows:
-        from runner.runs import cells, table_columns
+        from runner.reporting.collect import cells, table_columns
 
         devices = sorted({f"{r['device']}, {r['precision']}" for r in rows if r.get("device")})
         md += [f"`python -m runner {' '.join(improvement_overrides(suite))}` ({'; '.join(devices) or '?'}); "
                f"{len(rows)} jobs, status {e['status']}" + (f" ({e['error']})" if e["error"] else "")
-               + f", {e['seconds']:.0f} s. Columns as runner.compare's comparison.md.", ""]
+               + f", {e['seconds']:.0f} s. Columns as runner.reporting.compare's comparison.md.", ""]
         columns = table_columns(rows)
         md += _table([c[0] for c in columns], [cells(r, columns) for r in rows], "l" * len(columns))
     else:

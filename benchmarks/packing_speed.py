@@ -37,8 +37,8 @@ def trainer(model: str, packing: str, overrides: list[str]):
     from hydra import compose, initialize_config_dir
 
     from runner.build import build
-    from runner.schema import register
-    from runner.train import Trainer
+    from runner.build import register
+    from runner.engine.loop import Trainer
 
     register()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):

@@ -2,7 +2,7 @@
 modernbert* preset: ModernBertForMaskedLM).
 
 One training step = forward + backward + AdamW step, on the same random batch, from identical weights
-(`runner.models.hf.build_hf_model` copies ours into transformers' model). Measurements are interleaved
+(`runner.hf.mapping.build_hf_model` copies ours into transformers' model). Measurements are interleaved
 in rounds (ours/theirs, alternating which goes first) so that a noisy machine affects both alike; the
 median tokens/s over the rounds is reported per implementation, with the ratio ours / transformers.
 
@@ -84,7 +84,7 @@ def model_config(name: str):
     from hydra import compose, initialize_config_dir
 
     from runner.build import encoder_config
-    from runner.schema import register
+    from runner.build import register
 
     register()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
@@ -99,7 +99,7 @@ def wiki_lengths(seq_len: int, count: int, seed: int) -> list[int]:
 
     from runner.build import encoder_config
     from runner.data.pretraining import build_data
-    from runner.schema import register
+    from runner.build import register
 
     register()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
@@ -140,7 +140,7 @@ def build_models(config, seed: int, device: torch.device):
     from runner.build import Pretrainer
     from runner.data.tokenizer import SpecialIds
     from runner.models.encoder import Encoder
-    from runner.models.hf import build_hf_model
+    from runner.hf.mapping import build_hf_model
     from runner.objectives.mlm import MaskedLM
 
     specials = SpecialIds(pad=0, unk=1, cls=2, sep=3, mask=MASK_ID, num_special=FIRST_REGULAR_ID)
@@ -153,7 +153,7 @@ def build_models(config, seed: int, device: torch.device):
 
 def make_optimizer(module: torch.nn.Module) -> torch.optim.Optimizer:
     """AdamW as the trainer builds it (decay on matrices only); fused on CUDA, the default loop on CPU."""
-    from runner.optim import param_groups
+    from runner.engine.optim import param_groups
 
     fused = next(module.parameters()).is_cuda
     return torch.optim.AdamW(param_groups(module, 0.01), lr=1e-4, **({"fused": True} if fused else {}))

@@ -58,7 +58,7 @@ def compose(overrides: list[str]):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from runner.schema import register
+    from runner.build import register
 
     register()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
@@ -68,7 +68,7 @@ def compose(overrides: list[str]):
 def measure(mode: str, args: argparse.Namespace) -> dict:
     """One mode: build, warm up, time --steps steps, evaluate."""
     from runner.build import build
-    from runner.train import Trainer
+    from runner.engine.loop import Trainer
 
     cfg = compose([*args.overrides, *MODES[mode], f"trainer.device={args.device}", "logger.mode=disabled",
                    f"trainer.max_steps={args.warmup + args.steps}"])

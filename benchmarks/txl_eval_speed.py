@@ -1,8 +1,8 @@
 """Transformer-XL's Table 9 on our code: evaluation tokens/s with the memory against the vanilla sliding window.
 
 Cached (Dai et al. 2019): segments of --tgt-len tokens, each attending to the cached hidden states of the M = L - T
-tokens before it (runner.lm_eval.cached_nll). Sliding window (Al-Rfou et al. 2018): every predicted token gets its
-own window of the last L tokens, recomputed from scratch (runner.lm_eval.sliding_nll). Both run in one process on
+tokens before it (runner.objectives.long_context.cached_nll). Sliding window (Al-Rfou et al. 2018): every predicted token gets its
+own window of the last L tokens, recomputed from scratch (runner.objectives.long_context.sliding_nll). Both run in one process on
 the same model and validation rows; perplexities are taken on the same target tokens (the last ones of each row,
 so every attention length predicts the same tokens). The model is composed from conf/ (model=txl data=wiki) and
 trained briefly, or loaded from a finished run with --run.
@@ -73,9 +73,9 @@ def load_model(args: argparse.Namespace) -> tuple[Any, str]:
     """The built run (runner.build.Built) on args.device, trained or loaded, and where its weights come from."""
     from omegaconf import OmegaConf
 
-    from runner import checkpoint
+    from runner.store import checkpoint
     from runner.build import build
-    from runner.schema import register
+    from runner.build import register
 
     register()  # the typed schemas build() validates against
     if args.run is not None:  # as runner/__main__.py export_run_dir rebuilds a run
@@ -94,7 +94,7 @@ def load_model(args: argparse.Namespace) -> tuple[Any, str]:
     if args.train_steps == 0:
         built.module.to(args.device)
         return built, "random weights (--train-steps 0): perplexities mean nothing"
-    from runner.train import Trainer
+    from runner.engine.loop import Trainer
 
     with tempfile.TemporaryDirectory() as tmp:  # the trainer wants a run directory; nothing is kept
         trainer = Trainer(cfg, built, Path(tmp))
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     from runner.build import parameter_counts
     from runner.data.lm_stream import stream_rows
     from runner.data.stream import TokenStream
-    from runner.lm_eval import cached_nll, sliding_nll, timed
+    from runner.objectives.long_context import cached_nll, sliding_nll, timed
 
     console, info = Console(), machine(args)
     built, origin = load_model(args)

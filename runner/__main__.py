@@ -6,12 +6,24 @@ import sys
 from pathlib import Path
 
 import hydra
+import torch
+from hydra import compose
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from runner.errors import ConfigError, TrainingError
-from runner.preemption import Preempted
-from runner.schema import register
+from runner.build import build, objective_options, encoder_config, register
+from runner.config.console import console
+from runner.config.errors import ConfigError, TrainingError
+from runner.engine import distributed
+from runner.engine.distributed import hydra_args
+from runner.engine import lock as rundir
+from runner.engine.preemption import Preempted
+from runner.engine.state import refuse_early
+from runner.hf.export import export_run, unsupported
+from runner.run import run
+from runner.store.layout import open_run, write_config
+from runner.store.names import is_multirun, job_names
+from runner.sweeps.jobs import metric_value, optimised_by_sweeper
 
 register()
 
@@ -19,10 +31,7 @@ register()
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     """Entry point; returns sweep.metric from the run's summary (default downstream.accuracy_mean): what a sweeper
-    such as Optuna optimises. In a multirun a failing job is logged and the sweep goes on (runner.sweep)."""
-    from runner.logging import console
-    from runner.sweep import is_multirun, optimised_by_sweeper
-
+    such as Optuna optimises. In a multirun a failing job is logged and the sweep goes on (runner.sweeps.jobs)."""
     hc = HydraConfig.get()
     try:
         return job(cfg, hc)
@@ -54,27 +63,16 @@ def main(cfg: DictConfig) -> float | None:
 
 def job(cfg: DictConfig, hc) -> float | None:
     """One run (or export) under Hydra; the sweep's value, or None."""
-    from runner.build import build  # imported here so `--help` stays fast
-    from runner.export import export_run
-    from runner.run import run
-    from runner.sweep import identity, metric_value, optimised_by_sweeper
-
     if cfg.export:  # it writes hf/ into the exported run: not while another process trains there
-        from runner import rundir
-
         with rundir.owned(Path(cfg.export), resume=True):
-            print(export_run_dir(Path(cfg.export), build, export_run))
+            print(export_run_dir(Path(cfg.export)))
         return None
     run_dir = Path(hc.runtime.output_dir)
-    from runner import distributed, rundir
-
     distributed.from_submitit()  # hydra.launcher.tasks_per_node > 1: this task is one rank
-    cfg.logger.group, cfg.logger.name = identity(hc, run_dir, cfg.logger.group, cfg.logger.name)
+    cfg.logger.group, cfg.logger.name = job_names(hc, run_dir, cfg.logger.group, cfg.logger.name)
     # a single run took it in RunDirCallback.on_run_start; multirun and submitit jobs take it here
     with rundir.owned(run_dir, rundir.resuming(cfg)):
         if rundir.resuming(cfg):  # a resume that changes what the run is: refused before any data or model
-            from runner.config_changes import refuse_early
-
             refuse_early(cfg, run_dir)
         run_prerequisite(cfg)
         summary = run(cfg, build(cfg), run_dir)
@@ -88,13 +86,6 @@ def job(cfg: DictConfig, hc) -> float | None:
 def run_prerequisite(cfg: DictConfig) -> None:
     """Train the run this one's objective needs first (distillation's teacher, objective.teach) into its directory,
     resuming it if it stopped; nothing when there is none or it has finished."""
-    from hydra import compose
-
-    from runner import rundir
-    from runner.build import build, encoder_config, objective_options
-    from runner.logging import console
-    from runner.run import run
-
     cls, options = objective_options(cfg.objective, encoder_config(cfg))
     need = cls.prerequisite(options)
     if need is None:
@@ -107,8 +98,7 @@ def run_prerequisite(cfg: DictConfig) -> None:
         console.print(f"objective={options.name}: training the run it needs first in {where}: {' '.join(need[1])}",
                       highlight=False, soft_wrap=True)
         first = compose("config", overrides=overrides)
-        (where / ".hydra").mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(first, where / ".hydra" / "config.yaml")  # a run directory, as Hydra writes one
+        write_config(where, first)  # a run directory, as Hydra writes one
         run(first, build(first), where)
 
 
@@ -121,32 +111,20 @@ def log_to_job_file(message: str) -> None:
             handler.handle(record)
 
 
-def export_run_dir(src: Path, build, export_run) -> str:
+def export_run_dir(src: Path) -> str:
     """Rebuild a finished run from its saved config and write its last checkpoint as src/hf."""
-    import torch
-
-    from runner import checkpoint
-
-    cfg_file = src / ".hydra" / "config.yaml"
-    if not cfg_file.is_file():
-        raise ConfigError(f"export={str(src)!r} is not a run directory (no {cfg_file}); pass outputs/runs/<run>")
-    from runner.schema import with_defaults
-
-    cfg = with_defaults(OmegaConf.load(cfg_file))  # a run made before newer keys existed still exports
+    run = open_run(src, "export")
+    cfg = run.config  # a run made before newer keys existed still exports
     cfg.trainer.max_steps = 0
     built = build(cfg)
-    from runner.export import unsupported
-
     if (why := unsupported(built)) is not None:
         raise ConfigError(f"export={str(src)!r}: {why}")
-    state = checkpoint.load(src)
-    built.module.load_state_dict(state["module"])
+    built.module.load_state_dict(run.module_state())
     torch.set_grad_enabled(False)
-    return export_run(built, src) or "transformers is not installed"
+    return export_run(built, run.path) or "transformers is not installed"
 
 
 if __name__ == "__main__":
-    from runner.distributed import hydra_args
 
     sys.argv += hydra_args(sys.argv[1:])  # torchrun: one run directory for all ranks, Hydra's files from rank 0
     main()

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -11,45 +10,37 @@ from hydra.utils import get_class
 from omegaconf import DictConfig
 from torch import nn
 
-from runner.data.pretraining import PretrainingData, build_data
+from runner.data.pretraining import build_data
 from runner.data.tokenizer import SpecialIds
 from runner.data.words import continuation_table
-from runner.errors import ConfigError
-from runner.models.base import EncoderModule
+from runner.config import checks, schema
+from runner.config.errors import ConfigError
+from runner.engine.assembly import Built, Pretrainer
+from runner.engine.runtime import check_machine
+from runner.evaluation.checks import check_evaluation
+from runner.reporting.backends import check_backends
 from runner.models.config import EncoderConfig
 from runner.models.heads import MLMHead
-from runner.models.hf import load_hf_weights
-from runner.models.registry import build_encoder, model_config
+from runner.hf.mapping import load_hf_weights
+from runner.models.registry import build_encoder, check_model, config_classes, model_config
 from runner.objectives.base import Objective, options_of
-from runner.validate import validate
+from runner.objectives.registry import schemas as objective_schemas
 
 
-class Pretrainer(nn.Module):
-    """An encoder and the objective that trains it; the objective receives the encoder on each call."""
-
-    def __init__(self, encoder: EncoderModule, objective: Objective):
-        super().__init__()
-        self.encoder, self.objective = encoder, objective
-        objective.attach(encoder)  # before any optimizer sees the parameters (ELECTRA shares embeddings)
-
-    def forward(self, batch: dict[str, torch.Tensor], norms: dict) -> tuple[torch.Tensor, dict]:
-        """Loss of a batch, normalised by `norms`, and its stats."""
-        return self.objective.loss(self.encoder, batch, norms)
+def register() -> None:
+    """Hydra's ConfigStore: every group's schema, each encoder family's model schema and each objective's options."""
+    schema.register(config_classes(), objective_schemas())
 
 
-@dataclass
-class Built:
-    """Everything a training run needs, before the loop starts."""
-
-    config: EncoderConfig
-    data: PretrainingData
-    module: Pretrainer
-    seconds: float = 0.0  # to build it: corpus, tokenizer, tokenized splits, model
-
-    @property
-    def objective(self) -> Objective:
-        """The objective module."""
-        return self.module.objective
+def validate(cfg: DictConfig) -> None:
+    """Every check before any work, in layer order; the first inconsistent setting raises a one-line ConfigError."""
+    check_model(cfg)  # the family's schema and what it allows the data
+    checks.check_data(cfg)
+    checks.check_training(cfg)
+    check_machine(cfg.trainer)  # device, precision, strategy, the torchrun launch
+    checks.check_schedule_and_outputs(cfg)
+    check_backends(cfg.logger)
+    check_evaluation(cfg)  # task names, probe kinds, the pooling a causal model allows
 
 
 def encoder_config(cfg: DictConfig) -> EncoderConfig:
@@ -144,8 +135,6 @@ def preset_config(name: str) -> EncoderConfig:
     """The typed config of model preset conf/model/<name>.yaml, composed inside or outside a Hydra app."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
-
-    from runner.schema import register
 
     if GlobalHydra.instance().is_initialized():  # inside @hydra.main or a compose context: its search path
         return encoder_config(compose("config", overrides=[f"model={name}"]))

@@ -1,7 +1,7 @@
 """`python -m runner.finetune <run_dir> [eval.key=value ...]`: fine-tune a finished run's encoder downstream.
 
 The run is rebuilt from <run_dir>/.hydra/config.yaml (its data, tokenizer and model), its last checkpoint is
-loaded, and the encoder is fine-tuned as at the end of a run (runner.evaluation.downstream_eval: eval.task over
+loaded, and the encoder is fine-tuned as at the end of a run (runner.evaluation.after_training.downstream_eval: eval.task over
 eval.seeds seeds, with the cached or computed baselines). The result goes into the run's summary.json
 (`downstream_tasks[<task>]`, and `downstream` when the run has none yet or it is the same task), its
 metrics.jsonl and its W&B run (resumed by the id in wandb_id.txt; offline or disabled W&B is fine).
@@ -22,7 +22,18 @@ from typing import Any, Sequence
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from runner.errors import ConfigError, TrainingError
+from runner.config.errors import ConfigError, TrainingError
+from runner.config.schema import EvalConfig, LoggerConfig, TrainerConfig
+from runner.reporting.logger import NullLogger, RunLogger
+from runner.store import checkpoint
+from runner.build import build
+from runner.data.cache import atomic_write_bytes
+from runner.evaluation.after_training import NoLabels, downstream_eval, downstream_metrics, load_downstream_task, store_downstream
+from runner.config.console import console
+from runner.store.layout import SUMMARY, open_run
+from runner.engine.runtime import resolve_device
+from runner.evaluation.checks import check_eval
+from runner.engine import lock as rundir
 
 USAGE = ("usage: python -m runner.finetune <run_dir> [eval.task=wiki_topic eval.seeds=3 ... trainer.device=cpu "
          "logger.mode=disabled]")
@@ -30,7 +41,6 @@ OTHER_KEYS = ("trainer.device", "trainer.threads", "logger.mode")
 
 
 def _schema(group: str) -> Any:
-    from runner.schema import EvalConfig, LoggerConfig, TrainerConfig
 
     return {"eval": EvalConfig, "trainer": TrainerConfig, "logger": LoggerConfig}[group]
 
@@ -61,7 +71,6 @@ def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
 
 def _logger(cfg: DictConfig, run_dir: Path, summary: dict[str, Any]) -> Any:
     """The run's logger, resumed at its last step (its W&B run by wandb_id.txt); a NullLogger if that fails."""
-    from runner.logging import NullLogger, RunLogger
 
     m, o, d = cfg.model.name, cfg.objective.name, cfg.data.name
     tags = list(dict.fromkeys([m, o, d, cfg.model.family, f"masking={cfg.objective.get('masking', 'none')}",
@@ -80,38 +89,15 @@ def finetune_run(run_dir: str | Path, overrides: Sequence[str] = ()) -> dict[str
     """Fine-tune the run in run_dir on eval.task (with the overrides) and record the result; returns it."""
     import torch
 
-    from runner import checkpoint
-    from runner.build import build
-    from runner.data.cache import atomic_write_bytes
-    from runner.evaluation import NoLabels, downstream_eval, downstream_metrics, load_downstream_task, store_downstream
-    from runner.logging import NullLogger, console
-    from runner.schema import with_defaults
-    from runner.validate import eval_settings, resolve_device
-
-    run_dir = Path(run_dir)
-    cfg_file, summary_file = run_dir / ".hydra" / "config.yaml", run_dir / "summary.json"
-    if not cfg_file.is_file():
-        raise ConfigError(f"{str(run_dir)!r} is not a run directory (no {cfg_file}); pass outputs/runs/<run> or a "
-                          "sweep job's directory")
-    if not checkpoint.exists(run_dir):
-        raise ConfigError(f"{run_dir} has no checkpoint ({checkpoint.checkpoint_path(run_dir)}): the run trained no "
-                          "steps (trainer.max_steps=0) or its checkpoints were removed")
-    if not summary_file.is_file():
-        raise ConfigError(f"{run_dir} has no summary.json: the run did not finish; complete it with "
-                          f"`python -m runner <its overrides> trainer.resume=true hydra.run.dir={run_dir}` first")
-    try:
-        json.loads(summary_file.read_text())
-    except ValueError as e:
-        raise ConfigError(f"{summary_file} is not JSON ({e})") from None
-    from runner import rundir
+    run = open_run(run_dir, finished=True)
+    run_dir, summary_file = run.path, run.path / SUMMARY
 
     # the run directory is this process's while it writes there: not beside a run still training in it, nor a
     # second fine-tuning
     with rundir.owned(run_dir, resume=True):
-        cfg = with_defaults(OmegaConf.load(cfg_file))  # a run made before newer config keys still loads
-        cfg = apply_overrides(cfg, overrides)
+        cfg = apply_overrides(run.config, overrides)  # a run made before newer config keys still loads
         cfg.trainer.max_steps = 0
-        eval_settings(cfg)
+        check_eval(cfg)
         device = resolve_device(cfg.trainer.device)
         if cfg.trainer.threads:
             torch.set_num_threads(cfg.trainer.threads)
@@ -139,8 +125,6 @@ def finetune_run(run_dir: str | Path, overrides: Sequence[str] = ()) -> dict[str
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line; returns the exit code (2 for one-line errors)."""
     from rich.markup import escape
-
-    from runner.logging import console
 
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):

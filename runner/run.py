@@ -9,17 +9,20 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from runner import checkpoint, distributed
+from runner.store import checkpoint
+from runner.store.names import run_names
+from runner.engine import distributed
 from runner.build import Built, parameter_counts, preset_parameters
-from runner.crossover import crossover_tasks_of, evaluate_snapshots
+from runner.evaluation.crossover import crossover_tasks_of, evaluate_snapshots
 from runner.data.unigram import unigram_entropy
-from runner.evaluation import (downstream_enabled, downstream_eval, downstream_metrics, finetune_hint,
+from runner.evaluation.after_training import (downstream_enabled, downstream_eval, downstream_metrics, finetune_hint,
                                prepare_downstream, store_downstream)
-from runner.export import export_run, exported_counts
-from runner.logging import NullLogger, RunLogger, console
-from runner.probes.report import build_probes
-from runner.summary import report_table
-from runner.train import Trainer
+from runner.hf.export import export_run, exported_counts
+from runner.config.console import console
+from runner.reporting.logger import NullLogger, RunLogger
+from runner.evaluation.probes.accuracy import build_probes
+from runner.reporting.summary import report_table
+from runner.engine.loop import Trainer
 
 
 def padding_shares(p: Any) -> dict[str, Any]:
@@ -48,14 +51,13 @@ def run(cfg: DictConfig, built: Built, run_dir: Path) -> dict[str, Any]:
     resuming = cfg.trainer.resume is True or (auto and checkpoint.exists(run_dir))
     config = OmegaConf.to_container(cfg, resolve=True)
     config.pop("hydra", None)
-    trainer.checkpointer.track(config)  # checkpoints record it; a resume lists what changed since (runner/state.py)
+    trainer.checkpointer.track(config)  # checkpoints record it; a resume lists what changed since (runner/engine/state.py)
     if resuming:
         trainer.restore()
     m, o, d = cfg.model.name, cfg.objective.name, cfg.data.name
-    name = cfg.logger.name or f"{m}-{o}-{d}-{run_dir.name[:19]}"
+    group, name = run_names(cfg, run_dir)  # dashboards group runs by model and objective (sweeps: by sweep)
     tags = list(dict.fromkeys([m, o, d, cfg.model.family, f"masking={cfg.objective.get('masking', 'none')}",
                                *cfg.logger.tags, *(["resumed-with-changes"] if trainer.checkpointer.changes else [])]))
-    group = cfg.logger.group or f"{m}-{o}"  # dashboards group runs by model and objective (sweeps: by sweep)
     logger = RunLogger(cfg.logger, run_dir, config, name, tags,
                        resume_step=trainer.step if resuming else None, group=group) if main else NullLogger()
     v = trainer.validate

@@ -1,57 +1,5 @@
-"""`python -m runner.tensorboard <run or multirun dirs>`: TensorBoard event files for runs logged without
-logger.backends=[tensorboard] (older runs, W&B-only runs), written from their metrics.jsonl and summary.json into
-<run>/tensorboard, as the backend would have written them (each record at its step and wall-clock time)."""
-from __future__ import annotations
-
-import argparse
-import json
-import sys
-from pathlib import Path
-
-from runner.errors import ConfigError
-
-
-def replay(run_dir: Path) -> Path | None:
-    """Write <run_dir>/tensorboard from its metrics.jsonl; None when it already has event files (never doubled)."""
-    import yaml
-
-    from runner.runs import read_jsonl
-    from runner.log_backends import TensorBoardBackend, numeric
-
-    out = run_dir / "tensorboard"
-    if any(out.glob("events.out.tfevents.*")):
-        return None
-    config_file = run_dir / ".hydra" / "config.yaml"
-    config = yaml.safe_load(config_file.read_text()) if config_file.is_file() else {}
-    backend = TensorBoardBackend(run_dir, config or {}, resume_step=None)
-    for record in read_jsonl(run_dir / "metrics.jsonl"):
-        if "step" not in record:
-            continue
-        for k, v in numeric({k: v for k, v in record.items() if k not in ("step", "time")}).items():
-            backend.writer.add_scalar(k, v, record["step"], walltime=record.get("time"))
-    summary = run_dir / "summary.json"
-    backend.finish(json.loads(summary.read_text()) if summary.is_file() else {})
-    return out
-
-
-def main(argv: list[str] | None = None) -> None:
-    """CLI: replay every run found under the paths; exit 2 with one line when there is none."""
-    from runner.logging import console as err_console
-    from runner.runs import find_runs
-
-    parser = argparse.ArgumentParser(prog="python -m runner.tensorboard", description=__doc__)
-    parser.add_argument("paths", nargs="+", type=Path, help="run dirs, or multirun dirs holding them")
-    args = parser.parse_args(argv)
-    try:
-        runs = find_runs(args.paths)
-    except ConfigError as e:
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-        sys.exit(2)
-    written = [p for p in map(replay, runs) if p is not None]
-    err_console.print(f"wrote {len(written)} event directories ({len(runs) - len(written)} runs had theirs); view "
-                      f"them with: tensorboard --logdir {' '.join(map(str, args.paths))}", highlight=False,
-                      soft_wrap=True)
-
+"""`python -m runner.tensorboard`, as documented; the command lives in runner/reporting/tb_replay.py."""
+from runner.reporting.tb_replay import main
 
 if __name__ == "__main__":
     main()

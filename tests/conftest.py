@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from runner.schema import register
+from runner.build import register
 
 ROOT = Path(__file__).resolve().parents[1]
 register()

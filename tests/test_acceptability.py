@@ -7,9 +7,9 @@ import math
 import pytest
 
 from runner.build import build
-from runner.downstream.finetune import bow_logreg
-from runner.downstream.tasks import ACCEPTABILITY_SALT, acceptability_rows, load_task, wiki_acceptability
-from runner.probes.pairs import held_out_sentences, words_of
+from runner.evaluation.downstream.classifier import bow_logreg
+from runner.evaluation.downstream.tasks import ACCEPTABILITY_SALT, acceptability_rows, load_task, wiki_acceptability
+from runner.evaluation.probes.pairs import held_out_sentences, words_of
 from tests.conftest import TINY, make_cfg
 
 OVERRIDES = [*TINY, "data.max_docs=1000", "data.test_fraction=0.3"]  # ~300 held-out articles, ~800 sentences

@@ -11,19 +11,19 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from runner import checkpoint
+from runner.store import checkpoint
 from runner.build import Pretrainer, build, encoder_config, parameter_counts
 from runner.data.tokenizer import SpecialIds
-from runner.errors import ConfigError
+from runner.config.errors import ConfigError
 from runner.models.config import EncoderConfig
 from runner.models.encoder import Encoder
-from runner.models.hf import build_hf_model, hf_config, hf_model_class, load_hf_weights, to_hf_state_dict
+from runner.hf.mapping import build_hf_model, hf_config, hf_model_class, load_hf_weights, to_hf_state_dict
 from runner.objectives.mlm import MaskedLM
 from runner.objectives.mlm_nsp import MaskedLMWithNSP
 from runner.objectives.mlm_sop import MaskedLMWithSOP
-from runner.optim import Lamb, build_adamw, build_lamb
+from runner.engine.optim import Lamb, build_adamw, build_lamb
 from runner.run import run
-from runner.validate import validate
+from runner.build import validate
 from tests.conftest import TINY, make_cfg, run_cli
 from tests.test_models import assert_logits_match, assert_weights_round_trip
 
@@ -238,7 +238,7 @@ def test_albert_preset_picks_its_paper_recipe():
     validate(cfg)
     assert (cfg.objective.name, cfg.objective.span, cfg.objective.max_ngram, cfg.optimizer.name) == (
         "mlm_sop", "ngram", 3, "lamb_cpu")  # the CPU preset raises LAMB's lr for batch 32 x 400 steps
-    assert cfg.optimizer._target_ == "runner.optim.build_lamb" and cfg.optimizer.eps == pytest.approx(1e-6)
+    assert cfg.optimizer._target_ == "runner.engine.optim.build_lamb" and cfg.optimizer.eps == pytest.approx(1e-6)
     for size in ("base", "large", "xlarge", "xxlarge"):  # the paper presets keep the paper's LAMB lr
         paper = make_cfg(f"model=albert_{size}").optimizer
         assert (paper.name, paper.lr, paper.warmup_fraction) == ("lamb", pytest.approx(0.00176), 0.025)

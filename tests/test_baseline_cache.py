@@ -6,8 +6,8 @@ import copy
 
 import torch
 
-from runner.downstream import Example, finetune
-from runner.downstream.baselines import baseline_inputs, baseline_key, encoder_shape
+from runner.evaluation.downstream import Example, finetune
+from runner.evaluation.downstream.baselines import baseline_inputs, baseline_key, encoder_shape
 from runner.models.encoder import Encoder
 from tests.test_downstream import keyword_task, tiny_config
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from runner.build import build
-from runner.errors import ConfigError
+from runner.config.errors import ConfigError
 from runner.run import run
-from runner.train import Trainer
-from runner.validate import validate
+from runner.engine.loop import Trainer
+from runner.build import validate
 from tests.conftest import TINY, make_cfg
 
 pytestmark = pytest.mark.slow

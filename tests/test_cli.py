@@ -7,8 +7,8 @@ import re
 import pytest
 from hydra.errors import ConfigCompositionException
 
-from runner.errors import ConfigError
-from runner.validate import validate
+from runner.config.errors import ConfigError
+from runner.build import validate
 from tests.conftest import TINY, make_cfg, run_cli
 
 # every model preset composing and building (with its recipe's objective, and every other config file):
@@ -45,7 +45,7 @@ def test_inconsistent_values_exit_with_one_line(tmp_path, overrides, needle):
     assert needle in r.stderr + r.stdout
     assert "Traceback" not in r.stderr + r.stdout
     assert not (tmp_path / "run" / "checkpoints").exists()
-    assert needle in (tmp_path / "run" / "__main__.log").read_text()  # for runner.compare's failed-job column
+    assert needle in (tmp_path / "run" / "__main__.log").read_text()  # for runner.reporting.compare's failed-job column
 
 
 def test_typo_on_command_line_names_the_key(tmp_path):

@@ -1,4 +1,4 @@
-"""runner.compare: the run comparison table, files and plots, from fake run dirs (no training)."""
+"""runner.reporting.compare: the run comparison table, files and plots, from fake run dirs (no training)."""
 from __future__ import annotations
 
 import csv
@@ -14,8 +14,8 @@ import pytest
 import yaml
 from rich.console import Console
 
-from runner.compare import compare, rich_table
-from runner.runs import loss_curve, probe_curve
+from runner.reporting.compare import compare, rich_table
+from runner.reporting.collect import loss_curve, probe_curve
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -42,7 +42,7 @@ def make_run(root: Path, job: str, model: str, objective: str, *, summary: dict 
 
 
 def summary(model: str, objective: str, final_val: dict, **extra) -> dict:
-    """The summary.json keys runner.train.run writes that the comparison reads."""
+    """The summary.json keys runner.engine.loop.run writes that the comparison reads."""
     return {"name": f"{model}-{objective}-wiki", "model": model, "objective": objective, "data": "wiki",
             "parameters": {"embeddings": 1, "total": 4_433_468}, "steps": 25, "tokens_seen": 15_217,
             "train_flops": 2.5e12, "final_val": final_val, "tokens_per_s": 3503.6, "wall_time_s": 12.36, **extra}
@@ -139,7 +139,7 @@ def probes(scorers: list[str], pairs: dict[str, int], final: dict[str, float]) -
 
 
 def task(name: str, acc: float, std: float, rand: float | None = None, bow: float | None = None) -> dict:
-    """A downstream result as runner.downstream.finetune returns it (baselines when given)."""
+    """A downstream result as runner.evaluation.downstream.classifier returns it (baselines when given)."""
     base = {} if rand is None else {"random_init": {"accuracy_mean": rand}, "bow_logreg": {"accuracy_mean": bow}}
     return {"task": name, "accuracy_mean": acc, "accuracy_std": std, "f1_mean": acc - 0.01, "f1_std": std,
             "baselines": base}
@@ -240,7 +240,7 @@ def test_probe_accuracy_is_placed_at_the_flops_of_its_step_and_plotted(probed, t
 def cli(*args: str) -> subprocess.CompletedProcess:
     """`python -m runner.compare ARGS` in the repository."""
     env = {**os.environ, "COLUMNS": "320"}  # wide enough that no cell folds
-    return subprocess.run([sys.executable, "-m", "runner.compare", *args], cwd=ROOT, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "runner.reporting.compare", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=120)
 
 

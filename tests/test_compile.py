@@ -12,8 +12,8 @@ import torch
 import torch._dynamo as dynamo
 
 from runner.build import build
-from runner.feeds import build_feed
-from runner.parallel import capture_data_dependent_ops
+from runner.engine.feeds import build_feed
+from runner.engine.parallel import capture_data_dependent_ops
 from tests.conftest import TINY, make_cfg
 
 # Transformer-XL small enough for the CPU (tests/test_txl_run.py's TXL_TINY without its run keys)

@@ -1,5 +1,5 @@
 """Every file of every config group composes and builds; model presets are architectures that name one recipe
-(conf/recipe/); each group's schema checks its own values (runner/schema.py `check()`).
+(conf/recipe/); each group's schema checks its own values (runner/config/schema.py `check()`).
 
 What "composes and builds" means in test_every_config_file_composes_and_builds, one case per file of conf/<group>/
 (found by glob, so a new file is a new case), each composed with that choice plus trainer.max_steps=0,
@@ -10,7 +10,7 @@ logger.mode=disabled, trainer.device=cpu and data.max_docs=DOCS:
   Transformer-XL family), recipe@_global_=R with a model preset that names recipe R (the recipe is part of the
   preset's defaults). Experiments that sweep (hydra.sweeper.params: bert_improvements, pretraining_pays) give one
   case per swept value (model=bert, ..., model=txl); the others are single runs, composed as they are.
-- then runner.validate.validate on that composition (every group's check() and the checks spanning groups), and
+- then runner.config.checks.validate on that composition (every group's check() and the checks spanning groups), and
   runner.build.build as `python -m runner ... trainer.max_steps=0` runs it: the objective's checks, the data (corpus
   read, tokenizer trained, splits tokenized, in the session's cache), the encoder and the objective; then the
   optimizer and its schedule are instantiated on the module.
@@ -44,10 +44,10 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from runner.errors import ConfigError
-from runner.schema import (BudgetConfig, CrossoverConfig, DataConfig, EvalConfig, LambConfig, LoggerConfig,
+from runner.config.errors import ConfigError
+from runner.config.schema import (BudgetConfig, CrossoverConfig, DataConfig, EvalConfig, LambConfig, LoggerConfig,
                            OptimizerConfig, ProbeConfig, TrainerConfig, with_defaults)
-from runner.validate import validate
+from runner.build import validate
 from tests.conftest import ROOT, make_cfg
 
 CONF = ROOT / "conf"
@@ -316,7 +316,7 @@ def test_command_line_wins_over_the_recipe():
 
 
 def test_crossover_labels_rows_by_the_model_choice(tmp_path):
-    from runner.crossover import _model_choice
+    from runner.evaluation.crossover import _model_choice
 
     (tmp_path / ".hydra").mkdir()
     (tmp_path / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump(

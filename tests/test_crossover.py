@@ -7,7 +7,9 @@ import math
 import pytest
 import torch
 
-from runner.crossover import Snapshots, crossovers, margin, report, snapshot_points, t_interval
+from runner.engine.snapshots import Snapshots, snapshot_points
+from runner.evaluation.crossover import crossovers, margin, t_interval
+from runner.reporting.crossover_report import report
 from tests.conftest import TINY, run_cli
 
 

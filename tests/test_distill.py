@@ -14,12 +14,12 @@ import runner.build
 import runner.objectives.distill
 from runner.build import Pretrainer, build, preset_config
 from runner.data.tokenizer import SpecialIds
-from runner.errors import ConfigError
-from runner.feeds import build_feed
+from runner.config.errors import ConfigError
+from runner.engine.feeds import build_feed
 from runner.models.config import EncoderConfig
 from runner.models.encoder import Encoder
 from runner.models.heads import MLMHead
-from runner.models.hf import build_hf_model, hf_parameter_count
+from runner.hf.mapping import build_hf_model, hf_parameter_count
 from runner.objectives.masking import IGNORE
 from runner.objectives.mlm import MaskedLM
 from runner.run import run

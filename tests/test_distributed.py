@@ -53,7 +53,7 @@ def test_a_two_rank_run_resumes_in_one_process(tmp_path):
     """Another world size continues from the same checkpoint: the same step, tokens and FLOPs so far."""
     r = torchrun(*SETUP, "trainer.batch_size=4", "trainer.stop_after=3", f"hydra.run.dir={tmp_path}")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    from runner import checkpoint
+    from runner.store import checkpoint
 
     state = checkpoint.load(tmp_path)
     assert (state["step"], state["world_size"], len(state["rng_ranks"])) == (3, 2, 2)
@@ -81,7 +81,7 @@ def test_fsdp_follows_the_single_process_loss_trajectory_and_resumes_in_one_proc
         assert got == pytest.approx(want, rel=1e-5, abs=1e-6)
     assert (fsdp / "hf" / "model.safetensors").is_file()
     # resume the single-process run from the FSDP run's step-3 checkpoint: the same steps 4-6 as FSDP took
-    from runner import checkpoint
+    from runner.store import checkpoint
 
     state = checkpoint.load(fsdp)
     assert (state["step"], state["world_size"], state["strategy"]) == (6, 2, "fsdp")
@@ -107,7 +107,7 @@ def test_two_rank_transformer_xl_resumes_with_each_ranks_memory(tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     r = torchrun(*txl, "trainer.stop_after=3", f"hydra.run.dir={parts}")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    from runner import checkpoint
+    from runner.store import checkpoint
 
     mem = checkpoint.load(parts)["memory_ranks"]
     assert len(mem) == 2 and not all(a.equal(b) for a, b in zip(mem[0][0]["layers"], mem[1][0]["layers"]))

@@ -7,7 +7,7 @@ inline code spans that start with `python -m runner`, `torchrun` or `make`. Each
 - `python -m runner [-m] overrides...` (also behind `torchrun ... -m runner`, `/usr/bin/time -v`, `VAR=value`):
   composed with Hydra's compose API against conf/ (every combination of a sweep, or a covering set when there are
   many), the sweeps an experiment sets in `hydra.sweeper.params` included, then put through the runner's
-  cross-key checks (runner.validate.validate), which `python -m runner` runs before any work. A sweep value
+  cross-key checks (runner.config.checks.validate), which `python -m runner` runs before any work. A sweep value
   without `-m` (and without an experiment that sets hydra.mode=MULTIRUN) is an error.
 - `python -m runner.finetune <run dir> eval.*=...`: the overrides are applied as runner.finetune applies them.
 - `python -m runner.<module> args` (compare, crossover, ...): the module exists and its argparse parser accepts
@@ -37,7 +37,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from runner.schema import register
+from runner.build import register
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -297,8 +297,8 @@ def _combinations(lists: list[list[str]]) -> list[tuple[str, ...]]:
 
 def _semantic_checks(cfg) -> None:
     """The cross-key checks `python -m runner` runs on a composed config before building anything."""
-    from runner.errors import ConfigError
-    from runner.validate import validate
+    from runner.config.errors import ConfigError
+    from runner.build import validate
 
     try:
         validate(cfg)
@@ -378,7 +378,7 @@ def check_runner(args: list[str]) -> int:
 
 def check_finetune(args: list[str]) -> None:
     """`python -m runner.finetune <run dir> [eval.key=value ...]`, as runner.finetune reads it."""
-    from runner.errors import ConfigError
+    from runner.config.errors import ConfigError
     from runner.finetune import apply_overrides
 
     if args and args[0] in ("-h", "--help"):
@@ -501,7 +501,7 @@ def test_the_docs_document_commands():
     assert "README.md" in files
     assert sum(c.file == "README.md" for c in COMMANDS) >= 8
     assert len(files) >= 4
-    assert any("runner.compare" in c.text for c in COMMANDS)
+    assert any("runner.reporting.compare" in c.text for c in COMMANDS)
     assert any(c.text.startswith("make") for c in COMMANDS)
 
 
@@ -549,7 +549,7 @@ def test_extraction_handles_shell_syntax():
         "wrote wiki_topic to summary.json",  # 14
         "```",  # 15
         "```",  # 16: a directory tree, not commands
-        "runner/compare.py   the comparison;  crossover.py",  # 17
+        "runner/reporting/compare.py   the comparison;  crossover.py",  # 17
         "                    python -m runner.crossover (snapshots)",  # 18
         "```",  # 19
     ])
@@ -560,7 +560,7 @@ def test_extraction_handles_shell_syntax():
         (1, ["make", "test"]),
         (3, ["python", "-m", "runner", "-m", "model=bert_mini,bert_small", "trainer.max_steps=300"]),
         (5, ["torchrun", "--nproc_per_node=2", "-m", "runner", "trainer.strategy=fsdp"]),
-        (5, ["python", "-m", "runner.compare", PLACEHOLDER]),
+        (5, ["python", "-m", "runner.reporting.compare", PLACEHOLDER]),
         (6, ["make", "run"]),
         (13, ["python", "-m", "runner.finetune", "outputs/runs/" + PLACEHOLDER, "eval.seeds=2"]),
     ]

@@ -11,12 +11,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from runner.data.tokenized import TokenizedCorpus
+from runner.data.token_corpus import TokenizedCorpus
 from runner.data.tokenizer import SpecialIds, special_ids, train_tokenizer
-from runner.downstream import (Classifier, Example, Task, accuracy, bow_logreg, finetune, glue_task, macro_f1,
+from runner.evaluation.downstream import (Classifier, Example, Task, accuracy, bow_logreg, finetune, glue_task, macro_f1,
                                random_like, summarize, wiki_topic)
-from runner.downstream.finetune import collate
-from runner.errors import ConfigError
+from runner.evaluation.downstream.classifier import collate
+from runner.config.errors import ConfigError
 from runner.models.config import EncoderConfig
 from runner.models.encoder import Encoder
 from runner.models.txl import TXLConfig, TransformerXL

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from runner.build import build
-from runner.evaluation import prepare_downstream
+from runner.evaluation.after_training import prepare_downstream
 from runner.run import run
 from tests.conftest import TINY, make_cfg, run_cli
 
@@ -51,8 +51,8 @@ def test_corpus_without_topics_skips_downstream_with_a_note(tmp_path, capsys):
     (["eval.task=wiki_topics"], "eval.task='wiki_topics': unknown downstream task"),
     (["eval.task=glue_sst2", "eval.path=/nonexistent/glue"], "eval.path='/nonexistent/glue' is not a directory")])
 def test_bad_downstream_settings_stop_before_pretraining(overrides, key):
-    from runner.errors import ConfigError
-    from runner.validate import validate
+    from runner.config.errors import ConfigError
+    from runner.build import validate
 
     cfg = make_cfg(*TINY, "eval.downstream=true", *overrides)
     with pytest.raises(ConfigError, match=key.replace("(", r"\(")):
@@ -71,7 +71,7 @@ def test_eval_task_typo_fails_before_any_training(tmp_path):
 
 
 def test_downstream_is_auto_on_in_multiruns_and_off_in_single_runs():
-    from runner.evaluation import downstream_enabled, finetune_hint
+    from runner.evaluation.after_training import downstream_enabled, finetune_hint
 
     auto = make_cfg(*TINY, "eval.downstream=null")
     assert auto.eval.downstream is None

@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from runner.build import build
-from runner.logging import resolve_mode
+from runner.reporting.logger import resolve_mode
 from tests.conftest import TINY, make_cfg, run_cli
 from tests.wandb_records import history, run_info
 

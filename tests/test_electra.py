@@ -14,11 +14,11 @@ import torch
 from runner.build import Pretrainer, build, encoder_config, parameter_counts
 from runner.data.batches import widen
 from runner.data.tokenizer import SpecialIds
-from runner.errors import ConfigError
-from runner.flops import encoder_flops, train_flops
+from runner.config.errors import ConfigError
+from runner.models.flops import encoder_flops, train_flops
 from runner.models.config import EncoderConfig
 from runner.models.encoder import Encoder
-from runner.models.hf import build_hf_model, hf_config, hf_model_class, hf_unsupported
+from runner.hf.mapping import build_hf_model, hf_config, hf_model_class, hf_unsupported
 from runner.objectives.masking import IGNORE
 from runner.objectives.mlm import MaskedLM
 from runner.objectives.rtd import (ReplacedTokenDetection, binary_entropy, generator_config,

@@ -13,8 +13,8 @@ from runner.build import Pretrainer, preset_config
 from runner.data.tokenizer import SpecialIds
 from runner.models.config import EncoderConfig
 from runner.models.encoder import Encoder
-from runner.export import exported_counts
-from runner.models.hf import export, exported_parameters, hf_parameter_count, hf_unsupported
+from runner.hf.export import exported_counts
+from runner.hf.mapping import export, exported_parameters, hf_parameter_count, hf_unsupported
 
 transformers = pytest.importorskip("transformers")
 
@@ -49,7 +49,7 @@ def counts_of(module: Pretrainer) -> dict[str, int]:
 
 def meta_counts(config: EncoderConfig, objective: str = "mlm", specials: SpecialIds = BERT_SP,
                 **options) -> dict[str, int]:
-    """What a run's summary records (runner.export.exported_counts), for a module built on the meta device."""
+    """What a run's summary records (runner.hf.export.exported_counts), for a module built on the meta device."""
     with torch.device("meta"):
         module = pretrainer(config, objective, specials, **options)
     return exported_counts(SimpleNamespace(objective=module.objective, module=module))
@@ -104,7 +104,7 @@ def test_presets_export_the_released_architectures_sizes(preset, objective, cls_
 
 
 def test_counting_allocates_nothing_even_for_the_largest_presets(monkeypatch):
-    import runner.models.hf as hf
+    import runner.hf.mapping as hf
 
     built = []
     real = hf.hf_model_class

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from runner import checkpoint
-from runner.errors import TrainingError
+from runner.store import checkpoint
+from runner.config.errors import TrainingError
 from tests.conftest import ROOT, TINY, run_cli
 
 RUN = [*TINY, "model=roberta", "trainer.max_steps=30", "trainer.eval_every=10", "trainer.log_every=1",
@@ -87,7 +87,7 @@ def test_sigkill_mid_run_then_resume_ends_with_the_uninterrupted_metrics(tmp_pat
 
 WRITER = """
 import os, sys, torch
-from runner import checkpoint
+from runner.store import checkpoint
 run_dir = sys.argv[1]
 for step in range(1, 10_000):
     checkpoint.save(run_dir, {"step": step, "weights": torch.full((1_500_000,), float(step))}, keep=2)

@@ -13,7 +13,7 @@ from runner.build import Pretrainer
 from runner.data.tokenizer import export_tokenizer, special_ids, train_tokenizer
 from runner.models.config import EncoderConfig
 from runner.models.encoder import Encoder
-from runner.models.hf import export
+from runner.hf.mapping import export
 
 transformers = pytest.importorskip("transformers")
 

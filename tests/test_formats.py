@@ -14,7 +14,7 @@ from runner.data.examples import (FORMATS, build_example_set, build_examples, co
                                   sentence_pair_ranges)
 from runner.data.stream import TokenStream
 from runner.data.pretraining import check_format
-from runner.errors import ConfigError
+from runner.config.errors import ConfigError
 from runner.run import run
 from tests.conftest import TINY, make_cfg
 from tests.test_objectives import SP, blocks_of, corpus, pairs_of

@@ -1,4 +1,4 @@
-"""benchmarks/gpu_mfu.py on its CPU smoke path: both implementations reported, model FLOPs from runner.flops, MFU
+"""benchmarks/gpu_mfu.py on its CPU smoke path: both implementations reported, model FLOPs from runner.models.flops, MFU
 from the reported numbers, the peak table and the n/a path for a card it does not know. Never asserts wall time."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from runner.build import encoder_config
-from runner.flops import train_flops
+from runner.models.flops import train_flops
 from tests.conftest import load_benchmark, make_cfg
 
 SMOKE = ["--device", "cpu", "--models", "bert_tiny", "--batch-size", "2", "--seq-len", "32", "--steps", "1",

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from runner.flops import train_flops
-from runner.validate import validate
+from runner.models.flops import train_flops
+from runner.build import validate
 from tests.conftest import ROOT, load_benchmark, make_cfg
 
 SCRIPT = ROOT / "benchmarks" / "gpu_suite.sh"

@@ -1,4 +1,4 @@
-"""runner.compare --html: the self-contained comparison.html, from fake run dirs (no training); a headless Chromium
+"""runner.reporting.compare --html: the self-contained comparison.html, from fake run dirs (no training); a headless Chromium
 loads it where Debian's chromium is installed."""
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from runner.compare import compare
-from runner.runs import flops_at, run_row
-from runner.errors import ConfigError
-from runner.html_report import HTML_FILE, embed_json, run_curves, sort_value, write_html
+from runner.reporting.compare import compare
+from runner.reporting.collect import flops_at, run_row
+from runner.config.errors import ConfigError
+from runner.reporting.html_report import HTML_FILE, embed_json, run_curves, sort_value, write_html
 from tests.test_compare import ROOT, make_run, probes, summary
 
 T0 = 1_764_000_000.0  # unix seconds of a run's first record
@@ -41,7 +41,7 @@ ELECTRA_CURVES = {"val/mlm_loss", "val/disc_loss", "train/loss", "train/flops"}
 
 
 def topic(acc: float, std: float) -> dict:
-    """A downstream result with both baselines and chance, as runner.downstream writes it into summary.json."""
+    """A downstream result with both baselines and chance, as runner.evaluation.downstream writes it into summary.json."""
     return {"task": "wiki_topic", "accuracy_mean": acc, "accuracy_std": std, "f1_mean": acc - 0.1, "f1_std": std,
             "baselines": {"random_init": {"accuracy_mean": 0.42, "accuracy_std": 0.05},
                           "bow_logreg": {"accuracy_mean": 0.58, "accuracy_std": 0.0}},
@@ -179,7 +179,7 @@ def test_embedded_json_cannot_close_its_script_and_bad_out_is_a_config_error(swe
 
 
 def test_cli_html_writes_the_page_next_to_the_runs(sweep):
-    ok = subprocess.run([sys.executable, "-m", "runner.compare", str(sweep), "--html"], cwd=ROOT,
+    ok = subprocess.run([sys.executable, "-m", "runner.reporting.compare", str(sweep), "--html"], cwd=ROOT,
                         capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
     assert str(sweep / HTML_FILE) in ok.stderr.replace("\n", "")  # on the "wrote ..." line

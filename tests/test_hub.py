@@ -8,7 +8,7 @@ import pytest
 from runner.build import build
 from runner.data.hub import hub_documents
 from runner.data.sources import load_documents, new_report, open_documents
-from runner.errors import ConfigError
+from runner.config.errors import ConfigError
 from tests.conftest import TINY, make_cfg
 
 datasets = pytest.importorskip("datasets")

@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from runner.build import build
-from runner import distributed
+from runner.engine import distributed
 from runner.data.batches import Batches, batch_loader
-from runner.errors import ConfigError
-from runner.validate import validate
+from runner.config.errors import ConfigError
+from runner.build import validate
 from runner.run import run
-from runner.train import Trainer
+from runner.engine.loop import Trainer
 from tests.conftest import TINY, make_cfg
 
 ROWS, WIDTH = 48, 4

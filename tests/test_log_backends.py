@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from runner.build import build
-from runner.errors import ConfigError
+from runner.config.errors import ConfigError
 from runner.run import run
-from runner.validate import validate
+from runner.build import validate
 from tests.conftest import TINY, make_cfg
 from tests.wandb_records import history, records, run_info
 
@@ -111,7 +111,7 @@ def test_tensorboard_holds_the_config_and_hparams(all_backends):
 
 @pytest.mark.parametrize("where", ["init", "log"])
 def test_a_failing_backend_leaves_the_others_and_the_run_intact(tmp_path, monkeypatch, where):
-    from runner import log_backends
+    from runner.reporting import backends as log_backends
 
     def broken(*args, **kwargs):
         raise OSError(28, "No space left on device")
@@ -158,7 +158,7 @@ def test_runs_logged_without_tensorboard_get_event_files_from_their_metrics(all_
     live backend wrote; never twice."""
     import shutil
 
-    from runner.tensorboard import main
+    from runner.reporting.tb_replay import main
 
     src, _ = all_backends
     copy = tmp_path / "sweep" / "0_bert_mlm_nsp"

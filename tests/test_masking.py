@@ -12,7 +12,7 @@ from runner.build import build, build_objective, encoder_config
 from runner.data.batches import trim
 from runner.data.tokenizer import SpecialIds, train_tokenizer
 from runner.data.words import continuation_table
-from runner.errors import ConfigError
+from runner.config.errors import ConfigError
 from runner.objectives.masking import (IGNORE, SPANS, MaskingSpec, budgets, mask_tokens, sample_ngram_lengths,
                                        select_spans, word_starts)
 from runner.run import run

@@ -10,7 +10,7 @@ from runner.build import Pretrainer, encoder_config, parameter_counts
 from runner.data.tokenizer import SpecialIds
 from runner.models.config import EncoderConfig
 from runner.models.encoder import Encoder
-from runner.models.hf import build_hf_model, hf_config, hf_model_class, load_hf_weights, to_hf_state_dict
+from runner.hf.mapping import build_hf_model, hf_config, hf_model_class, load_hf_weights, to_hf_state_dict
 from runner.objectives.mlm import MaskedLM
 from runner.objectives.mlm_nsp import MaskedLMWithNSP
 from tests.conftest import make_cfg
@@ -131,7 +131,7 @@ def test_load_hf_weights_round_trip(tmp_path):
 
 
 def test_load_hf_weights_rejects_other_shapes(tmp_path):
-    from runner.errors import ConfigError
+    from runner.config.errors import ConfigError
 
     src = pretrainer(small("bert"), False)
     build_hf_model(src, src.encoder.config, False).save_pretrained(tmp_path)

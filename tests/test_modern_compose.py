@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from runner.build import build
-from runner.errors import ConfigError
+from runner.config.errors import ConfigError
 from runner.run import run
-from runner.train import Trainer
+from runner.engine.loop import Trainer
 from tests.conftest import TINY, make_cfg
 
 BASE = [*TINY, "model=bert", "model.num_layers=2"]  # two layers: with global_every=2 layer 1 is a local one

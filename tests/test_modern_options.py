@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from runner.flops import encoder_flops
+from runner.models.flops import encoder_flops
 from runner.models.config import EncoderConfig
 from runner.models.encoder import Encoder, Layer, make_norm
 from runner.models.positions import alibi_bias, alibi_slopes, rope_frequencies, rope_tables, rotate, window_mask
@@ -505,7 +505,7 @@ def test_gated_and_windowed_flops_by_the_numbers():
 
 def test_warmup_stable_decay_holds_the_peak_then_decays_by_one_minus_sqrt():
     """optimizer.decay=wsd (ModernBERT): linear warmup, the peak held, then 1 - sqrt over the last decay_fraction."""
-    from runner.optim import build_adamw
+    from runner.engine.optim import build_adamw
 
     opt, sched = build_adamw(torch.nn.Linear(2, 2), max_steps=100, lr=1.0, betas=[0.9, 0.999], eps=1e-8,
                              weight_decay=0.0, warmup_steps=10, min_lr_ratio=0.0, decay="wsd", decay_fraction=0.2)

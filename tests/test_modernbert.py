@@ -12,10 +12,10 @@ import torch
 
 from runner.build import Pretrainer, parameter_counts, preset_config
 from runner.data.tokenizer import SpecialIds
-from runner.errors import ConfigError
+from runner.config.errors import ConfigError
 from runner.models.config import EncoderConfig
 from runner.models.encoder import Encoder
-from runner.models.hf import build_hf_model, export, hf_config, hf_unsupported, load_hf_weights, to_hf_state_dict
+from runner.hf.mapping import build_hf_model, export, hf_config, hf_unsupported, load_hf_weights, to_hf_state_dict
 from runner.objectives.mlm import MaskedLM
 
 transformers = pytest.importorskip("transformers")

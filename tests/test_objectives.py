@@ -8,7 +8,7 @@ import torch
 from runner.data.batches import Batches
 from runner.data.examples import (ExampleSet, contiguous_ranges, full_sentence_ranges, segment_pair_ranges)
 from runner.data.stream import TokenStream
-from runner.data.tokenized import TokenizedCorpus
+from runner.data.token_corpus import TokenizedCorpus
 from runner.data.tokenizer import SpecialIds
 from runner.objectives.masking import IGNORE, MaskingSpec, mask_tokens
 

@@ -11,13 +11,13 @@ import torch._dynamo as dynamo
 
 from runner.build import build
 from runner.data.packing import first_fit, layout_counts, pack, unpack
-from runner.downstream.finetune import Classifier, batch_of
-from runner.downstream.tasks import Example
-from runner.errors import ConfigError
-from runner.feeds import build_feed
-from runner.parallel import capture_data_dependent_ops
+from runner.evaluation.downstream.classifier import Classifier, batch_of
+from runner.evaluation.downstream.tasks import Example
+from runner.config.errors import ConfigError
+from runner.engine.feeds import build_feed
+from runner.engine.parallel import capture_data_dependent_ops
 from runner.run import run
-from runner.train import Trainer
+from runner.engine.loop import Trainer
 from tests.conftest import TINY, make_cfg
 
 # short examples (documents end inside a row), no dropout: padded and packed must agree

@@ -19,8 +19,8 @@ from runner.models.txl import TXLConfig, TransformerXL
 from runner.objectives.clm import CausalLM
 from runner.objectives.mlm import MaskedLM
 from runner.objectives.rtd import ReplacedTokenDetection
-from runner.probes.pairs import FrequencyTable, Pair, build_pairs, corrupt, make_pairs, words_of
-from runner.probes.report import Probes, pass_rate, wilson
+from runner.evaluation.probes.pairs import FrequencyTable, Pair, build_pairs, corrupt, make_pairs, words_of
+from runner.evaluation.probes.accuracy import Probes, pass_rate, wilson
 
 SP = SpecialIds(pad=0, unk=1, cls=2, sep=3, mask=4, num_special=5)
 WIKI = OmegaConf.create({"source": "wiki", "lang": "en-us", "path": None, "max_docs": 600, "val_fraction": 0.05,

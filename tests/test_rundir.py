@@ -1,5 +1,5 @@
-"""One owner per run directory (runner/rundir.py), no new run into a used one, and resumes that list what changed
-(runner/config_changes.py): concurrent runs, a SIGKILLed run's stale lock, a refused new run that changes nothing,
+"""One owner per run directory (runner/engine/lock.py), no new run into a used one, and resumes that list what changed
+(runner/config/changes.py): concurrent runs, a SIGKILLed run's stale lock, a refused new run that changes nothing,
 a resume with a changed learning rate, identity keys that refuse, the lock taken by rank 0 only."""
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from runner import checkpoint, rundir
-from runner.config_changes import compare
-from runner.errors import ConfigError, TrainingError
+from runner.store import checkpoint
+from runner.engine import lock as rundir
+from runner.engine.state import resume_diff as compare
+from runner.config.errors import ConfigError, TrainingError
 from tests.conftest import ROOT, TINY, make_cfg, run_cli
 
 RUN = [*TINY, "model=roberta", "trainer.max_steps=20", "trainer.checkpoint_every=4", "trainer.eval_every=10",
@@ -171,7 +172,7 @@ def test_a_resume_that_changes_what_the_run_is_refuses_in_one_line(tmp_path):
     assert "\n" not in str(e.value) and "trainer.batch_size: 8 -> 4" in str(e.value)
     assert "another hydra.run.dir" in str(e.value)
     # python -m runner makes the same check before it builds any data or model
-    from runner.config_changes import refuse_early
+    from runner.engine.state import refuse_early
 
     with pytest.raises(TrainingError, match=r"data.seq_len: 64 -> 32") as early:
         refuse_early(make_cfg(*RUN, "trainer.max_steps=2", "data.seq_len=32", "trainer.resume=true"), tmp_path)
@@ -189,7 +190,7 @@ def test_identity_keys_refuse_and_other_keys_are_listed_or_ignored():
                                      "optimizer.lr=0.1", "data.num_proc=2", "data.cache_dir=/elsewhere",
                                      "model.report_presets=[bert]", "trainer.max_steps=9", "trainer.resume=true",
                                      "trainer.stop_after=3", "trainer.threads=1", "logger.mode=offline"), 1, 1, 7)
-    assert [c["key"] for c in changed.identity] == ["data.seq_len", "model.hidden_size", "objective.mask_prob", "seed"]
+    assert [c["key"] for c in changed.refused] == ["data.seq_len", "model.hidden_size", "objective.mask_prob", "seed"]
     assert [c["key"] for c in changed.listed] == ["data.cache_dir", "data.num_proc", "model.report_presets",
                                                   "optimizer.lr", "trainer.max_steps"]
     assert changed.listed[3] == {"key": "optimizer.lr", "before": base["optimizer"]["lr"], "after": 0.1, "step": 7}
@@ -198,10 +199,10 @@ def test_identity_keys_refuse_and_other_keys_are_listed_or_ignored():
 def test_the_batch_refuses_only_when_the_global_batch_changes():
     base = resolved()  # batch 8, one process
     same = compare(base, resolved("trainer.batch_size=4", "trainer.grad_accum=2"), 1, 1, 5)
-    assert not same.identity and [c["key"] for c in same.listed] == ["trainer.batch_size", "trainer.grad_accum"]
+    assert not same.refused and [c["key"] for c in same.listed] == ["trainer.batch_size", "trainer.grad_accum"]
     other_world = compare(resolved("trainer.batch_size=4"), base, 2, 1, 5)  # a 2-rank run resumed in one process
-    assert not other_world.identity and [c["key"] for c in other_world.listed] == ["trainer.batch_size", "world_size"]
-    assert [c["key"] for c in compare(base, resolved("trainer.batch_size=4"), 1, 1, 5).identity] == \
+    assert not other_world.refused and [c["key"] for c in other_world.listed] == ["trainer.batch_size", "world_size"]
+    assert [c["key"] for c in compare(base, resolved("trainer.batch_size=4"), 1, 1, 5).refused] == \
         ["trainer.batch_size"]
 
 
@@ -332,7 +333,7 @@ def test_only_rank_0_takes_the_lock(tmp_path, monkeypatch):
 def test_a_forked_worker_outliving_its_killed_parent_does_not_keep_the_lock(tmp_path):
     """DataLoader and tokenizer workers are forked with the lock file open; they close it, so the lock goes with
     the main process."""
-    script = ("import os, sys, time; from runner import rundir; rundir.claim(sys.argv[1], resume=True)\n"
+    script = ("import os, sys, time; from runner.engine import lock as rundir; rundir.claim(sys.argv[1], resume=True)\n"
               "if os.fork() == 0:\n    time.sleep(60); os._exit(0)\n"
               "print('forked', flush=True); time.sleep(60)")
     proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE,
@@ -354,7 +355,7 @@ def test_changed_betas_and_weight_decay_replace_the_checkpoints_values_group_by_
     import torch
     from hydra.utils import instantiate
 
-    from runner.state import _apply, _hyperparameters
+    from runner.engine.state import _apply, _hyperparameters
 
     def built(*overrides):
         return instantiate(make_cfg(*TINY, *overrides).optimizer)(module=torch.nn.Linear(2, 2), max_steps=10)

@@ -11,10 +11,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from runner import checkpoint, convert
+from runner.store import checkpoint
+from runner.engine import legacy as convert
 from runner.build import build
 from runner.data import cache
-from runner.errors import TrainingError
+from runner.config.errors import TrainingError
 from runner.run import run
 from tests.conftest import TINY, make_cfg, run_cli
 
@@ -102,7 +103,7 @@ def test_an_unsafe_checkpoint_is_not_skipped_for_an_older_one_and_the_old_pickle
 
 
 def test_a_crossover_snapshot_that_would_run_code_is_refused(tmp_path):
-    from runner.crossover import evaluate_snapshots
+    from runner.evaluation.crossover import evaluate_snapshots
 
     sentinel = tmp_path / "pwned"
     (tmp_path / "snapshots").mkdir()
@@ -195,8 +196,8 @@ def test_save_refuses_state_that_would_not_load_safely_and_keeps_the_previous_fi
 
 def test_an_init_from_bin_that_would_run_code_is_a_one_line_config_error(tmp_path):
     """model.init_from=<dir> with a pytorch_model.bin (a pickle) holding more than tensors: refused, nothing runs."""
-    from runner.errors import ConfigError
-    from runner.models.hf import _read_weights
+    from runner.config.errors import ConfigError
+    from runner.hf.mapping import _read_weights
 
     sentinel = tmp_path / "ran"
     torch.save({"w": torch.zeros(2), "x": TouchesFile(sentinel)}, tmp_path / "pytorch_model.bin")

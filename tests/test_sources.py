@@ -13,7 +13,7 @@ from runner.build import build
 from runner.data.corpus import file_fingerprint, split_sentences, wiki_corpus_path
 from runner.data.pretraining import build_data
 from runner.data.sources import load_documents
-from runner.errors import ConfigError
+from runner.config.errors import ConfigError
 from runner.run import run
 from tests.conftest import TINY, make_cfg, run_cli
 

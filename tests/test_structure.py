@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from runner.errors import ConfigError
+from runner.config.errors import ConfigError
 from runner.models import registry
 from runner.models.base import EncoderModule
 from runner.models.config import EncoderConfig
@@ -88,7 +88,7 @@ def test_the_electra_unit_objective_runs_electras_mask_mix():
 
 
 def test_flops_come_from_the_encoder_and_the_objective_heads():
-    from runner.flops import train_flops, txl_train_flops
+    from runner.models.flops import train_flops, txl_train_flops
     from runner.objectives.clm import CausalLM
     from runner.objectives.mlm_nsp import MaskedLMWithNSP
     from runner.models.txl import TXLConfig, TransformerXL

@@ -10,8 +10,9 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from runner.errors import ConfigError
-from runner.sweep import SWEPT_ENV, identity, metric_direction, metric_value, swept_keys
+from runner.config.errors import ConfigError
+from runner.store.names import SWEPT_ENV, job_names as identity
+from runner.sweeps.jobs import metric_direction, metric_value, swept_keys
 from tests.conftest import TINY, make_cfg, run_cli
 
 FAMILIES = ["bert", "roberta", "albert", "electra", "txl", "modernbert", "xlnet"]
@@ -180,7 +181,7 @@ def test_bert_improvements_sweeps_every_family_at_equal_flops():
     assert r.optimizer.lr > make_cfg("optimizer=adamw_roberta_cpu").optimizer.lr  # a higher peak lr with the 4x batch
     assert composed["albert"].model.share == "all"
     assert {c.trainer.budget.flops for c in composed.values()} == {budget}  # one compute budget for all
-    from runner.evaluation import downstream_enabled  # eval.downstream auto: on, since the experiment is a multirun
+    from runner.evaluation.after_training import downstream_enabled  # eval.downstream auto: on, since the experiment is a multirun
 
     assert all(downstream_enabled(c, hydra["mode"] == "MULTIRUN") and c.data.name == "wiki" for c in composed.values())
 

@@ -8,11 +8,12 @@ import pickle
 import pytest
 import torch
 
-from runner.data import cache, sources, tokenized
+from runner.data import cache, sources
+from runner.data import token_corpus as tokenized
 from runner.data.corpus import SPLITS, Document, load_wiki, split_documents, split_of
 from runner.data.pretraining import build_data
 from runner.data.stream import TokenStream
-from runner.data.tokenized import (TOKENIZED_FORMAT, TokenIds, load_tokenized, save_tokenized,
+from runner.data.token_corpus import (TOKENIZED_FORMAT, TokenIds, load_tokenized, save_tokenized,
                                    tokenize_documents)
 from runner.data.tokenizer import train_tokenizer
 from tests.conftest import make_cfg

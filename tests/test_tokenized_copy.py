@@ -10,7 +10,7 @@ import torch
 
 from runner.data.corpus import load_wiki
 from runner.data.stream import TokenStream
-from runner.data.tokenized import TokenIds, TokenizedCorpus, load_tokenized, save_tokenized, tokenize_documents
+from runner.data.token_corpus import TokenIds, TokenizedCorpus, load_tokenized, save_tokenized, tokenize_documents
 from runner.data.tokenizer import train_tokenizer
 from runner.data.unigram import token_counts, unigram_entropy
 

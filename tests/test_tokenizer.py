@@ -1,4 +1,4 @@
-"""Tests for runner.data.tokenizer, runner.data.tokenized and runner.data.cache."""
+"""Tests for runner.data.tokenizer, runner.data.token_corpus and runner.data.cache."""
 
 import os
 import pathlib
@@ -8,7 +8,7 @@ import torch
 
 from runner.data import cache
 from runner.data.corpus import Document, load_wiki
-from runner.data.tokenized import tokenize_documents
+from runner.data.token_corpus import tokenize_documents
 from runner.data.tokenizer import (SPECIALS, encode_sentences, load_or_train_tokenizer,
                                    special_ids, tokenizer_cache_path, train_tokenizer)
 

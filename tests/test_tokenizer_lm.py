@@ -6,12 +6,12 @@ import pytest
 from tokenizers import trainers
 
 from runner.data.corpus import Document
-from runner.data.tokenized import tokenize_documents
+from runner.data.token_corpus import tokenize_documents
 from runner.data.tokenizer import (ROLES, SPECIALS, SpecialIds, encode_sentences, load_or_train_tokenizer,
                                    load_tokenizer, spaces_are_tokens, special_ids, tokenizer_cache_path,
                                    train_tokenizer)
 from runner.data.words import continuation_table
-from runner.errors import ConfigError
+from runner.config.errors import ConfigError
 
 LM_SPECIALS = ["<pad>", "<unk>", "<eos>", "<mask>"]
 # WikiText-103 style: already space-separated, punctuation attached as its own word, literal <unk>.

@@ -15,7 +15,7 @@ from runner.data.pretraining import build_data
 from runner.data.tokenizer import (METASPACE, SPECIALS, SpecialIds, _canonical_unigram, load_tokenizer,
                                    special_ids, train_tokenizer)
 from runner.data.words import continuation_table
-from runner.errors import ConfigError
+from runner.config.errors import ConfigError
 from runner.run import run
 from tests.conftest import TINY, make_cfg
 

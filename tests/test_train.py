@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from runner import checkpoint
+from runner.store import checkpoint
 from runner.build import build
-from runner.errors import TrainingError
+from runner.config.errors import TrainingError
 from runner.run import run
-from runner.train import Trainer
+from runner.engine.loop import Trainer
 from tests.conftest import TINY, make_cfg
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ from torch import nn
 
 from runner.build import preset_config
 from runner.data.tokenizer import SpecialIds
-from runner.lm_eval import cached_nll, explicit_nll, sliding_nll
+from runner.objectives.long_context import cached_nll, explicit_nll, sliding_nll
 from runner.models.adaptive import AdaptiveSoftmax
 from runner.models.config import EncoderConfig
 from runner.models.txl import TXLConfig, TransformerXL, causal_mask, sinusoid
@@ -158,11 +158,11 @@ def test_adaptive_softmax_is_a_distribution_and_nll_matches_it(div_val):
 @pytest.mark.parametrize("kw", [dict(cutoffs=[10, 25], div_val=2, embedding_size=16),
                                 dict(cutoffs=[10, 25], div_val=1, embedding_size=8), dict(cutoffs=[], div_val=1)])
 def test_adaptive_softmax_flops_equal_torch_flop_counter_on_full_log_probs(kw):
-    """The budget's softmax count (runner/flops.py) is what torch counts for the full distribution: every cluster
+    """The budget's softmax count (runner/models/flops.py) is what torch counts for the full distribution: every cluster
     for every token (training's nll scores a tail only for its targets, so the count is an upper bound there)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from runner.flops import adaptive_softmax_flops
+    from runner.models.flops import adaptive_softmax_flops
 
     c = tiny(vocab_size=40, **kw)
     m, head = TransformerXL(c), AdaptiveSoftmax(c)

@@ -9,15 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from runner import checkpoint
+from runner.store import checkpoint
 from runner.build import build
 from runner.data.tokenizer import SpecialIds
-from runner.errors import ConfigError
+from runner.config.errors import ConfigError
 from runner.models.txl import TXLConfig, TransformerXL
 from runner.objectives.clm import CausalLM
-from runner.optim import build_adamw
+from runner.engine.optim import build_adamw
 from runner.run import run
-from runner.train import Trainer
+from runner.engine.loop import Trainer
 from tests.conftest import make_cfg, run_cli
 
 # A Transformer-XL small enough for 2 CPU cores, on the real wiki data

@@ -1,4 +1,4 @@
-"""The live view of a sweep (runner/watch.py) and the sweep.json marker it reads (runner/sweep_callback.py)."""
+"""The live view of a sweep (runner/reporting/watch.py) and the sweep.json marker it reads (runner/sweeps/callback.py)."""
 from __future__ import annotations
 
 import io
@@ -16,9 +16,9 @@ import yaml
 from omegaconf import OmegaConf
 from rich.console import Console
 
-from runner.errors import ConfigError
-from runner.sweep_callback import SweepCallback, expected_jobs
-from runner.watch import MARKER, STALL_S, job_states, sweep_state, watch
+from runner.config.errors import ConfigError
+from runner.sweeps.callback import SweepCallback, expected_jobs
+from runner.reporting.watch import MARKER, STALL_S, job_states, sweep_state, watch
 from tests.conftest import ROOT, TINY
 
 T0 = 1_700_000_000.0  # a fixed "now" for the hand-made jobs
@@ -176,7 +176,7 @@ def test_watch_of_an_older_finished_sweep_ends_at_once(tmp_path):
 
 def test_compare_watch_follows_the_sweep_and_exits_with_its_code(tmp_path, capsys):
     """python -m runner.compare --watch DIR: the same view; exit 0 when every job finished, 2 for a bad DIR."""
-    from runner.compare import main
+    from runner.reporting.compare import main
 
     sweep = tmp_path / "s"
     for i, model in enumerate(["bert", "roberta"]):
@@ -207,7 +207,7 @@ def test_ctrl_c_ends_the_watch_quietly_with_the_table(tmp_path, monkeypatch):
     def interrupt(seconds: float) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("runner.watch.time.sleep", interrupt)
+    monkeypatch.setattr("runner.reporting.watch.time.sleep", interrupt)
     out = io.StringIO()
     assert watch(sweep, console=Console(file=out, force_terminal=True, width=160)) == 130  # a terminal: live view
     text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())  # the terminal's colours and cursor moves

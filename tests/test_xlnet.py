@@ -10,7 +10,7 @@ import torch
 
 from runner.build import build
 from runner.data.tokenizer import SpecialIds
-from runner.errors import ConfigError
+from runner.config.errors import ConfigError
 from runner.models.txl import sinusoid
 from runner.models.xlnet import XLNet, XLNetConfig
 from runner.objectives.plm import IGNORE, PermutationLM
@@ -44,7 +44,7 @@ def test_parameter_counts_equal_transformers(shape, count):
 
 
 def test_logits_equal_transformers_with_perm_mask_target_mapping_segments_and_memory():
-    from runner.models.hf_xlnet import from_hf_state, hf_model, to_hf_state
+    from runner.hf.xlnet import from_hf_state, hf_model, to_hf_state
 
     torch.manual_seed(0)
     model = XLNet(XLNetConfig(**SMALL)).eval()

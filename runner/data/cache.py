@@ -20,7 +20,7 @@ from typing import IO, Any, TypeVar
 
 import torch
 
-from runner.errors import ConfigError, TrainingError
+from runner.config.errors import ConfigError, TrainingError
 
 ENV_VAR = "BERTLAB_CACHE"
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from runner.data.stream import TokenStream
-from runner.data.tokenized import TokenizedCorpus
+from runner.data.token_corpus import TokenizedCorpus
 from runner.data.tokenizer import SpecialIds
 
 NSP_FORMATS = ("segment_pair", "sentence_pair")  # labels for next-sentence prediction

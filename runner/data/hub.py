@@ -12,7 +12,7 @@ from typing import Any, Iterable, Iterator
 from urllib.parse import urlparse
 
 from runner.data.corpus import Document
-from runner.errors import ConfigError
+from runner.config.errors import ConfigError
 
 DOC_BOUNDARIES = ("row", "wikitext")  # one document per row | WikiText's " = Title = " article headings
 _HEADING = re.compile(r"^ = ([^=].*?) = $")  # a top-level WikiText heading; " = = Section = = " is not one
@@ -29,7 +29,7 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def _force_offline() -> None:
+def force_offline() -> None:
     """Make datasets and huggingface_hub read only their local caches (they read these flags at call time)."""
     import datasets
     import huggingface_hub.constants as hub_constants
@@ -38,7 +38,7 @@ def _force_offline() -> None:
     hub_constants.HF_HUB_OFFLINE = True
 
 
-def _offline_wanted() -> bool:
+def offline_wanted() -> bool:
     return any(os.environ.get(k, "").lower() in ("1", "true", "yes")
                for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
@@ -60,8 +60,8 @@ def open_dataset(h: Any, max_docs: int | None):
                                   f"set data.hub.split to one of them")
             ds = ds[h.split]
         return ds, f"disk:{ds._fingerprint}"
-    if not local.is_dir() and (_offline_wanted() or not hub_reachable()):
-        _force_offline()  # only the local cache can answer: don't wait through minutes of retries
+    if not local.is_dir() and (offline_wanted() or not hub_reachable()):
+        force_offline()  # only the local cache can answer: don't wait through minutes of retries
     try:
         ds = datasets.load_dataset(h.name, h.config, split=h.split, streaming=h.streaming, revision=h.revision)
     except (ConnectionError, FileNotFoundError, ValueError) as e:

@@ -11,9 +11,10 @@ import numpy as np
 import torch
 
 from runner.data.stream import TokenStream
-from runner.models.txl import EVAL_SLOT  # the memory slot that validation rows use
 
 Batch = dict[str, torch.Tensor]
+
+EVAL_SLOT = -1  # the memory slot of evaluation batches; training slots are micro-batch indices 0 .. grad_accum-1
 
 
 def stream_rows(stream: TokenStream, rows: int, length: int | None = None) -> np.ndarray:

@@ -18,9 +18,9 @@ from runner.data.examples import (FORMATS, LABEL_KEYS, NSP_FORMATS, PAIR_FORMATS
                                   build_example_set, default_format)
 from runner.data.stream import TokenStream
 from runner.data.sources import open_documents
-from runner.data.tokenized import TOKENIZED_FORMAT, TokenizedCorpus, load_tokenized, tokenize_splits
+from runner.data.token_corpus import TOKENIZED_FORMAT, TokenizedCorpus, load_tokenized, tokenize_splits
 from runner.data.tokenizer import SpecialIds, load_or_train_tokenizer, load_tokenizer, special_ids
-from runner.errors import ConfigError
+from runner.config.errors import ConfigError
 
 EXAMPLES_FORMAT = 6  # bump when the stored example ranges change, so old caches are not read
 

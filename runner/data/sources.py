@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from runner.data.corpus import CorpusError, Document, file_fingerprint, load_wiki, wiki_corpus_path
-from runner.errors import ConfigError
+from runner.config.errors import ConfigError
+from runner.data.hub import hub_documents, open_dataset
 
 SOURCES = ("wiki", "text", "jsonl", "hub")
 DOC_BOUNDARIES = ("file", "blank_line")
@@ -152,7 +153,6 @@ def load_documents(cfg: Any) -> tuple[list[Document], str, dict[str, Any]]:
 
 def _open_hub(cfg: Any) -> DocumentSource:
     """Documents from a Hugging Face `datasets` dataset (runner/data/hub.py), read row by row."""
-    from runner.data.hub import hub_documents, open_dataset
 
     rows, fingerprint = open_dataset(cfg.hub, cfg.max_docs)  # fails fast offline, before any pass
     return DocumentSource("hub", fingerprint, lambda report: hub_documents(rows, cfg.hub, cfg.max_docs, report),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from runner.data.tokenized import TokenIds, TokenizedCorpus
+from runner.data.token_corpus import TokenIds, TokenizedCorpus
 
 
 class TokenStream:

@@ -14,7 +14,7 @@ from tokenizers import (AddedToken, Regex, Tokenizer, decoders, models, normaliz
                         trainers)
 
 from runner.data.cache import atomic_write_bytes
-from runner.errors import ConfigError
+from runner.config.errors import ConfigError
 
 # Order is the id order: BERT gets pad=0 and RoBERTa pad=1, like transformers' default configs; the unigram
 # kind has ALBERT's specials and ids (pad=0, unk=1, [CLS]=2, [SEP]=3, [MASK]=4). The word and char kinds have

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from runner.data.tokenized import TokenIds, TokenizedCorpus
+from runner.data.token_corpus import TokenIds, TokenizedCorpus
 
 MAX_TOKENS = 50_000_000  # a larger corpus: its first 50M tokens (the frequencies have long settled)
 

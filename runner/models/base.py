@@ -46,7 +46,7 @@ class EncoderModule(nn.Module):
         return self(batch["input_ids"], batch.get("token_type_ids"), batch.get("attention_mask"), **packed)
 
     def forward_flops(self, sequences: int, seq_len: int) -> float:
-        """Forward matmul FLOPs of the encoder over `sequences` rows of seq_len tokens (runner/flops.py)."""
+        """Forward matmul FLOPs of the encoder over `sequences` rows of seq_len tokens (runner/models/flops.py)."""
         raise NotImplementedError
 
     def shard_blocks(self) -> list[nn.Module]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar, List, Optional
 
-from runner.errors import ConfigError
+from runner.config.errors import require
 
 SHARES = ("none", "all", "attention", "ffn")  # model.share: which parts of a layer every layer uses (ALBERT 3.1)
 POSITIONS = ("learned", "rope", "alibi")  # model.position
@@ -18,10 +18,6 @@ TOKENIZERS = ("wordpiece", "bpe", "unigram", "word", "char")
 PAD_OFFSET_FAMILIES = ("roberta",)
 
 
-def need(ok: bool, message: str) -> None:
-    """Raise ConfigError(message) unless ok."""
-    if not ok:
-        raise ConfigError(message)
 
 
 @dataclass
@@ -133,34 +129,34 @@ class EncoderConfig:
 
     def check(self) -> None:
         """Raise ConfigError on the first value that cannot build this encoder (one line naming the key)."""
-        need(self.share in SHARES, f"model.share={self.share!r} must be one of {', '.join(SHARES)} (ALBERT section 3.1)")
-        need(self.embedding_size is None or self.embedding_size >= 1,
+        require(self.share in SHARES, f"model.share={self.share!r} must be one of {', '.join(SHARES)} (ALBERT section 3.1)")
+        require(self.embedding_size is None or self.embedding_size >= 1,
              f"model.embedding_size={self.embedding_size} must be >= 1, or null for embeddings as wide as hidden_size")
-        need(self.tokenizer in TOKENIZERS, f"model.tokenizer={self.tokenizer!r} must be "
+        require(self.tokenizer in TOKENIZERS, f"model.tokenizer={self.tokenizer!r} must be "
              f"{', '.join(repr(t) for t in TOKENIZERS[:-1])} or {TOKENIZERS[-1]!r}")
         for key in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "vocab_size",
                     "max_position_embeddings", "global_every"):
-            need(getattr(self, key) >= 1, f"model.{key}={getattr(self, key)} must be >= 1")
-        need(self.type_vocab_size >= 0, f"model.type_vocab_size={self.type_vocab_size} must be >= 0 (0: no segment "
+            require(getattr(self, key) >= 1, f"model.{key}={getattr(self, key)} must be >= 1")
+        require(self.type_vocab_size >= 0, f"model.type_vocab_size={self.type_vocab_size} must be >= 0 (0: no segment "
              "embeddings, as ModernBERT)")
         for key, allowed in (("position", POSITIONS), ("ffn", FFNS), ("norm", NORMS),
                              ("norm_position", NORM_POSITIONS), ("qkv", QKVS)):
-            need(getattr(self, key) in allowed, f"model.{key}={getattr(self, key)!r} must be one of {', '.join(allowed)}")
-        need(self.local_window is None or self.local_window >= 2,
+            require(getattr(self, key) in allowed, f"model.{key}={getattr(self, key)!r} must be one of {', '.join(allowed)}")
+        require(self.local_window is None or self.local_window >= 2,
              f"model.local_window={self.local_window} must be >= 2 (tokens in the window) or null")
-        need(self.local_window is None or self.global_every >= 2,
+        require(self.local_window is None or self.global_every >= 2,
              f"model.local_window={self.local_window} with model.global_every=1 makes every layer global; set "
              "model.global_every >= 2 (ModernBERT: 3) or drop model.local_window")
-        need(self.rope_theta > 0 and (self.local_rope_theta is None or self.local_rope_theta > 0),
+        require(self.rope_theta > 0 and (self.local_rope_theta is None or self.local_rope_theta > 0),
              "model.rope_theta and model.local_rope_theta must be > 0")
-        need(self.hidden_size % self.num_heads == 0,
+        require(self.hidden_size % self.num_heads == 0,
              f"model.hidden_size={self.hidden_size} is not divisible by model.num_heads={self.num_heads}; "
              "pick heads that divide the hidden size (e.g. hidden_size/64)")
-        need(self.position != "rope" or self.head_dim % 2 == 0,
+        require(self.position != "rope" or self.head_dim % 2 == 0,
              f"model.position=rope rotates pairs of dimensions, but heads are {self.head_dim} wide; pick "
              "model.num_heads so hidden_size / num_heads is even")
         for key in ("hidden_dropout", "attention_dropout"):
-            need(0.0 <= getattr(self, key) < 1.0, f"model.{key}={getattr(self, key)} must lie in [0, 1)")
+            require(0.0 <= getattr(self, key) < 1.0, f"model.{key}={getattr(self, key)} must lie in [0, 1)")
 
 
 def embedding_width(c: EncoderConfig) -> int:

@@ -2,7 +2,7 @@
 
 BERT's post-LayerNorm block with learned positions is the default; the later improvements are options of the same
 modules (runner/models/config.py): rotary or ALiBi positions, gated feed-forwards, pre-norm with a final norm,
-RMSNorm, no biases, sliding-window layers, a fused QKV projection. Module names are our own; `runner.models.hf`
+RMSNorm, no biases, sliding-window layers, a fused QKV projection. Module names are our own; `runner.hf.mapping`
 maps them onto transformers' names.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from runner.flops import encoder_flops
+from runner.models.flops import encoder_flops
 from runner.models.base import EncoderModule
 from runner.models.config import SHARES, EncoderConfig, embedding_width
 from runner.models.positions import alibi_bias, rope_tables, rotate, window_mask
@@ -243,7 +243,7 @@ class Encoder(EncoderModule):
         return self(input_ids, token_type_ids, attention_mask)
 
     def forward_flops(self, sequences: int, seq_len: int) -> float:
-        """Forward matmul FLOPs (runner/flops.py encoder_flops)."""
+        """Forward matmul FLOPs (runner/models/flops.py encoder_flops)."""
         return encoder_flops(self.config, sequences * seq_len, seq_len)
 
 

@@ -9,8 +9,9 @@ from typing import Any, Mapping
 from omegaconf import DictConfig, OmegaConf
 
 import runner.models as models_package
-from runner.discover import subclasses_in
-from runner.errors import ConfigError
+from runner.config.discover import subclasses_in
+from runner.config.errors import ConfigError, require
+from runner.data.tokenizer import ROLES, SPECIALS
 from runner.models.base import EncoderModule
 from runner.models.config import EncoderConfig
 
@@ -71,9 +72,9 @@ def model_config(node: Any) -> EncoderConfig:
     return encoder_class(str(values.get("family", "bert"))).config_class(**values)
 
 
-def identity(node: Any) -> dict[str, Any]:
-    """The keys of a model config that make a run's model what it is (all but reporting keys), for comparing a
-    checkpoint's with a resumed run's."""
+def defining_values(node: Any) -> dict[str, Any]:
+    """The keys and values of a model config that make a run's model what it is (all but reporting keys), for
+    comparing a checkpoint's with a resumed run's."""
     out = dataclasses.asdict(model_config(node))
     out.pop("report_presets", None)
     return out
@@ -87,3 +88,23 @@ def build_encoder(config: EncoderConfig) -> EncoderModule:
 def defaults_of(family: str) -> Mapping[str, Any]:
     """A family's config schema with its defaults, as an OmegaConf node (old saved configs are merged onto it)."""
     return OmegaConf.structured(encoder_class(family).config_class)
+
+
+def check_model(cfg: Any) -> None:
+    """The model group in its family's schema, and what the family allows the data: a position table long enough for
+    data.seq_len, and packing only for families that read padded examples (a one-line ConfigError before any work)."""
+    m, d = cfg.model, cfg.data
+    config = model_config(m)  # the family's schema; an unknown family fails here
+    config.check()
+    if config.max_seq_len is not None:  # a position table (relative positions: any length)
+        pad = SPECIALS[config.tokenizer].index(ROLES[config.tokenizer]["pad"])  # the tokenizer kind's padding id
+        offset = config.offset_for(pad)  # RoBERTa: positions start after the padding id
+        require(d.seq_len <= config.max_position_embeddings - offset,
+                f"data.seq_len={d.seq_len} exceeds model.max_position_embeddings={config.max_position_embeddings}"
+                f"{f' minus the position offset {offset}' if offset else ''}; lower data.seq_len or raise "
+                "model.max_position_embeddings")
+    cls = encoder_class(config.family)
+    require(d.get("packing") is not True or cls.packs,
+            f"data.packing=true packs examples into shared rows, but model.family={config.family} reads "
+            f"{cls.feed} without padding to remove; drop data.packing=true (the default, null, packs where it "
+            "applies)")

@@ -15,10 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from runner.flops import txl_layer_flops
+from runner.data.lm_stream import EVAL_SLOT  # the memory slot of evaluation batches
+from runner.models.flops import txl_layer_flops
 from runner.models.adaptive import AdaptiveEmbedding
 from runner.models.base import EncoderModule
-from runner.models.config import EncoderConfig, need
+from runner.models.config import EncoderConfig
+from runner.config.errors import require
 from runner.models.encoder import init_weights
 
 Memory = list[torch.Tensor]  # per layer, (B, M, H): the hidden states entering that layer for the last M tokens
@@ -77,34 +79,33 @@ class TXLConfig(EncoderConfig):
     def check(self) -> None:
         """The encoder's checks, then memory and evaluation lengths and the adaptive softmax cutoffs."""
         super().check()
-        need(self.activation in ("relu", "gelu"), f"model.activation={self.activation!r} must be relu "
+        require(self.activation in ("relu", "gelu"), f"model.activation={self.activation!r} must be relu "
              "(Transformer-XL) or gelu")
-        need(self.mem_len >= 0, f"model.mem_len={self.mem_len} must be >= 0 (0: no memory)")
+        require(self.mem_len >= 0, f"model.mem_len={self.mem_len} must be >= 0 (0: no memory)")
         for key in ("eval_tgt_len", "eval_mem_len", "clamp_len"):
             low = 1 if key == "eval_tgt_len" else 0
-            need(getattr(self, key) is None or getattr(self, key) >= low,
+            require(getattr(self, key) is None or getattr(self, key) >= low,
                  f"model.{key}={getattr(self, key)} must be >= {low} or null")
         cuts = list(self.cutoffs)
-        need(all(a < b for a, b in zip([0, *cuts], [*cuts, self.vocab_size])),
+        require(all(a < b for a, b in zip([0, *cuts], [*cuts, self.vocab_size])),
              f"model.cutoffs={cuts} must increase strictly between 0 and model.vocab_size={self.vocab_size}; "
              "e.g. [20000, 40000, 200000] for WikiText-103's 267,735 words")
-        need(self.div_val >= 1, f"model.div_val={self.div_val} must be >= 1 (1: every cluster as wide as the "
+        require(self.div_val >= 1, f"model.div_val={self.div_val} must be >= 1 (1: every cluster as wide as the "
              "embeddings)")
         width = self.embedding_size or self.hidden_size
-        need(self.div_val == 1 or width // self.div_val ** len(cuts) >= 1,
+        require(self.div_val == 1 or width // self.div_val ** len(cuts) >= 1,
              f"model.div_val={self.div_val} makes the last of {len(cuts) + 1} clusters 0 wide (embedding width "
              f"{width}); lower model.div_val or use fewer model.cutoffs")
-        need(self.share == "none", f"model.share={self.share} is not implemented for model.family=txl; use "
+        require(self.share == "none", f"model.share={self.share} is not implemented for model.family=txl; use "
              "model.share=none")
         base = EncoderConfig()
         for key in ("position", "ffn", "norm", "bias", "local_window", "qkv"):  # the BERT-family encoder's options
-            need(getattr(self, key) == getattr(base, key), f"model.{key}={getattr(self, key)!r} is an option of the "
+            require(getattr(self, key) == getattr(base, key), f"model.{key}={getattr(self, key)!r} is an option of the "
                  f"BERT-family encoder, not implemented for model.family=txl; drop it")
-        need(self.init_from is None, f"model.init_from={self.init_from!r}: transformers has no Transformer-XL class "
+        require(self.init_from is None, f"model.init_from={self.init_from!r}: transformers has no Transformer-XL class "
              "to load from (TransfoXL was removed in transformers 5); drop model.init_from")
 
 
-EVAL_SLOT = -1  # the memory slot of evaluation batches; training slots are micro-batch indices 0 .. grad_accum-1
 
 
 def sinusoid(positions: torch.Tensor, width: int) -> torch.Tensor:
@@ -352,7 +353,7 @@ class TransformerXL(EncoderModule):
         return self(input_ids, mem_len=0, block=block)[0]
 
     def forward_flops(self, sequences: int, seq_len: int) -> float:
-        """Forward matmul FLOPs after a memory of mem_len (runner/flops.py txl_layer_flops)."""
+        """Forward matmul FLOPs after a memory of mem_len (runner/models/flops.py txl_layer_flops)."""
         return sequences * self.config.num_layers * txl_layer_flops(self.config, seq_len, self.config.mem_len)
 
     def shard_blocks(self) -> list[nn.Module]:

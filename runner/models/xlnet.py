@@ -7,7 +7,7 @@ position's content. Which keys each query sees is the permutation mask (B, T, T)
 (runner/objectives/plm.py) samples; target_mapping (B, P, T) places the P queries. Every layer has its own relative
 biases (u = r_w_bias, v = r_r_bias, the segment bias r_s_bias) and two segment embeddings (same / different
 segment), as the original with untie_r. Module shapes follow transformers' XLNetLMHeadModel, so parameter counts
-and logits equal its (runner/models/hf_xlnet.py maps the weights; tests/test_xlnet.py checks both).
+and logits equal its (runner/hf/xlnet.py maps the weights; tests/test_xlnet.py checks both).
 """
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from runner.flops import txl_layer_flops
+from runner.models.flops import txl_layer_flops
 from runner.models.base import EncoderModule
-from runner.models.config import EncoderConfig, need
+from runner.models.config import EncoderConfig
+from runner.config.errors import require
 from runner.models.encoder import init_weights
 from runner.models.txl import EVAL_SLOT, FeedForward, rel_shift, sinusoid
 
@@ -51,18 +52,18 @@ class XLNetConfig(EncoderConfig):
     def check(self) -> None:
         """The encoder's checks, then XLNet's: memory and clamp, and none of the BERT-family options."""
         super().check()
-        need(self.mem_len >= 0, f"model.mem_len={self.mem_len} must be >= 0 (0: no memory)")
-        need(self.eval_tgt_len is None or self.eval_tgt_len >= 1,
+        require(self.mem_len >= 0, f"model.mem_len={self.mem_len} must be >= 0 (0: no memory)")
+        require(self.eval_tgt_len is None or self.eval_tgt_len >= 1,
              f"model.eval_tgt_len={self.eval_tgt_len} must be >= 1 or null")
-        need(self.clamp_len is None or self.clamp_len >= 0, f"model.clamp_len={self.clamp_len} must be >= 0 or null")
-        need(self.activation in ("gelu", "relu"), f"model.activation={self.activation!r} must be gelu (XLNet) or relu")
-        need(self.share == "none", f"model.share={self.share} is not implemented for model.family=xlnet; use "
+        require(self.clamp_len is None or self.clamp_len >= 0, f"model.clamp_len={self.clamp_len} must be >= 0 or null")
+        require(self.activation in ("gelu", "relu"), f"model.activation={self.activation!r} must be gelu (XLNet) or relu")
+        require(self.share == "none", f"model.share={self.share} is not implemented for model.family=xlnet; use "
              "model.share=none")
-        need(self.embedding_size is None, f"model.embedding_size={self.embedding_size}: XLNet's embeddings are "
+        require(self.embedding_size is None, f"model.embedding_size={self.embedding_size}: XLNet's embeddings are "
              "hidden_size wide; set model.embedding_size=null")
         base = EncoderConfig()
         for key in ("position", "ffn", "norm", "norm_position", "bias", "local_window", "qkv"):
-            need(getattr(self, key) == getattr(base, key), f"model.{key}={getattr(self, key)!r} is an option of the "
+            require(getattr(self, key) == getattr(base, key), f"model.{key}={getattr(self, key)!r} is an option of the "
                  f"BERT-family encoder, not implemented for model.family=xlnet; drop it")
 
 
@@ -302,7 +303,7 @@ class XLNet(EncoderModule):
         return self.streams(input_ids, token_type_ids, attention_mask, mem_len=0)[0]
 
     def forward_flops(self, sequences: int, seq_len: int) -> float:
-        """Forward matmul FLOPs of the content stream after a memory of mem_len (runner/flops.py txl_layer_flops;
+        """Forward matmul FLOPs of the content stream after a memory of mem_len (runner/models/flops.py txl_layer_flops;
         the position keys cover K + T - 1 distances), plus the query stream, counted over all T positions as it
         is computed."""
         c = self.config

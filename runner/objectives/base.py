@@ -1,7 +1,7 @@
 """What every pretraining objective declares to the loop, the data, the export and the reports.
 
 An objective is its own file under runner/objectives/: a subclass of `Objective` and its options dataclass
-(`options_class`, the `objective` group's schema, registered by runner/schema.py as `base_<name>`), plus a YAML
+(`options_class`, the `objective` group's schema, registered by runner/config/schema.py as `base_<name>`), plus a YAML
 under conf/objective/. The loop, the feeds and the export ask it only what this class declares."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from runner.data.tokenizer import SpecialIds
-from runner.errors import ConfigError
+from runner.config.errors import ConfigError
 from runner.models.base import EncoderModule
 from runner.models.config import EncoderConfig
 from runner.models.registry import encoder_class
@@ -126,7 +126,7 @@ class Objective(nn.Module):
         raise NotImplementedError
 
     def head_flops(self, batch: dict[str, torch.Tensor]) -> float:
-        """Forward matmul FLOPs of the objective's own networks and heads over a batch (runner/flops.py)."""
+        """Forward matmul FLOPs of the objective's own networks and heads over a batch (runner/models/flops.py)."""
         raise NotImplementedError
 
     def train_flops(self, encoder: EncoderModule, batch: dict[str, torch.Tensor]) -> float:
@@ -173,10 +173,6 @@ class Objective(nn.Module):
         return None
 
 
-def require(ok: bool, message: str) -> None:
-    """Raise ConfigError with message unless ok."""
-    if not ok:
-        raise ConfigError(message)
 
 
 def options_of(cls: type[Objective], node: Any) -> Any:

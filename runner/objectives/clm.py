@@ -16,13 +16,14 @@ from torch import nn
 
 from runner.data.stream import TokenStream
 from runner.data.tokenizer import SpecialIds
-from runner.flops import adaptive_softmax_flops
+from runner.models.flops import adaptive_softmax_flops
 from runner.data.lm_stream import stream_rows
-from runner.lm_eval import compare_contexts, context_metrics, context_table, lm_metrics
+from runner.objectives.long_context import compare_contexts, context_metrics, context_table, lm_metrics
 from runner.models.adaptive import AdaptiveSoftmax
 from runner.models.base import EncoderModule
 from runner.models.config import EncoderConfig
-from runner.objectives.base import Objective, ObjectiveConfig, Report, Stats, require
+from runner.objectives.base import Objective, ObjectiveConfig, Report, Stats
+from runner.config.errors import require
 from runner.objectives.scoring import per_token_sum, plain_hidden
 
 RESETS = ("stream", "document")

@@ -11,6 +11,7 @@ and the student reads the teacher's tokenizer. With init_from_teacher, the stude
 embeddings, every other layer (DistilBERT section 3) and MLM head wherever the shapes agree."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -23,12 +24,17 @@ from torch import nn
 
 from runner.data.packing import unpack
 from runner.data.tokenizer import SpecialIds
-from runner.errors import ConfigError
-from runner.flops import encoder_flops, mlm_head_flops
+from runner.config.errors import ConfigError
+from runner.models.flops import encoder_flops, mlm_head_flops
 from runner.models.config import EncoderConfig
-from runner.objectives.base import Report, Stats, require
+from runner.objectives.base import Report, Stats
+from runner.config.errors import require
 from runner.objectives.masking import IGNORE
 from runner.objectives.mlm import MaskedLM, MLMConfig, mlm_metrics
+from runner.models.heads import MLMHead
+from runner.models.registry import build_encoder, model_config
+from runner.store.layout import SUMMARY, FinishedRun, is_run, open_run
+from runner.data.batches import to_device
 
 
 @dataclass
@@ -61,19 +67,14 @@ class DistillConfig(MLMConfig):
 
 # ---- the teacher --------------------------------------------------------------------------------------------------
 
-def is_run_dir(path: Path) -> bool:
-    """A directory the runner wrote (its resolved config)."""
-    return (path / ".hydra" / "config.yaml").is_file()
-
-
 def teacher_tokenizer_file(path: Path) -> Path:
     """The tokenizer.json the teacher was trained with: a run's hf/ export, or the transformers directory's own."""
     if not path.is_dir():
         raise ConfigError(f"objective.teacher={path} is not a directory; pass a finished run's directory "
                           "(outputs/runs/<run>) or a transformers directory, or use experiment=distil")
-    file = path / "hf" / "tokenizer.json" if is_run_dir(path) else path / "tokenizer.json"
+    file = path / "hf" / "tokenizer.json" if is_run(path) else path / "tokenizer.json"
     if not file.is_file():
-        fix = (f"export it first: python -m runner export={path}" if is_run_dir(path) else
+        fix = (f"export it first: python -m runner export={path}" if is_run(path) else
                "save the tokenizer beside the model (tokenizer.save_pretrained)")
         raise ConfigError(f"objective.teacher={path} has no {file.relative_to(path)} (its tokenizer); {fix}")
     return file
@@ -98,29 +99,20 @@ class Teacher(nn.Module):
 class RunTeacher(Teacher):
     """A finished run of ours: its encoder and MLM head from its checkpoint."""
 
-    def __init__(self, run_dir: Path, pad_id: int):
+    def __init__(self, run: FinishedRun, pad_id: int):
         super().__init__()
-        from omegaconf import OmegaConf
-
-        from runner import checkpoint
-        from runner.models.heads import MLMHead
-        from runner.models.registry import build_encoder, model_config
-        from runner.schema import with_defaults
-
-        import dataclasses
-
-        cfg = with_defaults(OmegaConf.load(run_dir / ".hydra" / "config.yaml"))
+        cfg = run.config
         self.config = dataclasses.replace(model_config(cfg.model), pad_token_id=pad_id)
-        state = checkpoint.load(run_dir)["module"]
+        state = run.module_state()
         if not any(k.startswith("objective.mlm_head.") for k in state):
-            raise ConfigError(f"objective.teacher={run_dir} was trained with objective={cfg.objective.name}, which "
+            raise ConfigError(f"objective.teacher={run.path} was trained with objective={cfg.objective.name}, which "
                               "has no masked-LM head to distil from; use a run with objective=mlm, mlm_nsp or mlm_sop")
         self.encoder, self.head = build_encoder(self.config), MLMHead(self.config)
         self.encoder.load_state_dict({k[8:]: v for k, v in state.items() if k.startswith("encoder.")})
         self.head.load_state_dict({k[19:]: v for k, v in state.items() if k.startswith("objective.mlm_head.")})
         self.hidden_size = self.config.hidden_size
         self.name = cfg.model.name
-        self.summary_file = run_dir / "summary.json"
+        self.summary_file = run.path / SUMMARY
 
     def outputs(self, batch: dict[str, torch.Tensor], idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         hidden = self.encoder.encode_batch(batch)  # packed or padded, as the student reads it
@@ -182,12 +174,8 @@ def load_teacher(path: str, pad_id: int) -> Teacher:
     if not p.is_dir():
         raise ConfigError(f"objective.teacher={path} is not a directory; pass a finished run's directory "
                           "(outputs/runs/<run>) or a transformers directory, or use experiment=distil")
-    if is_run_dir(p):
-        from runner import checkpoint
-
-        if not checkpoint.exists(p):
-            raise ConfigError(f"objective.teacher={path} has no checkpoint: the run trained no steps")
-        teacher: Teacher = RunTeacher(p, pad_id)
+    if is_run(p):
+        teacher: Teacher = RunTeacher(open_run(p, "objective.teacher"), pad_id)
     elif (p / "config.json").is_file():
         teacher = HFTeacher(p)
     else:
@@ -314,8 +302,6 @@ class Distillation(MaskedLM):
         """The student against its teacher: parameters, forward speed on the validation batches (measured, same
         process), and both models' probe and downstream scores where the teacher's run recorded them."""
         from rich.table import Table
-
-        from runner.data.batches import to_device
 
         teacher, results = self.teacher, results or {}
         student_params = sum(p.numel() for p in encoder.parameters()) + sum(p.numel() for p in self.mlm_head.parameters())

@@ -13,8 +13,9 @@ from runner.data.tokenizer import SpecialIds
 from runner.models.config import EncoderConfig
 from runner.models.heads import MLMHead
 from runner.models.registry import encoder_class
-from runner.flops import mlm_head_flops
-from runner.objectives.base import Objective, ObjectiveConfig, Stats, require
+from runner.models.flops import mlm_head_flops
+from runner.objectives.base import Objective, ObjectiveConfig, Stats
+from runner.config.errors import require
 from runner.objectives.masking import IGNORE, SPANS, MaskingSpec, mask_tokens
 from runner.objectives.scoring import pseudo_log_likelihood
 

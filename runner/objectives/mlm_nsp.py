@@ -10,10 +10,11 @@ from torch import nn
 
 from runner.data.tokenizer import SpecialIds
 from runner.models.config import EncoderConfig
-from runner.flops import pooler_flops
+from runner.models.flops import pooler_flops
 from runner.data.packing import sequences
 from runner.models.heads import NSPHead
-from runner.objectives.base import Stats, require
+from runner.objectives.base import Stats
+from runner.config.errors import require
 from runner.objectives.mlm import MaskedLM, MLMConfig, mlm_metrics
 
 

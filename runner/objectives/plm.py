@@ -21,10 +21,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from runner.data.tokenizer import SpecialIds
-from runner.errors import ConfigError
+from runner.config.errors import ConfigError
 from runner.models.config import EncoderConfig
 from runner.models.registry import encoder_class
-from runner.objectives.base import Objective, ObjectiveConfig, Stats, require
+from runner.objectives.base import Objective, ObjectiveConfig, Stats
+from runner.config.errors import require
 
 IGNORE = -100
 

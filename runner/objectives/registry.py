@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import runner.objectives as objectives_package
-from runner.discover import subclasses_in
+from runner.config.discover import subclasses_in
 from runner.objectives.base import Objective, ObjectiveConfig
 
 

@@ -32,11 +32,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from runner.data.tokenizer import SpecialIds
-from runner.flops import disc_head_flops, encoder_flops, mlm_head_flops
+from runner.models.flops import disc_head_flops, encoder_flops, mlm_head_flops
 from runner.models.config import EncoderConfig, embedding_width
 from runner.models.encoder import Encoder
 from runner.models.heads import DiscriminatorHead
-from runner.objectives.base import Export, Stats, require
+from runner.objectives.base import Export, Stats
+from runner.config.errors import require
 from runner.objectives.masking import IGNORE
 from runner.objectives.mlm import MaskedLM, MLMConfig, mlm_metrics
 from runner.objectives.scoring import per_token_sum, pseudo_log_likelihood

@@ -1,4 +1,4 @@
-"""Sentence scores for the zero-shot probes (runner/probes/): how each family's own head rates a whole sentence.
+"""Sentence scores for the zero-shot probes (runner/evaluation/probes/): how each family's own head rates a whole sentence.
 
 - Masked LMs: pseudo-log-likelihood (Salazar et al. 2020, "Masked Language Model Scoring"): the sum over the
   sentence's tokens of log p(token | the sentence with that one token masked), one masked copy per token.

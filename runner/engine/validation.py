@@ -1,0 +1,81 @@
+"""Validation during training: the objective's metrics over the fixed validation batches, the gap to the unigram
+entropy of the training tokens, and the zero-shot probes, timed apart from training."""
+from __future__ import annotations
+
+import time
+from typing import Any, Protocol
+
+import torch
+
+from runner.data.batches import to_device
+
+
+class Probes(Protocol):
+    """What validation asks of the zero-shot probes (runner/evaluation/probes/accuracy.py builds them)."""
+
+    def evaluate(self, objective: Any, encoder: Any) -> dict[str, float]:
+        """Accuracy per corruption kind and overall, with interval bounds."""
+
+
+class MetricsLog(Protocol):
+    """Where the loop's records go (runner/reporting/logger.py RunLogger, or its NullLogger on ranks > 0)."""
+
+    def log(self, metrics: dict[str, Any], step: int) -> None:
+        """One record at a training step."""
+
+
+def validation_line(step: int, total: int | None, train_loss: float, val: dict[str, float],
+                    probes: dict[str, float]) -> str:
+    """One line per validation during training: the loss, the validation metrics, the probes' overall accuracy."""
+    line = f"step {step}/{total or '?'}  train loss {train_loss:.4f}  " + \
+        "  ".join(f"val {k} {v:.4g}" for k, v in val.items())
+    if "overall" in probes:
+        kinds = [k for k in probes if "/" not in k and not k.endswith(("_lo", "_hi", "_norm"))]
+        line += "  probes " + "  ".join(f"{k} {probes[k]:.3f}" for k in kinds)
+    return line
+
+
+class Validator:
+    """Scores a run's module at a step; remembers the last result (the end of the loop reuses it)."""
+
+    def __init__(self, module: Any, objective: Any, batches: list[dict[str, torch.Tensor]], device: torch.device,
+                 amp: Any):
+        self.module, self.objective, self.batches, self.device, self.amp = module, objective, batches, device, amp
+        self.probes: Probes | None = None  # zero-shot minimal pairs (the run sets them before training)
+        self.unigram_entropy: float | None = None  # the context-blind loss of the training tokens
+        self.seconds = 0.0  # validation and probes in this invocation
+        self.last: tuple[int, dict[str, float], dict[str, float]] | None = None  # (step, metrics, probes)
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Validation metrics over the pre-masked validation batches."""
+        self.module.eval()
+        totals: dict[str, torch.Tensor] = {}
+        for batch in self.batches:
+            b = to_device(batch, self.device)
+            with self.amp.autocast():
+                _, stats = self.module(b, {k: 1.0 for k in self.objective.normalizers(b)})
+            for k, v in stats.items():
+                # summed as float64 tensors: counts stay exact, and vector stats (ELECTRA's histograms) add up
+                v = v.detach().to("cpu", torch.float64)
+                totals[k] = totals[k] + v if k in totals else v
+        self.module.train()
+        return self.objective.metrics(totals)
+
+    def __call__(self, step: int) -> tuple[dict[str, float], dict[str, float]]:
+        """Validation metrics (with the gap to the unigram entropy) and probe accuracies at this step."""
+        start = time.perf_counter()
+        val = self.evaluate()
+        key = self.objective.lm_metric
+        if self.unigram_entropy is not None and key in val:  # > 0: the model uses context
+            val["unigram_gap"] = self.unigram_entropy - val[key]
+        probes = self.probes.evaluate(self.objective, self.module.encoder) if self.probes is not None else {}
+        self.seconds += time.perf_counter() - start
+        self.last = (step, val, probes)
+        return val, probes
+
+    def at(self, step: int) -> tuple[dict[str, float], dict[str, float]]:
+        """The validation of this step: the loop's when it ran at this step (it is deterministic), else a new one."""
+        if self.last is not None and self.last[0] == step:
+            return self.last[1], self.last[2]
+        return self(step)

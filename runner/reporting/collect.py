@@ -1,0 +1,324 @@
+"""Reading run directories for the reports (runner.reporting.compare's tables and plots, the HTML report, the live watch,
+runner.reporting.tb_replay): which directories are runs, their records, one comparison row per run, and the rows' formatted
+table columns."""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from runner.config.errors import ConfigError
+
+# Raw fields of one row, in CSV order; the rich and markdown tables show formatted columns (table_columns).
+# Besides these, a row has probe_<kind> for each probe kind (before probe_overall), probe_<scorer>_overall for a
+# second scorer (ELECTRA's generator) and downstream/<task>/<key> for each downstream task (fields()).
+FIELDS = ["run", "job", "model", "objective", "data", "overrides", "parameters", "train_flops", "tokens_seen",
+          "steps", "val_metric", "val_loss", "unigram_entropy", "unigram_gap", "probe_scorer", "probe_overall",
+          "probe_overall_lo", "probe_overall_hi", "downstream_task", "accuracy_mean", "accuracy_std", "f1_mean",
+          "f1_std", "random_init_accuracy", "bow_accuracy", "tokens_per_s", "wall_time_s", "time_data_s",
+          "time_training_s", "time_validation_probes_s", "time_finetuning_s", "time_export_s", "status", "error",
+          "path"]
+TIMES = ("data", "training", "validation_probes", "finetuning", "export")  # summary.json's time_s, as time_<k>_s
+TASK_KEYS = ("accuracy_mean", "accuracy_std", "f1_mean", "f1_std")  # downstream/<task>/<key>, and each baseline's
+CHANCE = 0.5  # a minimal pair is two sentences: guessing passes half
+
+
+def is_run(path: Path) -> bool:
+    """A Hydra job directory: Hydra writes .hydra/config.yaml before the job starts, so failed jobs have it too."""
+    return (path / ".hydra" / "config.yaml").is_file()
+
+
+def job_key(path: Path) -> tuple[int, str]:
+    """Sort multirun jobs by Hydra's job number (0_, 1_, ... 10_), not as strings."""
+    m = re.match(r"(\d+)", path.name)
+    return (int(m.group(1)) if m else sys.maxsize, path.name)
+
+
+def find_runs(paths: list[Path]) -> list[Path]:
+    """Run dirs given directly or one level below each path; a path with none is a ConfigError naming it."""
+    runs: list[Path] = []
+    for p in map(Path, paths):
+        if not p.exists():
+            raise ConfigError(f"{p}: no such file or directory")
+        found = [p] if is_run(p) else sorted((c for c in p.iterdir() if is_run(c)), key=job_key) if p.is_dir() else []
+        if not found:
+            raise ConfigError(f"{p}: no run directories in it (a run dir holds .hydra/config.yaml)")
+        runs += found
+    return list(dict.fromkeys(runs))
+
+
+def read_yaml(path: Path) -> Any:
+    """A YAML file, or None when missing or unreadable (a half-written job must not stop the report)."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """metrics.jsonl records; a torn last line (a killed job) is skipped."""
+    records = []
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass
+    return records
+
+
+def log_error(run_dir: Path) -> str:
+    """The job's last `error: ...` line (our CLI), else the exception line of its last traceback, from its logs."""
+    logs = sorted(run_dir.glob("*.log"))  # Hydra's <task name>.log, e.g. __main__.log
+    lines = [ln.rstrip() for log in logs for ln in log.read_text(errors="replace").splitlines()]
+    errors = [m.group(1) for ln in lines if (m := re.search(r"\berror:\s*(.+)", ln))]
+    if errors:
+        return errors[-1]
+    tb = [i for i, ln in enumerate(lines) if ln.startswith("Traceback")]
+    if tb:  # the exception line is the last unindented line after the traceback header
+        tail = [ln for ln in lines[tb[-1] + 1:] if ln and not ln[0].isspace()]
+        return tail[-1] if tail else lines[tb[-1]]
+    # `python -m runner` prints its `error:` line to the terminal, so an empty log is the common case
+    return "no summary.json and no error in the job's log (see the sweep's terminal output)"
+
+
+def pick_metric(values: dict, prefix: str = "") -> str | None:
+    """The comparable validation loss: MLM loss (ELECTRA: the generator's; distillation: the student's), else the
+    causal LM loss, else the permutation LM's (XLNet)."""
+    return next((k for k in ("mlm_loss", "lm_loss", "plm_loss") if f"{prefix}{k}" in values), None)
+
+
+def distinct_overrides(runs: list[Path]) -> dict[Path, str]:
+    """Each run's command-line overrides minus those all runs share: what the sweep varied."""
+    ovr = {r: [str(o) for o in read_yaml(r / ".hydra" / "overrides.yaml") or []] for r in runs}
+    common = set.intersection(*(set(v) for v in ovr.values())) if len(runs) > 1 else set()
+    return {r: " ".join(o for o in v if o not in common) for r, v in ovr.items()}
+
+
+def probe_kinds(probes: dict) -> list[str]:
+    """The corruption kinds of a summary's probes: probes.pairs, else the plain keys of probes.final."""
+    if isinstance(probes.get("pairs"), dict) and probes["pairs"]:
+        return [str(k) for k in probes["pairs"]]
+    final = probes.get("final") or {}
+    return [k for k in final if "/" not in k and k != "overall" and not k.endswith(("_lo", "_hi", "_norm"))]
+
+
+def downstream_tasks(s: dict) -> dict[str, dict]:
+    """Every downstream result of a summary by task, the primary one (summary["downstream"]) first; a summary
+    written before downstream_tasks existed has only "downstream"."""
+    tasks = {str(k): v for k, v in (s.get("downstream_tasks") or {}).items() if isinstance(v, dict)}
+    ds = s.get("downstream")
+    if isinstance(ds, dict) and ds:
+        primary = str(ds.get("task") or "downstream")
+        tasks = {primary: tasks.get(primary, ds), **tasks}
+    return tasks
+
+
+def run_row(run_dir: Path, overrides: str = "") -> dict[str, Any]:
+    """One table row from a run dir: summary.json when finished, else its config and the error from its log.
+    Keys starting with "_" (the probe kinds and downstream tasks the row has) are for the tables, not the CSV."""
+    cfg = read_yaml(run_dir / ".hydra" / "config.yaml") or {}
+    row: dict[str, Any] = dict.fromkeys(FIELDS)
+    row.update(run=run_dir.name, job=run_dir.name, path=str(run_dir), overrides=overrides,
+               model=(cfg.get("model") or {}).get("name"), objective=(cfg.get("objective") or {}).get("name"),
+               data=(cfg.get("data") or {}).get("name"), _kinds=[], _tasks=[])
+    try:
+        s = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        has_ckpt = any((run_dir / "checkpoints").glob("*.pt"))
+        row.update(status="incomplete" if has_ckpt else "failed", error=log_error(run_dir))
+        return row
+    final = s.get("final_val") or {}
+    metric = pick_metric(final)
+    ds = s.get("downstream") if isinstance(s.get("downstream"), dict) else {}
+    row.update({k: s[k] for k in ("model", "objective", "data", "train_flops", "tokens_seen", "steps",
+                                  "tokens_per_s", "wall_time_s", "unigram_entropy") if k in s})
+    row.update({k: ds.get(k) for k in ("accuracy_mean", "accuracy_std", "f1_mean", "f1_std")})
+    base = ds.get("baselines") or {}  # what the same fine-tuning gives without pretraining, and bag-of-words
+    row.update(random_init_accuracy=(base.get("random_init") or {}).get("accuracy_mean"),
+               bow_accuracy=(base.get("bow_logreg") or {}).get("accuracy_mean"))
+    row.update(run=s.get("name") or run_dir.name, parameters=(s.get("parameters") or {}).get("total"),
+               val_metric=metric, val_loss=final.get(metric) if metric else None, downstream_task=ds.get("task"),
+               unigram_gap=final.get("unigram_gap"), status="finished")
+    times = s.get("time_s") if isinstance(s.get("time_s"), dict) else {}
+    row.update({f"time_{k}_s": times.get(k) for k in TIMES})
+    probes = s.get("probes") if isinstance(s.get("probes"), dict) else {}
+    if probes.get("final"):  # accuracy on minimal pairs by the objective's first scorer; a second one prefixed
+        p, scorers = probes["final"], [str(x) for x in probes.get("scorers") or []]
+        row["_kinds"] = probe_kinds(probes)
+        row.update({f"probe_{k}": p.get(k) for k in row["_kinds"]})
+        row.update(probe_scorer=scorers[0] if scorers else None, probe_overall=p.get("overall"),
+                   probe_overall_lo=p.get("overall_lo"), probe_overall_hi=p.get("overall_hi"))
+        row.update({f"probe_{other}_overall": p.get(f"{other}/overall") for other in scorers[1:]})
+    for task, result in downstream_tasks(s).items():  # downstream/<task>/..., as W&B logs a task besides the first
+        row["_tasks"].append(task)
+        row.update({f"downstream/{task}/{k}": result.get(k) for k in TASK_KEYS})
+        for name, b in (result.get("baselines") or {}).items():
+            row[f"downstream/{task}/{name}_accuracy_mean"] = (b or {}).get("accuracy_mean")
+    return row
+
+
+def fields(rows: list[dict[str, Any]]) -> list[str]:
+    """The CSV (and W&B table) columns of these rows: FIELDS with each row's probe kinds, second scorers and
+    downstream tasks in their places."""
+    extra = list(dict.fromkeys(k for r in rows for k in r if k not in FIELDS and not k.startswith("_")))
+    kinds = [f"probe_{k}" for k in dict.fromkeys(k for r in rows for k in r.get("_kinds", []))]
+    other = [k for k in extra if k.startswith("probe_") and k not in kinds]
+    tasks = [k for k in extra if k.startswith("downstream/")]
+    rest = [k for k in extra if k not in kinds + other + tasks]
+    at = FIELDS.index
+    return (FIELDS[:at("probe_overall")] + kinds + FIELDS[at("probe_overall"):at("downstream_task")] + other +
+            FIELDS[at("downstream_task"):at("tokens_per_s")] + tasks + FIELDS[at("tokens_per_s"):] + rest)
+
+
+def flops_at(row: dict[str, Any], records: list[dict], steps: list[int]) -> list[float]:
+    """Training FLOPs at these steps: train/flops of the metrics.jsonl line at that step, else interpolated between
+    the nearest logged steps (step 0: 0 FLOPs; the run's last step: summary.json's train_flops); past the last
+    logged step, its FLOPs."""
+    import numpy as np
+
+    anchors = {0: 0.0, **{r["step"]: r["train/flops"] for r in records if "train/flops" in r and "step" in r}}
+    if row["steps"] is not None and row["train_flops"] is not None:  # the final eval may follow the last log
+        anchors[row["steps"]] = row["train_flops"]
+    known = sorted(anchors)
+    return [float(f) for f in np.interp(steps, known, [anchors[s] for s in known])]  # clamps past the end: ffill
+
+
+def loss_curve(row: dict[str, Any]) -> tuple[str | None, list[float], list[float]]:
+    """(metric, FLOPs, val loss) per evaluation; FLOPs at an eval step interpolated from train/flops by step."""
+    records = read_jsonl(Path(row["path"]) / "metrics.jsonl")
+    metric = row["val_metric"] or next((m for r in records if (m := pick_metric(r, "val/"))), None)
+    points = [(r["step"], r[f"val/{metric}"]) for r in records if metric and f"val/{metric}" in r]
+    return metric, flops_at(row, records, [s for s, _ in points]), [float(v) for _, v in points]
+
+
+def probe_curve(row: dict[str, Any]) -> tuple[list[float], list[float], list[float], list[float]]:
+    """(FLOPs, probe overall accuracy, Wilson lo, Wilson hi) per validation from metrics.jsonl's probe/overall*,
+    FLOPs placed as loss_curve places them; a missing bound is NaN."""
+    records = [r for r in read_jsonl(Path(row["path"]) / "metrics.jsonl") if "step" in r]
+    points = [r for r in records if r.get("probe/overall") is not None]
+    bound = lambda r, k: float(r[k]) if r.get(k) is not None else float("nan")  # noqa: E731
+    return (flops_at(row, records, [r["step"] for r in points]), [float(r["probe/overall"]) for r in points],
+            [bound(r, "probe/overall_lo") for r in points], [bound(r, "probe/overall_hi") for r in points])
+
+
+def _num(v: Any, fmt: str) -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def _si(v: float | None) -> str:
+    """15217 -> '15.2k', 1.1e8 -> '110M': counts at a glance."""
+    if v is None:
+        return "-"
+    for div, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= div:
+            return f"{v / div:.3g}{suffix}"
+    return f"{v:.3g}"
+
+
+def _duration(s: float | None) -> str:
+    if s is None:
+        return "-"
+    return f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h"
+
+
+def _pm(mean: float | None, std: float | None) -> str:
+    return "-" if mean is None else f"{mean:.3f} ± {std or 0:.3f}"
+
+
+Column = tuple[str, Callable[[dict[str, Any]], str], bool]  # header, cell of a row, text (left, may fold)
+
+
+def table_columns(rows: list[dict[str, Any]], stacked: bool = False) -> list[Column]:
+    """The formatted columns of the rich and markdown tables. The context gap when any run has one; probe columns
+    when any run has probes (one per corruption kind the runs have, then overall with its 95% interval, and the
+    scorer: in the header when all runs share it); an accuracy and a baselines column per downstream task any run
+    has. Tokens, macro-F1 and the time split are in the CSV only. stacked (the console): a task's two columns, the
+    loss and its metric, tokens/s and wall time each as one column of two lines, to fit the terminal's width."""
+    sep = "\n" if stacked else " "
+    metrics = {r["val_metric"] for r in rows if r["val_loss"] is not None}
+    one_metric = metrics.pop() if len(metrics) == 1 else None  # named in the header, not in every cell
+
+    def loss(r: dict[str, Any]) -> str:
+        if r["val_loss"] is None:
+            return "-"
+        return f"{r['val_loss']:.4f}" if one_metric else f"{r['val_loss']:.4f}{sep}({r['val_metric']})"
+
+    def params(r: dict[str, Any]) -> str:
+        return "-" if r["parameters"] is None else f"{r['parameters'] / 1e6:.2f}M"
+
+    def cost(r: dict[str, Any]) -> str:
+        if r["tokens_per_s"] is None and r["wall_time_s"] is None:
+            return "-"
+        return f"{_si(r['tokens_per_s'])}{sep if stacked else ', '}{_duration(r['wall_time_s'])}"
+
+    def status(r: dict[str, Any]) -> str:
+        return f"{r['status']}: {r['error']}" if r["error"] else str(r["status"])
+
+    cols: list[Column] = [("run", lambda r: str(r["run"]), True), ("model", lambda r: str(r["model"] or "-"), True),
+                          ("objective", lambda r: str(r["objective"] or "-"), True),
+                          ("overrides", lambda r: r["overrides"] or "-", True), ("params", params, False),
+                          ("train FLOPs", lambda r: _num(r["train_flops"], ".3g"), False),
+                          (f"val {one_metric}" if one_metric else "val loss", loss, False)]
+    if any(r.get("unigram_gap") is not None for r in rows):  # nats below the unigram entropy: > 0 uses context
+        cols.append(("context gap", lambda r: _num(r.get("unigram_gap"), "+.3f"), False))
+    if any(r.get("probe_overall") is not None for r in rows):
+        for kind in dict.fromkeys(k for r in rows for k in r.get("_kinds", [])):
+            cols.append((f"probe {kind}", lambda r, k=kind: _num(r.get(f"probe_{k}"), ".2f"), False))
+
+        def overall(r: dict[str, Any]) -> str:
+            if r.get("probe_overall") is None:
+                return "-"
+            lo, hi = r.get("probe_overall_lo"), r.get("probe_overall_hi")
+            return f"{r['probe_overall']:.2f}" + ("" if lo is None or hi is None else f" [{lo:.2f}, {hi:.2f}]")
+
+        scorers = {r.get("probe_scorer") for r in rows if r.get("probe_overall") is not None}
+        if len(scorers) == 1 and None not in scorers:
+            cols.append((f"probe overall ({scorers.pop()})", overall, False))
+        else:
+            cols += [("probe overall", overall, False), ("scorer", lambda r: r.get("probe_scorer") or "-", True)]
+    for task in dict.fromkeys(t for r in rows for t in r.get("_tasks", [])):
+        key = lambda r, k, t=task: r.get(f"downstream/{t}/{k}")  # noqa: E731
+
+        def baselines(r: dict[str, Any], key=key) -> str:
+            rand, bow = key(r, "random_init_accuracy_mean"), key(r, "bow_logreg_accuracy_mean")
+            return "-" if rand is None and bow is None else f"{_num(rand, '.3f')} / {_num(bow, '.3f')}"
+
+        def accuracy(r: dict[str, Any], key=key) -> str:
+            return _pm(key(r, "accuracy_mean"), key(r, "accuracy_std"))
+
+        if stacked:
+            def both(r: dict[str, Any], a=accuracy, b=baselines) -> str:
+                return "-" if a(r) == b(r) == "-" else f"{a(r)}\n{b(r)}"
+
+            cols.append((f"{task}\nacc ± std\nrand / BoW", both, False))
+        else:
+            cols += [(f"{task} acc ± std", accuracy, False), (f"{task} rand / BoW", baselines, False)]
+    return cols + [("tokens/s\nwall" if stacked else "tokens/s, wall", cost, False), ("status", status, True)]
+
+
+def cells(row: dict[str, Any], columns: list[Column]) -> list[str]:
+    """The formatted cells of one row, in the order of columns (table_columns)."""
+    return [cell(row) for _, cell, _ in columns]
+
+
+def shown_columns(rows: list[dict[str, Any]], stacked: bool = False) -> list[Column]:
+    """table_columns without overrides where it repeats every run's name (sweep jobs are named by their overrides)."""
+    return [c for c in table_columns(rows, stacked) if c[0] != "overrides" or any(r["overrides"] != r["run"]
+                                                                                 for r in rows)]
+
+
+def column_notes(columns: list[Column]) -> list[str]:
+    """What the less obvious of these columns mean: the tables' caption."""
+    names = [c[0] for c in columns]
+    notes = []
+    if "context gap" in names:
+        notes.append("context gap: unigram entropy minus LM loss, nats (> 0: the model uses context)")
+    if any(n.startswith("probe overall") for n in names):
+        notes.append(f"probes: accuracy on minimal pairs, chance {CHANCE:.2f}, overall [95% Wilson interval]")
+    if any(n.endswith("rand / BoW") for n in names):
+        notes.append("rand / BoW: the same fine-tuning from random init; bag-of-words logistic regression")
+    return notes
