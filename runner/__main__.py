@@ -21,7 +21,7 @@ from runner.engine.preemption import Preempted
 from runner.engine.state import refuse_early
 from runner.hf.export import export_run, unsupported
 from runner.run import run
-from runner.store.layout import open_run, write_config
+from runner.store.layout import SUMMARY, open_run, write_config
 from runner.store.names import is_multirun, job_names
 from runner.sweeps.jobs import metric_value, optimised_by_sweeper
 
@@ -78,7 +78,7 @@ def job(cfg: DictConfig, hc) -> float | None:
         summary = run(cfg, build(cfg), run_dir)
     value = metric_value(summary, cfg.sweep.metric)
     if value is None and optimised_by_sweeper(hc) and cfg.trainer.max_steps > 0:
-        raise TrainingError(f"sweep.metric={cfg.sweep.metric} is not in {run_dir / 'summary.json'} (downstream "
+        raise TrainingError(f"sweep.metric={cfg.sweep.metric} is not in {run_dir / SUMMARY} (downstream "
                             "evaluation off or skipped?); pick one it has, e.g. sweep.metric=final_val.mlm_loss")
     return value
 

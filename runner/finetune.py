@@ -13,7 +13,6 @@ Overrides: any eval.* key, and trainer.device, trainer.threads, logger.mode; the
 Errors (not a run directory, no checkpoint, a bad override) are one line and exit code 2."""
 from __future__ import annotations
 
-import json
 import sys
 import warnings
 from pathlib import Path
@@ -24,13 +23,11 @@ from omegaconf.errors import OmegaConfBaseException
 
 from runner.config.errors import ConfigError, TrainingError
 from runner.config.schema import EvalConfig, LoggerConfig, TrainerConfig
-from runner.reporting.logger import NullLogger, RunLogger
-from runner.store import checkpoint
+from runner.reporting.logger import NullLogger, RunLogger, run_tags
 from runner.build import build
-from runner.data.cache import atomic_write_bytes
 from runner.evaluation.after_training import NoLabels, downstream_eval, downstream_metrics, load_downstream_task, store_downstream
 from runner.config.console import console
-from runner.store.layout import SUMMARY, open_run
+from runner.store.layout import SUMMARY, open_run, write_summary
 from runner.engine.runtime import resolve_device
 from runner.evaluation.checks import check_eval
 from runner.engine import lock as rundir
@@ -71,13 +68,9 @@ def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
 
 def _logger(cfg: DictConfig, run_dir: Path, summary: dict[str, Any]) -> Any:
     """The run's logger, resumed at its last step (its W&B run by wandb_id.txt); a NullLogger if that fails."""
-
-    m, o, d = cfg.model.name, cfg.objective.name, cfg.data.name
-    tags = list(dict.fromkeys([m, o, d, cfg.model.family, f"masking={cfg.objective.get('masking', 'none')}",
-                               *cfg.logger.tags]))
     name = summary.get("name") or cfg.logger.name or run_dir.name
     try:
-        return RunLogger(cfg.logger, run_dir, {}, name, tags, resume_step=int(summary.get("steps", 0)),
+        return RunLogger(cfg.logger, run_dir, {}, name, run_tags(cfg), resume_step=int(summary.get("steps", 0)),
                          group=summary.get("wandb_group") or cfg.logger.group)
     except Exception as e:  # noqa: BLE001 - logging must not lose the fine-tuning's result
         warnings.warn(f"W&B and metrics.jsonl not updated ({type(e).__name__}: {e}); writing summary.json only",
@@ -106,17 +99,16 @@ def finetune_run(run_dir: str | Path, overrides: Sequence[str] = ()) -> dict[str
             task = load_downstream_task(cfg, built)
         except NoLabels as e:
             raise ConfigError(f"eval.task={cfg.eval.task}: {e}") from None
-        state = checkpoint.load(run_dir)
-        built.module.load_state_dict(state["module"])
+        built.module.load_state_dict(run.module_state())
         result = downstream_eval(cfg, built, device, task)
-        summary = json.loads(summary_file.read_text())  # read again: the newest one gets the result
+        summary = run.summary  # read again: the newest one gets the result
         store_downstream(summary, result)
         main = summary["downstream"] is result
         logger = _logger(cfg, run_dir, summary)
         logger.log(downstream_metrics(result, by_task=not main), step=int(summary.get("steps", 0)))
         logger.finish(summary)  # summary.json, atomically, and the W&B run's summary
         if isinstance(logger, NullLogger):
-            atomic_write_bytes(json.dumps(summary, indent=2).encode(), summary_file)
+            write_summary(run_dir, summary)
         console.print(f"wrote {result['task']} to {summary_file}" + (" (also as its downstream)" if main else ""),
                       highlight=False, soft_wrap=True)
     return result

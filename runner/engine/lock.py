@@ -38,9 +38,9 @@ from omegaconf import DictConfig, OmegaConf
 from runner.config.errors import ConfigError
 from runner.engine.distributed import in_submitit_job
 from runner.config.console import console
+from runner.store import checkpoint
+from runner.store.layout import LOCK, run_files
 
-LOCK_NAME = ".lock"
-RUN_FILES = ("metrics.jsonl", "summary.json", "hf", "snapshots")  # and checkpoints/*.pt
 NO_FLOCK = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS}
 _held: dict[str, int] = {}  # run directory (resolved) -> the open lock file: held until released or the process ends
 
@@ -112,20 +112,15 @@ def is_lock_rank() -> bool:
     return all(int(os.environ.get(k, "0") or 0) == 0 for k in ("RANK", "LOCAL_RANK"))
 
 
-def resuming(cfg: Any) -> bool:
-    """Whether the run continues what its directory holds: trainer.resume=true|auto, or a submitit job (which
-    resumes by default: runner/run.py)."""
-
+def resuming(cfg: Any, run_dir: Path | None = None) -> bool:
+    """Whether the run continues what its directory holds: trainer.resume=true; or auto (a submitit job's default:
+    its directory holds a checkpoint only when the job was requeued) when run_dir has a checkpoint, else it starts.
+    Without run_dir: whether it may continue (the lock lets such a run into a used directory)."""
     value = cfg.trainer.resume
-    return value is True or str(value).lower() in ("true", "auto") or in_submitit_job()
-
-
-def run_files(run_dir: Path) -> list[str]:
-    """The files in run_dir that belong to a run (not .hydra/ or Hydra's log alone: a run that failed validation
-    may be started again in its directory)."""
-    run_dir = Path(run_dir)
-    found = sorted(str(p.relative_to(run_dir)) for p in (run_dir / "checkpoints").glob("*.pt"))
-    return found + [name for name in RUN_FILES if (run_dir / name).exists()]
+    if value is True or str(value).lower() == "true":
+        return True
+    auto = str(value).lower() == "auto" or in_submitit_job()
+    return auto and (run_dir is None or checkpoint.exists(run_dir))
 
 
 def _read_owner(fd: int) -> Owner | None:
@@ -190,7 +185,7 @@ def claim(run_dir: Path, resume: bool, wait: bool = False) -> None:
         return
     run_dir.mkdir(parents=True, exist_ok=True)
     # never deleted: a process waiting on a removed file's inode would lock it while a third locks a new one
-    fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             _lock(fd, run_dir, wait)

@@ -24,12 +24,13 @@ from omegaconf import DictConfig
 from runner.data.cache import atomic_write_bytes
 from runner.engine.snapshots import saved_snapshots
 from runner.store import checkpoint
+from runner.store.layout import CROSSOVER, saved_hydra
 from runner.evaluation.after_training import NoLabels, load_downstream_task
 from runner.config.console import console
 from runner.evaluation.downstream.baselines import cache_dir
 from runner.evaluation.downstream.classifier import finetune
 
-RESULT = "crossover.json"
+RESULT = CROSSOVER
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}  # t(0.975, df)
 
 
@@ -117,9 +118,7 @@ def _model_choice(run_dir: Path) -> str | None:
     """The run's model choice (experiment multiruns sweep model=...), from Hydra's record of the job: the row's label
     (the result's "variant" key, kept for results written before conf/variant/ became the presets' recipes)."""
     try:
-        import yaml
-        node = yaml.safe_load((Path(run_dir) / ".hydra" / "hydra.yaml").read_text())["hydra"]
-        return node["runtime"]["choices"].get("model")
+        return saved_hydra(run_dir)["runtime"]["choices"].get("model")
     except Exception:  # noqa: BLE001 - no record: the model name names it
         return None
 

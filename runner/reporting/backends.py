@@ -16,6 +16,7 @@ from typing import Any
 
 from runner.config.errors import require
 from runner.data.cache import atomic_write_bytes
+from runner.store import layout
 
 BACKENDS = ("wandb", "tensorboard", "csv")
 AXES = ("train/flops", "train/tokens")  # compute axes: W&B step metrics, present in every record
@@ -61,7 +62,7 @@ class WandbBackend:
                  resume: bool, mode: str):
         import wandb
 
-        id_file = run_dir / "wandb_id.txt"
+        id_file = run_dir / layout.WANDB_ID
         run_id = id_file.read_text().strip() if resume and id_file.exists() else uuid.uuid4().hex[:8]
         id_file.write_text(run_id)
         self.run, self.mode = None, "disabled"
@@ -110,7 +111,7 @@ class TensorBoardBackend:
         from torch.utils.tensorboard import SummaryWriter
 
         self.config = config
-        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"),
+        self.writer = SummaryWriter(log_dir=str(run_dir / layout.TENSORBOARD),
                                     purge_step=None if resume_step is None else resume_step + 1)
         if config:
             self.writer.add_text("config", "```\n" + json.dumps(config, indent=2, default=str) + "\n```", 0)
@@ -149,7 +150,7 @@ class CsvBackend:
     name = "csv"
 
     def __init__(self, run_dir: Path, resume_step: int | None):
-        self.path = run_dir / "metrics.csv"
+        self.path = run_dir / layout.METRICS_CSV
         self.rows: list[dict[str, Any]] = []
         if resume_step is not None and self.path.exists():  # keep what preceded the checkpoint
             with self.path.open(newline="") as f:

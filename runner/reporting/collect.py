@@ -3,15 +3,11 @@ runner.reporting.tb_replay): which directories are runs, their records, one comp
 table columns."""
 from __future__ import annotations
 
-import json
 import re
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
-from runner.config.errors import ConfigError
+from runner.store import checkpoint, layout
 
 # Raw fields of one row, in CSV order; the rich and markdown tables show formatted columns (table_columns).
 # Besides these, a row has probe_<kind> for each probe kind (before probe_overall), probe_<scorer>_overall for a
@@ -27,52 +23,9 @@ TASK_KEYS = ("accuracy_mean", "accuracy_std", "f1_mean", "f1_std")  # downstream
 CHANCE = 0.5  # a minimal pair is two sentences: guessing passes half
 
 
-def is_run(path: Path) -> bool:
-    """A Hydra job directory: Hydra writes .hydra/config.yaml before the job starts, so failed jobs have it too."""
-    return (path / ".hydra" / "config.yaml").is_file()
-
-
-def job_key(path: Path) -> tuple[int, str]:
-    """Sort multirun jobs by Hydra's job number (0_, 1_, ... 10_), not as strings."""
-    m = re.match(r"(\d+)", path.name)
-    return (int(m.group(1)) if m else sys.maxsize, path.name)
-
-
-def find_runs(paths: list[Path]) -> list[Path]:
-    """Run dirs given directly or one level below each path; a path with none is a ConfigError naming it."""
-    runs: list[Path] = []
-    for p in map(Path, paths):
-        if not p.exists():
-            raise ConfigError(f"{p}: no such file or directory")
-        found = [p] if is_run(p) else sorted((c for c in p.iterdir() if is_run(c)), key=job_key) if p.is_dir() else []
-        if not found:
-            raise ConfigError(f"{p}: no run directories in it (a run dir holds .hydra/config.yaml)")
-        runs += found
-    return list(dict.fromkeys(runs))
-
-
-def read_yaml(path: Path) -> Any:
-    """A YAML file, or None when missing or unreadable (a half-written job must not stop the report)."""
-    try:
-        return yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
-        return None
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    """metrics.jsonl records; a torn last line (a killed job) is skipped."""
-    records = []
-    for line in path.read_text().splitlines() if path.is_file() else []:
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            pass
-    return records
-
-
 def log_error(run_dir: Path) -> str:
     """The job's last `error: ...` line (our CLI), else the exception line of its last traceback, from its logs."""
-    logs = sorted(run_dir.glob("*.log"))  # Hydra's <task name>.log, e.g. __main__.log
+    logs = layout.job_logs(run_dir)
     lines = [ln.rstrip() for log in logs for ln in log.read_text(errors="replace").splitlines()]
     errors = [m.group(1) for ln in lines if (m := re.search(r"\berror:\s*(.+)", ln))]
     if errors:
@@ -93,7 +46,7 @@ def pick_metric(values: dict, prefix: str = "") -> str | None:
 
 def distinct_overrides(runs: list[Path]) -> dict[Path, str]:
     """Each run's command-line overrides minus those all runs share: what the sweep varied."""
-    ovr = {r: [str(o) for o in read_yaml(r / ".hydra" / "overrides.yaml") or []] for r in runs}
+    ovr = {r: layout.saved_overrides(r) or [] for r in runs}
     common = set.intersection(*(set(v) for v in ovr.values())) if len(runs) > 1 else set()
     return {r: " ".join(o for o in v if o not in common) for r, v in ovr.items()}
 
@@ -120,15 +73,14 @@ def downstream_tasks(s: dict) -> dict[str, dict]:
 def run_row(run_dir: Path, overrides: str = "") -> dict[str, Any]:
     """One table row from a run dir: summary.json when finished, else its config and the error from its log.
     Keys starting with "_" (the probe kinds and downstream tasks the row has) are for the tables, not the CSV."""
-    cfg = read_yaml(run_dir / ".hydra" / "config.yaml") or {}
+    cfg = layout.saved_config(run_dir) or {}
     row: dict[str, Any] = dict.fromkeys(FIELDS)
     row.update(run=run_dir.name, job=run_dir.name, path=str(run_dir), overrides=overrides,
                model=(cfg.get("model") or {}).get("name"), objective=(cfg.get("objective") or {}).get("name"),
                data=(cfg.get("data") or {}).get("name"), _kinds=[], _tasks=[])
-    try:
-        s = json.loads((run_dir / "summary.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        has_ckpt = any((run_dir / "checkpoints").glob("*.pt"))
+    s = layout.read_summary(run_dir)
+    if s is None:
+        has_ckpt = bool(checkpoint.saved_files(run_dir))
         row.update(status="incomplete" if has_ckpt else "failed", error=log_error(run_dir))
         return row
     final = s.get("final_val") or {}
@@ -189,7 +141,7 @@ def flops_at(row: dict[str, Any], records: list[dict], steps: list[int]) -> list
 
 def loss_curve(row: dict[str, Any]) -> tuple[str | None, list[float], list[float]]:
     """(metric, FLOPs, val loss) per evaluation; FLOPs at an eval step interpolated from train/flops by step."""
-    records = read_jsonl(Path(row["path"]) / "metrics.jsonl")
+    records = layout.read_metrics(Path(row["path"]))
     metric = row["val_metric"] or next((m for r in records if (m := pick_metric(r, "val/"))), None)
     points = [(r["step"], r[f"val/{metric}"]) for r in records if metric and f"val/{metric}" in r]
     return metric, flops_at(row, records, [s for s, _ in points]), [float(v) for _, v in points]
@@ -198,7 +150,7 @@ def loss_curve(row: dict[str, Any]) -> tuple[str | None, list[float], list[float
 def probe_curve(row: dict[str, Any]) -> tuple[list[float], list[float], list[float], list[float]]:
     """(FLOPs, probe overall accuracy, Wilson lo, Wilson hi) per validation from metrics.jsonl's probe/overall*,
     FLOPs placed as loss_curve places them; a missing bound is NaN."""
-    records = [r for r in read_jsonl(Path(row["path"]) / "metrics.jsonl") if "step" in r]
+    records = [r for r in layout.read_metrics(Path(row["path"])) if "step" in r]
     points = [r for r in records if r.get("probe/overall") is not None]
     bound = lambda r, k: float(r[k]) if r.get(k) is not None else float("nan")  # noqa: E731
     return (flops_at(row, records, [r["step"] for r in points]), [float(r["probe/overall"]) for r in points],

@@ -16,9 +16,10 @@ from rich.table import Table
 from runner.config.errors import ConfigError
 from runner.config.console import console, stdout_console
 from runner.config.schema import MODES  # MODES: most connected first
+from runner.store.layout import find_runs, saved_config
 from runner.store.names import saved_group
-from runner.reporting.collect import (CHANCE, cells, column_notes, distinct_overrides, fields, find_runs, loss_curve, probe_curve,
-                         read_yaml, run_row, shown_columns, table_columns)
+from runner.reporting.collect import (CHANCE, cells, column_notes, distinct_overrides, fields, loss_curve, probe_curve,
+                                      run_row, shown_columns, table_columns)
 from runner.reporting.logger import resolve_mode
 from runner.reporting.html_report import write_html
 from runner.reporting.watch import main_watch
@@ -185,7 +186,7 @@ def log_wandb(rows: list[dict[str, Any]], runs: list[Path], out: Path, plots: li
     except ImportError as e:
         warn(f"--wandb: {e}; the files are written")
         return
-    loggers = [(read_yaml(r / ".hydra" / "config.yaml") or {}).get("logger") or {} for r in runs]
+    loggers = [(saved_config(r) or {}).get("logger") or {} for r in runs]
     modes = {lg.get("mode", "online") for lg in loggers} | {"disabled"}
     mode = os.environ.get("WANDB_MODE") or next(m for m in MODES if m in modes)  # the most connected mode any run used
     # sweep jobs are grouped by sweep, other runs without logger.group by <model>-<objective> (runner.engine.loop.run)

@@ -8,14 +8,18 @@ import math
 import re
 from collections import defaultdict
 from datetime import datetime
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from runner.reporting.collect import (CHANCE, cells, column_notes, downstream_tasks, flops_at, probe_kinds, read_jsonl,
-                         shown_columns)
+from runner.reporting.collect import (CHANCE, cells, column_notes, downstream_tasks, flops_at, probe_kinds,
+                                      shown_columns)
 from runner.config.errors import ConfigError
+from runner.store import layout
 
 HTML_FILE = "comparison.html"
+# the page's style and script, inlined into it: package data (pyproject.toml), kept as files to be edited as CSS and JS
+CSS, SCRIPT = "report.css", "report.js"
 # curve groups in the order a reader looks for them; any other prefix follows alphabetically
 GROUP_ORDER = ("val", "probe", "train", "downstream", "context")
 NOT_CURVES = {"step", "time"}  # x-axis values, not metrics
@@ -59,10 +63,7 @@ def run_labels(rows: list[dict[str, Any]]) -> list[str]:
 
 def read_summary(row: dict[str, Any]) -> dict:
     """The run's summary.json, {} when missing or torn: the row lacks per-kind probe intervals and chance."""
-    try:
-        s = json.loads((Path(row["path"]) / "summary.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
+    s = layout.read_summary(Path(row["path"]))
     return s if isinstance(s, dict) else {}
 
 
@@ -116,7 +117,7 @@ def run_axes(row: dict[str, Any], records: list[dict], steps: list[int]) -> dict
 def run_curves(row: dict[str, Any]) -> dict[str, Any]:
     """A run's curves from its metrics.jsonl: {metric: {steps, y, lo, hi}} (the last value logged at a step wins: a
     resumed run logs the steps after its checkpoint again) and its x-axes."""
-    records = read_jsonl(Path(row["path"]) / "metrics.jsonl")
+    records = layout.read_metrics(Path(row["path"]))
     keys, bounds = curve_keys(records)
     points: dict[str, dict[int, dict]] = defaultdict(dict)
     for r in records:
@@ -318,159 +319,9 @@ def embed_json(data: Any) -> str:
     return json.dumps(data, allow_nan=False, separators=(",", ":")).replace("<", "\\u003c")
 
 
-CSS = """
-body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:16px 24px;color:#222}
-h1{font-size:22px;margin:0 0 6px} h2{font-size:17px;margin:22px 0 8px}
-ul.sources{margin:2px 0 8px;padding-left:20px;font-size:12px}
-.wrap{overflow-x:auto;max-width:100%}
-table.sortable{border-collapse:collapse;font-size:12px}
-table.sortable th{background:#f2f4f7;cursor:pointer;user-select:none;position:sticky;top:0;padding:4px 6px;
-  border-bottom:2px solid #ccd;vertical-align:bottom;min-width:4em;max-width:9em}
-table.sortable th.text{text-align:left}
-table.sortable th[data-dir=asc]::after{content:" \\25B2";font-size:9px}
-table.sortable th[data-dir=desc]::after{content:" \\25BC";font-size:9px}
-table.sortable td{padding:3px 6px;border-bottom:1px solid #e6e8eb;vertical-align:top}
-td.num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums} td.text{max-width:28em}
-tr:hover td{background:#f7f9fc}
-tr.status-failed td:last-child,span.status-failed{color:#b3261e;font-weight:600}
-tr.status-incomplete td:last-child,span.status-incomplete{color:#a15c00;font-weight:600}
-span.status-finished{color:#1b7f3b;font-weight:600}
-.notes{font-size:12px;color:#555;margin:4px 0}
-.bars{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:10px}
-.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(420px,1fr));gap:8px}
-.plot{border:1px solid #e6e8eb;border-radius:4px;min-height:270px}
-.controls{display:flex;flex-wrap:wrap;gap:14px;align-items:center;margin:6px 0 10px;position:sticky;top:0;
-  background:#fff;z-index:5;padding:6px 0;border-bottom:1px solid #eee}
-.legend{display:flex;flex-wrap:wrap;gap:4px 14px;font-size:12px}
-.legend span{cursor:pointer;white-space:nowrap} .legend span.off{opacity:.35;text-decoration:line-through}
-.legend i{display:inline-block;width:14px;height:4px;margin-right:5px;vertical-align:middle}
-details>summary{font-weight:600;cursor:pointer;margin:10px 0 6px}
-"""
-
-# Vanilla JS: render the embedded figures, sort the table, switch the curves' x-axis, filter and toggle runs.
-SCRIPT = """
-(function () {
-  const DATA = JSON.parse(document.getElementById('report-data').textContent);
-  const CONFIG = {displaylogo: false, responsive: true};
-  const curveDivs = [];
-  let axis = DATA.default_axis;
-
-  // numbers (data-sort) compare as numbers, text naturally; '-' (no value) stays last in both directions
-  function sortBy(th) {
-    const table = th.closest('table'), body = table.tBodies[0], col = th.cellIndex;
-    const dir = th.dataset.dir === 'asc' ? 'desc' : 'asc';
-    table.querySelectorAll('th').forEach(h => delete h.dataset.dir);
-    th.dataset.dir = dir;
-    const rows = Array.from(body.rows);
-    rows.sort((a, b) => {
-      const x = a.cells[col], y = b.cells[col];
-      const ex = x.textContent === '-', ey = y.textContent === '-';
-      if (ex || ey) return ex - ey;
-      const nx = x.dataset.sort, ny = y.dataset.sort;
-      let c;
-      if (nx !== undefined && ny !== undefined) c = Number(nx) - Number(ny);
-      else if (nx !== undefined || ny !== undefined) c = nx !== undefined ? -1 : 1;
-      else c = x.textContent.localeCompare(y.textContent, undefined, {numeric: true});
-      return dir === 'asc' ? c : -c;
-    });
-    rows.forEach(r => body.appendChild(r));
-  }
-  document.querySelectorAll('table.sortable th').forEach(th => th.addEventListener('click', () => sortBy(th)));
-
-  function xs(trace, key) {
-    if (key === 'step') return trace.meta.steps;
-    const look = DATA.runs[trace.meta.run].axes[key];
-    return trace.meta.steps.map(s => look && look[s] !== undefined ? look[s] : null);
-  }
-  function axisTitle(key) { return DATA.axes.find(a => a.key === key).title; }
-
-  function setAxis(key) {
-    axis = key;
-    const logx = document.getElementById('logx').checked;
-    curveDivs.forEach(div => {
-      Plotly.restyle(div, {x: div.data.map(t => xs(t, key))});
-      Plotly.relayout(div, {'xaxis.title.text': axisTitle(key), 'xaxis.type': logx ? 'log' : 'linear'});
-    });
-  }
-
-  function drawBars() {
-    const box = document.getElementById('bars');
-    DATA.bars.forEach(fig => {
-      const div = document.createElement('div');
-      div.className = 'plot bar-plot';
-      div.id = fig.id;
-      box.appendChild(div);
-      Plotly.newPlot(div, fig.data, fig.layout, CONFIG);
-    });
-    if (!DATA.bars.length) box.textContent = 'No run has probe or downstream results.';
-  }
-
-  function drawCurves() {
-    const box = document.getElementById('curves');
-    const groups = {};
-    DATA.curves.forEach(fig => {
-      if (!groups[fig.group]) {
-        const det = document.createElement('details');
-        det.open = true;
-        det.innerHTML = '<summary></summary><div class="grid"></div>';
-        box.appendChild(det);
-        groups[fig.group] = det;
-      }
-      const det = groups[fig.group];
-      const div = document.createElement('div');
-      div.className = 'plot curve-plot';
-      div.dataset.metric = fig.metric;
-      det.querySelector('.grid').appendChild(div);
-      fig.data.forEach(t => { t.x = xs(t, axis); });
-      fig.layout.xaxis.title.text = axisTitle(axis);
-      Plotly.newPlot(div, fig.data, fig.layout, CONFIG);
-      curveDivs.push(div);
-    });
-    Object.entries(groups).forEach(([g, det]) => {
-      det.querySelector('summary').textContent = g + ' (' + det.querySelectorAll('.curve-plot').length + ')';
-    });
-    if (!DATA.curves.length) box.textContent = 'No run logged metrics (metrics.jsonl).';
-  }
-
-  function controls() {
-    const sel = document.getElementById('xaxis');
-    DATA.axes.forEach(a => {
-      const o = document.createElement('option');
-      o.value = a.key; o.textContent = a.title; o.selected = a.key === axis;
-      sel.appendChild(o);
-    });
-    sel.addEventListener('change', () => setAxis(sel.value));
-    document.getElementById('logx').addEventListener('change', () => setAxis(axis));
-    document.getElementById('logy').addEventListener('change', e => curveDivs.forEach(div =>
-      Plotly.relayout(div, {'yaxis.type': e.target.checked ? 'log' : 'linear'})));
-    document.getElementById('filter').addEventListener('input', e => {
-      const q = e.target.value.toLowerCase();
-      curveDivs.forEach(div => { div.style.display = div.dataset.metric.toLowerCase().includes(q) ? '' : 'none'; });
-    });
-    const legend = document.getElementById('legend');
-    DATA.runs.forEach((run, i) => {
-      if (!run.plotted) return;  // a job that failed before logging has no line to show or hide
-      const s = document.createElement('span');
-      s.innerHTML = '<i></i>';
-      s.querySelector('i').style.background = run.color;
-      s.appendChild(document.createTextNode(run.label));
-      s.title = run.path + ' (click to hide or show)';
-      s.addEventListener('click', () => {
-        const on = s.classList.toggle('off') === false;
-        curveDivs.forEach(div => {
-          const idx = div.data.map((t, j) => t.meta.run === i ? j : -1).filter(j => j >= 0);
-          if (idx.length) Plotly.restyle(div, {visible: on}, idx);
-        });
-      });
-      legend.appendChild(s);
-    });
-  }
-
-  controls();
-  drawBars();
-  drawCurves();
-})();
-"""
+def asset(name: str) -> str:
+    """A file of the page's assets (runner/reporting/assets/: report.css, report.js), package data read in place."""
+    return resources.files("runner.reporting").joinpath("assets").joinpath(name).read_text(encoding="utf-8")
 
 
 def page(rows: list[dict[str, Any]], sources: list[Path]) -> str:
@@ -480,7 +331,7 @@ def page(rows: list[dict[str, Any]], sources: list[Path]) -> str:
     notes = "".join(f'<p class="notes">{html.escape(n)}</p>' for n in column_notes(shown_columns(rows)))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>bertlab run comparison</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style>
+<meta name="viewport" content="width=device-width, initial-scale=1"><style>{asset(CSS)}</style>
 <script>{get_plotlyjs()}</script></head>
 <body>
 <header>{header_html(rows, sources)}</header>
@@ -498,7 +349,7 @@ def page(rows: list[dict[str, Any]], sources: list[Path]) -> str:
 </div>
 <div id="curves"></div>
 <script id="report-data" type="application/json">{embed_json(report_data(rows))}</script>
-<script>{SCRIPT}</script>
+<script>{asset(SCRIPT)}</script>
 </body></html>
 """
 

@@ -10,12 +10,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-
 from runner.data.cache import atomic_write_bytes
 from runner.config.errors import ConfigError
 from runner.config.schema import MODES
 from runner.reporting import backends as lb
-
+from runner.store import layout
 
 
 def has_wandb_credentials() -> bool:
@@ -39,6 +38,14 @@ def resolve_mode(mode: str) -> str:
     return mode
 
 
+def run_tags(cfg: Any, resumed_with_changes: bool = False) -> list[str]:
+    """A run's W&B tags: model, objective, data, family and masking, logger.tags, and resumed-with-changes when a
+    resume changed its settings."""
+    m, o, d = cfg.model.name, cfg.objective.name, cfg.data.name
+    return list(dict.fromkeys([m, o, d, cfg.model.family, f"masking={cfg.objective.get('masking', 'none')}",
+                               *cfg.logger.tags, *(["resumed-with-changes"] if resumed_with_changes else [])]))
+
+
 class RunLogger:
     """Appends every record to metrics.jsonl in the run directory (with the wall-clock time) and sends it to each of
     logger.backends (runner/reporting/backends.py: wandb, tensorboard, csv). A backend that fails is dropped with one
@@ -47,7 +54,7 @@ class RunLogger:
     def __init__(self, cfg: Any, run_dir: Path, config: dict, name: str, tags: list[str], resume_step: int | None,
                  group: str | None = None):
         self.run_dir = Path(run_dir)
-        self.metrics_path = self.run_dir / "metrics.jsonl"
+        self.metrics_path = self.run_dir / layout.METRICS
         self.mode = resolve_mode(cfg.mode)
         if resume_step is None:
             self.metrics_path.unlink(missing_ok=True)
@@ -95,7 +102,7 @@ class RunLogger:
 
     def finish(self, summary: dict[str, Any]) -> None:
         """Write summary.json atomically and close every backend with the summary attached."""
-        atomic_write_bytes(json.dumps(summary, indent=2).encode(), self.run_dir / "summary.json")
+        layout.write_summary(self.run_dir, summary)
         self._each(lambda b: b.finish(summary))
 
     def abort(self) -> None:

@@ -4,34 +4,28 @@ logger.backends=[tensorboard] (older runs, W&B-only runs), written from their me
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from runner.config.errors import ConfigError
-from runner.reporting.collect import read_jsonl
 from runner.reporting.backends import TensorBoardBackend, numeric
 from runner.config.console import console as err_console
-from runner.reporting.collect import find_runs
+from runner.store import layout
+from runner.store.layout import find_runs
 
 
 def replay(run_dir: Path) -> Path | None:
     """Write <run_dir>/tensorboard from its metrics.jsonl; None when it already has event files (never doubled)."""
-    import yaml
-
-    out = run_dir / "tensorboard"
+    out = run_dir / layout.TENSORBOARD
     if any(out.glob("events.out.tfevents.*")):
         return None
-    config_file = run_dir / ".hydra" / "config.yaml"
-    config = yaml.safe_load(config_file.read_text()) if config_file.is_file() else {}
-    backend = TensorBoardBackend(run_dir, config or {}, resume_step=None)
-    for record in read_jsonl(run_dir / "metrics.jsonl"):
+    backend = TensorBoardBackend(run_dir, layout.saved_config(run_dir) or {}, resume_step=None)
+    for record in layout.read_metrics(run_dir):
         if "step" not in record:
             continue
         for k, v in numeric({k: v for k, v in record.items() if k not in ("step", "time")}).items():
             backend.writer.add_scalar(k, v, record["step"], walltime=record.get("time"))
-    summary = run_dir / "summary.json"
-    backend.finish(json.loads(summary.read_text()) if summary.is_file() else {})
+    backend.finish(layout.read_summary(run_dir) or {})
     return out
 
 

@@ -26,12 +26,13 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from runner.reporting.collect import distinct_overrides, is_run, job_key, log_error, pick_metric, read_yaml
+from runner.reporting.collect import distinct_overrides, log_error, pick_metric
 from runner.config.errors import ConfigError
 from runner.config.console import stdout_console
 from runner.config.console import console as err_console
+from runner.store import checkpoint, layout
 
-MARKER = "sweep.json"  # {"jobs", "swept", "started", "ended", "pid", "host"}, written by SweepCallback
+MARKER = layout.SWEEP_MARKER  # {"jobs", "swept", "started", "ended", "pid", "host"}, written by SweepCallback
 STALL_S = 900.0  # no new record or log line for this long: shown as stalled (a validation pass takes far less)
 WINDOW = 20  # the rate (and so the ETA) is measured over the last WINDOW timed records
 BUDGETS = ("steps", "tokens", "flops", "minutes")  # trainer.budget's kinds (runner/config/budget.py)
@@ -215,7 +216,7 @@ def eta_from(first: tuple[float, float], last: tuple[float, float], now: float) 
 
 def logged_error(run_dir: Path) -> str | None:
     """The job's failure as compare.log_error reads it, when its log holds an error line or a traceback."""
-    for log in run_dir.glob("*.log"):
+    for log in layout.job_logs(run_dir):
         try:
             if any(ERROR_LINE.search(line) for line in log.read_text(errors="replace").splitlines()):
                 return log_error(run_dir)
@@ -226,8 +227,8 @@ def logged_error(run_dir: Path) -> str | None:
 
 def last_activity(run_dir: Path) -> float | None:
     """When the job last wrote a record, a log line, a checkpoint or its summary (unix seconds)."""
-    paths = [run_dir / "metrics.jsonl", run_dir / "checkpoints" / "last.pt", run_dir / "summary.json",
-             *run_dir.glob("*.log")]
+    paths = [run_dir / layout.METRICS, checkpoint.checkpoint_path(run_dir), run_dir / layout.SUMMARY,
+             *layout.job_logs(run_dir)]
     times = []
     for p in paths:
         try:
@@ -240,7 +241,7 @@ def last_activity(run_dir: Path) -> float | None:
 def started_at(run_dir: Path) -> float | None:
     """When the job started: Hydra writes .hydra/config.yaml as it begins."""
     try:
-        return (run_dir / ".hydra" / "config.yaml").stat().st_mtime
+        return (run_dir / layout.CONFIG).stat().st_mtime
     except OSError:
         return None
 
@@ -263,9 +264,9 @@ def finished_state(state: JobState, summary: dict, tail: MetricsTail) -> JobStat
 def job_state(run_dir: Path, job: _Job, name: str, over: bool, now: float) -> JobState:
     """One job directory now; `over`: the sweep has moved past it, so a job without summary.json has stopped."""
     if job.config is None:
-        job.config = read_yaml(run_dir / ".hydra" / "config.yaml")
+        job.config = layout.saved_config(run_dir)
     goal = target(job.config) if isinstance(job.config, dict) else None
-    tail = (job.tail or MetricsTail(run_dir / "metrics.jsonl")).read()
+    tail = (job.tail or MetricsTail(run_dir / layout.METRICS)).read()
     job.tail = tail
     state = JobState(job=run_dir.name, name=name, path=run_dir, step=tail.step)
     start = started_at(run_dir)
@@ -274,10 +275,7 @@ def job_state(run_dir: Path, job: _Job, name: str, over: bool, now: float) -> Jo
         state.loss, state.tokens_per_s = tail.train.get("train/loss"), tail.train.get("train/tokens_per_s")
     if tail.val and (metric := pick_metric(tail.val, "val/")):
         state.val_metric, state.val_loss = metric, tail.val[f"val/{metric}"]
-    try:
-        summary = json.loads((run_dir / "summary.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        summary = None
+    summary = layout.read_summary(run_dir)
     if isinstance(summary, dict):
         return finished_state(state, summary, tail)
     latest = tail.train or ({"step": tail.step} if tail.step is not None else None)
@@ -292,7 +290,7 @@ def job_state(run_dir: Path, job: _Job, name: str, over: bool, now: float) -> Jo
     active = last_activity(run_dir)
     state.error = logged_error(run_dir)
     if state.error or over:
-        state.status = "incomplete" if any((run_dir / "checkpoints").glob("*.pt")) else "failed"
+        state.status = "incomplete" if checkpoint.saved_files(run_dir) else "failed"
         state.error = state.error or log_error(run_dir)
         state.elapsed_s = active - start if active is not None and start is not None else None
         return state
@@ -349,8 +347,8 @@ def one_at_a_time(sweep_dir: Path, runs: list[Path], cache: dict) -> bool:
     """Whether the sweep runs its jobs one after another (Hydra's basic launcher): multirun.yaml's launcher, else
     the first job's .hydra/hydra.yaml (the Optuna sweeper writes no multirun.yaml)."""
     if "sequential" not in cache:
-        sources = [sweep_dir / "multirun.yaml", *(r / ".hydra" / "hydra.yaml" for r in runs[:1])]
-        hydra = next((h for s in sources if (h := (read_yaml(s) or {}).get("hydra")) and "launcher" in h), None)
+        nodes = [(layout.read_yaml(sweep_dir / layout.MULTIRUN) or {}).get("hydra"), *map(layout.saved_hydra, runs[:1])]
+        hydra = next((h for h in nodes if isinstance(h, dict) and "launcher" in h), None)
         if hydra is None:
             return False  # not written yet: ask again next time
         cache["sequential"] = (hydra.get("launcher") or {}).get("_target_") == SEQUENTIAL
@@ -361,8 +359,8 @@ def job_names(runs: list[Path], swept: list[str] | None, cache: dict) -> dict[Pa
     """Each job's name: its overrides of the swept keys (as the runs name themselves), else those that differ."""
     jobs = {r: cache.setdefault(r, _Job()) for r in runs}
     for r, job in jobs.items():
-        if job.overrides is None and (r / ".hydra" / "overrides.yaml").is_file():
-            job.overrides = [str(o) for o in read_yaml(r / ".hydra" / "overrides.yaml") or []]
+        if job.overrides is None:
+            job.overrides = layout.saved_overrides(r)
     if swept:
         keys = set(swept)
         return {r: ",".join(o for o in job.overrides or [] if o.split("=", 1)[0].lstrip("+~") in keys)
@@ -375,14 +373,14 @@ def sweep_state(sweep_dir: Path | str, cache: dict | None = None, now: float | N
     path, cache, now = Path(sweep_dir), {} if cache is None else cache, time.time() if now is None else now
     if not path.is_dir():
         raise ConfigError(f"{path}: not a directory (pass a multirun directory, outputs/multirun/<time>)")
-    if is_run(path):
+    if layout.is_run(path):
         raise ConfigError(f"{path}: one run's directory, not a multirun's; pass the sweep directory above it")
     marker = read_marker(path)
     alive = process_alive(marker) if marker else None
     if alive is False:
         marker = read_marker(path) or marker  # it may have marked the end just before exiting
-    runs = sorted((c for c in path.iterdir() if is_run(c)), key=job_key)
-    if not runs and marker is None and not (path / "multirun.yaml").is_file():
+    runs = layout.jobs_in(path)
+    if not runs and marker is None and not (path / layout.MULTIRUN).is_file():
         raise ConfigError(f"{path}: no sweep jobs in it (no {MARKER}, multirun.yaml or job directories)")
     expected = marker.get("jobs") if marker and isinstance(marker.get("jobs"), int) else None
     ended = bool(marker and marker.get("ended"))
@@ -390,7 +388,7 @@ def sweep_state(sweep_dir: Path | str, cache: dict | None = None, now: float | N
     sequential = one_at_a_time(path, runs, cache)
     jobs = [job_state(r, cache.setdefault(r, _Job()), names.get(r, ""), ended or alive is False or
                       (sequential and i < len(runs) - 1), now) for i, r in enumerate(runs)]
-    numbers = {job_key(r)[0] for r in runs}
+    numbers = {layout.job_key(r)[0] for r in runs}
     jobs += [JobState(job=str(n)) for n in range(expected or 0) if n not in numbers]  # not started yet
     started = unix_time(marker.get("started")) if marker else None
     if started is None:

@@ -21,12 +21,13 @@ from runner.data.cache import UnsafePickle, atomic_save, first_line, load_safely
 from runner.config.errors import TrainingError
 from runner.config.console import console
 
+DIR = "checkpoints"  # in a run directory (runner/store/layout.py)
 STEP_FILE = re.compile(r"step-(\d+)\.pt$")
 
 
 def checkpoint_path(run_dir: Path) -> Path:
     """Where a run keeps its latest checkpoint."""
-    return Path(run_dir) / "checkpoints" / "last.pt"
+    return Path(run_dir) / DIR / "last.pt"
 
 
 def exists(run_dir: Path) -> bool:
@@ -34,9 +35,14 @@ def exists(run_dir: Path) -> bool:
     return checkpoint_path(run_dir).is_file() or bool(step_files(run_dir))
 
 
+def saved_files(run_dir: Path) -> list[Path]:
+    """Every checkpoints/*.pt of a run (step files, last.pt and any other), sorted by name."""
+    return sorted((Path(run_dir) / DIR).glob("*.pt"))
+
+
 def step_files(run_dir: Path) -> list[Path]:
     """checkpoints/step-<N>.pt of a run, newest first."""
-    d = Path(run_dir) / "checkpoints"
+    d = Path(run_dir) / DIR
     found = [(int(m.group(1)), p) for p in d.glob("step-*.pt") if (m := STEP_FILE.search(p.name))]
     return [p for _, p in sorted(found, reverse=True)]
 

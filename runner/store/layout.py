@@ -4,43 +4,62 @@ distillation's teacher, the comparison and the watch open runs here.
 
     <run>/.hydra/config.yaml   the resolved config (Hydra writes it; a prerequisite run writes its own)
     <run>/.hydra/hydra.yaml    Hydra's node: a sweep job's overrides and choices
+    <run>/.hydra/overrides.yaml  the job's command-line overrides
     <run>/.lock                the owner's lock (runner/engine/lock.py)
     <run>/checkpoints/         step-<N>.pt and last.pt (runner/store/checkpoint.py)
     <run>/metrics.jsonl        every logged record; metrics.csv and tensorboard/ when those backends log
+    <run>/wandb_id.txt         the W&B run's id (a resume or a fine-tuning continues that run)
     <run>/summary.json         written at the run's end: a run that has one finished
     <run>/hf/, hf_generator/   transformers directories (runner/hf/export.py)
     <run>/snapshots/           the crossover's snapshots (runner/engine/snapshots.py)
-    <run>/__main__.log         Hydra's job log (a sweep job's error)
+    <run>/crossover.json       the crossover's result (runner/evaluation/crossover.py)
+    <run>/__main__.log         Hydra's job log (a sweep job's error); Hydra names it <task>.log
+
+A sweep directory holds its jobs' run directories (0_<overrides>, 1_..., in Hydra's job order), Hydra's
+multirun.yaml and sweep.json (runner/sweeps/callback.py: how many jobs, and whether the sweep ended).
 """
 from __future__ import annotations
 
 import json
+import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from runner.config.errors import ConfigError
 from runner.config.schema import with_defaults
+from runner.data.cache import atomic_write_bytes
 from runner.models.registry import encoder_class, upgrade
 from runner.store import checkpoint
 
 CONFIG = Path(".hydra") / "config.yaml"
 HYDRA = Path(".hydra") / "hydra.yaml"
+OVERRIDES = Path(".hydra") / "overrides.yaml"
+LOCK = ".lock"
+CHECKPOINTS = checkpoint.DIR
 SUMMARY = "summary.json"
 METRICS = "metrics.jsonl"
+METRICS_CSV = "metrics.csv"
+TENSORBOARD = "tensorboard"
+WANDB_ID = "wandb_id.txt"
 HF = "hf"
 SNAPSHOTS = "snapshots"
+CROSSOVER = "crossover.json"
 JOB_LOG = "__main__.log"
+SWEEP_MARKER = "sweep.json"  # in a sweep directory: {"jobs", "swept", "started", "ended", "pid", "host"}
+MULTIRUN = "multirun.yaml"  # in a sweep directory: Hydra's config of the sweep (the basic sweeper writes it)
 # what makes a directory a used run directory: a new run is refused there (runner/engine/lock.py)
-RUN_FILES = ("checkpoints", METRICS, SUMMARY, HF, SNAPSHOTS)
+RUN_FILES = (CHECKPOINTS, METRICS, SUMMARY, HF, SNAPSHOTS)
 # _target_ paths a run saved before the package was split into layers (issue 26), and where they live now
 MOVED_TARGETS = {"runner.optim.": "runner.engine.optim."}
 
 
 def is_run(path: Path) -> bool:
-    """A directory the runner wrote (its resolved config)."""
+    """A run directory: Hydra writes .hydra/config.yaml before the job starts, so failed jobs have it too."""
     return (Path(path) / CONFIG).is_file()
 
 
@@ -49,14 +68,87 @@ def is_finished(path: Path) -> bool:
     return (Path(path) / SUMMARY).is_file()
 
 
+def job_key(path: Path) -> tuple[int, str]:
+    """Sort multirun jobs by Hydra's job number (0_, 1_, ... 10_), not as strings."""
+    m = re.match(r"(\d+)", Path(path).name)
+    return (int(m.group(1)) if m else sys.maxsize, Path(path).name)
+
+
+def jobs_in(sweep_dir: Path) -> list[Path]:
+    """The run directories one level below sweep_dir, in Hydra's job order."""
+    return sorted((c for c in Path(sweep_dir).iterdir() if is_run(c)), key=job_key)
+
+
+def find_runs(paths: list[Path]) -> list[Path]:
+    """Run dirs given directly or one level below each path; a path with none is a ConfigError naming it."""
+    runs: list[Path] = []
+    for p in map(Path, paths):
+        if not p.exists():
+            raise ConfigError(f"{p}: no such file or directory")
+        found = [p] if is_run(p) else jobs_in(p) if p.is_dir() else []
+        if not found:
+            raise ConfigError(f"{p}: no run directories in it (a run dir holds {CONFIG.as_posix()})")
+        runs += found
+    return list(dict.fromkeys(runs))
+
+
 def run_files(path: Path) -> list[str]:
-    """What a run left in this directory (checkpoints, metrics, summary, exports, snapshots), sorted; [] when none."""
+    """What a run left in this directory: its checkpoints/*.pt (sorted), then metrics.jsonl, summary.json, hf/ and
+    snapshots/ where they exist; [] when none (not .hydra/ or Hydra's log alone: a run that failed validation may be
+    started again in its directory)."""
     path = Path(path)
-    found = [n for n in RUN_FILES if n != "checkpoints" and (path / n).exists()]
-    found += [str(p.relative_to(path)) for p in checkpoint.step_files(path)]
-    if checkpoint.checkpoint_path(path).is_file() and not checkpoint.step_files(path):
-        found.append(str(checkpoint.checkpoint_path(path).relative_to(path)))
-    return sorted(found)
+    found = [str(p.relative_to(path)) for p in checkpoint.saved_files(path)]
+    return found + [n for n in RUN_FILES if n != CHECKPOINTS and (path / n).exists()]
+
+
+def job_logs(path: Path) -> list[Path]:
+    """Hydra's job logs in a run directory (<task name>.log, e.g. __main__.log), by name."""
+    return sorted(Path(path).glob("*.log"))
+
+
+def read_yaml(path: Path) -> Any:
+    """A YAML file, or None when missing or unreadable (a half-written job must not stop a report)."""
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def saved_config(path: Path) -> Any:
+    """The run's .hydra/config.yaml as plain YAML (as saved, not brought up to today's schemas: open_run does
+    that), or None when missing or unreadable."""
+    return read_yaml(Path(path) / CONFIG)
+
+
+def saved_hydra(path: Path) -> Any:
+    """The hydra node of the run's .hydra/hydra.yaml as plain YAML, or None when missing or unreadable."""
+    node = read_yaml(Path(path) / HYDRA)
+    return node.get("hydra") if isinstance(node, dict) else None
+
+
+def saved_overrides(path: Path) -> list[str] | None:
+    """The job's command-line overrides (.hydra/overrides.yaml); None while Hydra has not written them."""
+    file = Path(path) / OVERRIDES
+    if not file.is_file():
+        return None
+    return [str(o) for o in read_yaml(file) or []]
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """The run's metrics.jsonl records; a torn line (a killed job) is skipped, a missing file is []."""
+    file = Path(path) / METRICS
+    records = []
+    for line in file.read_text().splitlines() if file.is_file() else []:
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass
+    return records
+
+
+def write_summary(path: Path, summary: dict[str, Any]) -> None:
+    """Write the run's summary.json atomically (a killed writer leaves the previous one)."""
+    atomic_write_bytes(json.dumps(summary, indent=2).encode(), Path(path) / SUMMARY)
 
 
 def write_config(path: Path, cfg: Any) -> None:

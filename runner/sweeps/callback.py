@@ -16,7 +16,7 @@ from omegaconf import DictConfig, open_dict, read_write
 
 from runner.config.errors import ConfigError
 from runner.sweeps.jobs import BASIC_SWEEPER, SWEPT_ENV, metric_direction, swept_keys
-from runner.reporting.watch import MARKER  # the view that reads it owns its name
+from runner.store.layout import CROSSOVER, SWEEP_MARKER
 from runner.data.cache import atomic_write_bytes
 from runner.config.console import console
 from runner.reporting.compare import compare, out_console, rich_table
@@ -56,10 +56,10 @@ def write_marker(sweep_dir: Path, record: dict[str, Any]) -> None:
 
     try:
         sweep_dir.mkdir(parents=True, exist_ok=True)  # on_multirun_start runs before the sweeper makes it
-        atomic_write_bytes(json.dumps(record, indent=2).encode(), sweep_dir / MARKER)
+        atomic_write_bytes(json.dumps(record, indent=2).encode(), sweep_dir / SWEEP_MARKER)
     except OSError as e:
 
-        console.print(f"[yellow]warning:[/] could not write {sweep_dir / MARKER} ({e}); python -m runner.watch "
+        console.print(f"[yellow]warning:[/] could not write {sweep_dir / SWEEP_MARKER} ({e}); python -m runner.watch "
                       "will follow the job directories only", highlight=False, soft_wrap=True)
 
 
@@ -118,7 +118,7 @@ class SweepCallback(Callback):
             warn(f"no comparison: {e}")
             return
         out_console.print(rich_table(rows))
-        if any(sweep_dir.glob("*/crossover.json")):  # experiment=pretraining_pays: where pretraining pays, per family
+        if any(sweep_dir.glob(f"*/{CROSSOVER}")):  # experiment=pretraining_pays: where pretraining pays, per family
 
             written = report([sweep_dir], sweep_dir)
             out_console.print(table_markdown(load_results([sweep_dir])), highlight=False)
