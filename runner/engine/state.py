@@ -184,6 +184,14 @@ def resume_diff(before: dict[str, Any], after: dict[str, Any], world_before: int
     return diff(_current(before), after, world_before, world_after, step, set(defining_values(after["model"])))
 
 
+def run_config(cfg: Any) -> dict[str, Any]:
+    """The run's resolved config in plain types without Hydra's node: what its checkpoints record (a resume
+    compares against it) and its loggers receive."""
+    config = OmegaConf.to_container(cfg, resolve=True)
+    config.pop("hydra", None)
+    return config
+
+
 def refuse_early(cfg: Any, run_dir: Any) -> None:
     """Before any data or model is built: the check restore() makes, against the config recorded in the run's last.pt
     (its pickle read, its tensors memory-mapped rather than loaded). Nothing when there is no readable checkpoint
@@ -194,8 +202,7 @@ def refuse_early(cfg: Any, run_dir: Any) -> None:
         return
     if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
         return
-    config = OmegaConf.to_container(cfg, resolve=True)
-    config.pop("hydra", None)
+    config = run_config(cfg)
     world = int(os.environ.get("WORLD_SIZE", "1") or 1)
     found = resume_diff(state["config"], config, int(state.get("world_size", 1)), world, int(state.get("step", 0)))
     if found.refused:

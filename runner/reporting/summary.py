@@ -1,10 +1,157 @@
-"""What a run says at its end: the console lines and table (what to look at first; summary.json has the rest)."""
+"""What a run says at its end: summary.json assembled from the trainer, its progress and the results of the work after
+training, the time each phase took (PhaseClock), and the console lines and table (what to look at first; summary.json
+has the rest)."""
 from __future__ import annotations
 
+import contextlib
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
+from omegaconf import DictConfig
 from rich.table import Table
+
+from runner.config.console import console
+from runner.engine.assembly import Built
+from runner.engine.loop import Trainer
+from runner.evaluation.after_training import downstream_enabled, downstream_metrics, finetune_hint, store_downstream
+from runner.hf.export import exported_counts
+from runner.store.layout import METRICS, SUMMARY
+
+
+class PhaseClock:
+    """Where a run's time goes: seconds per phase (data, validation_probes, finetuning, export: summary.json's
+    time_s), each block timed with phase(), and the wall time since the clock started plus what was spent before it
+    (the build: corpus, tokenizer, model)."""
+
+    def __init__(self, **before: float):
+        self.started = time.perf_counter()
+        self.before = dict(before)
+        self.spent: dict[str, float] = dict(before)
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Count the block's time to phase `name`."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.spent[name] = self.spent.get(name, 0.0) + time.perf_counter() - start
+
+    def seconds(self, name: str) -> float:
+        """Seconds counted to phase `name` so far (0.0 when none)."""
+        return self.spent.get(name, 0.0)
+
+    def total(self) -> float:
+        """Seconds since the clock started, with the time spent before it."""
+        return time.perf_counter() - self.started + sum(self.before.values())
+
+
+@dataclass
+class RunEnd:
+    """What a run's end produced, for its summary: where and under which names it logged, the last training
+    record, the final validation and probes, and the results of the work after training (None: not done)."""
+
+    run_dir: Path
+    name: str
+    group: str
+    last: dict[str, Any]
+    final_val: dict[str, float]
+    final_probes: dict[str, float]
+    finished: bool  # trained to its end (its steps or budget) and validated
+    parameters: dict[str, int]  # per module and the unique total (runner/build.py parameter_counts)
+    presets: dict[str, int] | None = None  # model.report_presets counted beside this run
+    downstream: dict[str, Any] | None = None
+    own: Any = None  # the objective's own evaluation (runner/objectives/base.py Report)
+    crossover: dict[str, Any] | None = None
+    exported: bool = False  # the hf/ export was attempted (hf_export: its directory, None when skipped)
+    hf_export: str | None = None
+
+
+def padding_shares(p: Any) -> dict[str, Any]:
+    """The share of the training positions computed that were padding (data.packing: packed rows), and the share the
+    same batches would have had as right-padded rows, one example each; {} before any step, or for a run resumed from
+    a checkpoint that did not count positions."""
+    if not p.positions or p.positions < p.tokens:
+        return {}
+    return {"computed": round(1 - p.tokens / p.positions, 4),
+            "padded_layout": round(1 - p.tokens / p.padded_positions, 4),
+            "positions": p.positions, "padded_positions": p.padded_positions}
+
+
+def run_summary(cfg: DictConfig, built: Built, trainer: Trainer, logger: Any, clock: PhaseClock,
+                end: RunEnd) -> dict[str, Any]:
+    """summary.json's content: the run's identity, size, progress and cost, its validation, probes, budget and the
+    results after training, and where its time went (this invocation's; training: every invocation's steps)."""
+    p, v = trainer.progress, trainer.validate
+    summary = {
+        "name": end.name, "model": cfg.model.name, "objective": cfg.objective.name, "data": cfg.data.name,
+        "run_dir": str(end.run_dir),
+        "parameters": end.parameters,
+        "exported_parameters": exported_counts(built),  # each hf/ model as transformers counts it
+        "steps": p.step, "max_steps": trainer.max_steps,
+        "effective_batch": cfg.trainer.batch_size * cfg.trainer.grad_accum * trainer.world, "world_size": trainer.world,
+        "seq_len": cfg.data.seq_len,
+        "tokens_seen": p.tokens, "train_flops": p.flops, "final_train_loss": end.last.get("loss"),
+        "initial_val": p.first_val or {}, "final_val": end.final_val, "train_time_s": p.elapsed,
+        "tokens_per_s": p.tokens / p.elapsed if p.elapsed else 0.0,
+        "padding": padding_shares(p),
+        "device": str(trainer.device), "precision": trainer.precision, "data_stats": built.data.stats(),
+        "loggers": list(logger.active), "wandb_mode": logger.mode, "wandb_group": end.group, "skipped_steps": p.skipped,
+        "resume_changes": trainer.checkpointer.changes,  # settings changed on resume: key, before, after, step
+    }
+    if v.unigram_entropy is not None:
+        summary["unigram_entropy"] = v.unigram_entropy
+    if v.probes is not None:
+        pc = cfg.probes
+        summary["probes"] = {"pairs": v.probes.counts(), "scorers": v.probes.scorers, "split": pc.split,
+                             "seed": pc.seed, "words": [pc.min_words, pc.max_words],
+                             "initial": p.first_probes or {}, "final": end.final_probes}
+    if trainer.budget is not None:  # what ended the run, and how much of it was used
+        b = trainer.budget
+        used = {"steps": p.step, "tokens": p.tokens, "flops": p.flops, "minutes": p.elapsed / 60}[b.kind]
+        summary["budget"] = {"kind": b.kind, "amount": b.amount, "used": used, "complete": trainer.finished()}
+    if end.downstream is not None:  # summary["downstream"] and summary["downstream_tasks"][task]
+        store_downstream(summary, end.downstream)
+    if end.own is not None:  # the objective's own evaluation (Transformer-XL: what the memory buys, and how fast)
+        summary[end.own.key] = end.own.value
+    if end.presets is not None:  # presets counted beside this run (ALBERT's Table 2: its large vs BERT's)
+        summary["preset_parameters"] = end.presets
+    if end.crossover is not None:  # every snapshot probed and fine-tuned
+        summary["crossover"] = end.crossover
+    if end.exported:
+        summary["hf_export"] = end.hf_export
+    summary["wall_time_s"] = clock.total()  # data, evaluation, export included
+    # where this invocation's time went (training: the loop's steps, all invocations of a resumed run; validation:
+    # the loop's and the objective's own evaluation at the end)
+    summary["time_s"] = {"data": clock.seconds("data"), "training": p.elapsed,
+                         "validation_probes": v.seconds + clock.seconds("validation_probes"),
+                         "finetuning": clock.seconds("finetuning"), "export": clock.seconds("export"),
+                         "total": summary["wall_time_s"]}
+    return summary
+
+
+def log_results(logger: Any, end: RunEnd, step: int) -> None:
+    """Log the results after training at the run's last step: the downstream scores and the objective's metrics."""
+    if end.downstream is not None:
+        logger.log(downstream_metrics(end.downstream), step=step)
+    if end.own is not None:
+        logger.log(end.own.metrics, step=step)
+
+
+def print_summary(summary: dict[str, Any], cfg: DictConfig, end: RunEnd) -> None:
+    """The end of a run on the console: the summary table, how to fine-tune later (when it did not), the objective's
+    own table and the presets' sizes."""
+    console.print(report_table(summary))
+    if end.finished and not downstream_enabled(cfg):
+        console.print(finetune_hint(end.run_dir), highlight=False, soft_wrap=True)
+    if end.own is not None and end.own.table is not None:
+        console.print(end.own.table)
+    if "preset_parameters" in summary:
+        counts = ", ".join(f"{n} {c / 1e6:.1f}M" for n, c in summary["preset_parameters"].items())
+        console.print(f"parameters of the presets (encoder and masked-LM head): {counts}; this run "
+                      f"{summary['parameters']['total']:,}", highlight=False, soft_wrap=True)
 
 
 def _num(v: Any) -> str:
@@ -97,7 +244,7 @@ def report_table(s: dict[str, Any]) -> Table:
     if s.get("time_s"):
         table.add_row("time (s)", ", ".join(f"{k.replace('_', ' ')} {v:,.0f}" for k, v in s["time_s"].items()))
     run_dir = Path(s.get("run_dir", "."))
-    files = [str(run_dir / "summary.json"), "metrics.jsonl"]
+    files = [str(run_dir / SUMMARY), METRICS]
     if s.get("hf_export"):
         files.append(Path(s["hf_export"]).name + "/")
     table.add_row("files", ", ".join(files))
