@@ -44,7 +44,7 @@ def test_parameter_counts_equal_transformers(shape, count):
 
 
 def test_logits_equal_transformers_with_perm_mask_target_mapping_segments_and_memory():
-    from runner.hf.xlnet import from_hf_state, hf_model, to_hf_state
+    from runner.hf.adapters.xlnet import from_hf_state, hf_model, to_hf_state
 
     torch.manual_seed(0)
     model = XLNet(XLNetConfig(**SMALL)).eval()

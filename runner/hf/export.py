@@ -7,14 +7,12 @@ from typing import Any
 
 from runner.config.errors import ConfigError
 from runner.config.console import console
-from runner.hf.mapping import hf_unsupported
-from runner.hf.mapping import export
-from runner.hf.mapping import exported_parameters
+from runner.hf.mapping import export, exported_parameters, hf_unsupported
+from runner.store.layout import HF
 
 
 def exports_of(built: Any) -> tuple[dict[str, Any], str | None]:
     """The objective's declared exports and why no transformers class holds them (None: every part has one)."""
-
     try:
         parts = built.objective.exports(built.module.encoder)
     except ConfigError as e:
@@ -49,11 +47,10 @@ def export_run(built: Any, run_dir: Path) -> str | None:
     for sub, part in parts.items():
         export(part.state, part.config, part.pair_head, built.data.tokenizer, Path(run_dir) / sub,
                discriminator=part.discriminator)
-    return str(Path(run_dir) / "hf")
+    return str(Path(run_dir) / HF)
 
 
 def exported_counts(built: Any) -> dict[str, int]:
     """Parameters of each exported model as transformers counts them, by subdirectory ({} where none exists)."""
-
     parts, why = exports_of(built)
     return {} if why is not None else exported_parameters(parts)

@@ -2,8 +2,8 @@
 
 BERT's post-LayerNorm block with learned positions is the default; the later improvements are options of the same
 modules (runner/models/config.py): rotary or ALiBi positions, gated feed-forwards, pre-norm with a final norm,
-RMSNorm, no biases, sliding-window layers, a fused QKV projection. Module names are our own; `runner.hf.mapping`
-maps them onto transformers' names.
+RMSNorm, no biases, sliding-window layers, a fused QKV projection. Module names are our own; each family's adapter
+(runner/hf/adapters/) maps them onto transformers' names.
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ position's content. Which keys each query sees is the permutation mask (B, T, T)
 (runner/objectives/plm.py) samples; target_mapping (B, P, T) places the P queries. Every layer has its own relative
 biases (u = r_w_bias, v = r_r_bias, the segment bias r_s_bias) and two segment embeddings (same / different
 segment), as the original with untie_r. Module shapes follow transformers' XLNetLMHeadModel, so parameter counts
-and logits equal its (runner/hf/xlnet.py maps the weights; tests/test_xlnet.py checks both).
+and logits equal its (runner/hf/adapters/xlnet.py maps the weights; tests/test_xlnet.py checks both).
 """
 from __future__ import annotations
 

@@ -1,13 +1,15 @@
 """Our XLNet (runner/models/xlnet.py with objective=plm's tied head) as transformers' XLNetLMHeadModel and back:
-the config, the state-dict renaming both ways, and the model built with our weights. Not yet wired into
-runner/hf/mapping.py's export."""
+the config, the state-dict renaming both ways, the model built with our weights, and the family's adapter
+(`XLNetAdapter`) through which runner/hf/mapping.py exports and imports it."""
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 
+from runner.hf.adapters.base import FamilyAdapter
+from runner.models.config import EncoderConfig
 from runner.models.xlnet import XLNetConfig
 
 _ATTN = ("q", "k", "v", "o", "r", "r_r_bias", "r_s_bias", "r_w_bias", "seg_embed")
@@ -88,3 +90,35 @@ def hf_model(encoder: torch.nn.Module, head_bias: torch.Tensor | None = None, **
         raise RuntimeError(f"XLNet weight mapping: missing {need}, unexpected {unexpected}")
     model.tie_weights()
     return model.eval()
+
+
+class XLNetAdapter(FamilyAdapter):
+    """model.family=xlnet as XLNetLMHeadModel (relative positions: no table; its LM head's weight is the word table)."""
+
+    families = ("xlnet",)
+    model_type = "xlnet"
+    tied = (*FamilyAdapter.tied, "lm_loss.weight")
+    config_keys = {"d_model": "hidden_size", "n_layer": "num_layers", "n_head": "num_heads",
+                   "d_inner": "intermediate_size", "vocab_size": "vocab_size"}  # XLNetConfig's names
+
+    def transformers_class(self, nsp: bool, discriminator: bool = False) -> type:
+        """XLNetLMHeadModel."""
+        from transformers import XLNetLMHeadModel
+
+        return XLNetLMHeadModel
+
+    def transformers_config(self, config: EncoderConfig, nsp: bool, specials: dict[str, int],
+                            discriminator: bool = False) -> Any:
+        """hf_config of ours (XLNet's config names no special token but padding, which ours carries)."""
+        return hf_config(config)
+
+    def export_state(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """to_hf_state of every tensor but the modules' extra state."""
+        return to_hf_state({k: v for k, v in state.items() if not k.endswith("_extra_state")})
+
+    def import_state(self, ours: Mapping[str, torch.Tensor], theirs: Mapping[str, torch.Tensor],
+                     config: EncoderConfig) -> dict[str, torch.Tensor]:
+        """from_hf_state, under the module's encoder. and objective. prefixes."""
+        encoder, objective = from_hf_state(dict(theirs))
+        return {**{f"encoder.{k}": v for k, v in encoder.items()},
+                **{f"objective.{k}": v for k, v in objective.items()}}
