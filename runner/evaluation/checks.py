@@ -27,13 +27,18 @@ def check_eval(cfg: Any) -> None:
             "Transformer-XL sees only the first token; use eval.pooling=last or mean")
 
 
+def check_probes(p: Any) -> None:
+    """The probes' corruption kinds and the split whose sentences they use."""
+    bad = [k for k in p.kinds if k not in KINDS]
+    require(not bad and bool(p.kinds), f"probes.kinds={list(p.kinds)}: each must be one of {', '.join(KINDS)}")
+    require(p.split in SPLITS, f"probes.split={p.split!r} must be one of {', '.join(SPLITS)} (validation or "
+            "test: never trained on)")
+
+
 def check_evaluation(cfg: Any) -> None:
     """The probes' kinds and split, the crossover's tasks, and eval when downstream evaluation may run."""
     if (p := cfg.get("probes")) is not None and p.enabled:
-        bad = [k for k in p.kinds if k not in KINDS]
-        require(not bad and bool(p.kinds), f"probes.kinds={list(p.kinds)}: each must be one of {', '.join(KINDS)}")
-        require(p.split in SPLITS, f"probes.split={p.split!r} must be one of {', '.join(SPLITS)} (validation or "
-                "test: never trained on)")
+        check_probes(p)
     if (x := cfg.get("crossover")) is not None and x.enabled:
         for name in x.tasks:
             check_task(name, "crossover.tasks")
