@@ -14,6 +14,7 @@ from runner.data.pretraining import build_data
 from runner.data.tokenizer import SpecialIds
 from runner.data.words import continuation_table
 from runner.config import checks, schema
+from runner.config.discover import load_plugins
 from runner.config.errors import ConfigError
 from runner.engine.assembly import Built, Pretrainer
 from runner.engine.runtime import check_machine
@@ -28,7 +29,9 @@ from runner.objectives.registry import schemas as objective_schemas
 
 
 def register() -> None:
-    """Hydra's ConfigStore: every group's schema, each encoder family's model schema and each objective's options."""
+    """Hydra's ConfigStore: every group's schema, each encoder family's model schema and each objective's options,
+    those of the BERTLAB_PLUGINS modules included (imported first; a name that is not a module: ConfigError)."""
+    load_plugins()
     schema.register(config_classes(), objective_schemas())
 
 
@@ -90,7 +93,7 @@ def build(cfg: DictConfig) -> Built:
         tokenizer_path = required
     data = build_data(cfg.data, tokenizer_kind=config.tokenizer, vocab_size=config.vocab_size,
                       lowercase=config.lowercase, pairs=objective_cls.needs_pairs, tokenizer_path=tokenizer_path,
-                      objective=options.name)
+                      objective=options.name, labels=objective_cls.label_key)
     n_tok = data.tokenizer.get_vocab_size()
     if n_tok > config.vocab_size:
         src = "" if data.tokenizer_source == "trained" else f" ({data.tokenizer_source})"

@@ -97,10 +97,12 @@ class PretrainingData:
         return out
 
 
-def check_format(cfg, pairs: bool, objective: str | None = None) -> str:
+def check_format(cfg, pairs: bool, objective: str | None = None, labels: str | None = None) -> str:
     """data.format resolved (null: the objective's default) and checked against the objective: NSP trains on
-    segment_pair or sentence_pair, SOP (objective=mlm_sop) on sop_pair, every other objective on single sequences."""
-    sop = objective == "mlm_sop"  # sentence-order labels (ALBERT section 4.1); other pair objectives predict NSP
+    segment_pair or sentence_pair, SOP (objective=mlm_sop) on sop_pair, every other objective on single sequences.
+    labels: the pair label key the objective reads (its `label_key`, one of LABEL_KEYS' values); None with pairs:
+    next-sentence labels."""
+    sop = pairs and labels == LABEL_KEYS["sop_pair"]  # sentence-order labels (ALBERT section 4.1), else NSP's
     fmt = cfg.get("format") or ("sop_pair" if sop else default_format(pairs))
     if fmt not in FORMATS:
         raise ConfigError(f"data.format={fmt!r} must be one of {', '.join(FORMATS)} (or null: the objective's "
@@ -140,9 +142,11 @@ def empty_split_message(cfg, report: dict[str, Any], counts: dict[str, int]) -> 
 
 
 def build_data(cfg, *, tokenizer_kind: str, vocab_size: int, lowercase: bool, pairs: bool,
-               tokenizer_path: str | None = None, objective: str | None = None) -> PretrainingData:
-    """Load the corpus named by the data config, split it by article, train or load the tokenizer."""
-    fmt = check_format(cfg, pairs, objective)
+               tokenizer_path: str | None = None, objective: str | None = None,
+               labels: str | None = None) -> PretrainingData:
+    """Load the corpus named by the data config, split it by article, train or load the tokenizer (objective: its
+    name, for messages; labels: the pair labels it reads, check_format)."""
+    fmt = check_format(cfg, pairs, objective, labels)
     local = (cfg.get("tokenizer") or {}).get("path")  # data.tokenizer.path takes precedence over model.init_from's
     source = ("data.tokenizer.path", local) if local else \
         ("model.init_from", tokenizer_path) if tokenizer_path else None

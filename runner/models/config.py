@@ -14,8 +14,6 @@ NORMS = ("layernorm", "rmsnorm")  # model.norm
 NORM_POSITIONS = ("post", "pre")  # model.norm_position
 QKVS = ("separate", "fused")  # model.qkv
 TOKENIZERS = ("wordpiece", "bpe", "unigram", "word", "char")
-# Families whose position ids start after the padding index (fairseq's convention, kept by transformers' RoBERTa)
-PAD_OFFSET_FAMILIES = ("roberta",)
 
 
 
@@ -25,6 +23,9 @@ class EncoderConfig:
     """Shape and recipe of a BERT-family encoder; field names follow transformers' BertConfig."""
 
     schema: ClassVar[str] = "base_model"  # the ConfigStore name conf/model/*.yaml files extend
+    # the model.family values of this schema whose position ids start after the padding index (fairseq's
+    # convention, kept by transformers' RoBERTa); a schema of its own (a subclass) declares its own
+    padded_position_families: ClassVar[tuple[str, ...]] = ("roberta",)
 
     name: str = "bert"  # preset name, used to name and tag runs
     # bert | roberta | albert | electra (runner/models/encoder.py): position-id scheme and the transformers class;
@@ -111,7 +112,7 @@ class EncoderConfig:
     @property
     def pads_positions(self) -> bool:
         """Whether position ids start after the padding index (RoBERTa), with that row reserved for padding."""
-        return self.family in PAD_OFFSET_FAMILIES
+        return self.family in self.padded_position_families
 
     @property
     def position_offset(self) -> int:

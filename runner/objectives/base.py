@@ -57,6 +57,9 @@ class Objective(nn.Module):
 
     options_class: ClassVar[type] = ObjectiveConfig
     needs_pairs: ClassVar[bool] = False  # examples are sentence pairs (NSP, SOP) rather than packed text
+    # the pair labels its examples carry (runner/data/examples.py LABEL_KEYS: next-sentence or sentence-order
+    # labels), which choose the data formats it trains on; None: no pair task
+    label_key: ClassVar[str | None] = None
     # the feeds it can be trained on ("examples", "streams": runner/models/base.py EncoderModule.feed)
     feeds: ClassVar[tuple[str, ...]] = ("examples", "streams")
     causal: ClassVar[bool] = False  # predicts each token from the ones before it (needs a causal encoder)

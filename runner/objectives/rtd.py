@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, ClassVar, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -142,6 +142,9 @@ class ReplacedTokenDetection(MaskedLM):
 
     options_class = RTDConfig
     feeds = ("examples",)
+    # the model.family whose transformers classes hold both exports (ElectraForPreTraining, ElectraForMaskedLM),
+    # whatever family trained them
+    export_family: ClassVar[str] = "electra"
 
     def __init__(self, options: RTDConfig, model_config: EncoderConfig, specials: SpecialIds, token_vocab_size: int,
                  word_table: Any = None):
@@ -289,9 +292,9 @@ class ReplacedTokenDetection(MaskedLM):
 
         gen = self.generator_of(encoder)
         return {"hf": Export({**named("encoder", encoder), **named("objective.disc_head", self.disc_head)},
-                             dataclasses.replace(self.config, family="electra"), False, True),
+                             dataclasses.replace(self.config, family=self.export_family), False, True),
                 "hf_generator": Export({**named("encoder", gen), **named("objective.mlm_head", self.mlm_head)},
-                                       dataclasses.replace(self.generator_config, family="electra"), False)}
+                                       dataclasses.replace(self.generator_config, family=self.export_family), False)}
 
     def sentence_scores(self, encoder: nn.Module, sentences: Sequence[Sequence[int]],
                         specials: SpecialIds) -> dict[str, torch.Tensor]:
