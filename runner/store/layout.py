@@ -33,7 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 from runner.config.errors import ConfigError
 from runner.config.schema import with_defaults
 from runner.data.cache import atomic_write_bytes
-from runner.models.registry import encoder_class, upgrade
+from runner.models.registry import model_config
 from runner.store import checkpoint
 
 CONFIG = Path(".hydra") / "config.yaml"
@@ -177,9 +177,8 @@ def current(cfg: Any) -> DictConfig:
     plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
     plain = _moved(plain)
     out = with_defaults(OmegaConf.create(plain))
-    if "model" in plain:  # the family's schema
-        family = encoder_class(plain["model"].get("family", "bert"))
-        out.model = OmegaConf.merge(OmegaConf.structured(family.config_class), upgrade(plain["model"]))
+    if "model" in plain:  # the family's schema, keys that moved to another family's dropped
+        out.model = OmegaConf.structured(model_config(plain["model"]))
     target = (plain.get("objective") or {}).get("_target_")
     if target:  # the objective's options, its class named by the config itself (no import of the objectives here)
         from hydra.utils import get_class
