@@ -240,7 +240,7 @@ def test_probe_accuracy_is_placed_at_the_flops_of_its_step_and_plotted(probed, t
 def cli(*args: str) -> subprocess.CompletedProcess:
     """`python -m runner.compare ARGS` in the repository."""
     env = {**os.environ, "COLUMNS": "320"}  # wide enough that no cell folds
-    return subprocess.run([sys.executable, "-m", "runner.reporting.compare", *args], cwd=ROOT, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "runner.compare", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=120)
 
 

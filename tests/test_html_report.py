@@ -179,7 +179,7 @@ def test_embedded_json_cannot_close_its_script_and_bad_out_is_a_config_error(swe
 
 
 def test_cli_html_writes_the_page_next_to_the_runs(sweep):
-    ok = subprocess.run([sys.executable, "-m", "runner.reporting.compare", str(sweep), "--html"], cwd=ROOT,
+    ok = subprocess.run([sys.executable, "-m", "runner.compare", str(sweep), "--html"], cwd=ROOT,
                         capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
     assert str(sweep / HTML_FILE) in ok.stderr.replace("\n", "")  # on the "wrote ..." line
