@@ -1,11 +1,22 @@
-"""Shared fixtures: compose the real config and shrink it with overrides (lightning-hydra-template style)."""
+"""Shared fixtures: compose the real config and shrink it with overrides (lightning-hydra-template style); run the
+command line in this process (cli) or as a real process (run_cli); one session-wide factory of finished runs
+(finished_run), with copy_run for a test that changes one. tests/README.md describes the tiers."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import importlib.util
+import io
+import json
+import logging
 import os
+import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -14,6 +25,12 @@ from runner.build import register
 
 ROOT = Path(__file__).resolve().parents[1]
 register()
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # gw0, gw1, ... under pytest -n N; None in a plain session
+if WORKER is not None:  # N workers share the cores: one thread each (in every process a test starts too)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
 
 # A model and corpus small enough for 2 CPU cores; every test composes the real config, then shrinks it.
 TINY = ["model.num_layers=1", "model.hidden_size=32", "model.num_heads=2", "model.intermediate_size=64",
@@ -23,7 +40,7 @@ TINY = ["model.num_layers=1", "model.hidden_size=32", "model.num_heads=2", "mode
 
 @pytest.fixture(scope="session", autouse=True)
 def cache_dir(tmp_path_factory) -> Path:
-    """One tokenizer/data cache for the whole session, never the user's home cache."""
+    """One tokenizer/data cache for the whole session (each xdist worker its own), never the user's home cache."""
     path = tmp_path_factory.mktemp("bertlab-cache")
     os.environ["BERTLAB_CACHE"] = str(path)
     os.environ["WANDB_SILENT"] = "true"
@@ -38,11 +55,154 @@ def make_cfg(*overrides: str):
 
 
 def run_cli(*args: str, run_dir: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run `python -m runner ARGS` in the repository, its output directory under run_dir."""
+    """Run `python -m runner ARGS` as a new process in the repository, its output directory under run_dir. Only
+    where the process boundary is the point (exit by a signal, a second process, the lock, torchrun, --help):
+    otherwise cli() runs the same command in this process, without 2-3 s of imports."""
     extra = [f"hydra.run.dir={run_dir}"] if run_dir is not None else []
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
     return subprocess.run([sys.executable, "-m", "runner", *args, *extra], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """What Python prints for a warning: onto the (captured) stderr of cli()."""
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+@contextlib.contextmanager
+def _as_a_process():
+    """The state `python -m runner` would start with and end with, restored afterwards: the working directory,
+    Python's default warning filters printing to stderr, the logging handlers Hydra replaces, torch's threads and
+    grad mode, a 200-column console, no Hydra instance, and no run directory left locked by this process."""
+    import torch
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    from runner.config import console as consoles
+    from runner.engine import lock
+
+    loggers = [logging.getLogger(), *(logging.getLogger(n) for n in ("hydra", "runner"))]
+    saved_loggers = [(lg, lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
+    held = set(getattr(lock, "_held", {}))
+    threads, grad, cwd = torch.get_num_threads(), torch.is_grad_enabled(), os.getcwd()
+    widths = [(c, c._width) for c in (consoles.console, consoles.stdout_console)]
+    try:
+        os.chdir(ROOT)
+        for c, _ in widths:
+            c.width = 200  # COLUMNS=200, as run_cli gives the process
+        with warnings.catch_warnings():
+            warnings.resetwarnings()  # Python's defaults, not pytest's recording of warnings
+            for action, category in (("ignore", DeprecationWarning), ("ignore", PendingDeprecationWarning),
+                                     ("ignore", ImportWarning), ("ignore", ResourceWarning)):
+                warnings.simplefilter(action, category)
+            warnings.showwarning = _show_warning
+            yield
+    finally:
+        GlobalHydra.instance().clear()
+        HydraConfig.instance().cfg = None
+        for key in set(getattr(lock, "_held", {})) - held:  # a process's locks end with it
+            lock.release(Path(key))
+        for lg, handlers, level, propagate in saved_loggers:
+            for h in lg.handlers:
+                if h not in handlers and isinstance(h, logging.FileHandler):
+                    h.close()
+            lg.handlers[:] = handlers
+            lg.setLevel(level)
+            lg.propagate = propagate
+        for c, width in widths:
+            c._width = width
+        torch.set_num_threads(threads)
+        torch.set_grad_enabled(grad)
+        os.chdir(cwd)
+
+
+def cli(*args: str, run_dir: Path | None = None) -> subprocess.CompletedProcess:
+    """`python -m runner ARGS` in this process: the same Hydra app, command line, run directory, files and exit code
+    as run_cli, its stdout and stderr captured, without starting Python again."""
+    import runner.__main__ as entry
+
+    argv = ["runner", *args, *([f"hydra.run.dir={run_dir}"] if run_dir is not None else [])]
+    out, err = io.StringIO(), io.StringIO()
+    code: int = 0
+    # HYDRA_MAIN_MODULE: Hydra finds conf/ next to runner/__main__.py, as for `python -m runner` (not as a package)
+    with _as_a_process(), mock.patch.object(sys, "argv", list(argv)), \
+            mock.patch.dict(os.environ, {"HYDRA_MAIN_MODULE": "__main__"}), contextlib.redirect_stdout(out), \
+            contextlib.redirect_stderr(err):
+        try:
+            sys.argv += entry.hydra_args(sys.argv[1:])
+            entry.main()
+        except SystemExit as e:  # as the interpreter turns it into an exit status
+            if isinstance(e.code, int) or e.code is None:
+                code = e.code or 0
+            else:
+                print(e.code, file=sys.stderr)
+                code = 1
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
+
+
+def copy_run(src: Path, dst: Path) -> Path:
+    """A copy of a run directory for a test that changes it; files hard-linked to each other in src (last.pt and its
+    step file) are hard links in the copy too."""
+    src, dst = Path(src), Path(dst)
+    shutil.copytree(src, dst, symlinks=True)
+    first: dict[tuple[int, int], Path] = {}
+    for p in sorted(src.rglob("*")):
+        if p.is_file() and not p.is_symlink() and (st := p.stat()).st_nlink > 1:
+            copy = dst / p.relative_to(src)
+            if (st.st_dev, st.st_ino) in first:
+                copy.unlink()
+                os.link(first[(st.st_dev, st.st_ino)], copy)
+            else:
+                first[(st.st_dev, st.st_ino)] = copy
+    return dst
+
+
+class FinishedRuns:
+    """finished_run(*overrides): the directory of `python -m runner *overrides` run to its end (through cli(), in
+    this process), made once per session for equal overrides and shared by every test that asks for it (all xdist
+    workers share one, made by whichever asks first). Read it; a test that changes it works on copy_run() of it.
+    finished_run.output(*overrides) is what the run printed (stdout + stderr)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _paths(self, overrides: tuple[str, ...]) -> tuple[Path, Path]:
+        key = hashlib.sha1("\0".join(overrides).encode()).hexdigest()[:12]
+        return self.root / key, self.root / f"{key}.json"
+
+    def __call__(self, *overrides: str) -> Path:
+        run_dir, record = self._paths(overrides)
+        with open(self.root / f"{run_dir.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # another worker making the same run: wait for it
+            if not record.is_file():
+                r = cli(*overrides, run_dir=run_dir)
+                record.write_text(json.dumps({"overrides": overrides, "returncode": r.returncode,
+                                              "output": r.stdout + r.stderr}))
+        made = json.loads(record.read_text())
+        assert made["returncode"] == 0, made["output"][-3000:]
+        return run_dir
+
+    def output(self, *overrides: str) -> str:
+        self(*overrides)
+        return json.loads(self._paths(overrides)[1].read_text())["output"]
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory) -> FinishedRuns:
+    """The session's factory of finished runs (FinishedRuns)."""
+    base = tmp_path_factory.getbasetemp()
+    return FinishedRuns((base.parent if WORKER is not None else base) / "finished_runs")
+
+
+# conftest's bert_teacher: a TINY masked-LM BERT with hf/ and its tokenizer, a teacher to distil from
+TEACHER = [*TINY, "model=bert", "objective=mlm", "trainer.max_steps=30", "optimizer.lr=5e-3", "trainer.eval_every=30"]
+
+
+@pytest.fixture(scope="session")
+def bert_teacher(finished_run) -> Path:
+    """A finished TINY model=bert masked-LM run (checkpoint, hf/ with its tokenizer): a teacher to distil from."""
+    return finished_run(*TEACHER)
 
 
 def load_benchmark(name: str):
@@ -51,20 +211,3 @@ def load_benchmark(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture(scope="session")
-def bert_teacher(tmp_path_factory) -> Path:
-    """A finished TINY model=bert masked-LM run (checkpoint, hf/ with its tokenizer): a teacher to distil from."""
-    from runner.build import build
-    from runner.run import run
-
-    path = tmp_path_factory.mktemp("teacher")
-    cfg = make_cfg(*TINY, "model=bert", "objective=mlm", "trainer.max_steps=30", "optimizer.lr=5e-3",
-                   "trainer.eval_every=30")
-    run(cfg, build(cfg), path)
-    (path / ".hydra").mkdir(exist_ok=True)
-    from omegaconf import OmegaConf
-
-    OmegaConf.save(cfg, path / ".hydra" / "config.yaml")  # as Hydra writes it for a command-line run
-    return path

@@ -17,7 +17,7 @@ from runner.data.pretraining import check_format
 from runner.config.errors import ConfigError
 from runner.run import run
 from tests.conftest import TINY, make_cfg
-from tests.test_objectives import SP, blocks_of, corpus, pairs_of
+from tests.unit.test_objectives import SP, blocks_of, corpus, pairs_of
 
 
 def locate(c):

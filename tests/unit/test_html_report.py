@@ -16,7 +16,7 @@ from runner.reporting.compare import compare
 from runner.reporting.collect import flops_at, run_row
 from runner.config.errors import ConfigError
 from runner.reporting.html_report import HTML_FILE, embed_json, run_curves, sort_value, write_html
-from tests.test_compare import ROOT, make_run, probes, summary
+from tests.unit.test_compare import ROOT, make_run, probes, summary
 
 T0 = 1_764_000_000.0  # unix seconds of a run's first record
 

@@ -12,7 +12,7 @@ from runner.build import validate
 from tests.conftest import TINY, make_cfg, run_cli
 
 # every model preset composing and building (with its recipe's objective, and every other config file):
-# tests/test_configs.py
+# tests/unit/test_configs.py
 
 
 def test_family_presets_pick_their_paper_recipe():

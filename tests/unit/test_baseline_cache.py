@@ -9,7 +9,7 @@ import torch
 from runner.evaluation.downstream import Example, finetune
 from runner.evaluation.downstream.baselines import baseline_inputs, baseline_key, encoder_shape
 from runner.models.encoder import Encoder
-from tests.test_downstream import keyword_task, tiny_config
+from tests.unit.test_downstream import keyword_task, tiny_config
 
 KW = dict(seeds=[0], epochs=1, lr=1e-3, batch_size=16, seq_len=32, show_progress=False)
 

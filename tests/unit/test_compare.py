@@ -17,7 +17,7 @@ from rich.console import Console
 from runner.reporting.compare import compare, rich_table
 from runner.reporting.collect import loss_curve, probe_curve
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PNG = b"\x89PNG\r\n\x1a\n"
 
 

@@ -18,7 +18,7 @@ from runner.models.config import EncoderConfig
 from runner.objectives.base import Objective
 from runner.objectives.registry import objective_classes
 
-RUNNER = Path(__file__).resolve().parents[1] / "runner"
+RUNNER = Path(__file__).resolve().parents[2] / "runner"
 # the modules every family and objective passes through: none may name one, or probe one's attributes
 GENERAL = ["engine/loop.py", "run.py", "engine/feeds.py", "engine/state.py", "hf/export.py", "build.py",
            "config/checks.py", "engine/runtime.py", "engine/validation.py", "engine/parallel.py", "engine/assembly.py",
@@ -83,7 +83,7 @@ def test_each_objective_default_exists_once_in_its_options_dataclass(cls):
 
 def test_the_electra_unit_objective_runs_electras_mask_mix():
     from runner.objectives.rtd import ReplacedTokenDetection
-    from tests.test_electra import SP, tiny
+    from tests.unit.test_electra import SP, tiny
 
     obj = ReplacedTokenDetection.create(tiny(), SP, 40)
     assert (obj.spec.mask_token_prob, obj.spec.random_token_prob) == (0.85, 0.0)

@@ -8,7 +8,7 @@ import torch
 
 from runner.data.lm_stream import StreamBatches, stream_rows
 from runner.data.stream import TokenStream
-from tests.test_objectives import corpus  # distinct ids from 5 up: every stream position is identifiable
+from tests.unit.test_objectives import corpus  # distinct ids from 5 up: every stream position is identifiable
 
 SEP = 3
 

@@ -25,7 +25,7 @@ from runner.engine.optim import Lamb, build_adamw, build_lamb
 from runner.run import run
 from runner.build import validate
 from tests.conftest import TINY, make_cfg, run_cli
-from tests.test_models import assert_logits_match, assert_weights_round_trip
+from tests.unit.test_models import assert_logits_match, assert_weights_round_trip
 
 transformers = pytest.importorskip("transformers")
 

@@ -16,7 +16,7 @@ from runner.engine.feeds import build_feed
 from runner.engine.parallel import capture_data_dependent_ops
 from tests.conftest import TINY, make_cfg
 
-# Transformer-XL small enough for the CPU (tests/test_txl_run.py's TXL_TINY without its run keys)
+# Transformer-XL small enough for the CPU (tests/integration/test_txl_run.py's TXL_TINY without its run keys)
 TXL = ["model=txl", "model.cutoffs=[200,500]", "model.mem_len=16", "data.seq_len=16", "trainer.batch_size=4"]
 
 

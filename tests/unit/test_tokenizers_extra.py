@@ -57,7 +57,7 @@ def test_unigram_round_trip(unigram):
 
 
 def test_unigram_post_processor(unigram):
-    from tests.test_tokenizer import check_cls_sep_template
+    from tests.unit.test_tokenizer import check_cls_sep_template
 
     check_cls_sep_template(unigram)
 

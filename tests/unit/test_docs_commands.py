@@ -39,7 +39,7 @@ from omegaconf import OmegaConf
 
 from runner.build import register
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "conf"
 register()
 
@@ -407,7 +407,7 @@ def check_module(module: str, args: list[str]) -> None:
     main = getattr(mod, "main", None)
     # an alias (runner/compare.py) runs the main of the module the command lives in
     if main is None or "argparse" not in inspect.getsource(inspect.getmodule(main)):
-        _fail(f"{module} has no argparse main() this test knows how to check; teach tests/test_docs_commands.py")
+        _fail(f"{module} has no argparse main() this test knows how to check; teach tests/unit/test_docs_commands.py")
     original = argparse.ArgumentParser.parse_args
 
     def parse_only(self, argv=None, namespace=None):
