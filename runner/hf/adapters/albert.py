@@ -4,7 +4,7 @@ num_layers times; share=none: num_layers groups)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from runner.hf.adapters.bert import BertAdapter
 from runner.models.config import EncoderConfig, embedding_width
@@ -18,7 +18,7 @@ class AlbertAdapter(BertAdapter):
     families = ("albert",)
     model_type = "albert"
     prefix = "albert"
-    config_keys = {**BertAdapter.config_keys, "embedding_size": "embedding_size"}
+    config_keys: ClassVar[dict[str, str]] = {**BertAdapter.config_keys, "embedding_size": "embedding_size"}
 
     def encoder_table(self) -> list[tuple[str, str]]:
         """The embeddings, their projection (embedding_hidden_mapping_in) and one layer group per distinct layer."""

@@ -15,7 +15,7 @@ class BertAdapter(RenamedAdapter):
     model_type = "bert"
     pair_head = True
     prefix: ClassVar[str] = "bert"  # the backbone's name in transformers' parameter names ({p} in the tables)
-    config_keys = {**RenamedAdapter.config_keys, "type_vocab_size": "type_vocab_size"}
+    config_keys: ClassVar[dict[str, str]] = {**RenamedAdapter.config_keys, "type_vocab_size": "type_vocab_size"}
     # The later improvements (runner/models/config.py) that transformers' BERT, RoBERTa, ALBERT and ELECTRA classes
     # cannot hold: (key, the value those classes have, what they do instead). model.qkv is not one: it is split.
     fixed: ClassVar[list[tuple[str, Any, str]]] = [

@@ -2,7 +2,7 @@
 the decoder (vocab_projector) tied to the word embeddings."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from runner.config.errors import ConfigError
 from runner.hf.adapters.bert import BertAdapter
@@ -20,12 +20,13 @@ class DistilBertAdapter(BertAdapter):
     pair_head = False
     prefix = "distilbert"
     tied = (*BertAdapter.tied, "vocab_projector.weight")
-    config_keys = {"dim": "hidden_size", "n_layers": "num_layers", "n_heads": "num_heads",
-                   "hidden_dim": "intermediate_size", "vocab_size": "vocab_size",
-                   "max_position_embeddings": "max_position_embeddings"}  # DistilBertConfig's own names
-    fixed = [*BertAdapter.fixed, ("type_vocab_size", 0, "has no segment embeddings"),
-             ("embedding_size", None, "has no embedding projection"), ("share", "none", "shares no layers"),
-             ("layer_norm_eps", 1e-12, "fixes its LayerNorm epsilon at 1e-12")]
+    config_keys: ClassVar[dict[str, str]] = {  # DistilBertConfig's own names
+        "dim": "hidden_size", "n_layers": "num_layers", "n_heads": "num_heads", "hidden_dim": "intermediate_size",
+        "vocab_size": "vocab_size", "max_position_embeddings": "max_position_embeddings"}
+    fixed: ClassVar[list[tuple[str, Any, str]]] = [
+        *BertAdapter.fixed, ("type_vocab_size", 0, "has no segment embeddings"),
+        ("embedding_size", None, "has no embedding projection"), ("share", "none", "shares no layers"),
+        ("layer_norm_eps", 1e-12, "fixes its LayerNorm epsilon at 1e-12")]
 
     def encoder_table(self) -> list[tuple[str, str]]:
         """Word and position tables, and each layer's q_lin, k_lin, v_lin, out_lin, ffn.lin1, ffn.lin2 and norms."""

@@ -30,7 +30,7 @@ class ModernBertAdapter(RenamedAdapter):
     own_model_type_only = True  # ModernBertConfig's keys are not BertConfig's
     fused_qkv = True
     special_tokens = ("pad", "bos", "eos", "cls", "sep")  # ModernBERT's own defaults index its 50k vocabulary
-    config_keys = {**RenamedAdapter.config_keys, "norm_eps": "layer_norm_eps"}
+    config_keys: ClassVar[dict[str, str]] = {**RenamedAdapter.config_keys, "norm_eps": "layer_norm_eps"}
     # What transformers' ModernBERT fixes: (key, its value, what it does). ffn=swiglu is its GLU with silu, any
     # model.bias its flags (all equal), local_window/global_every its layer_types, qkv=separate fused at export.
     fixed: ClassVar[list[tuple[str, Any, str]]] = [

@@ -4,7 +4,7 @@ the config, the state-dict renaming both ways, the model built with our weights,
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 import torch
 
@@ -98,8 +98,9 @@ class XLNetAdapter(FamilyAdapter):
     families = ("xlnet",)
     model_type = "xlnet"
     tied = (*FamilyAdapter.tied, "lm_loss.weight")
-    config_keys = {"d_model": "hidden_size", "n_layer": "num_layers", "n_head": "num_heads",
-                   "d_inner": "intermediate_size", "vocab_size": "vocab_size"}  # XLNetConfig's names
+    config_keys: ClassVar[dict[str, str]] = {  # XLNetConfig's names
+        "d_model": "hidden_size", "n_layer": "num_layers", "n_head": "num_heads", "d_inner": "intermediate_size",
+        "vocab_size": "vocab_size"}
 
     def transformers_class(self, nsp: bool, discriminator: bool = False) -> type:
         """XLNetLMHeadModel."""
