@@ -12,7 +12,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from runner.build import build, objective_options, encoder_config, register
-from runner.config.console import console
+# the console's module, not the Console: a submitit launcher pickles this file's functions (it runs as __main__)
+# by value with the globals they name, and a Console holds a lock that cannot be pickled
+from runner.config import console as terminal
 from runner.config.errors import ConfigError, TrainingError
 from runner.engine import distributed
 from runner.engine.distributed import hydra_args
@@ -25,11 +27,7 @@ from runner.store.layout import SUMMARY, open_run, write_config
 from runner.store.names import is_multirun, job_names
 from runner.sweeps.jobs import metric_value, optimised_by_sweeper
 
-try:
-    register()
-except ConfigError as e:  # a BERTLAB_PLUGINS entry that is not a module: one line, before Hydra starts
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+register()
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -40,7 +38,7 @@ def main(cfg: DictConfig) -> float | None:
     try:
         return job(cfg, hc)
     except Preempted as e:  # a clean stop: checkpoint written; exit 128 + signal, as a process killed by it
-        console.print(f"[yellow]stopped:[/] {e}", highlight=False, soft_wrap=True)
+        terminal.console.print(f"[yellow]stopped:[/] {e}", highlight=False, soft_wrap=True)
         log_to_job_file(f"error: stopped by {e}")
         if not is_multirun(hc):
             sys.exit(128 + e.signum)
@@ -48,7 +46,7 @@ def main(cfg: DictConfig) -> float | None:
             raise
         return None
     except (ConfigError, TrainingError) as e:
-        console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        terminal.console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         log_to_job_file(f"error: {e}")
         if not is_multirun(hc):
             sys.exit(2)
@@ -58,7 +56,8 @@ def main(cfg: DictConfig) -> float | None:
     except Exception as e:  # noqa: BLE001 - a crash in one sweep job must not stop the others
         if not is_multirun(hc):
             raise
-        console.print(f"[bold red]error:[/] job crashed: {type(e).__name__}: {e}", highlight=False, soft_wrap=True)
+        terminal.console.print(f"[bold red]error:[/] job crashed: {type(e).__name__}: {e}", highlight=False,
+                               soft_wrap=True)
         logging.getLogger("runner").exception("error: %s: %s", type(e).__name__, e)
         if optimised_by_sweeper(hc):
             raise
@@ -99,8 +98,8 @@ def run_prerequisite(cfg: DictConfig) -> None:
     with rundir.owned(where, resume=True, wait=True):
         if cls.prerequisite(options) is None:
             return
-        console.print(f"objective={options.name}: training the run it needs first in {where}: {' '.join(need[1])}",
-                      highlight=False, soft_wrap=True)
+        terminal.console.print(f"objective={options.name}: training the run it needs first in {where}: "
+                               f"{' '.join(need[1])}", highlight=False, soft_wrap=True)
         first = compose("config", overrides=overrides)
         write_config(where, first)  # a run directory, as Hydra writes one
         run(first, build(first), where)

@@ -1,6 +1,6 @@
-"""Reading run directories for the reports (runner.reporting.compare's tables and plots, the HTML report, the live watch,
-runner.reporting.tb_replay): which directories are runs, their records, one comparison row per run, and the rows' formatted
-table columns."""
+"""Reading run directories for the reports (runner.reporting.compare's tables and plots, the HTML report, the live
+watch, runner.reporting.tb_replay): a job's error from its log, one comparison row per run, its curves, and the rows'
+formatted table columns. Which directories are runs and where their files are: runner/store/layout.py."""
 from __future__ import annotations
 
 import re
@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from runner.store import checkpoint, layout
+from runner.store.layout import find_runs  # noqa: F401 - benchmarks/gpu_suite.py imports it from here
 
 # Raw fields of one row, in CSV order; the rich and markdown tables show formatted columns (table_columns).
 # Besides these, a row has probe_<kind> for each probe kind (before probe_overall), probe_<scorer>_overall for a

@@ -61,7 +61,7 @@ def run_labels(rows: list[dict[str, Any]]) -> list[str]:
     return [lab if r["status"] == "finished" else f"{lab} ({r['status']})" for lab, r in zip(labels, rows)]
 
 
-def read_summary(row: dict[str, Any]) -> dict:
+def row_summary(row: dict[str, Any]) -> dict:
     """The run's summary.json, {} when missing or torn: the row lacks per-kind probe intervals and chance."""
     s = layout.read_summary(Path(row["path"]))
     return s if isinstance(s, dict) else {}
@@ -301,7 +301,7 @@ def header_html(rows: list[dict[str, Any]], sources: list[Path]) -> str:
 
 def report_data(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Everything the page's script draws: runs (label, colour, axis lookups), curve and bar figures."""
-    labels, summaries = run_labels(rows), [read_summary(r) for r in rows]
+    labels, summaries = run_labels(rows), [row_summary(r) for r in rows]
     runs = [{"label": lab, "color": PALETTE[i % len(PALETTE)], "status": r["status"], "path": r["path"],
              **run_curves(r)} for i, (lab, r) in enumerate(zip(labels, rows))]
     present = {a for run in runs for a, xs in run["axes"].items() if any(x for x in xs.values())}  # more than 0s
