@@ -27,7 +27,11 @@ from runner.store.layout import SUMMARY, open_run, write_config
 from runner.store.names import is_multirun, job_names
 from runner.sweeps.jobs import metric_value, optimised_by_sweeper
 
-register()
+try:
+    register()
+except ConfigError as e:  # a BERTLAB_PLUGINS entry that is not a module: one line, before Hydra starts
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
