@@ -216,7 +216,8 @@ def mfu_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
 def improvement_rows(sweep: Path) -> list[dict[str, Any]]:
     """runner.reporting.compare's row for each job of the sweep (finished, incomplete or failed), with the device and
     precision it ran on."""
-    from runner.reporting.collect import distinct_overrides, find_runs, run_row
+    from runner.reporting.collect import distinct_overrides, run_row
+    from runner.store.layout import find_runs
     from runner.config.errors import ConfigError
 
     try:

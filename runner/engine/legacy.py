@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from runner.engine.snapshots import saved_snapshots
 from runner.store import checkpoint
 from runner.data.cache import UnsafePickle, atomic_save, first_line, load_safely, unsafe_globals
 from runner.config.errors import TrainingError
@@ -52,8 +53,7 @@ def run_files(target: Path) -> list[list[Path]]:
         return [[target]]
     if not target.is_dir():
         raise TrainingError(f"{target} is neither a run directory nor a checkpoint file")
-    ckpt = target / "checkpoints"
-    files = [*checkpoint.step_files(target), ckpt / "last.pt", *sorted((target / "snapshots").glob("flops-*.pt"))]
+    files = [*checkpoint.step_files(target), checkpoint.checkpoint_path(target), *saved_snapshots(target)]
     groups: dict[tuple[int, int], list[Path]] = {}
     for f in files:
         if f.is_file():

@@ -33,7 +33,7 @@ from runner.objectives.masking import IGNORE
 from runner.objectives.mlm import MaskedLM, MLMConfig, mlm_metrics
 from runner.models.heads import MLMHead
 from runner.models.registry import build_encoder, model_config
-from runner.store.layout import SUMMARY, FinishedRun, is_run, open_run
+from runner.store.layout import HF, SUMMARY, FinishedRun, is_finished, is_run, open_run
 from runner.data.batches import to_device
 
 
@@ -72,7 +72,7 @@ def teacher_tokenizer_file(path: Path) -> Path:
     if not path.is_dir():
         raise ConfigError(f"objective.teacher={path} is not a directory; pass a finished run's directory "
                           "(outputs/runs/<run>) or a transformers directory, or use experiment=distil")
-    file = path / "hf" / "tokenizer.json" if is_run(path) else path / "tokenizer.json"
+    file = path / HF / "tokenizer.json" if is_run(path) else path / "tokenizer.json"
     if not file.is_file():
         fix = (f"export it first: python -m runner export={path}" if is_run(path) else
                "save the tokenizer beside the model (tokenizer.save_pretrained)")
@@ -209,7 +209,7 @@ class Distillation(MaskedLM):
     @classmethod
     def prerequisite(cls, options: DistillConfig) -> Optional[tuple[str, list[str]]]:
         """objective.teach: train the teacher into objective.teacher first, unless a finished run is there."""
-        if not options.teach or (Path(options.teacher).expanduser() / "summary.json").is_file():
+        if not options.teach or is_finished(Path(options.teacher).expanduser()):
             return None
         return str(Path(options.teacher).expanduser()), list(options.teach)
 

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 from runner.store import checkpoint, layout
-from runner.store.layout import find_runs  # noqa: F401 - benchmarks/gpu_suite.py imports it from here
 
 # Raw fields of one row, in CSV order; the rich and markdown tables show formatted columns (table_columns).
 # Besides these, a row has probe_<kind> for each probe kind (before probe_overall), probe_<scorer>_overall for a
