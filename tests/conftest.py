@@ -70,10 +70,11 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 @contextlib.contextmanager
-def _as_a_process():
-    """The state `python -m runner` would start with and end with, restored afterwards: the working directory,
+def _as_a_process(columns: int = 200):
+    """The state a `python -m ...` command would start with and end with, restored afterwards: the working directory,
     Python's default warning filters printing to stderr, the logging handlers Hydra replaces, torch's threads and
-    grad mode, a 200-column console, no Hydra instance, and no run directory left locked by this process."""
+    grad mode, consoles `columns` wide (COLUMNS), no Hydra instance, and no run directory left locked by this
+    process."""
     import torch
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
@@ -89,7 +90,7 @@ def _as_a_process():
     try:
         os.chdir(ROOT)
         for c, _ in widths:
-            c.width = 200  # COLUMNS=200, as run_cli gives the process
+            c.width = columns  # as COLUMNS=200 gives run_cli's process
         with warnings.catch_warnings():
             warnings.resetwarnings()  # Python's defaults, not pytest's recording of warnings
             for action, category in (("ignore", DeprecationWarning), ("ignore", PendingDeprecationWarning),
@@ -100,8 +101,9 @@ def _as_a_process():
     finally:
         GlobalHydra.instance().clear()
         HydraConfig.instance().cfg = None
-        for key in set(getattr(lock, "_held", {})) - held:  # a process's locks end with it
-            lock.release(Path(key))
+        held_now = getattr(lock, "_held", {})
+        for key in set(held_now) - held:  # as the process's exit would: the flock dropped, the record left as it is
+            os.close(held_now.pop(key))
         for lg, handlers, level, propagate in saved_loggers:
             for h in lg.handlers:
                 if h not in handlers and isinstance(h, logging.FileHandler):
@@ -138,6 +140,23 @@ def cli(*args: str, run_dir: Path | None = None) -> subprocess.CompletedProcess:
                 print(e.code, file=sys.stderr)
                 code = 1
     return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
+
+
+def run_main(main, *args: str, columns: int = 200) -> subprocess.CompletedProcess:
+    """A command's main(argv) in this process, as `python -m <its module> ARGS` would run it: the exit code (main's
+    return value or SystemExit's), stdout and stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with _as_a_process(columns), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args]) or 0
+        except SystemExit as e:
+            if isinstance(e.code, int) or e.code is None:
+                code = e.code or 0
+            else:
+                print(e.code, file=sys.stderr)
+                code = 1
+    return subprocess.CompletedProcess([getattr(main, "__module__", "main"), *args], code, out.getvalue(),
+                                       err.getvalue())
 
 
 def copy_run(src: Path, dst: Path) -> Path:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, TINY, run_cli
+from tests.conftest import ROOT, TINY, cli
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +33,7 @@ def test_two_gloo_ranks_follow_the_single_process_loss_trajectory(tmp_path):
     r = torchrun(*SETUP, "trainer.batch_size=4", f"hydra.run.dir={ddp}")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     # rank r's batch at step s is the single process's micro-batch s * 2 + r: grad_accum 2 is the same global batch
-    r1 = run_cli(*SETUP, "trainer.batch_size=4", "trainer.grad_accum=2", run_dir=single)
+    r1 = cli(*SETUP, "trainer.batch_size=4", "trainer.grad_accum=2", run_dir=single)
     assert r1.returncode == 0, r1.stderr[-3000:]
     a, b = records(ddp), records(single)
     assert [x["step"] for x in a] == [x["step"] for x in b]  # rank 0 alone logged: no duplicate records
@@ -57,7 +57,7 @@ def test_a_two_rank_run_resumes_in_one_process(tmp_path):
 
     state = checkpoint.load(tmp_path)
     assert (state["step"], state["world_size"], len(state["rng_ranks"])) == (3, 2, 2)
-    r1 = run_cli(*SETUP, "trainer.batch_size=8", "trainer.resume=true", run_dir=tmp_path)
+    r1 = cli(*SETUP, "trainer.batch_size=8", "trainer.resume=true", run_dir=tmp_path)
     assert r1.returncode == 0, r1.stderr[-3000:]
     s = json.loads((tmp_path / "summary.json").read_text())
     assert (s["steps"], s["world_size"], s["effective_batch"]) == (6, 1, 8)
@@ -72,7 +72,7 @@ def test_fsdp_follows_the_single_process_loss_trajectory_and_resumes_in_one_proc
     r = torchrun(*SETUP, "trainer.batch_size=4", "trainer.strategy=fsdp", "trainer.export_hf=true",
                  f"hydra.run.dir={fsdp}")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    r1 = run_cli(*SETUP, "trainer.batch_size=4", "trainer.grad_accum=2", "trainer.stop_after=3", run_dir=single)
+    r1 = cli(*SETUP, "trainer.batch_size=4", "trainer.grad_accum=2", "trainer.stop_after=3", run_dir=single)
     assert r1.returncode == 0, r1.stderr[-3000:]
     a, b = records(fsdp), records(single)
     losses = [(x["train/loss"], y["train/loss"]) for x, y in zip(a, b) if "train/loss" in x and "train/loss" in y]
@@ -86,7 +86,7 @@ def test_fsdp_follows_the_single_process_loss_trajectory_and_resumes_in_one_proc
     state = checkpoint.load(fsdp)
     assert (state["step"], state["world_size"], state["strategy"]) == (6, 2, "fsdp")
     assert all(not hasattr(v, "to_local") for v in state["module"].values())  # full tensors, not shards
-    r2 = run_cli(*SETUP, "trainer.batch_size=4", "trainer.grad_accum=2", "trainer.resume=true", run_dir=single)
+    r2 = cli(*SETUP, "trainer.batch_size=4", "trainer.grad_accum=2", "trainer.resume=true", run_dir=single)
     assert r2.returncode == 0, r2.stderr[-3000:]
     c = records(single)
     late = [(x["train/loss"], y["train/loss"]) for x, y in zip(a, c) if x.get("step", 0) > 3 and "train/loss" in x]

@@ -10,25 +10,28 @@ import torch
 import yaml
 
 from runner.build import build
-from runner.reporting.logger import resolve_mode
-from tests.conftest import TINY, make_cfg, run_cli
+from tests.conftest import TINY, cli, copy_run, make_cfg, run_cli
 from tests.wandb_records import history, run_info
 
+
 pytestmark = pytest.mark.slow
+
+
 transformers = pytest.importorskip("transformers")
 
 
+E2E = [*TINY, "model=bert", "trainer.max_steps=6", "trainer.eval_every=3", "trainer.log_every=2",
+       "logger.mode=offline"]
+
+
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> Path:
-    run_dir = tmp_path_factory.mktemp("e2e") / "run"
-    r = run_cli(*TINY, "model=bert", "trainer.max_steps=6", "trainer.eval_every=3", "trainer.log_every=2",
-                "logger.mode=offline", run_dir=run_dir)
-    assert r.returncode == 0, r.stderr[-3000:]
-    return run_dir
+def bert_run(finished_run) -> Path:
+    """A finished `python -m runner E2E` run (the session's, shared: read only)."""
+    return finished_run(*E2E)
 
 
-def test_offline_wandb_run_holds_the_logged_metrics(finished_run):
-    files = list((finished_run / "wandb").glob("offline-run-*/run-*.wandb"))
+def test_offline_wandb_run_holds_the_logged_metrics(bert_run):
+    files = list((bert_run / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(files) == 1, "the W&B run directory lives inside the run's output directory"
     rows = history(files[0])
     train_steps = [r["_step"] for r in rows if "train/loss" in r]
@@ -40,19 +43,10 @@ def test_offline_wandb_run_holds_the_logged_metrics(finished_run):
     info = run_info(files[0])
     assert {"bert", "mlm_nsp", "wiki"} <= set(info.tags)
     assert info.display_name.startswith("bert-mlm_nsp-wiki")
-    summary = json.loads((finished_run / "summary.json").read_text())
+    summary = json.loads((bert_run / "summary.json").read_text())
     assert summary["wandb_mode"] == "offline"
-    jsonl = [json.loads(x) for x in (finished_run / "metrics.jsonl").read_text().splitlines()]
+    jsonl = [json.loads(x) for x in (bert_run / "metrics.jsonl").read_text().splitlines()]
     assert [x["train/loss"] for x in jsonl if "train/loss" in x] == [r["train/loss"] for r in rows if "train/loss" in r]
-
-
-def test_online_without_credentials_falls_back_to_offline(monkeypatch, tmp_path):
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    (tmp_path / "netrc").write_text("")
-    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
-    assert resolve_mode("online") == "offline"
-    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
-    assert resolve_mode("online") == "online"
 
 
 def _ours(run_dir: Path):
@@ -65,12 +59,12 @@ def _ours(run_dir: Path):
     return built
 
 
-def test_export_loads_in_transformers_with_the_same_logits(finished_run):
+def test_export_loads_in_transformers_with_the_same_logits(bert_run):
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-    built = _ours(finished_run)
-    hf = AutoModelForMaskedLM.from_pretrained(finished_run / "hf").eval()
-    tok = AutoTokenizer.from_pretrained(finished_run / "hf")
+    built = _ours(bert_run)
+    hf = AutoModelForMaskedLM.from_pretrained(bert_run / "hf").eval()
+    tok = AutoTokenizer.from_pretrained(bert_run / "hf")
     enc = tok(["The Moon orbits the Earth.", "Music is an art form."], padding=True, return_tensors="pt")
     module = built.module.eval()
     with torch.no_grad():
@@ -82,42 +76,39 @@ def test_export_loads_in_transformers_with_the_same_logits(finished_run):
     assert enc["input_ids"][0, 0] == built.data.specials.cls
 
 
-def test_export_command_rewrites_hf_directory(finished_run):
-    shutil.rmtree(finished_run / "hf")
-    r = run_cli(f"export={finished_run}", run_dir=finished_run.parent / "export-job")
+def test_export_command_rewrites_hf_directory(bert_run, tmp_path):
+    run = copy_run(bert_run, tmp_path / "run")  # the export writes into it
+    shutil.rmtree(run / "hf")
+    r = cli(f"export={run}", run_dir=tmp_path / "export-job")
     assert r.returncode == 0, r.stderr[-3000:]
-    assert (finished_run / "hf" / "model.safetensors").is_file()
+    assert (run / "hf" / "model.safetensors").is_file()
 
 
-def test_export_of_a_run_saved_before_newer_config_keys(finished_run, tmp_path):
+def test_export_of_a_run_saved_before_newer_config_keys(bert_run, tmp_path):
     """A run directory from an older version lacks keys added since (trainer.strategy, compile, nonfinite, ...):
     export fills them with their defaults instead of failing on a missing key."""
     old = tmp_path / "old-run"
-    shutil.copytree(finished_run, old, ignore=shutil.ignore_patterns("hf", "wandb"))
+    shutil.copytree(bert_run, old, ignore=shutil.ignore_patterns("hf", "wandb"))
     saved = yaml.safe_load((old / ".hydra" / "config.yaml").read_text())
     for key in ("strategy", "compile", "nonfinite", "max_skipped_steps", "keep_checkpoints"):
         del saved["trainer"][key]
     del saved["eval"]["pooling"]
     (old / ".hydra" / "config.yaml").write_text(yaml.safe_dump(saved))
-    r = run_cli(f"export={old}", run_dir=tmp_path / "export-job")
+    r = cli(f"export={old}", run_dir=tmp_path / "export-job")
     assert r.returncode == 0, r.stderr[-3000:]
     assert (old / "hf" / "model.safetensors").is_file()
 
 
-def test_init_from_transformers_directory(finished_run):
-    built = _ours(finished_run)
-    cfg = make_cfg(*TINY, "model=bert", f"model.init_from={finished_run / 'hf'}", "trainer.max_steps=0")
+def test_init_from_transformers_directory(bert_run):
+    built = _ours(bert_run)
+    cfg = make_cfg(*TINY, "model=bert", f"model.init_from={bert_run / 'hf'}", "trainer.max_steps=0")
     fresh = build(cfg)
     for (name, a), (_, b) in zip(built.module.state_dict().items(), fresh.module.state_dict().items()):
         assert torch.equal(a, b), name
 
 
-def test_export_of_a_non_run_directory_fails_cleanly(tmp_path):
-    r = run_cli(f"export={tmp_path}", run_dir=tmp_path / "job")
-    assert r.returncode == 2 and "not a run directory" in r.stderr and "Traceback" not in r.stderr
-
-
 def test_multirun_sweep_gives_each_job_its_own_run(tmp_path):
+    # a real `python -m runner` process, start to end (the suite's other runs go through conftest.cli, in-process)
     r = run_cli("-m", *TINY, "model=bert,roberta", "trainer.max_steps=2", "trainer.export_hf=false",
                 "logger.mode=offline", f"hydra.sweep.dir={tmp_path}")
     assert r.returncode == 0, r.stderr[-3000:]

@@ -2,7 +2,6 @@
 a failing W&B start. Each asserts that nothing is lost."""
 from __future__ import annotations
 
-import errno
 import json
 import os
 import signal
@@ -15,8 +14,8 @@ import pytest
 import torch
 
 from runner.store import checkpoint
-from runner.config.errors import TrainingError
-from tests.conftest import ROOT, TINY, run_cli
+from tests.conftest import ROOT, TINY, cli
+
 
 RUN = [*TINY, "model=roberta", "trainer.max_steps=30", "trainer.eval_every=10", "trainer.log_every=1",
        "trainer.export_hf=false"]
@@ -46,12 +45,9 @@ def wait_for_step(run_dir: Path, step: int, proc: subprocess.Popen, timeout: flo
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> tuple[float, float]:
-    """An uninterrupted run's final train and validation loss."""
-    run_dir = tmp_path_factory.mktemp("reference")
-    r = run_cli(*RUN, run_dir=run_dir)
-    assert r.returncode == 0, r.stderr[-2000:]
-    return final(run_dir)
+def reference(finished_run) -> tuple[float, float]:
+    """An uninterrupted run's final train and validation loss (the session's `python -m runner RUN` run)."""
+    return final(finished_run(*RUN))
 
 
 @pytest.mark.slow
@@ -65,7 +61,7 @@ def test_stop_signal_finishes_the_step_checkpoints_and_resume_completes_the_same
     assert f"{sig.name} at step" in out and "trainer.resume=true" in out
     step = checkpoint.load(tmp_path)["step"]
     assert 5 <= step < 30 and not (tmp_path / "summary.json").exists()
-    r = run_cli(*RUN, "trainer.resume=true", run_dir=tmp_path)
+    r = cli(*RUN, "trainer.resume=true", run_dir=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert final(tmp_path) == reference  # bit for bit on CPU
 
@@ -77,7 +73,7 @@ def test_sigkill_mid_run_then_resume_ends_with_the_uninterrupted_metrics(tmp_pat
     proc.kill()  # SIGKILL: no handler runs, mid-step or mid-write
     proc.communicate(timeout=60)
     assert checkpoint.load(tmp_path)["step"] >= 8
-    r = run_cli(*RUN, "trainer.checkpoint_every=4", "trainer.resume=true", run_dir=tmp_path)
+    r = cli(*RUN, "trainer.checkpoint_every=4", "trainer.resume=true", run_dir=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert final(tmp_path) == reference
     records = [json.loads(ln) for ln in (tmp_path / "metrics.jsonl").read_text().splitlines() if ln.strip()]
@@ -108,44 +104,6 @@ def test_sigkill_during_checkpoint_writes_never_leaves_a_torn_checkpoint(tmp_pat
         state = checkpoint.load(run_dir)  # the newest complete checkpoint
         assert torch.equal(state["weights"], torch.full((1_500_000,), float(state["step"])))
         assert len(checkpoint.step_files(run_dir)) <= 3  # pruned as it went (one more while a write was cut)
-
-
-def test_last_k_checkpoints_are_kept_and_last_links_the_newest(tmp_path):
-    for step in range(1, 6):
-        checkpoint.save(tmp_path, {"step": step}, keep=2)
-    assert [p.name for p in checkpoint.step_files(tmp_path)] == ["step-00000005.pt", "step-00000004.pt"]
-    assert checkpoint.load(tmp_path)["step"] == 5
-    assert os.path.samefile(checkpoint.checkpoint_path(tmp_path), checkpoint.step_files(tmp_path)[0])
-
-
-@pytest.mark.parametrize("damage", ["truncate", "garbage"])
-def test_a_corrupt_checkpoint_is_named_and_the_previous_one_is_used(tmp_path, damage, capsys):
-    for step in (1, 2):
-        checkpoint.save(tmp_path, {"step": step, "w": torch.ones(1000)}, keep=2)
-    newest = checkpoint.step_files(tmp_path)[0]
-    data = newest.read_bytes()
-    newest.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"\0garbage" * 100)  # last.pt: same file
-    assert checkpoint.load(tmp_path)["step"] == 1
-    err = capsys.readouterr().err  # the console is stderr
-    assert "last.pt is unreadable" in err and "trying the previous one" in err
-    checkpoint.step_files(tmp_path)[1].write_bytes(b"")
-    with pytest.raises(TrainingError, match="no readable checkpoint in .*corrupt or truncated"):
-        checkpoint.load(tmp_path)
-
-
-def test_a_full_disk_during_a_checkpoint_is_reported_and_the_previous_survives(tmp_path, monkeypatch):
-    checkpoint.save(tmp_path, {"step": 1})
-
-    def no_space(obj, f, *args, **kwargs):
-        f.write(b"partial")
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(torch, "save", no_space)
-    with pytest.raises(TrainingError, match=r"step-00000002.pt \(the disk is full\).*previous checkpoint .* intact"):
-        checkpoint.save(tmp_path, {"step": 2})
-    monkeypatch.undo()
-    assert checkpoint.load(tmp_path)["step"] == 1
-    assert not list((tmp_path / "checkpoints").glob(".*")), "no temporary file left"
 
 
 class BrokenRun:

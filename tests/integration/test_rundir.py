@@ -13,16 +13,17 @@ import time
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
 
 from runner.store import checkpoint
 from runner.engine import lock as rundir
-from runner.engine.state import resume_diff as compare
-from runner.config.errors import ConfigError, TrainingError
-from tests.conftest import ROOT, TINY, make_cfg, run_cli
+from runner.config.errors import TrainingError
+from tests.conftest import ROOT, TINY, cli, copy_run, make_cfg
+
 
 RUN = [*TINY, "model=roberta", "trainer.max_steps=20", "trainer.checkpoint_every=4", "trainer.eval_every=10",
        "trainer.log_every=1", "trainer.export_hf=false"]
+
+
 CLOCK = ("time", "train/tokens_per_s")  # wall-clock fields of metrics.jsonl
 
 
@@ -65,12 +66,9 @@ def error_lines(out: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> Path:
-    """An undisturbed run."""
-    run_dir = tmp_path_factory.mktemp("reference")
-    r = run_cli(*RUN, run_dir=run_dir)
-    assert r.returncode == 0, r.stderr[-2000:]
-    return run_dir
+def reference(finished_run) -> Path:
+    """An undisturbed `python -m runner RUN` run (the session's, shared: read only)."""
+    return finished_run(*RUN)
 
 
 @pytest.mark.slow
@@ -81,7 +79,7 @@ def test_a_second_run_into_a_directory_in_use_exits_naming_the_owner_and_the_fir
         pause_at_step(tmp_path, 2, first)
         before = files(tmp_path)
         assert "summary.json" not in before, "the first run ended before the second started"
-        second = run_cli(*RUN, run_dir=tmp_path)
+        second = cli(*RUN, run_dir=tmp_path)
         assert files(tmp_path) == before, "the second run touched the first's files"
     finally:
         first.send_signal(signal.SIGCONT)
@@ -102,17 +100,18 @@ def test_a_sigkilled_runs_lock_does_not_block_its_resume(tmp_path, reference):
     proc.communicate(timeout=60)
     assert json.loads((tmp_path / ".lock").read_text())["pid"] == proc.pid
     assert 2 <= checkpoint.load(tmp_path)["step"] < 20
-    r = run_cli(*RUN, "trainer.checkpoint_every=2", "trainer.resume=true", run_dir=tmp_path)
+    r = cli(*RUN, "trainer.checkpoint_every=2", "trainer.resume=true", run_dir=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert result(tmp_path) == result(reference) and records(tmp_path) == records(reference)
     assert (tmp_path / ".lock").read_text() == "", "a run that ends gives the directory up"
 
 
 @pytest.mark.slow
-def test_a_new_run_into_a_used_directory_refuses_and_changes_nothing(reference):
+def test_a_new_run_into_a_used_directory_refuses_and_changes_nothing(reference, tmp_path):
+    reference = copy_run(reference, tmp_path / "run")  # should the refusal fail, the shared run stays as it was
     before = files(reference)
     assert ".hydra/config.yaml" in before and ".lock" in before
-    r = run_cli(*RUN, "optimizer.lr=0.1", run_dir=reference)
+    r = cli(*RUN, "optimizer.lr=0.1", run_dir=reference)
     assert r.returncode == 2
     (line,) = error_lines(r.stderr)
     assert f"{reference} already holds a run (checkpoints/" in line
@@ -142,7 +141,7 @@ def test_a_resume_lists_changed_settings_on_the_console_in_the_summary_and_as_a_
     cfg = make_cfg(*RUN, "trainer.stop_after=3")
     run_module.run(cfg, build(cfg), tmp_path)
     lr = cfg.optimizer.lr
-    r = run_cli(*RUN, "optimizer.lr=0.1", "trainer.resume=true", run_dir=tmp_path)
+    r = cli(*RUN, "optimizer.lr=0.1", "trainer.resume=true", run_dir=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"resumed at step 3 with changed settings: optimizer.lr: {lr} -> 0.1" in r.stderr
     first = {"key": "optimizer.lr", "before": lr, "after": 0.1, "step": 3}
@@ -180,32 +179,6 @@ def test_a_resume_that_changes_what_the_run_is_refuses_in_one_line(tmp_path):
     refuse_early(make_cfg(*RUN, "trainer.max_steps=4", "optimizer.lr=0.1", "trainer.resume=true"), tmp_path)
 
 
-def resolved(*overrides: str) -> dict:
-    return OmegaConf.to_container(make_cfg(*TINY, *overrides), resolve=True)
-
-
-def test_identity_keys_refuse_and_other_keys_are_listed_or_ignored():
-    base = resolved()
-    changed = compare(base, resolved("data.seq_len=32", "seed=1", "model.hidden_size=64", "objective.mask_prob=0.2",
-                                     "optimizer.lr=0.1", "data.num_proc=2", "data.cache_dir=/elsewhere",
-                                     "model.report_presets=[bert]", "trainer.max_steps=9", "trainer.resume=true",
-                                     "trainer.stop_after=3", "trainer.threads=1", "logger.mode=offline"), 1, 1, 7)
-    assert [c["key"] for c in changed.refused] == ["data.seq_len", "model.hidden_size", "objective.mask_prob", "seed"]
-    assert [c["key"] for c in changed.listed] == ["data.cache_dir", "data.num_proc", "model.report_presets",
-                                                  "optimizer.lr", "trainer.max_steps"]
-    assert changed.listed[3] == {"key": "optimizer.lr", "before": base["optimizer"]["lr"], "after": 0.1, "step": 7}
-
-
-def test_the_batch_refuses_only_when_the_global_batch_changes():
-    base = resolved()  # batch 8, one process
-    same = compare(base, resolved("trainer.batch_size=4", "trainer.grad_accum=2"), 1, 1, 5)
-    assert not same.refused and [c["key"] for c in same.listed] == ["trainer.batch_size", "trainer.grad_accum"]
-    other_world = compare(resolved("trainer.batch_size=4"), base, 2, 1, 5)  # a 2-rank run resumed in one process
-    assert not other_world.refused and [c["key"] for c in other_world.listed] == ["trainer.batch_size", "world_size"]
-    assert [c["key"] for c in compare(base, resolved("trainer.batch_size=4"), 1, 1, 5).refused] == \
-        ["trainer.batch_size"]
-
-
 @pytest.mark.slow
 def test_a_checkpoint_without_a_config_resumes_and_says_changes_cannot_be_listed(tmp_path, capsys):
     from runner.build import build
@@ -225,23 +198,6 @@ def test_a_checkpoint_without_a_config_resumes_and_says_changes_cannot_be_listed
     s = run(cfg, build(cfg), tmp_path)
     assert "the checkpoint does not record its config; changes cannot be listed" in capsys.readouterr().err
     assert s["resume_changes"] == []
-
-
-def test_run_files_are_checkpoints_metrics_summary_exports_and_snapshots_not_hydras_files(tmp_path):
-    (tmp_path / ".hydra").mkdir()
-    (tmp_path / ".hydra" / "config.yaml").write_text("seed: 0\n")
-    (tmp_path / "__main__.log").write_text("error: data.seq_len=2 is too short\n")
-    assert rundir.run_files(tmp_path) == []  # a run that failed validation may start again here
-    rundir.claim(tmp_path, resume=False)
-    rundir.release(tmp_path)
-    (tmp_path / "checkpoints").mkdir()
-    (tmp_path / "checkpoints" / "step-00000004.pt").write_bytes(b"")
-    (tmp_path / "hf").mkdir()
-    assert rundir.run_files(tmp_path) == ["checkpoints/step-00000004.pt", "hf"]
-    with pytest.raises(ConfigError, match="already holds a run"):
-        rundir.claim(tmp_path, resume=False)
-    rundir.claim(tmp_path, resume=True)
-    rundir.release(tmp_path)
 
 
 HOLDER = """
@@ -319,17 +275,6 @@ def test_without_flock_the_owner_record_decides(tmp_path, monkeypatch, capsys):
     assert "another-host" in capsys.readouterr().err  # cannot be checked from here: a warning, and on
 
 
-def test_only_rank_0_takes_the_lock(tmp_path, monkeypatch):
-    for env, takes in [({"RANK": "1", "LOCAL_RANK": "1"}, False), ({"RANK": "2", "LOCAL_RANK": "0"}, False),
-                       ({"RANK": "0", "LOCAL_RANK": "0"}, True)]:
-        run_dir = tmp_path / "_".join(env.values())
-        for k, v in env.items():
-            monkeypatch.setenv(k, v)
-        rundir.claim(run_dir, resume=False)
-        assert (run_dir / ".lock").exists() == takes
-        rundir.release(run_dir)
-
-
 def test_a_forked_worker_outliving_its_killed_parent_does_not_keep_the_lock(tmp_path):
     """DataLoader and tokenizer workers are forked with the lock file open; they close it, so the lock goes with
     the main process."""
@@ -350,27 +295,6 @@ def test_a_forked_worker_outliving_its_killed_parent_does_not_keep_the_lock(tmp_
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-def test_changed_betas_and_weight_decay_replace_the_checkpoints_values_group_by_group():
-    """restore() puts the new optimizer.betas and weight_decay over the loaded state (a no-decay group keeps 0)."""
-    import torch
-    from hydra.utils import instantiate
-
-    from runner.engine.state import _apply, _hyperparameters
-
-    def built(*overrides):
-        return instantiate(make_cfg(*TINY, *overrides).optimizer)(module=torch.nn.Linear(2, 2), max_steps=10)
-
-    old_opt, old_sched = built("optimizer.weight_decay=0.1", "optimizer.betas=[0.9,0.98]")
-    opt, sched = built("optimizer.weight_decay=0.01", "optimizer.betas=[0.8,0.9]")
-    fresh = _hyperparameters(opt, sched)
-    opt.load_state_dict(old_opt.state_dict())
-    sched.load_state_dict(old_sched.state_dict())
-    assert [g["weight_decay"] for g in opt.param_groups] == [0.1, 0.0]
-    _apply(opt, sched, fresh, {"weight_decay", "betas"})
-    assert [g["weight_decay"] for g in opt.param_groups] == [0.01, 0.0]
-    assert all(tuple(g["betas"]) == (0.8, 0.9) for g in opt.param_groups)
-
-
 def test_fine_tuning_or_exporting_a_run_still_training_in_its_directory_refuses(tmp_path):
     """python -m runner.finetune writes summary.json and metrics.jsonl, export= writes hf/: not while another
     process owns the run."""
@@ -389,19 +313,9 @@ def test_fine_tuning_or_exporting_a_run_still_training_in_its_directory_refuses(
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(rundir.RunDirInUse, match="is in use by"):
             finetune_run(tmp_path)
-        r = run_cli(f"export={tmp_path}")
+        r = cli(f"export={tmp_path}")
         assert r.returncode == 2 and f"run directory {tmp_path} is in use by" in r.stderr, r.stderr[-2000:]
         assert not (tmp_path / "hf").exists()
     finally:
         holder.kill()
         holder.wait()
-
-
-def test_a_used_directory_without_a_checkpoint_points_to_resume_auto(tmp_path):
-    """A run killed before its first checkpoint left metrics.jsonl only: trainer.resume=true has nothing to load, so
-    the refusal names auto (which starts that run over there) and a fresh directory."""
-    (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n')
-    with pytest.raises(ConfigError, match="no checkpoint to continue from: start it over there with "
-                                          "trainer.resume=auto") as e:
-        rundir.claim(tmp_path, resume=False)
-    assert "hydra.run.dir=<new dir>" in str(e.value) and (tmp_path / "metrics.jsonl").read_text() == '{"step": 1}\n'

@@ -6,12 +6,10 @@ import json
 
 import pytest
 
-from tests.conftest import TINY, load_benchmark
+from tests.conftest import TINY
+from tests.unit import test_trainer_modes as unit
 
-
-@pytest.fixture(scope="module")
-def modes():
-    return load_benchmark("trainer_modes")
+modes = unit.modes  # the unit tier's fixture, shared
 
 
 def test_modes_run_the_trainer_in_each_precision(modes, tmp_path):
@@ -27,10 +25,3 @@ def test_modes_run_the_trainer_in_each_precision(modes, tmp_path):
         # the same weights, batches and schedule: low precision changes the loss a little, not the model
         assert r["val_loss"] == pytest.approx(results[0]["val_loss"], rel=2e-2)
     assert json.loads(out.read_text())["results"][1]["precision"] == "bf16"
-
-
-def test_unknown_mode_is_a_one_line_error(modes, capsys):
-    with pytest.raises(SystemExit) as e:
-        modes.main(["--modes", "fp8"])
-    assert e.value.code == 2
-    assert "--modes: unknown fp8" in capsys.readouterr().err

@@ -9,9 +9,7 @@ import re
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
-from runner.store import checkpoint
 from runner.build import Pretrainer, build, encoder_config, parameter_counts
 from runner.data.tokenizer import SpecialIds
 from runner.config.errors import ConfigError
@@ -22,17 +20,19 @@ from runner.objectives.mlm import MaskedLM
 from runner.objectives.mlm_nsp import MaskedLMWithNSP
 from runner.objectives.mlm_sop import MaskedLMWithSOP
 from runner.engine.optim import Lamb, build_adamw, build_lamb
-from runner.run import run
 from runner.build import validate
-from tests.conftest import TINY, make_cfg, run_cli
+from tests.conftest import TINY, make_cfg, cli
 from tests.unit.test_models import assert_logits_match, assert_weights_round_trip
 
-transformers = pytest.importorskip("transformers")
 
 SP = SpecialIds(pad=0, unk=1, cls=2, sep=3, mask=4, num_special=5)
+
+
 # transformers' AlbertForMaskedLM counts from ../shared/reference/papers.md (tied decoder counted once)
 REFERENCE = {"albert_base": 11_221_680, "albert_large": 16_795_824, "albert_xlarge": 54_821_040,
              "albert_xxlarge": 206_368_944}
+
+
 SMALL_ALBERT = [*TINY, "model=albert", "model.embedding_size=16", "trainer.export_hf=false"]
 
 
@@ -59,8 +59,6 @@ def inputs():
     types[:, 10:] = 1
     return ids, types, mask
 
-
-# ---- parameter counts ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("model", sorted(REFERENCE))
 @pytest.mark.parametrize("sop", [False, True])
@@ -92,8 +90,6 @@ def test_partial_sharing_counts_the_shared_block_once():
     assert counts["ffn"] == ffn + layers * (attention + norms)
     assert counts["all"] == attention + ffn + norms
 
-
-# ---- parity with transformers --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("share,sop", [("all", False), ("all", True), ("none", True)])
 def test_logits_equal_transformers_on_identical_weights(share, sop):
@@ -130,8 +126,6 @@ def test_load_hf_weights_round_trip_and_share_mismatch(tmp_path):
     with pytest.raises(ConfigError, match="model.share=ffn has no transformers counterpart"):
         build_hf_model(ablation, ablation.encoder.config, True)
 
-
-# ---- sharing -------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("share", ["all", "attention", "ffn"])
 def test_shared_tensor_gets_the_sum_of_every_layers_gradient(share):
@@ -175,8 +169,6 @@ def test_share_all_keeps_one_tensor_per_name():
     assert all(layer.attention is partial.layers[0].attention for layer in partial.layers)
     assert all(layer.intermediate is not partial.layers[0].intermediate for layer in partial.layers[1:])
 
-
-# ---- LAMB ----------------------------------------------------------------------------------------------------
 
 def _norm(xs):
     return math.sqrt(sum(x * x for x in xs))
@@ -231,8 +223,6 @@ def test_build_lamb_groups_and_schedule_follow_adamw():
     assert all(a == b for a, b in lrs) and lrs[9][0] == pytest.approx(1e-3)
 
 
-# ---- the composed recipe -------------------------------------------------------------------------------------
-
 def test_albert_preset_picks_its_paper_recipe():
     cfg = make_cfg("model=albert")
     validate(cfg)
@@ -260,54 +250,15 @@ def test_sop_trains_on_sop_pairs_only():
     assert "\n" not in str(e.value) and "data.format=sop_pair" in str(e.value)
 
 
-def test_cli_albert_trains_exports_and_reloads_in_transformers(tmp_path):
-    r = run_cli(*SMALL_ALBERT, "trainer.export_hf=true", "trainer.max_steps=4", "trainer.eval_every=2",
-                run_dir=tmp_path)
-    assert r.returncode == 0, r.stderr
-    s = json.loads((tmp_path / "summary.json").read_text())
-    assert s["objective"] == "mlm_sop" and s["steps"] == 4
-    assert {"sop_loss", "sop_accuracy", "mlm_loss"} <= set(s["final_val"])
-    assert s["preset_parameters"]["albert_large"] == REFERENCE["albert_large"]
-    assert s["preset_parameters"]["bert_large"] == 335_174_458  # BertForMaskedLM; ALBERT's Table 2 says 334M
-    assert "albert_large 16.8M, bert_large 335.2M; this run" in r.stdout + r.stderr
-    # our model from the run's checkpoint against transformers' reload of the exported directory
-    cfg = OmegaConf.load(tmp_path / ".hydra" / "config.yaml")
-    cfg.trainer.max_steps = 0
-    built = build(cfg)
-    built.module.load_state_dict(checkpoint.load(tmp_path)["module"])
-    ours = built.module.eval()
-    theirs = transformers.AutoModelForMaskedLM.from_pretrained(tmp_path / "hf").eval()
-    assert type(theirs).__name__ == "AlbertForMaskedLM"
-    tok = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
-    enc = tok(["the cat sat on the mat", "a longer second sentence than the first one"], padding=True,
-              return_tensors="pt")
-    with torch.no_grad():
-        hidden = ours.encoder(enc["input_ids"], enc["token_type_ids"], enc["attention_mask"])
-        logits = ours.objective.mlm_logits(ours.encoder, hidden)
-        ref = theirs(**enc).logits
-    real = enc["attention_mask"].bool()
-    assert (logits[real] - ref[real]).abs().max() <= 1e-4
-
-
-def test_partial_sharing_trains_and_skips_the_export_with_a_note(tmp_path, capsys):
-    cfg = make_cfg(*SMALL_ALBERT, "model.share=ffn", "trainer.export_hf=true", "trainer.max_steps=2",
-                   "trainer.eval_every=2")
-    s = run(cfg, build(cfg), tmp_path)
-    assert s["steps"] == 2 and math.isfinite(s["final_val"]["sop_loss"])
-    assert s["hf_export"] is None and not (tmp_path / "hf").exists()
-    captured = capsys.readouterr()
-    assert "skipped the hf/ export: model.share=ffn" in captured.out + captured.err
-
-
 def test_cli_sop_without_segment_embeddings_is_a_one_line_error(tmp_path):
-    r = run_cli(*TINY, "model=roberta", "objective=mlm_sop", "trainer.max_steps=0", run_dir=tmp_path / "run")
+    r = cli(*TINY, "model=roberta", "objective=mlm_sop", "trainer.max_steps=0", run_dir=tmp_path / "run")
     assert r.returncode == 2
     out = r.stderr + r.stdout
     assert "objective=mlm_sop needs model.type_vocab_size >= 2" in out and "Traceback" not in out
 
 
 def test_cli_build_only_albert_large(tmp_path):
-    r = run_cli("model=albert_large", "data.max_docs=300", "trainer.max_steps=0", "logger.mode=disabled",
+    r = cli("model=albert_large", "data.max_docs=300", "trainer.max_steps=0", "logger.mode=disabled",
                 run_dir=tmp_path)
     assert r.returncode == 0, r.stderr
     s = json.loads((tmp_path / "summary.json").read_text())

@@ -9,10 +9,7 @@ from hydra.errors import ConfigCompositionException
 
 from runner.config.errors import ConfigError
 from runner.build import validate
-from tests.conftest import TINY, make_cfg, run_cli
-
-# every model preset composing and building (with its recipe's objective, and every other config file):
-# tests/unit/test_configs.py
+from tests.conftest import TINY, make_cfg, cli
 
 
 def test_family_presets_pick_their_paper_recipe():
@@ -39,7 +36,7 @@ def test_typos_and_wrong_types_fail_at_compose(override, key):
     (["trainer.grad_accum=0"], "trainer.grad_accum"),
 ])
 def test_inconsistent_values_exit_with_one_line(tmp_path, overrides, needle):
-    r = run_cli(*overrides, "logger.mode=disabled" if "logger" not in overrides[0] else "trainer.max_steps=0",
+    r = cli(*overrides, "logger.mode=disabled" if "logger" not in overrides[0] else "trainer.max_steps=0",
                 run_dir=tmp_path / "run")
     assert r.returncode != 0
     assert needle in r.stderr + r.stdout
@@ -49,20 +46,12 @@ def test_inconsistent_values_exit_with_one_line(tmp_path, overrides, needle):
 
 
 def test_typo_on_command_line_names_the_key(tmp_path):
-    r = run_cli("model.hiden_size=3", run_dir=tmp_path / "run")
+    r = cli("model.hiden_size=3", run_dir=tmp_path / "run")
     assert r.returncode != 0 and "hiden_size" in r.stderr
 
 
-def test_help_lists_groups():
-    r = run_cli("--help")
-    assert r.returncode == 0
-    for group in ("model:", "objective:", "data:", "optimizer:", "trainer:", "logger:"):
-        assert group in r.stdout
-    assert "bert_base" in r.stdout and "trainer.max_steps" in r.stdout
-
-
 def test_max_steps_zero_builds_and_writes_summary(tmp_path):
-    r = run_cli(*TINY, "trainer.max_steps=0", run_dir=tmp_path)
+    r = cli(*TINY, "trainer.max_steps=0", run_dir=tmp_path)
     assert r.returncode == 0, r.stderr
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["steps"] == 0 and summary["parameters"]["total"] > 0
@@ -82,7 +71,7 @@ def test_paper_recipes_compose(experiment, steps, batch):
 
 
 def test_bad_objective_value_exits_with_one_line(tmp_path):
-    r = run_cli(*TINY, "objective.span=foo", "trainer.max_steps=0", run_dir=tmp_path / "run")
+    r = cli(*TINY, "objective.span=foo", "trainer.max_steps=0", run_dir=tmp_path / "run")
     assert r.returncode == 2
     assert "objective.span" in r.stderr and "Traceback" not in r.stderr + r.stdout
 

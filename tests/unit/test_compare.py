@@ -4,10 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,8 +13,12 @@ from rich.console import Console
 
 from runner.reporting.compare import compare, rich_table
 from runner.reporting.collect import loss_curve, probe_curve
+from tests.conftest import run_main
+
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -238,10 +239,10 @@ def test_probe_accuracy_is_placed_at_the_flops_of_its_step_and_plotted(probed, t
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    """`python -m runner.compare ARGS` in the repository."""
-    env = {**os.environ, "COLUMNS": "320"}  # wide enough that no cell folds
-    return subprocess.run([sys.executable, "-m", "runner.compare", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120)
+    """`python -m runner.compare ARGS`, in this process."""
+    from runner.compare import main
+
+    return run_main(main, *args, columns=320)  # wide enough that no cell folds
 
 
 def test_cli_prints_the_table_and_rejects_paths_without_runs(multirun, tmp_path):
@@ -255,31 +256,3 @@ def test_cli_prints_the_table_and_rejects_paths_without_runs(multirun, tmp_path)
     empty = cli(str(multirun), str(tmp_path / "empty"))
     assert empty.returncode == 2 and str(tmp_path / "empty") in empty.stderr
     assert len(empty.stderr.strip().splitlines()) == 1 and not (tmp_path / "empty" / "comparison.csv").exists()
-
-
-def test_wandb_offline_comparison_run_in_the_runs_group(tmp_path, monkeypatch):
-    pytest.importorskip("wandb")
-    from tests.wandb_records import history, records, run_info
-
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    root = tmp_path / "sweep"
-    for job in ("0_bert_mlm", "1_bert_mlm"):
-        make_run(root, job, "bert", "mlm", group="ablation",
-                 metrics=[{"step": 25, "val/mlm_loss": 5.0, "probe/overall": 0.6, "probe/overall_lo": 0.54,
-                           "probe/overall_hi": 0.66}],
-                 summary=summary("bert", "mlm", {"mlm_loss": 5.0}))
-    compare([root], wandb=True)
-    files = list((root / "wandb").glob("offline-run-*/run-*.wandb"))
-    assert len(files) == 1 and (root / "comparison.csv").exists()
-    for _ in range(50):  # wandb-core may still be writing the file when finish() returns
-        if "exit" in {r.WhichOneof("record_type") for r in records(files[0])}:
-            break
-        time.sleep(0.2)
-    info = run_info(files[0])
-    assert info.run_group == "ablation" and info.job_type == "comparison"
-    (logged,) = history(files[0])
-    assert (logged["comparison/_type"], logged["comparison/nrows"]) == ("table-file", 2)
-    assert logged["val_loss_vs_flops/_type"] == logged["probes_vs_flops/_type"] == "image-file"
-    table = json.loads((files[0].parent / "files" / logged["comparison/path"]).read_text())
-    assert table["columns"][:2] == ["run", "job"] and [r[1] for r in table["data"]] == ["0_bert_mlm", "1_bert_mlm"]

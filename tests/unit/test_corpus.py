@@ -1,10 +1,9 @@
 """Tests for runner.data.corpus: the bundled wiki corpus, sentence splitting, article splits."""
+from __future__ import annotations
 
 import hashlib
 import importlib.metadata
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -16,8 +15,6 @@ from runner.data.corpus import CorpusError, Document, split_documents, split_sen
 def docs() -> list[Document]:
     return corpus.load_wiki()
 
-
-# ---------------------------------------------------------------- loading
 
 def test_load_wiki_real_corpus(docs):
     assert 9_000 <= len(docs) <= 11_000
@@ -74,15 +71,6 @@ def test_wiki_corpus_path_missing_distribution(monkeypatch):
     assert "\n" not in str(ei.value)
 
 
-def test_wiki_corpus_path_does_not_import_package():
-    # A fresh interpreter: this test process may have imported anything by now.
-    code = ("import sys; from runner.data.corpus import load_wiki; load_wiki(); "
-            "assert not any(m.startswith('ovos') for m in sys.modules), 'imported'")
-    subprocess.run([sys.executable, "-c", code], check=True)
-
-
-# ---------------------------------------------------------------- sentences
-
 @pytest.mark.parametrize("text, expected", [
     ("Dr. Smith went to Washington. He arrived at 5 p.m. on Monday! Did he? Yes.",
      ["Dr. Smith went to Washington.", "He arrived at 5 p.m. on Monday!", "Did he?", "Yes."]),
@@ -113,8 +101,6 @@ def test_real_corpus_sentences(docs):
     assert len(sents) > 1000
     assert all(s and s == s.strip() for s in sents)
 
-
-# ---------------------------------------------------------------- splits
 
 def test_split_deterministic_disjoint_covering(docs):
     a = split_documents(docs, 0.05, 0.05)
@@ -156,8 +142,6 @@ def test_split_validates_fractions(val, test, name):
     with pytest.raises(ValueError, match=name):
         split_documents([], val, test)
 
-
-# ---------------------------------------------------------------- fingerprint
 
 def test_file_fingerprint(tmp_path):
     p = tmp_path / "f.bin"

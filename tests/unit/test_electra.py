@@ -3,10 +3,7 @@ isolation of the generator, embedding sharing, export, and `python -m runner mod
 from __future__ import annotations
 
 import io
-import json
-import math
 import re
-from pathlib import Path
 
 import pytest
 import torch
@@ -23,12 +20,15 @@ from runner.objectives.masking import IGNORE
 from runner.objectives.mlm import MaskedLM
 from runner.objectives.rtd import (ReplacedTokenDetection, binary_entropy, generator_config,
                                    probability_histograms, roc_auc)
-from runner.run import run
-from tests.conftest import TINY, make_cfg, run_cli
+from tests.conftest import TINY, make_cfg, cli
+
 
 transformers = pytest.importorskip("transformers")
 
+
 SP = SpecialIds(pad=0, unk=1, cls=2, sep=3, mask=4, num_special=5)
+
+
 # transformers' counts from ../shared/reference/papers.md (ElectraForPreTraining / ElectraForMaskedLM)
 DISCRIMINATORS = [("electra_small", 13_549_057), ("electra_base", 109_483_009), ("electra_large", 335_142_913)]
 
@@ -61,8 +61,6 @@ def batch_of(obj: ReplacedTokenDetection, seed: int = 0, pad_tail: bool = True) 
              "special_tokens_mask": special}
     return obj.prepare(clean, torch.Generator().manual_seed(seed + 1))
 
-
-# ---- sizes -----------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("model,expected", DISCRIMINATORS)
 def test_discriminator_count_equals_transformers(model, expected):
@@ -105,8 +103,6 @@ def test_paper_experiments_compose_the_recipe(experiment, preset_name, batch, st
     assert cfg.data.seq_len == (128 if preset_name == "electra_small" else 512)
 
 
-# ---- sharing -------------------------------------------------------------------------------------------------
-
 def test_shared_embeddings_are_one_tensor_counted_once_and_survive_a_checkpoint():
     torch.manual_seed(0)
     module = rtd(tiny())
@@ -137,8 +133,6 @@ def test_tie_all_makes_the_generator_the_discriminator():
     untied = rtd(tiny(embedding_size=None), tie_embeddings="none")
     assert untied.objective.generator.embeddings.word_embeddings.weight.shape == (120, 12)  # its own H_gen tables
 
-
-# ---- the task ------------------------------------------------------------------------------------------------
 
 def test_labels_mark_replacements_and_a_sample_equal_to_the_original_is_real():
     torch.manual_seed(0)
@@ -272,16 +266,6 @@ def test_pair_heads_have_no_export_outside_bert_and_albert(family):
     assert hf_unsupported(tiny(family="bert", embedding_size=None), nsp=True) is None
 
 
-def test_nsp_on_the_electra_architecture_trains_and_skips_the_export_with_a_note(tmp_path, capsys):
-    cfg = make_cfg(*TINY, "model=electra", "objective=mlm_nsp", "trainer.export_hf=true", "trainer.max_steps=2",
-                   "trainer.eval_every=2")
-    s = run(cfg, build(cfg), tmp_path)  # BERT-style NSP pretraining of an ELECTRA-architecture encoder is legitimate
-    assert s["steps"] == 2 and math.isfinite(s["final_val"]["nsp_loss"])
-    assert s["hf_export"] is None and not (tmp_path / "hf").exists()
-    captured = capsys.readouterr()
-    assert "skipped the hf/ export: model.family=electra has no transformers class" in captured.out + captured.err
-
-
 def test_flops_count_the_generator_and_the_discriminator_head():
     c = tiny(embedding_size=None)
     base = train_flops(c, 4, 20, 12)
@@ -307,79 +291,9 @@ def test_bad_combinations_fail_before_any_data(overrides, key, monkeypatch):
         build(make_cfg(*TINY, "model=electra", *overrides))
 
 
-# ---- end to end ----------------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> Path:
-    run_dir = tmp_path_factory.mktemp("electra") / "run"
-    r = run_cli(*TINY, "model=electra", "trainer.max_steps=6", "trainer.eval_every=3", "trainer.log_every=3",
-                run_dir=run_dir)
-    assert r.returncode == 0, r.stderr[-3000:]
-    return run_dir
-
-
-def test_cli_run_logs_generator_and_discriminator_metrics(finished_run):
-    summary = json.loads((finished_run / "summary.json").read_text())
-    final = summary["final_val"]
-    for key in ("mlm_loss", "mlm_accuracy", "sampled_accuracy", "disc_loss", "disc_accuracy", "disc_precision",
-                "disc_recall", "disc_f1", "replaced_rate", "all_real_accuracy", "all_real_loss", "disc_auc"):
-        assert key in final, key
-    assert 0.0 < final["replaced_rate"] < 0.3 and 0.0 <= final["disc_auc"] <= 1.0
-    assert final["all_real_accuracy"] == pytest.approx(1.0 - final["replaced_rate"])
-    assert summary["objective"] == "rtd" and {"generator", "disc_head", "mlm_head"} <= set(summary["parameters"])
-    cfg = make_cfg(*TINY, "model=electra")
-    disc_only = 6 * train_flops(encoder_config(cfg), 8, 64, 0)
-    assert summary["train_flops"] > disc_only  # the generator and both heads are counted too
-
-
-def test_cli_export_reloads_in_transformers_with_our_logits(finished_run):
-    from omegaconf import OmegaConf
-    from transformers import AutoModelForMaskedLM, AutoModelForPreTraining, AutoTokenizer
-
-    cfg = OmegaConf.load(finished_run / ".hydra" / "config.yaml")
-    cfg.trainer.max_steps = 0
-    built = build(cfg)
-    built.module.load_state_dict(torch.load(finished_run / "checkpoints" / "last.pt", weights_only=False)["module"])
-    module = built.module.eval()
-    disc = AutoModelForPreTraining.from_pretrained(finished_run / "hf").eval()
-    gen = AutoModelForMaskedLM.from_pretrained(finished_run / "hf_generator").eval()
-    assert type(disc).__name__ == "ElectraForPreTraining" and type(gen).__name__ == "ElectraForMaskedLM"
-    tok = AutoTokenizer.from_pretrained(finished_run / "hf")
-    enc = tok(["The Moon orbits the Earth.", "Music is an art form."], padding=True, return_tensors="pt")
-    real = enc["attention_mask"].bool()
-    obj = module.objective
-    with torch.no_grad():
-        ours_d = obj.disc_head(module.encoder(enc["input_ids"], enc["token_type_ids"], enc["attention_mask"]))
-        g = obj.generator
-        ours_g = obj.mlm_logits(g, g(enc["input_ids"], enc["token_type_ids"], enc["attention_mask"]))
-        assert (ours_d[real] - disc(**enc).logits[real]).abs().max() <= 1e-4
-        assert (ours_g[real] - gen(**enc).logits[real]).abs().max() <= 1e-4
-
-
-def test_rtd_trains_a_bert_encoder(tmp_path):
-    r = run_cli(*TINY, "model=bert", "objective=rtd", "trainer.max_steps=2", "trainer.export_hf=false",
-                run_dir=tmp_path / "run")
-    assert r.returncode == 0, r.stderr[-3000:]
-    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["model"] == "bert" and summary["objective"] == "rtd" and "disc_f1" in summary["final_val"]
-
-
 def test_bad_combination_exits_2_with_one_line(tmp_path):
-    r = run_cli(*TINY, "model=electra", "objective.generator_size=0.5", "objective.tie_embeddings=all",
+    r = cli(*TINY, "model=electra", "objective.generator_size=0.5", "objective.tie_embeddings=all",
                 run_dir=tmp_path / "run")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "objective.tie_embeddings=all" in lines[0] and "generator_size=1.0" in lines[0]
-
-
-def test_a_short_wiki_run_lifts_the_discriminator_above_all_real(tmp_path):
-    cfg = make_cfg(*TINY, "model=electra", "model.hidden_size=64", "model.embedding_size=32", "optimizer.lr=1e-3",
-                   "trainer.max_steps=80", "trainer.eval_every=1000", "trainer.eval_batches=8",
-                   "trainer.export_hf=false",
-                   "objective.mask_prob=0.25", "objective.generator_size=0.125")  # the mix that lifts it fastest here
-    summary = run(cfg, build(cfg), tmp_path)
-    first, final = summary["initial_val"], summary["final_val"]
-    assert first["disc_accuracy"] < first["all_real_accuracy"], "untrained, it does worse than saying 'real'"
-    assert final["disc_accuracy"] > final["all_real_accuracy"] + 0.005
-    assert final["disc_auc"] > 0.7 and final["disc_f1"] > 0.1
-    assert final["disc_loss"] < final["all_real_loss"] - 0.03, "better than the best constant predictor"

@@ -18,7 +18,6 @@ from runner.hf.mapping import export
 transformers = pytest.importorskip("transformers")
 
 
-
 @pytest.fixture(scope="module")
 def texts() -> list[str]:
     from runner.data.corpus import load_wiki

@@ -37,8 +37,6 @@ def varied_corpus(n_docs: int = 80, seed: int = 0):
     return corpus([[rng.randint(3, 30) for _ in range(rng.randint(1, 9))] for _ in range(n_docs)])
 
 
-# ---- single sequences ----------------------------------------------------------------------------------------
-
 def test_doc_sentences_never_cross_a_document():
     c = varied_corpus()
     where, sents = locate(c)
@@ -83,8 +81,6 @@ def test_contiguous_blocks_are_full_and_have_no_padding():
     assert ex["input_ids"][:, 0].eq(SP.cls).all() and ex["input_ids"][:, -1].eq(SP.sep).all()
     assert blocks_of(corpus([[5]]), contiguous_ranges(corpus([[5]]), 30)) == [list(range(5, 10))], "a corpus under one block keeps it"
 
-
-# ---- pairs ---------------------------------------------------------------------------------------------------
 
 def test_sentence_pair_segments_are_single_sentences():
     c = varied_corpus(200)
@@ -198,8 +194,6 @@ def test_padding_fraction_orders_the_formats():
     assert pad["full_sentences"] < pad["doc_sentences"] and pad["segment_pair"] < pad["sentence_pair"]
 
 
-# ---- format and objective ------------------------------------------------------------------------------------
-
 @pytest.mark.parametrize("overrides,pairs,fmt", [
     (["model=roberta"], False, "full_sentences"),  # data.format=null: the objective's default
     (["model=bert"], True, "segment_pair"),
@@ -232,26 +226,10 @@ def test_format_that_does_not_fit_the_objective_is_a_one_line_error(overrides, w
     assert "\n" not in msg and all(w in msg for w in words), msg
 
 
-# ---- short real runs -----------------------------------------------------------------------------------------
-
 def train(run_dir: Path, *overrides: str) -> dict:
     cfg = make_cfg(*TINY, "trainer.max_steps=2", "trainer.eval_every=2", "trainer.export_hf=false",
                    "objective.dupe_factor=1", *overrides)
     return run(cfg, build(cfg), run_dir)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("overrides,fmt,metric", [
-    (["objective=mlm", "data.format=doc_sentences"], "doc_sentences", "mlm_loss"),
-    (["model=bert", "data.format=sentence_pair"], "sentence_pair", "nsp_accuracy"),
-])
-def test_two_steps_in_each_format(tmp_path, overrides, fmt, metric):
-    s = train(tmp_path, *overrides)
-    assert s["steps"] == 2 and metric in s["final_val"]
-    ex = s["data_stats"]["examples"]
-    assert ex["format"] == fmt
-    assert 0.0 < ex["train"]["padding_fraction"] < 1.0 and ex["train"]["examples"] > 0
-    assert "validation" in ex
 
 
 @pytest.mark.parametrize("fmt,key,objective", [("segment_pair", "next_sentence_label", "mlm_nsp"),

@@ -5,13 +5,14 @@ import time
 
 import pytest
 
-from runner.build import build
 from runner.data.hub import hub_documents
 from runner.data.sources import load_documents, new_report, open_documents
 from runner.config.errors import ConfigError
-from tests.conftest import TINY, make_cfg
+from tests.conftest import make_cfg
+
 
 datasets = pytest.importorskip("datasets")
+
 
 WORDS = "the river city music art history science king war land sea north south early modern people".split()
 
@@ -75,13 +76,3 @@ def test_streaming_reads_the_whole_split_without_max_docs(tmp_path):
     first = next(iter(src))  # rows arrive one at a time from an IterableDataset
     assert first.text == sentences(0)
     assert len(list(src)) == 30 and src.report["documents"] == 30, "each pass reads the stream anew"
-
-
-@pytest.mark.slow
-def test_training_run_on_a_saved_dataset(saved, tmp_path):
-    from runner.run import run
-
-    cfg = make_cfg(*TINY, "data=hub", f"data.hub.name={saved}", "data.max_docs=null", "trainer.max_steps=2",
-                   "trainer.export_hf=false", "model.vocab_size=300")
-    summary = run(cfg, build(cfg), tmp_path)
-    assert summary["steps"] == 2 and summary["data_stats"]["corpus"]["source"] == "hub"

@@ -2,8 +2,6 @@
 deliver exactly the in-process batches."""
 from __future__ import annotations
 
-import json
-import multiprocessing
 from pathlib import Path
 
 import numpy as np
@@ -12,14 +10,17 @@ import torch
 
 from runner.build import build
 from runner.engine import distributed
-from runner.data.batches import Batches, batch_loader
+from runner.data.batches import Batches
 from runner.config.errors import ConfigError
 from runner.build import validate
 from runner.run import run
 from runner.engine.loop import Trainer
 from tests.conftest import TINY, make_cfg
 
+
 ROWS, WIDTH = 48, 4
+
+
 EXAMPLES = {"input_ids": torch.arange(ROWS).repeat_interleave(WIDTH).view(ROWS, WIDTH) + 5,
             "attention_mask": torch.ones(ROWS, WIDTH, dtype=torch.long)}
 
@@ -68,16 +69,6 @@ def test_rank_outside_world_is_refused():
         Batches(EXAMPLES, 4, seed=0, rank=2, world_size=2)
 
 
-def test_loader_workers_deliver_the_in_process_batches():
-    batches = Batches(EXAMPLES, 5, seed=1, prepare=noise)
-    loader = batch_loader(batches, 3, 20, num_workers=2)
-    got = list(loader)
-    assert len(got) == 17
-    for i, b in zip(range(3, 20), got):
-        want = batches.get(i)
-        assert b.keys() == want.keys() and all(torch.equal(b[k], want[k]) for k in want)
-
-
 def train(run_dir: Path, *overrides: str) -> dict:
     cfg = make_cfg(*TINY, *overrides)
     return run(cfg, build(cfg), run_dir)
@@ -87,34 +78,6 @@ def test_negative_num_workers_is_a_config_error(tmp_path):
     cfg = make_cfg(*TINY, "trainer.num_workers=-1")
     with pytest.raises(ConfigError, match="trainer.num_workers=-1"):
         validate(cfg)  # refused before any data is built
-
-
-@pytest.mark.slow
-def test_trainer_batches_with_workers_equal_in_process(tmp_path):
-    cfg = make_cfg(*TINY, "model=roberta", "trainer.max_steps=3", "trainer.num_workers=2")
-    trainer = Trainer(cfg, build(cfg), tmp_path)
-    for i in [0, 1, 2, 5, 6, 3]:  # in order, a jump ahead (resume), and past the planned end
-        got, want = trainer.feed.get(i), trainer.feed.batches.get(i)
-        assert torch.equal(got["input_ids"], want["input_ids"]) and torch.equal(got["labels"], want["labels"])
-    assert multiprocessing.active_children(), "the loader runs in worker processes"
-    trainer.feed.close()
-    assert not multiprocessing.active_children(), "close() stops the workers"
-
-
-@pytest.mark.slow
-def test_workers_and_resume_equal_the_in_process_run(tmp_path):
-    common = ["model=roberta", "trainer.max_steps=4", "trainer.grad_accum=2", "trainer.log_every=1",
-              "trainer.eval_every=100", "trainer.checkpoint_every=100", "trainer.export_hf=false"]
-    full = train(tmp_path / "w0", *common)
-    workers = train(tmp_path / "w2", *common, "trainer.num_workers=2")
-    train(tmp_path / "split", *common, "trainer.num_workers=2", "trainer.stop_after=2")
-    resumed = train(tmp_path / "split", *common, "trainer.num_workers=2", "trainer.resume=true")
-    assert not multiprocessing.active_children(), "no loader workers outlive a run"
-    assert workers["final_train_loss"] == resumed["final_train_loss"] == full["final_train_loss"]  # bit for bit
-    assert workers["final_val"] == resumed["final_val"] == full["final_val"]
-    strip = lambda d: [{k: v for k, v in json.loads(r).items() if k not in ("train/tokens_per_s", "time")}
-                       for r in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
-    assert strip("w2") == strip("split") == strip("w0")
 
 
 def masks_by_example(batches: Batches, indices: range) -> dict[int, torch.Tensor]:

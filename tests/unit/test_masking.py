@@ -3,23 +3,25 @@ word boundaries from the vocabulary, determinism, config keys and an end-to-end 
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import torch
 
-from runner.build import build, build_objective, encoder_config
-from runner.data.batches import trim
+from runner.build import build_objective, encoder_config
 from runner.data.tokenizer import SpecialIds, train_tokenizer
 from runner.data.words import continuation_table
 from runner.config.errors import ConfigError
 from runner.objectives.masking import (IGNORE, SPANS, MaskingSpec, budgets, mask_tokens, sample_ngram_lengths,
                                        select_spans, word_starts)
-from runner.run import run
-from tests.conftest import TINY, make_cfg
+from tests.conftest import make_cfg
+
 
 SP = SpecialIds(pad=0, unk=1, cls=2, sep=3, mask=4, num_special=5)
+
+
 V = 1000
+
+
 TABLE = (torch.arange(V) % 3 == 0) & (torch.arange(V) >= SP.num_special)  # synthetic vocab: a third are "##x"
 
 
@@ -180,20 +182,3 @@ def test_span_keys_compose_and_are_validated():
         assert key in str(error) and "\n" not in str(error)
     assert "objective.span" in str(config_error(cfg.objective, model_config=config))  # span masking without a table
     build_objective(make_cfg().objective, config, SP, V)  # token: no table needed
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("model,span", [("bert", "whole_word"), ("roberta", "ngram")])
-def test_span_masking_trains_end_to_end(tmp_path: Path, model, span):
-    cfg = make_cfg(*TINY, f"model={model}", f"objective.span={span}", "trainer.max_steps=3", "trainer.eval_every=3",
-                   "trainer.export_hf=false", "objective.dupe_factor=1")
-    built = build(cfg)
-    summary = run(cfg, built, tmp_path)
-    assert summary["steps"] == 3 and summary["final_val"]["mlm_loss"] > 0
-    obj = built.objective
-    assert obj.spec.span == span and obj.word_table.shape[0] == built.data.tokenizer.get_vocab_size()
-    ex = trim(built.data.examples("validation", 1, 0).rows(range(16)))
-    out = obj.prepare(ex, torch.Generator().manual_seed(0))
-    selected, special = out["labels"].ne(IGNORE), ex["special_tokens_mask"]
-    inner = ~special & ~word_starts(ex["input_ids"], special, obj.word_table)
-    assert selected.any() and (selected[:, 1:] == selected[:, :-1])[inner[:, 1:]].all()

@@ -15,9 +15,15 @@ from runner.run import run
 from runner.engine.loop import Trainer
 from tests.conftest import TINY, make_cfg
 
+
 BASE = [*TINY, "model=bert", "model.num_layers=2"]  # two layers: with global_every=2 layer 1 is a local one
+
+
 OBJECTIVES = ["mlm", "mlm_nsp", "mlm_sop", "rtd"]
+
+
 PAIR_OBJECTIVES = ("mlm_nsp", "mlm_sop")  # a segment-pair head: needs two segment embeddings
+
 
 OPTIONS = {
     "rope": ["model.position=rope"],
@@ -77,28 +83,6 @@ def test_option_composes_with_objective(option, objective, tmp_path):
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
 
 
-ALL_ROPE = ["model.position=rope", "model.rope_theta=160000", "model.local_rope_theta=10000", "model.ffn=swiglu",
-            "model.norm_position=pre", "model.norm=rmsnorm", "model.bias=false", "model.local_window=16",
-            "model.global_every=2", "model.qkv=fused", "model.type_vocab_size=0", "model.embedding_norm=false"]
-ALL_ALIBI = ["model.position=alibi", "model.ffn=geglu", "model.norm_position=pre", "model.bias=false",
-             "model.local_window=16", "model.global_every=2", "model.qkv=fused"]
-
-
-@pytest.mark.parametrize("options,objective", [(ALL_ROPE, "mlm"), (ALL_ROPE, "rtd"), (ALL_ALIBI, "mlm_nsp"),
-                                               (ALL_ALIBI, "rtd")], ids=["rope-mlm", "rope-rtd", "alibi-mlm_nsp",
-                                                                         "alibi-rtd"])
-def test_all_options_at_once_train_two_steps(options, objective, tmp_path):
-    cfg = make_cfg(*BASE, f"objective={objective}", *options, "trainer.max_steps=2", "trainer.eval_every=100",
-                   "trainer.log_every=1")
-    built = build(cfg)
-    before = {n: p.detach().clone() for n, p in built.module.named_parameters()}
-    summary = run(cfg, built, tmp_path)  # export_hf on: a model no transformers class holds is skipped, not fatal
-    assert summary["steps"] == 2 and math.isfinite(summary["final_train_loss"])
-    assert all(math.isfinite(v) for v in summary["final_val"].values() if isinstance(v, float))
-    after = dict(built.module.named_parameters())
-    assert any(not torch.equal(before[n], after[n].detach().cpu()) for n in before)  # the optimizer stepped
-
-
 def test_rtd_generator_shares_only_the_tables_that_exist(tmp_path):
     """ELECTRA's generator shares the token table (and the embedding norm when there is one) with a rotary,
     segment-free discriminator: no position or segment table on either side, one word table trained by both."""
@@ -124,20 +108,6 @@ def test_rope_generator_with_an_odd_head_width_is_a_config_error():
     cfg = make_cfg(*BASE, "objective=rtd", "model.hidden_size=36", "model.position=rope", "trainer.max_steps=1")
     with pytest.raises(ConfigError, match="rope"):
         build(cfg)
-
-
-@pytest.mark.parametrize("objective", ["mlm", "rtd"])
-def test_modernbert_trains_any_objective_and_skips_exports_transformers_cannot_hold(objective, tmp_path, capsys):
-    """model=modernbert with its own recipe (mlm) exports ModernBertForMaskedLM; with objective=rtd it trains a
-    ModernBERT-shaped ELECTRA and skips the export (ELECTRA's classes have no rotary positions) with a note."""
-    s = run(cfg := make_cfg(*TINY, "model=modernbert", f"objective={objective}", "trainer.max_steps=2",
-                            "trainer.eval_every=100", "probes.pairs=10"), build(cfg), tmp_path)
-    assert s["steps"] == 2 and math.isfinite(s["final_train_loss"])
-    if objective == "mlm":
-        assert cfg.objective.mask_prob == 0.3 and (tmp_path / "hf" / "config.json").is_file()
-        assert s["exported_parameters"]["hf"] == s["parameters"]["total"]  # ModernBertForMaskedLM holds exactly ours
-    else:
-        assert s["hf_export"] is None and "skipped the hf/ export" in capsys.readouterr().err
 
 
 def test_modernbert_refuses_pair_objectives_naming_the_key():

@@ -18,10 +18,16 @@ from runner.models.encoder import Encoder
 from runner.hf.mapping import build_hf_model, export, hf_config, hf_unsupported, load_hf_weights, to_hf_state_dict
 from runner.objectives.mlm import MaskedLM
 
+
 transformers = pytest.importorskip("transformers")
 
+
 BPE_SP = SpecialIds(pad=1, unk=3, cls=0, sep=2, mask=4, num_special=5)
+
+
 BERT_SP = SpecialIds(pad=0, unk=1, cls=2, sep=3, mask=4, num_special=5)
+
+
 # transformers' ModernBertForMaskedLM(...).num_parameters(): base with ModernBertConfig's defaults; large with
 # hidden 1024, intermediate 2624, 28 layers, 16 heads (the released answerdotai/ModernBERT-large, "395M")
 COUNTS = {"modernbert_base": 149_655_232, "modernbert_large": 395_881_664}
@@ -75,9 +81,6 @@ def max_diff(a, b, mask) -> float:
     return float((a[real] - b[real]).abs().max())
 
 
-# ---- parameter counts ---------------------------------------------------------------------------------------
-
-
 @pytest.mark.parametrize("name", ["modernbert_base", "modernbert_large", "modernbert"])
 def test_preset_counts_equal_transformers(name):
     config = preset_config(name)
@@ -99,9 +102,6 @@ def test_base_preset_is_transformers_default_modernbert():
     differ = {k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k)}
     assert differ <= {"architectures", "pad_token_id", "bos_token_id", "eos_token_id", "cls_token_id",
                       "sep_token_id"}, differ
-
-
-# ---- logits on identical weights ----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("qkv", ["fused", "separate"])
@@ -130,9 +130,6 @@ def test_logits_equal_transformers_for_other_supported_options(overrides):
     ids, mask = batch(config.pad_token_id)
     assert max_diff(ours_logits(ours, ids, mask), theirs_logits(build_hf_model(ours, config, False), ids, mask),
                     mask) <= 1e-4
-
-
-# ---- export, reload, fill-mask ------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -174,9 +171,6 @@ def test_fill_mask_pipeline_on_the_export(exported):
     at = enc["input_ids"][0].tolist().index(fill.tokenizer.mask_token_id)
     ours = ours_logits(module, enc["input_ids"], enc["attention_mask"])[0, at]
     assert [p["token"] for p in top] == ours.topk(3).indices.tolist()
-
-
-# ---- import (model.init_from) --------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("qkv", ["fused", "separate"])
@@ -234,9 +228,6 @@ def test_init_from_rejects_another_family(exported, tmp_path):
     module = pretrainer(bert, sp=BERT_SP)
     with pytest.raises(ConfigError, match="model.family=bert but .* has model_type=modernbert"):
         load_hf_weights(module, bert, str(directory))
-
-
-# ---- what transformers cannot hold ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("family", ["bert", "roberta", "albert", "electra"])
@@ -297,34 +288,3 @@ def test_fused_qkv_bert_exports_and_imports_with_equal_logits(family, tmp_path):
         dst = pretrainer(dataclasses.replace(config, qkv=qkv), seed=1, sp=sp)
         assert load_hf_weights(dst, dst.encoder.config, str(tmp_path)) == []
         assert max_diff(ours_logits(dst, ids, mask, types), ours_logits(ours, ids, mask, types), mask) <= 1e-5
-
-
-# ---- a run ----------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_run_exports_and_a_new_run_starts_from_it(tmp_path):
-    """python -m runner model=modernbert writes hf/, which AutoModelForMaskedLM loads with the checkpoint's logits
-    and model.init_from reads back (here into a separate-QKV model), as a run builds it."""
-    from omegaconf import OmegaConf
-
-    from runner.build import build
-    from tests.conftest import TINY, run_cli
-
-    run_dir = tmp_path / "run"
-    r = run_cli(*TINY, "model=modernbert", "model.num_layers=4", "model.local_window=8", "trainer.max_steps=2",
-                run_dir=run_dir)
-    assert r.returncode == 0, r.stderr[-3000:]
-    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
-    cfg.trainer.max_steps = 0
-    trained = build(cfg)
-    trained.module.load_state_dict(torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)["module"])
-    cfg.model.init_from, cfg.model.qkv = str(run_dir / "hf"), "separate"
-    fresh = build(cfg)
-    tok = transformers.AutoTokenizer.from_pretrained(run_dir / "hf")
-    enc = tok(["The capital of France is <mask>.", "A much shorter one"], padding=True, return_tensors="pt")
-    ids, mask = enc["input_ids"], enc["attention_mask"]
-    ref = ours_logits(trained.module.eval(), ids, mask)
-    assert max_diff(ours_logits(fresh.module.eval(), ids, mask), ref, mask) <= 1e-5
-    model = transformers.AutoModelForMaskedLM.from_pretrained(run_dir / "hf").eval()
-    assert max_diff(theirs_logits(model, ids, mask), ref, mask) <= 1e-4

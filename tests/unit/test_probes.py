@@ -19,10 +19,13 @@ from runner.models.txl import TXLConfig, TransformerXL
 from runner.objectives.clm import CausalLM
 from runner.objectives.mlm import MaskedLM
 from runner.objectives.rtd import ReplacedTokenDetection
-from runner.evaluation.probes.pairs import FrequencyTable, Pair, build_pairs, corrupt, make_pairs, words_of
-from runner.evaluation.probes.accuracy import Probes, pass_rate, wilson
+from runner.evaluation.probes.pairs import FrequencyTable, build_pairs, corrupt, make_pairs, words_of
+from runner.evaluation.probes.accuracy import pass_rate, wilson
+
 
 SP = SpecialIds(pad=0, unk=1, cls=2, sep=3, mask=4, num_special=5)
+
+
 WIKI = OmegaConf.create({"source": "wiki", "lang": "en-us", "path": None, "max_docs": 600, "val_fraction": 0.05,
                          "test_fraction": 0.05})
 
@@ -32,8 +35,6 @@ def encoder_config(**kw) -> EncoderConfig:
                 max_position_embeddings=32, hidden_dropout=0.0, attention_dropout=0.0)
     return EncoderConfig(**{**base, **kw})
 
-
-# ---- pairs ------------------------------------------------------------------------------------------------------
 
 def test_pairs_are_deterministic_differ_from_the_original_and_are_what_they_are_called():
     a = build_pairs(WIKI, "validation", per_kind=40, seed=3)
@@ -78,8 +79,6 @@ def test_make_pairs_draws_each_kind_in_its_own_seeded_order():
     assert [p.kind for p in p1] == ["swap"] * 3 + ["replace"] * 3
 
 
-# ---- the report -------------------------------------------------------------------------------------------------
-
 def test_wilson_interval_and_ties_count_half():
     lo, hi = wilson(50, 100)
     assert (round(lo, 3), round(hi, 3)) == (0.404, 0.596)
@@ -91,8 +90,6 @@ def test_unigram_entropy_of_known_counts():
     assert entropy(torch.tensor([5, 5]).numpy()) == pytest.approx(math.log(2))
     assert entropy(torch.tensor([0, 1, 1, 1, 1]).numpy()) == pytest.approx(math.log(4))
 
-
-# ---- scorers against hand computations ---------------------------------------------------------------------------
 
 def sentences() -> list[list[int]]:
     g = torch.Generator().manual_seed(0)
@@ -149,42 +146,3 @@ def test_the_discriminator_scorer_reads_the_discriminator_not_the_generator():
         for p in obj.disc_head.parameters():
             p.add_(torch.randn_like(p))
     assert not torch.allclose(obj.sentence_scores(enc, s, SP)["disc"], before["disc"])
-
-
-class WordTokenizer:
-    """A stand-in tokenizer: one id per word of a fixed vocabulary (what encode_sentences asks of it)."""
-
-    padding = truncation = pre_tokenizer = None
-
-    def __init__(self, words: list[str]):
-        self.vocab = {w: i + 5 for i, w in enumerate(words)}
-
-    def encode_batch(self, texts, add_special_tokens=False):
-        return [type("E", (), {"ids": [self.vocab[w] for w in t.split()]})() for t in texts]
-
-
-def test_a_model_trained_on_the_originals_passes_their_pairs():
-    originals = ["the cat sat on the warm mat", "a dog ran to the old house", "my friend ate the big red apple",
-                 "the bird sang in the tall tree"]
-    words = sorted({w for s in originals for w in s.split()})
-    rng = random.Random(0)
-    pairs = [Pair(s, " ".join(corrupt(s.split(), "swap", rng)), "swap") for s in originals]
-    probes = Probes(pairs, WordTokenizer(words), SP, max_tokens=30)
-    torch.manual_seed(0)
-    c = encoder_config(vocab_size=5 + len(words), hidden_size=32)
-    module = Pretrainer(Encoder(c), MaskedLM.create(c, SP, c.vocab_size, mask_prob=0.3))
-    ids = [probes.ids[i] for i in range(len(originals))]  # the originals only
-    opt = torch.optim.Adam(module.parameters(), lr=1e-2)
-    g = torch.Generator().manual_seed(0)
-    batch = {"input_ids": torch.tensor([[SP.cls, *x, SP.sep] for x in ids]),
-             "attention_mask": torch.ones(len(ids), 9, dtype=torch.long)}
-    batch["special_tokens_mask"] = batch["input_ids"].lt(SP.num_special)
-    for _ in range(100):  # memorise the four sentences
-        b = module.objective.prepare(batch, g)
-        loss, _ = module(b, module.objective.normalizers(b))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    out = probes.evaluate(module.objective, module.encoder)
-    assert out["swap"] == 1.0 and out["overall"] == 1.0 and out["overall_lo"] > 0.5
-    assert probes.scorers == ["pll"] and probes.counts() == {"swap": 4}

@@ -5,17 +5,15 @@ import json
 import os
 import random
 import time
-from pathlib import Path
 
 import pytest
 
-from runner.build import build
 from runner.data.corpus import file_fingerprint, split_sentences, wiki_corpus_path
 from runner.data.pretraining import build_data
 from runner.data.sources import load_documents
 from runner.config.errors import ConfigError
-from runner.run import run
-from tests.conftest import TINY, make_cfg, run_cli
+from tests.conftest import make_cfg, cli
+
 
 WORDS = ("river mountain city king queen music science history language ocean forest war peace trade "
          "bridge castle poet engine star planet garden winter summer market school").split()
@@ -44,8 +42,6 @@ def error(*overrides: str) -> str:
     assert "\n" not in msg and "fix:" in msg, msg
     return msg
 
-
-# ---------------------------------------------------------------- sources load
 
 @pytest.mark.parametrize("choice, lang, dupes", [("wiki", "en-us", 0), ("wiki_fr", "fr-fr", 4),
                                                  ("wiki_es", "es-es", 13)])
@@ -128,8 +124,6 @@ def test_fingerprint_tracks_files_and_options(tmp_path):
     assert load(*args)[1] != load("data=text", f"data.paths=[{f}]")[1]
 
 
-# ---------------------------------------------------------------- bad input
-
 def test_missing_paths_and_empty_matches(tmp_path):
     assert f"{tmp_path}/nope.txt" in error("data=text", f"data.paths=[{tmp_path}/nope.txt]")
     (tmp_path / "d").mkdir()
@@ -206,12 +200,10 @@ def test_corpus_too_small_to_split_names_paths(tmp_path):
 
 @pytest.mark.slow
 def test_bad_path_exits_2_with_one_line(tmp_path):
-    r = run_cli("data=text", f"data.paths=[{tmp_path}/missing]", "logger.mode=disabled", run_dir=tmp_path / "run")
+    r = cli("data=text", f"data.paths=[{tmp_path}/missing]", "logger.mode=disabled", run_dir=tmp_path / "run")
     out = r.stdout + r.stderr
     assert r.returncode == 2 and f"{tmp_path}/missing" in out and "Traceback" not in out
 
-
-# ---------------------------------------------------------------- a single huge line
 
 def test_huge_single_line_is_linear(tmp_path):
     rng = random.Random(0)
@@ -233,39 +225,3 @@ def test_split_sentences_pathological_lines_stay_fast(text):
     started = time.perf_counter()
     split_sentences(text)
     assert time.perf_counter() - started < 15  # seconds; each was quadratic before (runs of marks, long words)
-
-
-# ---------------------------------------------------------------- end to end
-
-def write_corpus(root: Path, n_docs: int = 200, seed: int = 0) -> None:
-    """n_docs files of a few generated sentences in nested directories, plus an empty one."""
-    rng = random.Random(seed)
-    for i in range(n_docs):
-        f = root / f"part{i % 4}" / f"doc{i:03d}.txt"
-        f.parent.mkdir(parents=True, exist_ok=True)
-        f.write_text(" ".join(sentences(rng, rng.randint(3, 8))) + "\n")
-    (root / "empty.txt").write_text("\n")
-
-
-@pytest.mark.slow
-def test_text_corpus_trains_and_reports(tmp_path):
-    write_corpus(tmp_path / "corpus")
-    cfg = make_cfg(*TINY, "data=text", f"data.paths=[{tmp_path / 'corpus'}]", "data.max_docs=null",
-                   "trainer.max_steps=2", "trainer.eval_every=2", "trainer.export_hf=false")
-    summary = run(cfg, build(cfg), tmp_path / "run")
-    stats = summary["data_stats"]
-    assert summary["steps"] == 2 and summary["data"] == "text"
-    assert stats["corpus"]["source"] == "text" and stats["corpus"]["files_matched"] == 201
-    assert stats["corpus"]["documents"] == 200 and stats["corpus"]["skipped_empty_files"] == 1
-    assert stats["train_docs"] + stats["validation_docs"] + stats.get("test_docs", 0) == 200
-    assert stats["validation_docs"] > 0
-    written = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert written["data_stats"]["corpus"]["documents"] == 200
-
-
-@pytest.mark.slow
-def test_wiki_fr_builds(tmp_path):
-    cfg = make_cfg(*TINY, "data=wiki_fr", "trainer.max_steps=0", "data.max_docs=300")
-    summary = run(cfg, build(cfg), tmp_path)
-    assert summary["data"] == "wiki_fr" and summary["data_stats"]["corpus"]["documents_used"] == 300
-    assert summary["data_stats"]["train_docs"] > 200

@@ -19,6 +19,7 @@ from runner.config.errors import ConfigError
 from runner.run import run
 from tests.conftest import TINY, make_cfg
 
+
 VOCAB = 2000
 
 
@@ -31,8 +32,6 @@ def texts() -> list[str]:
 def unigram(texts):
     return train_tokenizer("unigram", iter(texts), VOCAB, lowercase=True)
 
-
-# ---------------------------------------------------------------- unigram
 
 def test_unigram_specials_and_vocab(unigram):
     assert SPECIALS["unigram"] == ["<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"]
@@ -109,8 +108,6 @@ def test_unigram_continuation_table(unigram):
     starts = [not table[i] for i in enc.ids]
     assert starts[0] and sum(starts) == 3  # one start per word, the first word included
 
-
-# ---------------------------------------------------------------- data.tokenizer.path
 
 def save_hf_dir(tok, out: Path) -> Path:
     """Save `tok` as transformers does (a released tokenizer directory: tokenizer.json and its configs)."""
@@ -199,8 +196,6 @@ def test_loaded_tokenizer_without_padding(tmp_path):
     assert loaded.padding is None and loaded.truncation is None and f == tmp_path / "t.json"
 
 
-# ---------------------------------------------------------------- vocabulary note
-
 @pytest.mark.parametrize("kind", ["wordpiece", "unigram"])
 def test_small_corpus_vocab_note_in_summary(tmp_path, kind):
     cfg = make_cfg(*TINY, f"model.tokenizer={kind}", "data.max_docs=50", "model.vocab_size=5000",
@@ -220,31 +215,3 @@ def test_no_vocab_note_when_full(unigram):
                            format="full_sentences", short_seq_prob=0.1, cache_dir=Path("."), key="k",
                            configured_vocab_size=unigram.get_vocab_size())
     assert "vocab_note" not in data.vocab_stats()
-
-
-# ---------------------------------------------------------------- training and export
-
-@pytest.mark.slow
-def test_unigram_training_run_and_hf_export(tmp_path):
-    from transformers import AutoModelForPreTraining, AutoTokenizer
-
-    cfg = make_cfg(*TINY, "model=bert", "model.tokenizer=unigram", "objective.span=whole_word",
-                   "trainer.max_steps=2", "trainer.eval_every=2", "trainer.export_hf=true")
-    built = build(cfg)
-    s = run(cfg, built, tmp_path)
-    assert s["steps"] == 2 and s["final_train_loss"] is not None and s["hf_export"] == str(tmp_path / "hf")
-    ours = built.data.tokenizer
-    hf = AutoTokenizer.from_pretrained(tmp_path / "hf")
-    assert (hf.pad_token, hf.unk_token, hf.cls_token, hf.sep_token, hf.mask_token) == \
-        ("<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]")
-    assert (hf.pad_token_id, hf.unk_token_id, hf.cls_token_id, hf.sep_token_id, hf.mask_token_id) == (0, 1, 2, 3, 4)
-    text = "The city was founded in 1990."
-    assert hf(text)["input_ids"] == ours.encode(text).ids
-    pair = hf(text, "A second part.")
-    assert pair["input_ids"] == ours.encode(text, "A second part.").ids
-    assert pair["token_type_ids"] == ours.encode(text, "A second part.").type_ids
-    assert hf.decode(hf(text)["input_ids"], skip_special_tokens=True) == text.lower()
-    model = AutoModelForPreTraining.from_pretrained(tmp_path / "hf")
-    assert model.config.pad_token_id == 0 and model.config.vocab_size == built.config.vocab_size
-    out = model(**hf(text, return_tensors="pt"))
-    assert out.prediction_logits.shape[-1] == built.config.vocab_size

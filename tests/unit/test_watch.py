@@ -6,8 +6,6 @@ import json
 import os
 import re
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,7 +17,7 @@ from rich.console import Console
 from runner.config.errors import ConfigError
 from runner.sweeps.callback import SweepCallback, expected_jobs
 from runner.reporting.watch import MARKER, STALL_S, job_states, sweep_state, watch
-from tests.conftest import ROOT, TINY
+
 
 T0 = 1_700_000_000.0  # a fixed "now" for the hand-made jobs
 
@@ -54,13 +52,6 @@ def train(step: int, loss: float, when: float | None = None) -> dict:
     r = {"step": step, "train/loss": loss, "train/tokens": 512 * step, "train/tokens_per_s": 1000.0 + step,
          "train/flops": 1e6 * step}
     return r if when is None else {**r, "time": when}
-
-
-def dead_pid() -> int:
-    """The id of a process that has exited and been reaped."""
-    p = subprocess.Popen([sys.executable, "-c", "pass"])
-    p.wait()
-    return p.pid
 
 
 def test_job_states_of_finished_failed_running_and_pending_jobs(tmp_path):
@@ -147,19 +138,6 @@ def test_the_sweep_is_over_when_marked_ended_or_all_expected_jobs_are_done(tmp_p
     assert state.over and state.ended and state.elapsed_s == pytest.approx(300.0)
     mark(sweep, jobs=None)
     assert not sweep_state(sweep).over  # the sweep process (this one) lives: more jobs may come
-
-
-def test_watch_reports_a_sweep_whose_process_is_gone(tmp_path):
-    sweep = tmp_path / "s"
-    mark(sweep, jobs=3, pid=dead_pid())
-    make_job(sweep, "0_bert_mlm", records=[], summary={"steps": 10})
-    make_job(sweep, "1_bert_mlm", records=[train(3, 7.0)])
-    out = io.StringIO()
-    assert watch(sweep, interval=0.01, console=Console(file=out, width=160), timeout=10) == 1
-    text = out.getvalue()
-    assert "is gone" in text and "2 of 3 jobs did not finish" in text
-    state = sweep_state(sweep)
-    assert state.died and [j.status for j in state.jobs] == ["finished", "failed", "pending"]
 
 
 def test_watch_of_an_older_finished_sweep_ends_at_once(tmp_path):
@@ -260,32 +238,3 @@ def test_a_marker_that_cannot_be_written_is_only_a_warning(tmp_path, capsys):
     blocked.write_text("")  # the sweep dir's parent is a file: nothing can be written under it
     SweepCallback().on_multirun_start(hydra_config(blocked / "s", ["seed=0,1"]))
     assert "could not write" in capsys.readouterr().err
-
-
-@pytest.mark.slow
-def test_watch_follows_a_multirun_of_two_tiny_jobs_to_its_end(tmp_path):
-    sweep = tmp_path / "sweep"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    with (tmp_path / "sweep.log").open("w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "runner", "-m", *TINY, "trainer.max_steps=4,6",
-                                 "trainer.log_every=1", "trainer.export_hf=false", "sweep.compare=false",
-                                 f"hydra.sweep.dir={sweep}"], cwd=ROOT, env=env, stdout=log, stderr=log)
-        try:
-            deadline = time.monotonic() + 60
-            while not (sweep / MARKER).is_file() and proc.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.1)
-            out = io.StringIO()
-            code = watch(sweep, interval=0.2, console=Console(file=out, force_terminal=False, width=160), timeout=120)
-            assert proc.wait(timeout=60) == 0, (tmp_path / "sweep.log").read_text()
-        finally:
-            proc.kill()
-    text = out.getvalue()
-    assert code == 0, text
-    updates = [line for line in text.splitlines() if line.startswith("watch:")]
-    assert any(s in updates[0] for s in ("pending", "starting", "running")), text  # seen before the end
-    final = text[text.rindex("┏"):]  # the closing table
-    rows = [line for line in final.splitlines() if "_bert_mlm_nsp" in line]
-    assert len(rows) == 2 and all("finished" in r for r in rows), final
-    assert "4 / 4" in rows[0] and "trainer.max_steps=4" in rows[0]
-    assert "6 / 6" in rows[1] and "trainer.max_steps=6" in rows[1]
-    assert "sweep ended: 2 of 2 jobs finished" in text

@@ -1,0 +1,96 @@
+"""ELECTRA (Clark et al. 2020): parameter counts and logits against transformers, replaced-token labels, gradient
+isolation of the generator, embedding sharing, export, and `python -m runner model=electra` end to end."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from runner.build import build, encoder_config
+from runner.models.flops import train_flops
+from runner.run import run
+from tests.conftest import TINY, cli, make_cfg
+
+
+transformers = pytest.importorskip("transformers")
+
+
+def test_nsp_on_the_electra_architecture_trains_and_skips_the_export_with_a_note(tmp_path, capsys):
+    cfg = make_cfg(*TINY, "model=electra", "objective=mlm_nsp", "trainer.export_hf=true", "trainer.max_steps=2",
+                   "trainer.eval_every=2")
+    s = run(cfg, build(cfg), tmp_path)  # BERT-style NSP pretraining of an ELECTRA-architecture encoder is legitimate
+    assert s["steps"] == 2 and math.isfinite(s["final_val"]["nsp_loss"])
+    assert s["hf_export"] is None and not (tmp_path / "hf").exists()
+    captured = capsys.readouterr()
+    assert "skipped the hf/ export: model.family=electra has no transformers class" in captured.out + captured.err
+
+
+ELECTRA = [*TINY, "model=electra", "trainer.max_steps=6", "trainer.eval_every=3", "trainer.log_every=3"]
+
+
+@pytest.fixture(scope="module")
+def electra_run(finished_run) -> Path:
+    """A finished `python -m runner ELECTRA` run (the session's, shared: read only)."""
+    return finished_run(*ELECTRA)
+
+
+def test_cli_run_logs_generator_and_discriminator_metrics(electra_run):
+    summary = json.loads((electra_run / "summary.json").read_text())
+    final = summary["final_val"]
+    for key in ("mlm_loss", "mlm_accuracy", "sampled_accuracy", "disc_loss", "disc_accuracy", "disc_precision",
+                "disc_recall", "disc_f1", "replaced_rate", "all_real_accuracy", "all_real_loss", "disc_auc"):
+        assert key in final, key
+    assert 0.0 < final["replaced_rate"] < 0.3 and 0.0 <= final["disc_auc"] <= 1.0
+    assert final["all_real_accuracy"] == pytest.approx(1.0 - final["replaced_rate"])
+    assert summary["objective"] == "rtd" and {"generator", "disc_head", "mlm_head"} <= set(summary["parameters"])
+    cfg = make_cfg(*TINY, "model=electra")
+    disc_only = 6 * train_flops(encoder_config(cfg), 8, 64, 0)
+    assert summary["train_flops"] > disc_only  # the generator and both heads are counted too
+
+
+def test_cli_export_reloads_in_transformers_with_our_logits(electra_run):
+    from omegaconf import OmegaConf
+    from transformers import AutoModelForMaskedLM, AutoModelForPreTraining, AutoTokenizer
+
+    cfg = OmegaConf.load(electra_run / ".hydra" / "config.yaml")
+    cfg.trainer.max_steps = 0
+    built = build(cfg)
+    built.module.load_state_dict(torch.load(electra_run / "checkpoints" / "last.pt", weights_only=False)["module"])
+    module = built.module.eval()
+    disc = AutoModelForPreTraining.from_pretrained(electra_run / "hf").eval()
+    gen = AutoModelForMaskedLM.from_pretrained(electra_run / "hf_generator").eval()
+    assert type(disc).__name__ == "ElectraForPreTraining" and type(gen).__name__ == "ElectraForMaskedLM"
+    tok = AutoTokenizer.from_pretrained(electra_run / "hf")
+    enc = tok(["The Moon orbits the Earth.", "Music is an art form."], padding=True, return_tensors="pt")
+    real = enc["attention_mask"].bool()
+    obj = module.objective
+    with torch.no_grad():
+        ours_d = obj.disc_head(module.encoder(enc["input_ids"], enc["token_type_ids"], enc["attention_mask"]))
+        g = obj.generator
+        ours_g = obj.mlm_logits(g, g(enc["input_ids"], enc["token_type_ids"], enc["attention_mask"]))
+        assert (ours_d[real] - disc(**enc).logits[real]).abs().max() <= 1e-4
+        assert (ours_g[real] - gen(**enc).logits[real]).abs().max() <= 1e-4
+
+
+def test_rtd_trains_a_bert_encoder(tmp_path):
+    r = cli(*TINY, "model=bert", "objective=rtd", "trainer.max_steps=2", "trainer.export_hf=false",
+                run_dir=tmp_path / "run")
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["model"] == "bert" and summary["objective"] == "rtd" and "disc_f1" in summary["final_val"]
+
+
+def test_a_short_wiki_run_lifts_the_discriminator_above_all_real(tmp_path):
+    cfg = make_cfg(*TINY, "model=electra", "model.hidden_size=64", "model.embedding_size=32", "optimizer.lr=1e-3",
+                   "trainer.max_steps=80", "trainer.eval_every=1000", "trainer.eval_batches=8",
+                   "trainer.export_hf=false",
+                   "objective.mask_prob=0.25", "objective.generator_size=0.125")  # the mix that lifts it fastest here
+    summary = run(cfg, build(cfg), tmp_path)
+    first, final = summary["initial_val"], summary["final_val"]
+    assert first["disc_accuracy"] < first["all_real_accuracy"], "untrained, it does worse than saying 'real'"
+    assert final["disc_accuracy"] > final["all_real_accuracy"] + 0.005
+    assert final["disc_auc"] > 0.7 and final["disc_f1"] > 0.1
+    assert final["disc_loss"] < final["all_real_loss"] - 0.03, "better than the best constant predictor"

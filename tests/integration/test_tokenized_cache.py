@@ -1,0 +1,60 @@
+"""Tests for the memory-mapped tokenized cache: layout, parallel build, build-once locking, crash safety."""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import pathlib
+
+import torch
+
+from runner.data import cache
+from runner.data import token_corpus as tokenized
+from runner.data.corpus import Document
+from runner.data.token_corpus import (load_tokenized, save_tokenized,
+                                   tokenize_documents)
+from tests.unit.test_tokenized_cache import same
+from tests.unit import test_tokenized_cache as unit
+
+docs = unit.docs  # the unit tier's fixture, shared
+tok = unit.tok  # the unit tier's fixture, shared
+
+
+def test_parallel_identical_to_single(tok, docs, monkeypatch):
+    # Empty docs at a chunk edge and in the middle must be dropped the same way by workers.
+    mixed = [Document("e0", "t", ""), *docs[:150], Document("e1", "t", "  "), *docs[150:]]
+    one = tokenize_documents(tok, mixed, num_proc=1)
+    monkeypatch.setattr(tokenized, "CHARS_PER_PROC", 1)  # force workers even for this small corpus
+    monkeypatch.setattr(tokenized, "CHUNK_CHARS", 10_000)  # many chunks: one in-process, then waves of workers
+    two = tokenize_documents(tok, mixed, num_proc=2)
+    same(one, two)
+    assert "e0" not in two.titles and "e1" not in two.titles and two.num_docs == len(docs)
+
+
+def _request(directory: str, marker: str, out: str) -> None:
+    """One process asking for a split: the build is slow and counts itself in `marker`."""
+    import time
+
+    def build(d: pathlib.Path) -> None:
+        with open(marker, "a") as f:
+            f.write("built\n")
+        time.sleep(1.0)  # long enough that the other process arrives mid-build
+        tc = tokenized.TokenizedCorpus(torch.arange(10, dtype=torch.int32), torch.tensor([0, 4, 10]),
+                                       torch.tensor([0, 2]), ["topic"], ["title"])
+        save_tokenized(tc, d, 100)
+
+    tc = cache.cached_dir(directory, build, load_tokenized)
+    pathlib.Path(out).write_text(json.dumps([tc.ids.tolist(), tc.sent_offsets.tolist(), list(tc.titles)]))
+
+
+def test_two_processes_build_once(tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    target, marker = str(tmp_path / "split"), str(tmp_path / "marker")
+    procs = [ctx.Process(target=_request, args=(target, marker, str(tmp_path / f"out{i}"))) for i in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert pathlib.Path(marker).read_text() == "built\n"
+    outs = [json.loads((tmp_path / f"out{i}").read_text()) for i in range(2)]
+    assert outs[0] == outs[1] == [list(range(10)), [0, 4, 10], ["title"]]
