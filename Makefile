@@ -1,5 +1,6 @@
-# make run   - set up .venv if needed, then run the main job
-# make test  - set up .venv if needed, then run the test suite
+# make run        - set up .venv if needed, then run the main job
+# make test       - set up .venv if needed, then run the whole test suite (tests/: unit and integration tiers)
+# make test-unit  - the unit tier only (tests/unit: no training, no subprocess), the inner loop
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -9,13 +10,21 @@ PY     := $(VENV)/bin/python
 TORCH_SPEC  ?= torch==2.13.0
 TORCH_INDEX ?=
 RUN_ARGS    ?= model=electra data=wiki
+# pytest-xdist workers for the test targets (one torch thread each, a file's tests on one worker: tests/README.md);
+# TEST_WORKERS=0 runs them in one process
+TEST_WORKERS ?= 2
+PYTEST      := $(PY) -m pytest -q $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
 
-.PHONY: run test setup clean
+.PHONY: run test test-unit setup clean
 run: $(VENV)/.installed
 	$(PY) -m runner $(RUN_ARGS)
 
+# pytest exits 5 when it collected no test: make fails on it as on any failure
 test: $(VENV)/.installed
-	$(PY) -m pytest -q
+	$(PYTEST) tests
+
+test-unit: $(VENV)/.installed
+	$(PYTEST) tests/unit
 
 setup: $(VENV)/.installed
 

@@ -3,7 +3,9 @@ command line in this process (cli) or as a real process (run_cli); one session-w
 (finished_run), with copy_run for a test that changes one. tests/README.md describes the tiers."""
 from __future__ import annotations
 
+import collections
 import contextlib
+import copy
 import fcntl
 import hashlib
 import importlib.util
@@ -38,6 +40,20 @@ TINY = ["model.num_layers=1", "model.hidden_size=32", "model.num_heads=2", "mode
         "trainer.eval_batches=2", "trainer.grad_accum=1", "logger.mode=disabled", "eval.downstream=false"]
 
 
+# Files whose tests start long real processes (the bash GPU suite's smoke run, submitit sweeps, torchrun): collected
+# first, so that `make test`'s xdist workers (--dist loadfile: a file stays on one worker) start them early and end
+# together, not with one of them still running a minute-long test
+FIRST = ("integration/test_gpu_suite.py", "integration/test_sweep.py", "integration/test_distributed.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item) -> int:
+        path = item.nodeid.split("::")[0]
+        return next((i for i, f in enumerate(FIRST) if path.endswith(f)), len(FIRST))
+
+    items.sort(key=rank)  # stable: every other order stays as collected
+
+
 @pytest.fixture(scope="session", autouse=True)
 def cache_dir(tmp_path_factory) -> Path:
     """One tokenizer/data cache for the whole session (each xdist worker its own), never the user's home cache."""
@@ -48,10 +64,21 @@ def cache_dir(tmp_path_factory) -> Path:
     return path
 
 
+_composed: collections.OrderedDict[tuple[str, ...], object] = collections.OrderedDict()
+
+
 def make_cfg(*overrides: str):
-    """Compose conf/config.yaml with overrides, as `python -m runner` does."""
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
+    """Compose conf/config.yaml with overrides, as `python -m runner` does. Each distinct list of overrides is composed
+    once (Hydra takes ~0.1 s a composition, and the suite asks for the same ones thousands of times); every call gets
+    its own deep copy to change."""
+    key = tuple(overrides)
+    if key not in _composed:
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            _composed[key] = compose("config", overrides=list(overrides))
+        if len(_composed) > 512:  # the oldest first: a module's tests ask for theirs close together
+            _composed.popitem(last=False)
+    _composed.move_to_end(key)
+    return copy.deepcopy(_composed[key])
 
 
 def run_cli(*args: str, run_dir: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:

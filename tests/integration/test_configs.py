@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit import test_configs as unit
-from tests.unit.test_configs import cases, composes_and_builds, needs_teacher
+from tests.unit import config_cases
+from tests.unit.config_cases import cases, composes_and_builds, needs_teacher
 
-stand_ins = unit.stand_ins  # the unit tier's fixture, shared
+stand_ins = config_cases.stand_ins  # a fixture
 
 
 @pytest.mark.parametrize("overrides", [c for c in cases() if needs_teacher(c)])
