@@ -13,7 +13,7 @@ RUN_ARGS    ?= model=electra data=wiki
 # pytest-xdist workers for the test targets (one torch thread each, a file's tests on one worker: tests/README.md);
 # TEST_WORKERS=0 runs them in one process
 TEST_WORKERS ?= 2
-PYTEST      := $(PY) -m pytest -q $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
+PYTEST      := $(PY) -m pytest -q $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 .PHONY: run test test-unit setup clean
 run: $(VENV)/.installed

@@ -207,7 +207,7 @@ class FinishedRuns:
     """finished_run(*overrides): the directory of `python -m runner *overrides` run to its end (through cli(), in
     this process), made once per session for equal overrides and shared by every test that asks for it (all xdist
     workers share one, made by whichever asks first). Read it; a test that changes it works on copy_run() of it.
-    finished_run.output(*overrides) is what the run printed (stdout + stderr)."""
+    finished_run.result(*overrides) is how that command ended (returncode, stdout, stderr)."""
 
     def __init__(self, root: Path):
         self.root = root
@@ -223,15 +223,13 @@ class FinishedRuns:
             fcntl.flock(lock, fcntl.LOCK_EX)  # another worker making the same run: wait for it
             if not record.is_file():
                 r = cli(*overrides, run_dir=run_dir)
-                record.write_text(json.dumps({"overrides": overrides, "returncode": r.returncode,
-                                              "output": r.stdout + r.stderr}))
-        made = json.loads(record.read_text())
-        assert made["returncode"] == 0, made["output"][-3000:]
+                record.write_text(json.dumps({"args": r.args, "returncode": r.returncode, "stdout": r.stdout,
+                                              "stderr": r.stderr}))
         return run_dir
 
-    def output(self, *overrides: str) -> str:
+    def result(self, *overrides: str) -> subprocess.CompletedProcess:
         self(*overrides)
-        return json.loads(self._paths(overrides)[1].read_text())["output"]
+        return subprocess.CompletedProcess(**json.loads(self._paths(overrides)[1].read_text()))
 
 
 @pytest.fixture(scope="session")
@@ -248,6 +246,8 @@ TEACHER = [*TINY, "model=bert", "objective=mlm", "trainer.max_steps=30", "optimi
 @pytest.fixture(scope="session")
 def bert_teacher(finished_run) -> Path:
     """A finished TINY model=bert masked-LM run (checkpoint, hf/ with its tokenizer): a teacher to distil from."""
+    r = finished_run.result(*TEACHER)
+    assert r.returncode == 0, r.stderr[-3000:]
     return finished_run(*TEACHER)
 
 

@@ -21,8 +21,9 @@ transformers = pytest.importorskip("transformers")
 
 def test_cli_albert_trains_exports_and_reloads_in_transformers(finished_run):
     albert = [*SMALL_ALBERT, "trainer.export_hf=true", "trainer.max_steps=4", "trainer.eval_every=2"]
-    run_dir = finished_run(*albert)  # the session's finished run (read only); finished_run asserts exit 0
-    output = finished_run.output(*albert)
+    r = finished_run.result(*albert)  # the session's finished run (read only)
+    assert r.returncode == 0, r.stderr
+    run_dir, output = finished_run(*albert), r.stdout + r.stderr
     s = json.loads((run_dir / "summary.json").read_text())
     assert s["objective"] == "mlm_sop" and s["steps"] == 4
     assert {"sop_loss", "sop_accuracy", "mlm_loss"} <= set(s["final_val"])

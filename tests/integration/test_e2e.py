@@ -27,6 +27,8 @@ E2E = [*TINY, "model=bert", "trainer.max_steps=6", "trainer.eval_every=3", "trai
 @pytest.fixture(scope="module")
 def bert_run(finished_run) -> Path:
     """A finished `python -m runner E2E` run (the session's, shared: read only)."""
+    r = finished_run.result(*E2E)
+    assert r.returncode == 0, r.stderr[-3000:]
     return finished_run(*E2E)
 
 

@@ -34,6 +34,8 @@ ELECTRA = [*TINY, "model=electra", "trainer.max_steps=6", "trainer.eval_every=3"
 @pytest.fixture(scope="module")
 def electra_run(finished_run) -> Path:
     """A finished `python -m runner ELECTRA` run (the session's, shared: read only)."""
+    r = finished_run.result(*ELECTRA)
+    assert r.returncode == 0, r.stderr[-3000:]
     return finished_run(*ELECTRA)
 
 

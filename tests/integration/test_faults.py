@@ -47,6 +47,8 @@ def wait_for_step(run_dir: Path, step: int, proc: subprocess.Popen, timeout: flo
 @pytest.fixture(scope="module")
 def reference(finished_run) -> tuple[float, float]:
     """An uninterrupted run's final train and validation loss (the session's `python -m runner RUN` run)."""
+    r = finished_run.result(*RUN)
+    assert r.returncode == 0, r.stderr[-2000:]
     return final(finished_run(*RUN))
 
 

@@ -34,6 +34,8 @@ RUN = [*TINY, "data.max_docs=1500", "trainer.max_steps=4", "eval.downstream=fals
 @pytest.fixture
 def finished(finished_run, tmp_path) -> Path:
     """A copy of the session's finished `python -m runner RUN` run: fine-tuning writes into it."""
+    r = finished_run.result(*RUN)
+    assert r.returncode == 0, r.stdout + r.stderr
     run = finished_run(*RUN)
     assert "downstream" not in json.loads((run / "summary.json").read_text())
     return copy_run(run, tmp_path / "run")
@@ -73,6 +75,7 @@ def test_finetune_writes_the_scores_into_the_runs_summary(finished):
 def test_bad_input_is_one_line_and_exit_2(finished_run, tmp_path, capsys):
     from runner.finetune import main
 
+    assert finished_run.result(*RUN).returncode == 0
     finished_run = finished_run(*RUN)  # the session's run, read only: each input fails before anything is written
     # a real `python -m runner.finetune` process: its exit status is main()'s
     assert "eval.sedes is not a key of eval" in one_error(finetune_cli(finished_run, "eval.sedes=2"))

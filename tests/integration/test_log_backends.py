@@ -52,7 +52,10 @@ def train(run_dir: Path, *extra: str) -> dict:
 @pytest.fixture(scope="module")
 def all_backends(finished_run) -> tuple[Path, dict]:
     """The session's finished run logged to every backend (shared: read only), and its summary."""
-    run_dir = finished_run(*SHORT, "logger.backends=[wandb,tensorboard,csv]", "logger.mode=offline")
+    backends = [*SHORT, "logger.backends=[wandb,tensorboard,csv]", "logger.mode=offline"]
+    r = finished_run.result(*backends)
+    assert r.returncode == 0, r.stderr[-3000:]
+    run_dir = finished_run(*backends)
     return run_dir, json.loads((run_dir / "summary.json").read_text())
 
 

@@ -22,9 +22,10 @@ def test_run_exports_and_a_new_run_starts_from_it(finished_run):
     from runner.build import build
     from tests.conftest import TINY
 
-    # the session's finished run (read only); finished_run asserts that it exited 0
-    run_dir = finished_run(*TINY, "model=modernbert", "model.num_layers=4", "model.local_window=8",
-                           "trainer.max_steps=2")
+    modernbert = [*TINY, "model=modernbert", "model.num_layers=4", "model.local_window=8", "trainer.max_steps=2"]
+    r = finished_run.result(*modernbert)  # the session's finished run (read only)
+    assert r.returncode == 0, r.stderr[-3000:]
+    run_dir = finished_run(*modernbert)
     cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
     cfg.trainer.max_steps = 0
     trained = build(cfg)

@@ -68,6 +68,8 @@ def error_lines(out: str) -> list[str]:
 @pytest.fixture(scope="module")
 def reference(finished_run) -> Path:
     """An undisturbed `python -m runner RUN` run (the session's, shared: read only)."""
+    r = finished_run.result(*RUN)
+    assert r.returncode == 0, r.stderr[-2000:]
     return finished_run(*RUN)
 
 

@@ -24,6 +24,8 @@ def trained(finished_run) -> tuple[Path, list[str]]:
     copies of it), its data cache its own; the overrides that resume it."""
     overrides = [*TINY, "model=bert", "trainer.max_steps=4", "trainer.eval_every=100", "trainer.export_hf=false",
                  "probes.enabled=false", f"data.cache_dir={finished_run.root / 'safe_loading-cache'}"]
+    r = finished_run.result(*overrides, "trainer.stop_after=2")
+    assert r.returncode == 0, r.stderr[-3000:]
     return finished_run(*overrides, "trainer.stop_after=2"), overrides
 
 
