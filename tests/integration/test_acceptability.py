@@ -1,5 +1,6 @@
 """wiki_acceptability: held-out sentences of the run's corpus, each as written or with two adjacent words swapped,
-which bag-of-words features cannot tell apart."""
+which bag-of-words features cannot tell apart.
+This file holds the tests that train or start a process; the others: tests/unit/test_acceptability.py."""
 from __future__ import annotations
 
 import math

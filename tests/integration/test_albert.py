@@ -1,5 +1,6 @@
 """ALBERT (Lan et al. 2020): factorized embeddings and cross-layer sharing against transformers' AlbertFor*,
-sentence-order prediction, LAMB, and the composed `model=albert` recipe end to end."""
+sentence-order prediction, LAMB, and the composed `model=albert` recipe end to end.
+This file holds the tests that train or start a process; the others: tests/unit/test_albert.py."""
 from __future__ import annotations
 
 import json

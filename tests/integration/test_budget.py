@@ -1,4 +1,5 @@
-"""Training budgets: steps, tokens, FLOPs or minutes end the run, and the schedule spans the budget."""
+"""Training budgets: steps, tokens, FLOPs or minutes end the run, and the schedule spans the budget.
+This file holds the tests that train or start a process; the others: tests/unit/test_budget.py."""
 from __future__ import annotations
 
 import json

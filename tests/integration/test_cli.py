@@ -1,4 +1,5 @@
-"""The command line: composition, typed schemas, one-line errors for bad input."""
+"""The command line: composition, typed schemas, one-line errors for bad input.
+This file holds the tests that train or start a process; the others: tests/unit/test_cli.py."""
 from __future__ import annotations
 
 from tests.conftest import run_cli

@@ -1,4 +1,5 @@
-"""runner.reporting.compare: the run comparison table, files and plots, from fake run dirs (no training)."""
+"""runner.reporting.compare: the run comparison table, files and plots, from fake run dirs (no training).
+This file holds the tests that train or start a process; the others: tests/unit/test_compare.py."""
 from __future__ import annotations
 
 import json

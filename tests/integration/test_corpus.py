@@ -1,4 +1,5 @@
-"""Tests for runner.data.corpus: the bundled wiki corpus, sentence splitting, article splits."""
+"""Tests for runner.data.corpus: the bundled wiki corpus, sentence splitting, article splits.
+This file holds the tests that train or start a process; the others: tests/unit/test_corpus.py."""
 from __future__ import annotations
 
 import subprocess

@@ -1,4 +1,5 @@
-"""Where pretraining starts to pay: the snapshot series, paired margins, crossover detection, and a tiny run."""
+"""Where pretraining starts to pay: the snapshot series, paired margins, crossover detection, and a tiny run.
+This file holds the tests that train or start a process; the others: tests/unit/test_crossover.py."""
 from __future__ import annotations
 
 import json

@@ -1,6 +1,7 @@
 """objective=distill (DistilBERT): the preset and its parity with transformers, the loss terms against a hand
 computation, a teacher from a run or from a transformers directory, student initialisation, a run that learns, the
-one-line errors, and experiment=distil's teach-then-distil chain."""
+one-line errors, and experiment=distil's teach-then-distil chain.
+This file holds the tests that train or start a process; the others: tests/unit/test_distill.py."""
 from __future__ import annotations
 
 import json

@@ -1,5 +1,6 @@
 """Downstream evaluation wired into a run: after pretraining, fine-tuning results land in summary.json, the
-metrics log and the console; a corpus without labels skips it with a note."""
+metrics log and the console; a corpus without labels skips it with a note.
+This file holds the tests that train or start a process; the others: tests/unit/test_downstream_run.py."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
-"""End to end through `python -m runner`: W&B offline logging, transformers export and re-import."""
+"""End to end through `python -m runner`: W&B offline logging, transformers export and re-import.
+This file holds the tests that train or start a process; the others: tests/unit/test_e2e.py."""
 from __future__ import annotations
 
 import json

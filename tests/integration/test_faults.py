@@ -1,5 +1,6 @@
 """Fault injection: signals, SIGKILL mid-run and mid-checkpoint, corrupt and truncated checkpoints, a full disk,
-a failing W&B start. Each asserts that nothing is lost."""
+a failing W&B start. Each asserts that nothing is lost.
+This file holds the tests that train or start a process; the others: tests/unit/test_faults.py."""
 from __future__ import annotations
 
 import json

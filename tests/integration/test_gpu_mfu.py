@@ -1,5 +1,6 @@
 """benchmarks/gpu_mfu.py on its CPU smoke path: both implementations reported, model FLOPs from runner.models.flops, MFU
-from the reported numbers, the peak table and the n/a path for a card it does not know. Never asserts wall time."""
+from the reported numbers, the peak table and the n/a path for a card it does not know. Never asserts wall time.
+This file holds the tests that train or start a process; the others: tests/unit/test_gpu_mfu.py."""
 from __future__ import annotations
 
 import json

@@ -1,5 +1,6 @@
 """runner.reporting.compare --html: the self-contained comparison.html, from fake run dirs (no training); a headless Chromium
-loads it where Debian's chromium is installed."""
+loads it where Debian's chromium is installed.
+This file holds the tests that train or start a process; the others: tests/unit/test_html_report.py."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
-"""data.source=hub: datasets saved locally, WikiText grouping, and fail-fast offline errors."""
+"""data.source=hub: datasets saved locally, WikiText grouping, and fail-fast offline errors.
+This file holds the tests that train or start a process; the others: tests/unit/test_hub.py."""
 from __future__ import annotations
 
 import pytest

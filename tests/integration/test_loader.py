@@ -1,5 +1,6 @@
 """The data side of scaling out: per-rank shards of one batch stream, and background DataLoader workers that
-deliver exactly the in-process batches."""
+deliver exactly the in-process batches.
+This file holds the tests that train or start a process; the others: tests/unit/test_loader.py."""
 from __future__ import annotations
 
 import json

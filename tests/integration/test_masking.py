@@ -1,5 +1,6 @@
 """Span masking: token (BERT), whole-word (BERT WWM) and n-gram (ALBERT 4.1) selection, the per-sequence cap,
-word boundaries from the vocabulary, determinism, config keys and an end-to-end run of each."""
+word boundaries from the vocabulary, determinism, config keys and an end-to-end run of each.
+This file holds the tests that train or start a process; the others: tests/unit/test_masking.py."""
 from __future__ import annotations
 
 from pathlib import Path

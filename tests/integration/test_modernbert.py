@@ -1,7 +1,8 @@
 """ModernBERT (model.family=modernbert) against transformers' ModernBertForMaskedLM: the presets' parameter counts
 (meta device), logits on identical weights over padded batches longer than the sliding window, export and reload
 through the Auto classes and fill-mask, import (model.init_from) in either QKV layout; and the BERT family refusing
-the options transformers' BERT classes cannot hold, but exporting a fused QKV split. Tiny configs keep it fast."""
+the options transformers' BERT classes cannot hold, but exporting a fused QKV split. Tiny configs keep it fast.
+This file holds the tests that train or start a process; the others: tests/unit/test_modernbert.py."""
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
-"""Zero-shot probes: minimal pairs, each family's sentence scorer against a hand computation, the report."""
+"""Zero-shot probes: minimal pairs, each family's sentence scorer against a hand computation, the report.
+This file holds the tests that train or start a process; the others: tests/unit/test_probes.py."""
 from __future__ import annotations
 
 import random

@@ -1,6 +1,7 @@
 """One owner per run directory (runner/engine/lock.py), no new run into a used one, and resumes that list what changed
 (runner/config/changes.py): concurrent runs, a SIGKILLed run's stale lock, a refused new run that changes nothing,
-a resume with a changed learning rate, identity keys that refuse, the lock taken by rank 0 only."""
+a resume with a changed learning rate, identity keys that refuse, the lock taken by rank 0 only.
+This file holds the tests that train or start a process; the others: tests/unit/test_rundir.py."""
 from __future__ import annotations
 
 import json

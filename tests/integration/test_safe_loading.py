@@ -1,5 +1,6 @@
 """Nothing the runner loads executes code: checkpoints, crossover snapshots and cache entries whose unpickling would
-run something are refused in one line before it runs; a checkpoint of the older format is converted once and resumes."""
+run something are refused in one line before it runs; a checkpoint of the older format is converted once and resumes.
+This file holds the tests that train or start a process; the others: tests/unit/test_safe_loading.py."""
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
-"""Tests for runner.data.sources: wiki/text/jsonl corpora, path rules, fingerprints, and every kind of bad input."""
+"""Tests for runner.data.sources: wiki/text/jsonl corpora, path rules, fingerprints, and every kind of bad input.
+This file holds the tests that train or start a process; the others: tests/unit/test_sources.py."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
-"""Sweeps: W&B group and job names, the value sweepers optimise, failing jobs, Optuna, submitit, bert_improvements."""
+"""Sweeps: W&B group and job names, the value sweepers optimise, failing jobs, Optuna, submitit, bert_improvements.
+This file holds the tests that train or start a process; the others: tests/unit/test_sweep.py."""
 from __future__ import annotations
 
 import csv

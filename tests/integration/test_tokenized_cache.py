@@ -1,4 +1,5 @@
-"""Tests for the memory-mapped tokenized cache: layout, parallel build, build-once locking, crash safety."""
+"""Tests for the memory-mapped tokenized cache: layout, parallel build, build-once locking, crash safety.
+This file holds the tests that train or start a process; the others: tests/unit/test_tokenized_cache.py."""
 from __future__ import annotations
 
 import json

@@ -1,5 +1,6 @@
 """The SentencePiece-style unigram tokenizer (ALBERT's), local tokenizers (data.tokenizer.path), and the note
-on a trained vocabulary smaller than model.vocab_size."""
+on a trained vocabulary smaller than model.vocab_size.
+This file holds the tests that train or start a process; the others: tests/unit/test_tokenizers_extra.py."""
 from __future__ import annotations
 
 import pytest

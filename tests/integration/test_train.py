@@ -1,4 +1,5 @@
-"""The training loop on the real wiki data, shrunk: learning, exact resume, accumulation, failures."""
+"""The training loop on the real wiki data, shrunk: learning, exact resume, accumulation, failures.
+This file holds the tests that train or start a process; the others: tests/unit/test_train.py."""
 from __future__ import annotations
 
 import json

@@ -1,5 +1,6 @@
 """benchmarks/trainer_modes.py on a tiny config: every requested mode measured through the real Trainer, the
-precision each ran in, the ratio against fp32, and the validation loss of the same model. Never asserts wall time."""
+precision each ran in, the ratio against fp32, and the validation loss of the same model. Never asserts wall time.
+This file holds the tests that train or start a process; the others: tests/unit/test_trainer_modes.py."""
 from __future__ import annotations
 
 import json

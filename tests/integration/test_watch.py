@@ -1,4 +1,5 @@
-"""The live view of a sweep (runner/reporting/watch.py) and the sweep.json marker it reads (runner/sweeps/callback.py)."""
+"""The live view of a sweep (runner/reporting/watch.py) and the sweep.json marker it reads (runner/sweeps/callback.py).
+This file holds the tests that train or start a process; the others: tests/unit/test_watch.py."""
 from __future__ import annotations
 
 import io

@@ -1,5 +1,6 @@
 """ALBERT (Lan et al. 2020): factorized embeddings and cross-layer sharing against transformers' AlbertFor*,
-sentence-order prediction, LAMB, and the composed `model=albert` recipe end to end."""
+sentence-order prediction, LAMB, and the composed `model=albert` recipe end to end.
+The tests of this file that train or start a process: tests/integration/test_albert.py."""
 from __future__ import annotations
 
 import dataclasses

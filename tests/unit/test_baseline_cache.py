@@ -1,5 +1,6 @@
 """The baselines (random-init fine-tuning, bag-of-words) are computed once per task, encoder shape and settings,
-and reused by every later fine-tuning with the same ones, whatever the pretrained weights."""
+and reused by every later fine-tuning with the same ones, whatever the pretrained weights.
+The tests of this file that train or start a process: tests/integration/test_baseline_cache.py."""
 from __future__ import annotations
 
 import copy

@@ -1,4 +1,5 @@
-"""Training budgets: steps, tokens, FLOPs or minutes end the run, and the schedule spans the budget."""
+"""Training budgets: steps, tokens, FLOPs or minutes end the run, and the schedule spans the budget.
+The tests of this file that train or start a process: tests/integration/test_budget.py."""
 from __future__ import annotations
 
 import pytest

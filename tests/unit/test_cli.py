@@ -1,4 +1,5 @@
-"""The command line: composition, typed schemas, one-line errors for bad input."""
+"""The command line: composition, typed schemas, one-line errors for bad input.
+The tests of this file that train or start a process: tests/integration/test_cli.py."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
-"""runner.reporting.compare: the run comparison table, files and plots, from fake run dirs (no training)."""
+"""runner.reporting.compare: the run comparison table, files and plots, from fake run dirs (no training).
+The tests of this file that train or start a process: tests/integration/test_compare.py."""
 from __future__ import annotations
 
 import csv

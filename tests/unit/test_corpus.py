@@ -1,4 +1,5 @@
-"""Tests for runner.data.corpus: the bundled wiki corpus, sentence splitting, article splits."""
+"""Tests for runner.data.corpus: the bundled wiki corpus, sentence splitting, article splits.
+The tests of this file that train or start a process: tests/integration/test_corpus.py."""
 from __future__ import annotations
 
 import hashlib

@@ -1,4 +1,5 @@
-"""Where pretraining starts to pay: the snapshot series, paired margins, crossover detection, and a tiny run."""
+"""Where pretraining starts to pay: the snapshot series, paired margins, crossover detection, and a tiny run.
+The tests of this file that train or start a process: tests/integration/test_crossover.py."""
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
-"""Downstream evaluation (issue 6): tasks (wiki_topic, GLUE from local files), fine-tuning over seeds, baselines."""
+"""Downstream evaluation (issue 6): tasks (wiki_topic, GLUE from local files), fine-tuning over seeds, baselines.
+The tests of this file that train or start a process: tests/integration/test_downstream.py."""
 from __future__ import annotations
 
 import dataclasses

@@ -1,5 +1,6 @@
 """Downstream evaluation wired into a run: after pretraining, fine-tuning results land in summary.json, the
-metrics log and the console; a corpus without labels skips it with a note."""
+metrics log and the console; a corpus without labels skips it with a note.
+The tests of this file that train or start a process: tests/integration/test_downstream_run.py."""
 from __future__ import annotations
 
 import pytest

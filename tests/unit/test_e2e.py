@@ -1,4 +1,5 @@
-"""End to end through `python -m runner`: W&B offline logging, transformers export and re-import."""
+"""End to end through `python -m runner`: W&B offline logging, transformers export and re-import.
+The tests of this file that train or start a process: tests/integration/test_e2e.py."""
 from __future__ import annotations
 
 import pytest

@@ -1,5 +1,6 @@
 """ELECTRA (Clark et al. 2020): parameter counts and logits against transformers, replaced-token labels, gradient
-isolation of the generator, embedding sharing, export, and `python -m runner model=electra` end to end."""
+isolation of the generator, embedding sharing, export, and `python -m runner model=electra` end to end.
+The tests of this file that train or start a process: tests/integration/test_electra.py."""
 from __future__ import annotations
 
 import io

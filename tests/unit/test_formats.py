@@ -1,5 +1,6 @@
 """Input formats (data.format): RoBERTa's Table 2 (Liu et al. 2019, section 4.2), ALBERT's sentence-order pairs
-(Lan et al. 2020, section 4.1) and the contiguous stream; their fit with the objective; short real runs."""
+(Lan et al. 2020, section 4.1) and the contiguous stream; their fit with the objective; short real runs.
+The tests of this file that train or start a process: tests/integration/test_formats.py."""
 from __future__ import annotations
 
 import random

@@ -1,7 +1,8 @@
 """benchmarks/gpu_suite.sh and gpu_suite.py: the CPU smoke run end to end (every part ok, the same suite.json and
 suite.md a GPU run writes), the aggregation of parts that timed out, failed or were skipped (MFU against the H200's
 peak from gpu_mfu.py's table, without a GPU), and the GPU plan: its budgets fit 8 minutes and its
-bert_improvements overrides compose. Never asserts wall time."""
+bert_improvements overrides compose. Never asserts wall time.
+The tests of this file that train or start a process: tests/integration/test_gpu_suite.py."""
 from __future__ import annotations
 
 import json

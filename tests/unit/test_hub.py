@@ -1,4 +1,5 @@
-"""data.source=hub: datasets saved locally, WikiText grouping, and fail-fast offline errors."""
+"""data.source=hub: datasets saved locally, WikiText grouping, and fail-fast offline errors.
+The tests of this file that train or start a process: tests/integration/test_hub.py."""
 from __future__ import annotations
 
 import time

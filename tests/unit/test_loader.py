@@ -1,5 +1,6 @@
 """The data side of scaling out: per-rank shards of one batch stream, and background DataLoader workers that
-deliver exactly the in-process batches."""
+deliver exactly the in-process batches.
+The tests of this file that train or start a process: tests/integration/test_loader.py."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,6 +1,7 @@
 """logger.backends: W&B, TensorBoard and CSV receive the same keys as metrics.jsonl; W&B gets the FLOPs and tokens
 step metrics and a flat config; a failing backend leaves the others and the run intact; a resumed run's
-TensorBoard events and CSV rows follow its checkpoint."""
+TensorBoard events and CSV rows follow its checkpoint.
+The tests of this file that train or start a process: tests/integration/test_log_backends.py."""
 from __future__ import annotations
 
 import pytest

@@ -1,5 +1,6 @@
 """Span masking: token (BERT), whole-word (BERT WWM) and n-gram (ALBERT 4.1) selection, the per-sequence cap,
-word boundaries from the vocabulary, determinism, config keys and an end-to-end run of each."""
+word boundaries from the vocabulary, determinism, config keys and an end-to-end run of each.
+The tests of this file that train or start a process: tests/integration/test_masking.py."""
 from __future__ import annotations
 
 from collections import Counter

@@ -1,6 +1,7 @@
 """Every modern encoder option (one override each on model=bert) composes with every objective of the BERT family
 (mlm, mlm_nsp, mlm_sop, rtd), builds with trainer.max_steps=0 and takes one forward/backward with a finite loss;
-a few all-options-at-once combinations train two steps end to end; ELECTRA's generator shares what tables exist."""
+a few all-options-at-once combinations train two steps end to end; ELECTRA's generator shares what tables exist.
+The tests of this file that train or start a process: tests/integration/test_modern_compose.py."""
 from __future__ import annotations
 
 import math

@@ -1,6 +1,7 @@
 """data.packing=true: each micro-batch's examples packed into fewer rows, attention kept within each example. The
 padded layout is the reference: the same hidden states, logits and losses (fp32, 1e-5), the same training run, exact
-resume (tests/integration/test_train.py) and accumulation, and the padding share before and after in the summary."""
+resume (tests/integration/test_train.py) and accumulation, and the padding share before and after in the summary.
+The tests of this file that train or start a process: tests/integration/test_packing.py."""
 from __future__ import annotations
 
 import pytest

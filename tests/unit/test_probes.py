@@ -1,4 +1,5 @@
-"""Zero-shot probes: minimal pairs, each family's sentence scorer against a hand computation, the report."""
+"""Zero-shot probes: minimal pairs, each family's sentence scorer against a hand computation, the report.
+The tests of this file that train or start a process: tests/integration/test_probes.py."""
 from __future__ import annotations
 
 import math

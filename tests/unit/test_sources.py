@@ -1,4 +1,5 @@
-"""Tests for runner.data.sources: wiki/text/jsonl corpora, path rules, fingerprints, and every kind of bad input."""
+"""Tests for runner.data.sources: wiki/text/jsonl corpora, path rules, fingerprints, and every kind of bad input.
+The tests of this file that train or start a process: tests/integration/test_sources.py."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
-"""Tests for the memory-mapped tokenized cache: layout, parallel build, build-once locking, crash safety."""
+"""Tests for the memory-mapped tokenized cache: layout, parallel build, build-once locking, crash safety.
+The tests of this file that train or start a process: tests/integration/test_tokenized_cache.py."""
 from __future__ import annotations
 
 import json

@@ -1,5 +1,6 @@
 """The SentencePiece-style unigram tokenizer (ALBERT's), local tokenizers (data.tokenizer.path), and the note
-on a trained vocabulary smaller than model.vocab_size."""
+on a trained vocabulary smaller than model.vocab_size.
+The tests of this file that train or start a process: tests/integration/test_tokenizers_extra.py."""
 from __future__ import annotations
 
 import json

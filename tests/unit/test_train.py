@@ -1,4 +1,5 @@
-"""The training loop on the real wiki data, shrunk: learning, exact resume, accumulation, failures."""
+"""The training loop on the real wiki data, shrunk: learning, exact resume, accumulation, failures.
+The tests of this file that train or start a process: tests/integration/test_train.py."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,5 +1,6 @@
 """benchmarks/trainer_modes.py on a tiny config: every requested mode measured through the real Trainer, the
-precision each ran in, the ratio against fp32, and the validation loss of the same model. Never asserts wall time."""
+precision each ran in, the ratio against fp32, and the validation loss of the same model. Never asserts wall time.
+The tests of this file that train or start a process: tests/integration/test_trainer_modes.py."""
 from __future__ import annotations
 
 import pytest

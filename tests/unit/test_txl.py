@@ -1,5 +1,6 @@
 """Transformer-XL: relative attention against a plain O(n^2) reference, memory semantics, cached evaluation
-against the explicit long-context computation, adaptive softmax, and the original code's parameter counts."""
+against the explicit long-context computation, adaptive softmax, and the original code's parameter counts.
+The tests of this file that train or start a process: tests/integration/test_txl.py."""
 from __future__ import annotations
 
 import pytest

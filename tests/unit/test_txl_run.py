@@ -1,5 +1,6 @@
 """Transformer-XL through the runner: objective=clm on contiguous streams, the memory across steps and checkpoints,
-the three-way evaluation, presets, and one-line errors for combinations that cannot work."""
+the three-way evaluation, presets, and one-line errors for combinations that cannot work.
+The tests of this file that train or start a process: tests/integration/test_txl_run.py."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
-"""The live view of a sweep (runner/reporting/watch.py) and the sweep.json marker it reads (runner/sweeps/callback.py)."""
+"""The live view of a sweep (runner/reporting/watch.py) and the sweep.json marker it reads (runner/sweeps/callback.py).
+The tests of this file that train or start a process: tests/integration/test_watch.py."""
 from __future__ import annotations
 
 import io

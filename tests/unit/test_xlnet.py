@@ -1,6 +1,7 @@
 """XLNet (runner/models/xlnet.py) and objective=plm (runner/objectives/plm.py): parameter counts and logits equal to
 transformers' XLNetLMHeadModel, two-stream attention term by term, the query stream blind to its own content,
-partial-prediction targets, a short run that learns, and one-line config errors."""
+partial-prediction targets, a short run that learns, and one-line config errors.
+The tests of this file that train or start a process: tests/integration/test_xlnet.py."""
 from __future__ import annotations
 
 import math
