@@ -7,6 +7,7 @@ import collections
 import contextlib
 import copy
 import fcntl
+import gc
 import hashlib
 import importlib.util
 import io
@@ -27,6 +28,11 @@ from runner.build import register
 
 ROOT = Path(__file__).resolve().parents[1]
 register()
+# Python's default collector thresholds (700, 10, 10) made the cyclic GC a sixth of the suite's time (Hydra's
+# compositions make many short-lived cycles): collect young objects every 10,000 allocations instead of 700. The same
+# peak memory; only when cyclic garbage is freed changes, which no test checks. Processes a test starts keep the
+# defaults.
+gc.set_threshold(10_000, 20, 10)
 WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # gw0, gw1, ... under pytest -n N; None in a plain session
 if WORKER is not None:  # N workers share the cores: one thread each (in every process a test starts too)
     os.environ["OMP_NUM_THREADS"] = "1"
