@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 
 from runner.build import Built, parameter_counts, preset_parameters
 from runner.data.unigram import unigram_entropy
+from runner.data.words import words_per_token
 from runner.engine import distributed
 from runner.engine.lock import resuming
 from runner.engine.loop import Trainer
@@ -17,6 +18,7 @@ from runner.engine.state import run_config
 from runner.evaluation.after_training import downstream_eval, prepare_downstream
 from runner.evaluation.crossover import crossover_tasks_of, evaluate_snapshots
 from runner.evaluation.probes.accuracy import build_probes
+from runner.evaluation.probes.suite_scoring import build_suite_probes
 from runner.hf.export import export_run
 from runner.reporting.logger import NullLogger, RunLogger, run_tags
 from runner.reporting.summary import PhaseClock, RunEnd, log_results, print_summary, run_summary
@@ -49,6 +51,9 @@ def run(cfg: DictConfig, built: Built, run_dir: Path) -> dict[str, Any]:
         return {"name": name, "rank": distributed.rank(), "steps": trainer.step, "final_val": final_val}
     end = RunEnd(run_dir, name, group, last, final_val, final_probes, finished=bool(final_val) and trainer.finished(),
                  parameters=parameter_counts(built.module), presets=presets_of(cfg))
+    with clock.phase("validation_probes"):  # the full suites (validation scored their per-paradigm subsample)
+        if final_val:
+            end.suites = trainer.validate.full_suites(trainer.step)
     with clock.phase("finetuning"):
         if task is not None and end.finished:
             end.downstream = downstream_eval(cfg, built, trainer.device, task)
@@ -81,10 +86,13 @@ def resume_or_start(cfg: DictConfig, trainer: Trainer, run_dir: Path, config: di
 
 
 def add_context_and_probes(cfg: DictConfig, built: Built, trainer: Trainer) -> None:
-    """Give the validation what a context-blind model reaches (the unigram entropy) and the minimal pairs."""
-    v = trainer.validate
-    v.unigram_entropy = unigram_entropy(built.data.splits["train"], built.data.specials.num_special)
+    """Give the validation what a context-blind model reaches (the unigram entropy), the minimal pairs and suites,
+    and the records the corpus words per token (train/words)."""
+    v, train, specials = trainer.validate, built.data.splits["train"], built.data.specials
+    v.unigram_entropy = unigram_entropy(train, specials.num_special)
     v.probes = build_probes(cfg, built.data)
+    v.suites = build_suite_probes(cfg, built.data)
+    trainer.words_per_token = words_per_token(train, built.data.tokenizer, specials.num_special)
 
 
 def fit(trainer: Trainer, logger: Any) -> dict[str, Any]:

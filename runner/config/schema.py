@@ -283,11 +283,20 @@ class ProbeConfig:
     seed: int = 0  # pairs depend on this and the split only: every run of a comparison scores the same pairs
     min_words: int = 6
     max_words: int = 20
+    # minimal-pair suites in BLiMP's format (.jsonl files or directories of them: BLiMP's data/, BabyLM's filtered
+    # BLiMP and supplement, your own), scored beside the corpus pairs whatever probes.enabled says
+    # (runner/evaluation/probes/suites.py); none are shipped: BLiMP is at github.com/alexwarstadt/blimp
+    suites: List[str] = field(default_factory=list)
+    suite_pairs: Optional[int] = 10  # per paradigm at each validation (the same pairs for every run); null: all
+    suite_final_pairs: Optional[int] = None  # per paradigm at the run's end; null: every pair of the suites
 
     def check(self) -> None:
-        """Counts and sentence lengths that can make pairs, before any data is read (the kinds and the split:
-        runner/evaluation/checks.py)."""
+        """Counts and sentence lengths that can make pairs, before any data is read (the kinds, the split and the
+        suite files: runner/evaluation/checks.py)."""
         require(self.pairs >= 1, f"probes.pairs={self.pairs} must be >= 1 (pairs per kind), or set probes.enabled=false")
+        for key in ("suite_pairs", "suite_final_pairs"):
+            n = getattr(self, key)
+            require(n is None or n >= 1, f"probes.{key}={n} must be >= 1 (pairs per paradigm) or null (all)")
         require(4 <= self.min_words <= self.max_words, f"probes.min_words={self.min_words}, probes.max_words="
                 f"{self.max_words}: need 4 <= min_words <= max_words (a swap needs two interior words)")
 

@@ -415,3 +415,14 @@ def encode_sentences(tok: Tokenizer, sentences: list[str]) -> list[list[int]]:
     # encode_batch_fast skips offset tracking, which we never use.
     encode = getattr(tok, "encode_batch_fast", tok.encode_batch)
     return [e.ids for e in encode(sentences, add_special_tokens=False)]
+
+
+def encode_with_words(tok: Tokenizer, sentences: list[str]) -> tuple[list[list[int]], list[list[int | None]]]:
+    """Token ids of each sentence, without special tokens (as encode_sentences), and each token's word index as the
+    tokenizer's pre-tokenizer splits words (None: a token of no word)."""
+    if not sentences:
+        return [], []
+    if spaces_are_tokens(tok):
+        sentences = [s + " " for s in sentences]  # as encode_sentences
+    encoded = tok.encode_batch(sentences, add_special_tokens=False)
+    return [e.ids for e in encoded], [list(e.word_ids) for e in encoded]

@@ -10,10 +10,12 @@ nothing: a "word" token is a whole word and a "char" token a single character, s
 and whole-word and n-gram masking work per word (word kind) or per character (char kind)."""
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from tokenizers import Tokenizer
 
-from runner.data.tokenizer import METASPACE, SPECIALS
+from runner.data.tokenizer import METASPACE, SPECIALS, spaces_are_tokens
 
 CONTINUATION_PREFIX = "##"  # WordPiece (BERT): a piece that continues the previous one
 SPACE_MARKER = "\u0120"  # "Ġ": byte-level BPE's (GPT-2, RoBERTa) visible form of the space byte 0x20
@@ -43,3 +45,25 @@ def continuation_table(tok: Tokenizer, kind: str) -> torch.Tensor:
         if i is not None:
             table[i] = False  # a special token is never part of a word
     return table
+
+
+SAMPLE_SENTENCES = 20_000  # sentences decoded to count words per token (evenly spread over the split)
+
+
+def words_per_token(corpus: Any, tok: Tokenizer, num_special: int, sample: int = SAMPLE_SENTENCES) -> float | None:
+    """Whitespace-separated words of the text per token of a tokenized split (TokenizedCorpus), from up to `sample`
+    sentences spread evenly over it, each decoded back to text; None for an empty split. Tokens seen times this is
+    the corpus words seen, the axis BabyLM plots on (a run's tokens also count each example's [CLS]/[SEP])."""
+    n = corpus.num_sentences
+    if n == 0:
+        return None
+    picks = sorted({int(i * n / min(n, sample)) for i in range(min(n, sample))})
+    sentences = [[int(t) for t in corpus.sentence(j).tolist() if t >= num_special] for j in picks]
+    tokens = sum(len(s) for s in sentences)
+    if tokens == 0:
+        return None
+    if spaces_are_tokens(tok):  # the char kind: a token is a character, the space included
+        texts = ["".join(tok.id_to_token(t) or "" for t in s) for s in sentences]
+    else:
+        texts = tok.decode_batch(sentences, skip_special_tokens=True)
+    return sum(len(t.split()) for t in texts) / tokens

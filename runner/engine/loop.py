@@ -41,6 +41,7 @@ class Trainer:
         self.feed = build_feed(built, cfg, distributed.rank(), self.world)
         self.validate = Validator(self.module, self.objective, self.feed.val, self.device, self.amp)
         self.progress = Progress()
+        self.words_per_token: float | None = None  # corpus words per training token (the run sets it: train/words)
         self.budget = budget_of(self.t.get("budget"))
         self.max_steps, schedule_steps = self.plan()
         end = self.max_steps if self.t.stop_after is None else min(self.max_steps, self.t.stop_after)
@@ -154,10 +155,20 @@ class Trainer:
     def log_validation(self, logger: MetricsLog) -> tuple[dict[str, float], dict[str, float]]:
         """Validate at this step and log it."""
         val, probes = self.validate(self.step)
-        p = self.progress  # the compute axes in every record: dashboards compare runs at equal FLOPs or tokens
+        suites = self.validate.suite_scores.get(self.step, {})
         logger.log({**{f"val/{k}": v for k, v in val.items()}, **{f"probe/{k}": v for k, v in probes.items()},
-                    "train/tokens": p.tokens, "train/flops": p.flops}, step=self.step)
+                    **{f"suite/{k}": v for k, v in suites.items()}, **self.compute_axes()}, step=self.step)
         return val, probes
+
+    def compute_axes(self) -> dict[str, float]:
+        """The compute axes every record carries (dashboards compare runs at equal FLOPs, tokens or words): tokens and
+        FLOPs so far, and the corpus words those tokens hold (BabyLM's axis; when the data's words per token is
+        known)."""
+        p = self.progress
+        out = {"train/tokens": p.tokens, "train/flops": p.flops}
+        if self.words_per_token is not None:
+            out["train/words"] = round(p.tokens * self.words_per_token)
+        return out
 
     def fit(self, logger: MetricsLog) -> dict[str, Any]:
         """Train to trainer.max_steps or the budget (or stop_after), evaluating, logging and checkpointing on the
@@ -187,7 +198,7 @@ class Trainer:
                     now = time.perf_counter()
                     tps = window_tokens / max(now - window_start, 1e-9)
                     logger.log({"train/loss": out["loss"], "train/lr": out["lr"], "train/grad_norm": out["grad_norm"],
-                                "train/tokens": p.tokens, "train/tokens_per_s": tps, "train/flops": p.flops,
+                                **self.compute_axes(), "train/tokens_per_s": tps,
                                 "train/epoch": self.feed.epoch_of(p.step * t.grad_accum - 1),
                                 "train/skipped_steps": p.skipped,
                                 **({"train/loss_scale": out["loss_scale"], "train/fp16_overflows": self.amp.overflows}
@@ -203,7 +214,8 @@ class Trainer:
                 if p.step % t.eval_every == 0 or done:
                     val, probes = self.log_validation(logger)
                     if distributed.is_main():  # one line per evaluation, above the bar (and in non-terminal logs)
-                        bar.console.print(validation_line(p.step, total, out["loss"], val, probes),
+                        bar.console.print(validation_line(p.step, total, out["loss"], val, probes,
+                                                          self.validate.suite_scores.get(p.step)),
                                           highlight=False, soft_wrap=True)
                 signum = stop.requested(self.device)  # SIGTERM / SIGUSR1: checkpoint after this step, then stop
                 if p.step % t.checkpoint_every == 0 or p.step == end or done or signum:

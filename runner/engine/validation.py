@@ -17,6 +17,15 @@ class Probes(Protocol):
         """Accuracy per corruption kind and overall, with interval bounds."""
 
 
+class Suites(Protocol):
+    """What validation asks of the minimal-pair suites (runner/evaluation/probes/suite_scoring.py builds them)."""
+
+    subsampled: bool  # whether validation scores fewer pairs than the end
+
+    def evaluate(self, objective: Any, encoder: Any, full: bool = False) -> dict[str, float]:
+        """Mean-over-paradigm, per-phenomenon and per-paradigm accuracies of the per-paradigm subsample (full: all)."""
+
+
 class MetricsLog(Protocol):
     """Where the loop's records go (runner/reporting/logger.py RunLogger, or its NullLogger on ranks > 0)."""
 
@@ -25,13 +34,17 @@ class MetricsLog(Protocol):
 
 
 def validation_line(step: int, total: int | None, train_loss: float, val: dict[str, float],
-                    probes: dict[str, float]) -> str:
-    """One line per validation during training: the loss, the validation metrics, the probes' overall accuracy."""
+                    probes: dict[str, float], suites: dict[str, float] | None = None) -> str:
+    """One line per validation during training: the loss, the validation metrics, the probes' accuracies and each
+    suite's mean over paradigms."""
     line = f"step {step}/{total or '?'}  train loss {train_loss:.4f}  " + \
         "  ".join(f"val {k} {v:.4g}" for k, v in val.items())
     if "overall" in probes:
         kinds = [k for k in probes if "/" not in k and not k.endswith(("_lo", "_hi", "_norm"))]
         line += "  probes " + "  ".join(f"{k} {probes[k]:.3f}" for k in kinds)
+    for key, value in (suites or {}).items():
+        if key.count("/") == 1 and key.endswith("/overall"):
+            line += f"  {key.split('/')[0]} {value:.3f}"
     return line
 
 
@@ -42,6 +55,8 @@ class Validator:
                  amp: Any):
         self.module, self.objective, self.batches, self.device, self.amp = module, objective, batches, device, amp
         self.probes: Probes | None = None  # zero-shot minimal pairs (the run sets them before training)
+        self.suites: Suites | None = None  # probes.suites: scored on their per-paradigm subsample at each validation
+        self.suite_scores: dict[int, dict[str, float]] = {}  # step -> the subsample's metrics (the last one kept)
         self.unigram_entropy: float | None = None  # the context-blind loss of the training tokens
         self.seconds = 0.0  # validation and probes in this invocation
         self.last: tuple[int, dict[str, float], dict[str, float]] | None = None  # (step, metrics, probes)
@@ -70,9 +85,23 @@ class Validator:
         if self.unigram_entropy is not None and key in val:  # > 0: the model uses context
             val["unigram_gap"] = self.unigram_entropy - val[key]
         probes = self.probes.evaluate(self.objective, self.module.encoder) if self.probes is not None else {}
+        if self.suites is not None:
+            self.suite_scores = {step: self.suites.evaluate(self.objective, self.module.encoder)}
         self.seconds += time.perf_counter() - start
         self.last = (step, val, probes)
         return val, probes
+
+    def full_suites(self, step: int) -> dict[str, float]:
+        """The full suites' metrics at this step (the end of a run), timed with validation: the last validation's when
+        it scored every pair at this step; {} without suites."""
+        if self.suites is None:
+            return {}
+        if not self.suites.subsampled and step in self.suite_scores:
+            return self.suite_scores[step]
+        start = time.perf_counter()
+        out = self.suites.evaluate(self.objective, self.module.encoder, full=True)
+        self.seconds += time.perf_counter() - start
+        return out
 
     def at(self, step: int) -> tuple[dict[str, float], dict[str, float]]:
         """The validation of this step: the loop's when it ran at this step (it is deterministic), else a new one."""

@@ -1,5 +1,5 @@
 """What only the evaluation layer knows, checked before any work (runner/build.py validate): the downstream tasks'
-names, the probes' kinds and split, and the pooling a causal model allows."""
+names, the probes' kinds and split, the minimal-pair suite files, and the pooling a causal model allows."""
 from __future__ import annotations
 
 from typing import Any
@@ -8,6 +8,7 @@ from runner.config.errors import require
 from runner.data.corpus import SPLITS
 from runner.evaluation.downstream.tasks import task_names, unknown_task
 from runner.evaluation.probes.pairs import KINDS
+from runner.evaluation.probes.suites import read_suites
 from runner.models.registry import model_config
 
 
@@ -35,10 +36,20 @@ def check_probes(p: Any) -> None:
             "test: never trained on)")
 
 
+def check_suites(p: Any) -> None:
+    """probes.suites read (each file once, cached for the run): a missing path, an empty file, a line without a field
+    or a pair of two equal sentences is one line naming the file and line, before any data is read."""
+    if p.get("suites"):
+        read_suites(list(p.suites))
+
+
 def check_evaluation(cfg: Any) -> None:
-    """The probes' kinds and split, the crossover's tasks, and eval when downstream evaluation may run."""
+    """The probes' kinds and split, the suite files, the crossover's tasks, and eval when downstream evaluation may
+    run."""
     if (p := cfg.get("probes")) is not None and p.enabled:
         check_probes(p)
+    if p is not None:
+        check_suites(p)
     if (x := cfg.get("crossover")) is not None and x.enabled:
         for name in x.tasks:
             check_task(name, "crossover.tasks")

@@ -24,7 +24,7 @@ from runner.models.base import EncoderModule
 from runner.models.config import EncoderConfig
 from runner.objectives.base import Objective, ObjectiveConfig, Report, Stats
 from runner.config.errors import require
-from runner.objectives.scoring import per_token_sum, plain_hidden
+from runner.objectives.scoring import device_of, per_token_sum, plain_hidden
 
 RESETS = ("stream", "document")
 
@@ -110,12 +110,12 @@ class CausalLM(Objective):
                                        same_length=c.same_length, sliding_tokens=self.compare_tokens)
         return Report("context_comparison", context, context_metrics(context), context_table(context))
 
-    def sentence_scores(self, encoder: nn.Module, sentences: Sequence[Sequence[int]],
-                        specials: SpecialIds) -> dict[str, torch.Tensor]:
+    def sentence_scores(self, encoder: nn.Module, sentences: Sequence[Sequence[int]], specials: SpecialIds,
+                        words: Sequence[Sequence[int | None]] | None = None) -> dict[str, torch.Tensor]:
         """Log-likelihood of each sentence read as a new document (after a separator), without memory."""
         def next_token_logp(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
             hidden = plain_hidden(encoder, ids, mask)  # (B, T, H), causal
             nll = self.token_nll(encoder, hidden[:, :-1], ids[:, 1:])  # (B, T - 1): token t given those before
             return F.pad(-nll, (1, 0))  # (B, T): the separator itself is not scored
-        return {"loglik": per_token_sum(encoder, next_token_logp, sentences, [self.sep], [], specials.pad)}
+        return {"loglik": per_token_sum(device_of(encoder), next_token_logp, sentences, [self.sep], [], specials.pad)}
 

@@ -40,7 +40,7 @@ from runner.objectives.base import Export, Stats
 from runner.config.errors import require
 from runner.objectives.masking import IGNORE
 from runner.objectives.mlm import MaskedLM, MLMConfig, mlm_metrics
-from runner.objectives.scoring import per_token_sum, pseudo_log_likelihood
+from runner.objectives.scoring import device_of, per_token_sum, pseudo_log_likelihood
 
 TIES = ("none", "embeddings", "all")
 SHARED_EMBEDDINGS = ("word_embeddings", "position_embeddings", "token_type_embeddings", "norm")
@@ -296,12 +296,14 @@ class ReplacedTokenDetection(MaskedLM):
                 "hf_generator": Export({**named("encoder", gen), **named("objective.mlm_head", self.mlm_head)},
                                        dataclasses.replace(self.generator_config, family=self.export_family), False)}
 
-    def sentence_scores(self, encoder: nn.Module, sentences: Sequence[Sequence[int]],
-                        specials: SpecialIds) -> dict[str, torch.Tensor]:
+    def sentence_scores(self, encoder: nn.Module, sentences: Sequence[Sequence[int]], specials: SpecialIds,
+                        words: Sequence[Sequence[int | None]] | None = None) -> dict[str, torch.Tensor]:
         """The discriminator's summed log-probability that every token is original; beside it the generator's
-        pseudo-log-likelihood (ELECTRA's generator is a masked LM)."""
+        pseudo-log-likelihood and, given words, its PLL-word-l2r (ELECTRA's generator is a masked LM)."""
         def original_logp(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
             return F.logsigmoid(-self.disc_head(encoder(ids, torch.zeros_like(ids), mask)).float())  # (B, T)
         gen = self.generator_of(encoder)
-        return {"disc": per_token_sum(encoder, original_logp, sentences, [specials.cls], [specials.sep], specials.pad),
-                "generator": pseudo_log_likelihood(gen, lambda h: self.mlm_logits(gen, h), sentences, specials)}
+        generator = pseudo_log_likelihood(gen, lambda h: self.mlm_logits(gen, h), sentences, specials, words)
+        return {"disc": per_token_sum(device_of(encoder), original_logp, sentences, [specials.cls], [specials.sep],
+                                      specials.pad),
+                **{name.replace("pll", "generator"): s for name, s in generator.items()}}

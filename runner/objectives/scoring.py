@@ -1,11 +1,12 @@
 """Sentence scores for the zero-shot probes (runner/evaluation/probes/): how each family's own head rates a whole sentence.
 
 - Masked LMs: pseudo-log-likelihood (Salazar et al. 2020, "Masked Language Model Scoring"): the sum over the
-  sentence's tokens of log p(token | the sentence with that one token masked), one masked copy per token.
+  sentence's tokens of log p(token | the sentence with that one token masked), one masked copy per token; and, given
+  the tokens' words, PLL-word-l2r (Kauf & Ivanova 2023): the later pieces of the scored token's word masked too.
 - ELECTRA's discriminator: the summed log-probability that every token is original.
 - Causal LMs: the log-likelihood of the tokens, each given those before it.
 Sentences are token ids without specials; each family wraps them as it was trained ([CLS] s [SEP], or after a
-document separator)."""
+document separator). The same functions score a transformers model (runner/evaluation/probes/transformers_scorer.py)."""
 from __future__ import annotations
 
 from typing import Callable, Sequence
@@ -46,40 +47,85 @@ def by_length(sentences: Sequence[Sequence[int]]) -> list[int]:
     return sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
 
 
-@torch.no_grad()
-def pseudo_log_likelihood(encoder: nn.Module, logits_of: Callable[[torch.Tensor], torch.Tensor],
-                          sentences: Sequence[Sequence[int]], specials: SpecialIds) -> torch.Tensor:
-    """PLL (N,) in nats of each sentence under a masked LM: encoder gives hidden states of [CLS] s [SEP] with one
-    token masked, logits_of(hidden (M, H)) its vocabulary logits (M, V)."""
-    device = device_of(encoder)
-    items = [(i, j) for i in by_length(sentences) for j in range(len(sentences[i]))]
-    out = torch.zeros(len(sentences), dtype=torch.float64)
-    for lo in range(0, len(items), ROWS):
-        chunk = items[lo:lo + ROWS]
-        rows, targets = [], []
-        for i, j in chunk:
-            s = list(sentences[i])
-            targets.append(s[j])
-            s[j] = specials.mask
-            rows.append([specials.cls, *s, specials.sep])
-        ids, mask = padded(rows, specials.pad, device)  # (R, T)
+MaskedLogits = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+"""(ids (R, T), attention mask (R, T), positions (R,)) -> vocabulary logits (R, V) at one position of each row."""
+
+
+def head_at(encoder: nn.Module, logits_of: Callable[[torch.Tensor], torch.Tensor]) -> MaskedLogits:
+    """MaskedLogits of one of our encoders and its LM head: the head on the hidden state at each row's position."""
+    def masked_logits(ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         hidden = plain_hidden(encoder, ids, mask)  # (R, T, H)
-        pos = torch.tensor([j + 1 for _, j in chunk], device=device)  # the masked token, after [CLS]
-        h = hidden[torch.arange(len(chunk), device=device), pos]  # (R, H)
-        logp = F.log_softmax(logits_of(h).float(), dim=-1)  # (R, V)
-        tgt = torch.tensor(targets, device=device)
-        picked = logp.gather(1, tgt[:, None]).squeeze(1)  # (R,)
-        out.index_add_(0, torch.tensor([i for i, _ in chunk]), picked.double().cpu())
+        return logits_of(hidden[torch.arange(len(pos), device=pos.device), pos])  # (R, V)
+    return masked_logits
+
+
+def word_l2r_masked(words: Sequence[int | None], j: int) -> tuple[int, ...]:
+    """The positions masked when scoring token j by PLL-word-l2r (Kauf & Ivanova 2023): j and the later tokens of
+    its word (the earlier ones stay visible); a token of no word (None) is masked alone."""
+    w = words[j]
+    if w is None:
+        return (j,)
+    return (j, *(k for k in range(j + 1, len(words)) if words[k] == w))
+
+
+@torch.no_grad()
+def masked_lm_scores(masked_logits: MaskedLogits, sentences: Sequence[Sequence[int]], mask_id: int, pad_id: int,
+                     prefix: Sequence[int], suffix: Sequence[int], device: torch.device,
+                     words: Sequence[Sequence[int | None]] | None = None, rows: int = ROWS) -> dict[str, torch.Tensor]:
+    """Pseudo-log-likelihoods (N,) in nats under a masked LM, each sentence read as prefix + s + suffix: "pll"
+    (Salazar et al. 2020: the sum over tokens of log p(token | the sentence with that token masked)) and, when the
+    tokens' word indices are given, "pll_word_l2r" (Kauf & Ivanova 2023: the later tokens of the scored token's word
+    masked too, so a word split in pieces is not predicted from its own rest). A row (sentence, masked set) is
+    computed once: the last piece of every word, and every one-piece word, is the same row in both."""
+    key: dict[tuple[int, tuple[int, ...]], int] = {}  # (sentence, masked positions) -> row
+    pll: list[tuple[int, int]] = []  # (sentence, row) for each token
+    l2r: list[tuple[int, int]] = []
+    for i in by_length(sentences):
+        for j in range(len(sentences[i])):
+            for masked, into in [((j,), pll), *([(word_l2r_masked(words[i], j), l2r)] if words is not None else [])]:
+                r = key.setdefault((i, masked), len(key))
+                into.append((i, r))
+    plan = list(key)  # row r: (sentence, masked positions); its target is the first masked position
+    scores = torch.zeros(len(plan), dtype=torch.float64)
+    for lo in range(0, len(plan), rows):
+        chunk = plan[lo:lo + rows]
+        batch, targets = [], []
+        for i, masked in chunk:
+            s = list(sentences[i])
+            targets.append(s[masked[0]])
+            for k in masked:
+                s[k] = mask_id
+            batch.append([*prefix, *s, *suffix])
+        ids, mask = padded(batch, pad_id, device)  # (R, T)
+        pos = torch.tensor([len(prefix) + masked[0] for _, masked in chunk], device=device)
+        logp = F.log_softmax(masked_logits(ids, mask, pos).float(), dim=-1)  # (R, V)
+        picked = logp.gather(1, torch.tensor(targets, device=device)[:, None]).squeeze(1)  # (R,)
+        scores[lo:lo + len(chunk)] = picked.double().cpu()
+    out = {}
+    for name, pairs in (("pll", pll), ("pll_word_l2r", l2r)):
+        if name == "pll" or words is not None:
+            total = torch.zeros(len(sentences), dtype=torch.float64)
+            if pairs:
+                total.index_add_(0, torch.tensor([i for i, _ in pairs]), scores[torch.tensor([r for _, r in pairs])])
+            out[name] = total
     return out
 
 
+def pseudo_log_likelihood(encoder: nn.Module, logits_of: Callable[[torch.Tensor], torch.Tensor],
+                          sentences: Sequence[Sequence[int]], specials: SpecialIds,
+                          words: Sequence[Sequence[int | None]] | None = None) -> dict[str, torch.Tensor]:
+    """masked_lm_scores of one of our encoders with its head logits_of(hidden (M, H)) -> (M, V), each sentence read
+    as [CLS] s [SEP]: {"pll"} and, with word indices, {"pll_word_l2r"}."""
+    return masked_lm_scores(head_at(encoder, logits_of), sentences, specials.mask, specials.pad, [specials.cls],
+                            [specials.sep], device_of(encoder), words)
+
+
 @torch.no_grad()
-def per_token_sum(encoder: nn.Module, token_scores: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+def per_token_sum(device: torch.device, token_scores: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                   sentences: Sequence[Sequence[int]], prefix: Sequence[int], suffix: Sequence[int],
                   pad: int) -> torch.Tensor:
     """The sum (N,) over each sentence's own tokens of token_scores(ids (B, T), mask (B, T)) -> (B, T), for rows
     prefix + s + suffix (one forward per sentence)."""
-    device = device_of(encoder)
     order = by_length(sentences)
     out = torch.zeros(len(sentences), dtype=torch.float64)
     for lo in range(0, len(order), ROWS):

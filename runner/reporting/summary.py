@@ -18,6 +18,7 @@ from runner.engine.loop import Trainer
 from runner.evaluation.after_training import downstream_enabled, downstream_metrics, finetune_hint, store_downstream
 from runner.hf.export import exported_counts
 from runner.store.layout import METRICS, SUMMARY
+from runner.reporting.suite_table import suite_line, suite_table
 
 
 class PhaseClock:
@@ -67,6 +68,7 @@ class RunEnd:
     crossover: dict[str, Any] | None = None
     exported: bool = False  # the hf/ export was attempted (hf_export: its directory, None when skipped)
     hf_export: str | None = None
+    suites: dict[str, float] | None = None  # the full minimal-pair suites' flat metrics (probes.suites)
 
 
 def padding_shares(p: Any) -> dict[str, Any]:
@@ -93,7 +95,7 @@ def run_summary(cfg: DictConfig, built: Built, trainer: Trainer, logger: Any, cl
         "steps": p.step, "max_steps": trainer.max_steps,
         "effective_batch": cfg.trainer.batch_size * cfg.trainer.grad_accum * trainer.world, "world_size": trainer.world,
         "seq_len": cfg.data.seq_len,
-        "tokens_seen": p.tokens, "train_flops": p.flops, "final_train_loss": end.last.get("loss"),
+        "tokens_seen": p.tokens, "words_seen": trainer.compute_axes().get("train/words"), "train_flops": p.flops, "final_train_loss": end.last.get("loss"),
         "initial_val": p.first_val or {}, "final_val": end.final_val, "train_time_s": p.elapsed,
         "tokens_per_s": p.tokens / p.elapsed if p.elapsed else 0.0,
         "padding": padding_shares(p),
@@ -108,6 +110,8 @@ def run_summary(cfg: DictConfig, built: Built, trainer: Trainer, logger: Any, cl
         summary["probes"] = {"pairs": v.probes.counts(), "scorers": v.probes.scorers, "split": pc.split,
                              "seed": pc.seed, "words": [pc.min_words, pc.max_words],
                              "initial": p.first_probes or {}, "final": end.final_probes}
+    if end.suites:  # the full suites: mean over paradigms, per phenomenon, per paradigm (BLiMP's report)
+        summary["suites"] = v.suites.report(end.suites)
     if trainer.budget is not None:  # what ended the run, and how much of it was used
         b = trainer.budget
         used = {"steps": p.step, "tokens": p.tokens, "flops": p.flops, "minutes": p.elapsed / 60}[b.kind]
@@ -138,12 +142,16 @@ def log_results(logger: Any, end: RunEnd, step: int) -> None:
         logger.log(downstream_metrics(end.downstream), step=step)
     if end.own is not None:
         logger.log(end.own.metrics, step=step)
+    if end.suites:  # the full suites (the records during training hold the per-paradigm subsample, under suite/)
+        logger.log({f"suite_full/{k}": v for k, v in end.suites.items()}, step=step)
 
 
 def print_summary(summary: dict[str, Any], cfg: DictConfig, end: RunEnd) -> None:
     """The end of a run on the console: the summary table, how to fine-tune later (when it did not), the objective's
     own table and the presets' sizes."""
     console.print(report_table(summary))
+    for name, report in (summary.get("suites") or {}).items():
+        console.print(suite_table(name, report))
     if end.finished and not downstream_enabled(cfg):
         console.print(finetune_hint(end.run_dir), highlight=False, soft_wrap=True)
     if end.own is not None and end.own.table is not None:
@@ -222,6 +230,8 @@ def report_table(s: dict[str, Any]) -> Table:
         for other in scorers[1:]:
             sub = {k.split("/", 1)[1]: v for k, v in pr["final"].items() if k.startswith(f"{other}/")}
             table.add_row(f"probes ({other})", probe_cell(sub, kinds))
+    for name, report in (s.get("suites") or {}).items():
+        table.add_row(f"suite {name}", suite_line(report))
     for name, cell in _downstream_rows(s):
         table.add_row(name, cell)
     if s.get("crossover"):
@@ -236,8 +246,9 @@ def report_table(s: dict[str, Any]) -> Table:
     if exported:
         cost += f" ({', '.join(f'{k} {v:,}' for k, v in exported.items())} as exported)"
     if s.get("steps"):
-        cost += (f", {s['steps']:,} steps, {_num(s.get('tokens_seen', 0))} tokens, {s.get('train_flops', 0):.2e} "
-                 f"FLOPs, {s.get('tokens_per_s', 0):,.0f} tokens/s")
+        words = f" ({_num(s['words_seen'])} words)" if s.get("words_seen") else ""
+        cost += (f", {s['steps']:,} steps, {_num(s.get('tokens_seen', 0))} tokens{words}, "
+                 f"{s.get('train_flops', 0):.2e} FLOPs, {s.get('tokens_per_s', 0):,.0f} tokens/s")
     if pad := s.get("padding"):  # what packing saved: the padding computed, and as right-padded rows
         cost += f", padding {pad['computed']:.1%} (padded rows: {pad['padded_layout']:.1%})"
     table.add_row("cost", cost)
