@@ -14,16 +14,14 @@ Errors (not a run directory, no checkpoint, a bad override) are one line and exi
 from __future__ import annotations
 
 import sys
-import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import DictConfig
 
 from runner.config.errors import ConfigError, TrainingError
-from runner.config.schema import EvalConfig, LoggerConfig, TrainerConfig
-from runner.reporting.logger import NullLogger, RunLogger, run_tags
+from runner.config.overrides import apply_overrides as overrides_of
+from runner.reporting.logger import NullLogger, resumed_logger
 from runner.build import build
 from runner.evaluation.after_training import NoLabels, downstream_eval, downstream_metrics, load_downstream_task, store_downstream
 from runner.config.console import console
@@ -37,45 +35,10 @@ USAGE = ("usage: python -m runner.finetune <run_dir> [eval.task=wiki_topic eval.
 OTHER_KEYS = ("trainer.device", "trainer.threads", "logger.mode")
 
 
-def _schema(group: str) -> Any:
-
-    return {"eval": EvalConfig, "trainer": TrainerConfig, "logger": LoggerConfig}[group]
-
-
 def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
     """cfg with key=value overrides of eval.* (and OTHER_KEYS), each checked against its group's schema: an
     unknown key or a value of the wrong type is a ConfigError naming the key."""
-    for item in overrides:
-        key, sep, _ = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"{item!r} is not an override; use key=value, e.g. eval.seeds=2 ({USAGE})")
-        if not (key.startswith("eval.") or key in OTHER_KEYS):
-            raise ConfigError(f"{key}: python -m runner.finetune takes eval.* overrides (and "
-                              f"{', '.join(OTHER_KEYS)}); the run's other settings are its own")
-        group, rest = key.split(".", 1)
-        try:
-            value = OmegaConf.from_dotlist([f"{rest}={item.partition('=')[2]}"])
-            cfg[group] = OmegaConf.merge(OmegaConf.structured(_schema(group)), cfg.get(group) or {}, value)
-        except OmegaConfBaseException as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            if "not in" in first or "Key '" in first:
-                keys = ", ".join(OmegaConf.structured(_schema(group)).keys())
-                raise ConfigError(f"{key} is not a key of {group} (its keys: {keys})") from None
-            raise ConfigError(f"{item}: {first}") from None
-    return cfg
-
-
-def _logger(cfg: DictConfig, run_dir: Path, summary: dict[str, Any]) -> Any:
-    """The run's logger, resumed at its last step (its W&B run by wandb_id.txt); a NullLogger if that fails."""
-    name = summary.get("name") or cfg.logger.name or run_dir.name
-    try:
-        return RunLogger(cfg.logger, run_dir, {}, name, run_tags(cfg), resume_step=int(summary.get("steps", 0)),
-                         group=summary.get("wandb_group") or cfg.logger.group)
-    except Exception as e:  # noqa: BLE001 - logging must not lose the fine-tuning's result
-        warnings.warn(f"W&B and metrics.jsonl not updated ({type(e).__name__}: {e}); writing summary.json only",
-                      stacklevel=2)
-        return NullLogger()
+    return overrides_of(cfg, overrides, ("eval.*", *OTHER_KEYS), "python -m runner.finetune", USAGE)
 
 
 def finetune_run(run_dir: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
@@ -104,7 +67,7 @@ def finetune_run(run_dir: str | Path, overrides: Sequence[str] = ()) -> dict[str
         summary = run.summary  # read again: the newest one gets the result
         store_downstream(summary, result)
         main = summary["downstream"] is result
-        logger = _logger(cfg, run_dir, summary)
+        logger = resumed_logger(cfg, run_dir, summary)
         logger.log(downstream_metrics(result, by_task=not main), step=int(summary.get("steps", 0)))
         logger.finish(summary)  # summary.json, atomically, and the W&B run's summary
         if isinstance(logger, NullLogger):

@@ -53,7 +53,7 @@ def run(cfg: DictConfig, built: Built, run_dir: Path) -> dict[str, Any]:
                  parameters=parameter_counts(built.module), presets=presets_of(cfg))
     with clock.phase("validation_probes"):  # the full suites (validation scored their per-paradigm subsample)
         if final_val:
-            end.suites = trainer.validate.full_suites(trainer.step)
+            end.suites = trainer.validate.full_suites()
     with clock.phase("finetuning"):
         if task is not None and end.finished:
             end.downstream = downstream_eval(cfg, built, trainer.device, task)

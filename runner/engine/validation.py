@@ -20,10 +20,9 @@ class Probes(Protocol):
 class Suites(Protocol):
     """What validation asks of the minimal-pair suites (runner/evaluation/probes/suite_scoring.py builds them)."""
 
-    subsampled: bool  # whether validation scores fewer pairs than the end
-
     def evaluate(self, objective: Any, encoder: Any, full: bool = False) -> dict[str, float]:
-        """Mean-over-paradigm, per-phenomenon and per-paradigm accuracies of the per-paradigm subsample (full: all)."""
+        """Mean-over-paradigm, per-phenomenon and per-paradigm accuracies of the per-paradigm subsample by the first
+        scorer (full: every pair by every scorer)."""
 
 
 class MetricsLog(Protocol):
@@ -91,13 +90,10 @@ class Validator:
         self.last = (step, val, probes)
         return val, probes
 
-    def full_suites(self, step: int) -> dict[str, float]:
-        """The full suites' metrics at this step (the end of a run), timed with validation: the last validation's when
-        it scored every pair at this step; {} without suites."""
+    def full_suites(self) -> dict[str, float]:
+        """The full suites' metrics by every scorer (the end of a run), timed with validation; {} without suites."""
         if self.suites is None:
             return {}
-        if not self.suites.subsampled and step in self.suite_scores:
-            return self.suite_scores[step]
         start = time.perf_counter()
         out = self.suites.evaluate(self.objective, self.module.encoder, full=True)
         self.seconds += time.perf_counter() - start

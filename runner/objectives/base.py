@@ -150,11 +150,13 @@ class Objective(nn.Module):
         return {"hf": Export(state, self.config, self.pair_head is not None)}
 
     def sentence_scores(self, encoder: nn.Module, sentences: Sequence[Sequence[int]], specials: SpecialIds,
-                        words: Sequence[Sequence[int | None]] | None = None) -> dict[str, torch.Tensor]:
+                        words: Sequence[Sequence[int | None]] | None = None,
+                        first_only: bool = False) -> dict[str, torch.Tensor]:
         """Log-scores (N,) of whole sentences (token ids without specials) by each of this objective's scorers, the
         one the family is judged by first (runner/objectives/scoring.py); the zero-shot probes and the minimal-pair
         suites compare them on minimal pairs. words: each token's word index (the tokenizer's word_ids), for the
-        scorers that need word boundaries (PLL-word-l2r); None: those are left out. {}: the objective has no way to
+        scorers that need word boundaries (PLL-word-l2r); None: those are left out. first_only: the first scorer alone
+        (what a validation during training tracks; the others cost as much again). {}: the objective has no way to
         score a sentence."""
         return {}
 

@@ -111,7 +111,8 @@ class CausalLM(Objective):
         return Report("context_comparison", context, context_metrics(context), context_table(context))
 
     def sentence_scores(self, encoder: nn.Module, sentences: Sequence[Sequence[int]], specials: SpecialIds,
-                        words: Sequence[Sequence[int | None]] | None = None) -> dict[str, torch.Tensor]:
+                        words: Sequence[Sequence[int | None]] | None = None,
+                        first_only: bool = False) -> dict[str, torch.Tensor]:
         """Log-likelihood of each sentence read as a new document (after a separator), without memory."""
         def next_token_logp(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
             hidden = plain_hidden(encoder, ids, mask)  # (B, T, H), causal

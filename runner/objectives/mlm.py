@@ -136,10 +136,12 @@ class MaskedLM(Objective):
         return mlm_metrics(stats)
 
     def sentence_scores(self, encoder: nn.Module, sentences: Sequence[Sequence[int]], specials: SpecialIds,
-                        words: Sequence[Sequence[int | None]] | None = None) -> dict[str, torch.Tensor]:
+                        words: Sequence[Sequence[int | None]] | None = None,
+                        first_only: bool = False) -> dict[str, torch.Tensor]:
         """Pseudo-log-likelihood under the MLM head (Salazar et al. 2020) and, given words, PLL-word-l2r (Kauf &
         Ivanova 2023)."""
-        return pseudo_log_likelihood(encoder, lambda h: self.mlm_logits(encoder, h), sentences, specials, words)
+        return pseudo_log_likelihood(encoder, lambda h: self.mlm_logits(encoder, h), sentences, specials,
+                                     None if first_only else words)
 
 
 def mlm_metrics(stats: Stats) -> dict[str, float]:

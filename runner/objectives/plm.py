@@ -25,7 +25,7 @@ from runner.config.errors import ConfigError
 from runner.models.config import EncoderConfig
 from runner.models.registry import encoder_class
 from runner.objectives.base import Objective, ObjectiveConfig, Stats
-from runner.objectives.scoring import word_l2r_masked
+from runner.objectives.scoring import permutation_scores
 from runner.config.errors import require
 
 IGNORE = -100
@@ -189,38 +189,22 @@ class PermutationLM(Objective):
 
     @torch.no_grad()
     def sentence_scores(self, encoder: nn.Module, sentences: Sequence[Sequence[int]], specials: SpecialIds,
-                        words: Sequence[Sequence[int | None]] | None = None) -> dict[str, torch.Tensor]:
+                        words: Sequence[Sequence[int | None]] | None = None,
+                        first_only: bool = False) -> dict[str, torch.Tensor]:
         """Pseudo-log-likelihood (N,) under the permutation LM: each token predicted by the query stream from all
         the others, its own content hidden from every position (perm_mask blocks its column), summed over the
         sentence; one row per predicted token, no memory. Given words, also PLL-word-l2r: the later tokens of the
         predicted token's word hidden too (Kauf & Ivanova 2023)."""
-        device = next(encoder.parameters()).device
-        names = ["pll", *(["pll_word_l2r"] if words is not None else [])]
-        out = {name: torch.zeros(len(sentences), dtype=torch.float64) for name in names}
+        def query_logits(ids: torch.Tensor, perm: torch.Tensor, mapping: torch.Tensor) -> torch.Tensor:
+            g = encoder.streams(ids, perm_mask=perm, target_mapping=mapping, mem_len=0)[0]  # (n, 1, H)
+            return self.logits(encoder, g[:, 0])  # (n, V)
         was = encoder.training
         encoder.eval()
         try:
-            for i, s in enumerate(sentences):
-                n = len(s)
-                if n == 0:
-                    continue
-                ids = torch.tensor(list(s), device=device).expand(n, n)  # row j predicts token j
-                eye = torch.eye(n, dtype=torch.bool, device=device)
-                for name in names:
-                    hidden = eye.clone()  # (n, n): row j hides these tokens' content from every position
-                    if name == "pll_word_l2r":
-                        for j in range(n):
-                            hidden[j, list(word_l2r_masked(words[i], j))] = True
-                        if torch.equal(hidden, eye):  # no word in pieces: the same rows as pll
-                            out[name][i] = out["pll"][i]
-                            continue
-                    perm = hidden[:, None, :].expand(n, n, n)  # row j: no query sees a hidden key
-                    g = encoder.streams(ids, perm_mask=perm, target_mapping=eye[:, None, :].float(), mem_len=0)[0]
-                    logp = F.log_softmax(self.logits(encoder, g[:, 0]).float(), dim=-1)  # (n, V)
-                    out[name][i] = logp.gather(1, ids[0][:, None]).sum().double().cpu()
+            return permutation_scores(query_logits, sentences, next(encoder.parameters()).device,
+                                      None if first_only else words)
         finally:
             encoder.train(was)
-        return out
 
     def normalizers(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The loss is a mean over the predicted tokens of the (accumulated) batch."""

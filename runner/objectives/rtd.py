@@ -297,13 +297,15 @@ class ReplacedTokenDetection(MaskedLM):
                                        dataclasses.replace(self.generator_config, family=self.export_family), False)}
 
     def sentence_scores(self, encoder: nn.Module, sentences: Sequence[Sequence[int]], specials: SpecialIds,
-                        words: Sequence[Sequence[int | None]] | None = None) -> dict[str, torch.Tensor]:
+                        words: Sequence[Sequence[int | None]] | None = None,
+                        first_only: bool = False) -> dict[str, torch.Tensor]:
         """The discriminator's summed log-probability that every token is original; beside it the generator's
         pseudo-log-likelihood and, given words, its PLL-word-l2r (ELECTRA's generator is a masked LM)."""
         def original_logp(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
             return F.logsigmoid(-self.disc_head(encoder(ids, torch.zeros_like(ids), mask)).float())  # (B, T)
+        disc = per_token_sum(device_of(encoder), original_logp, sentences, [specials.cls], [specials.sep], specials.pad)
+        if first_only:
+            return {"disc": disc}
         gen = self.generator_of(encoder)
         generator = pseudo_log_likelihood(gen, lambda h: self.mlm_logits(gen, h), sentences, specials, words)
-        return {"disc": per_token_sum(device_of(encoder), original_logp, sentences, [specials.cls], [specials.sep],
-                                      specials.pad),
-                **{name.replace("pll", "generator"): s for name, s in generator.items()}}
+        return {"disc": disc, **{name.replace("pll", "generator"): s for name, s in generator.items()}}

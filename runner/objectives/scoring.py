@@ -137,3 +137,46 @@ def per_token_sum(device: torch.device, token_scores: Callable[[torch.Tensor, to
             own[r, len(prefix):len(prefix) + len(sentences[i])] = True
         out[torch.tensor(chunk)] = scores.masked_fill(~own, 0.0).sum(1).cpu()
     return out
+
+
+QueryLogits = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+"""(ids (n, n), perm_mask (n, n, n), target_mapping (n, 1, n)) -> the query stream's vocabulary logits (n, V)."""
+
+
+@torch.no_grad()
+def permutation_scores(query_logits: QueryLogits, sentences: Sequence[Sequence[int]], device: torch.device,
+                       words: Sequence[Sequence[int | None]] | None = None, rows: int = ROWS) -> dict[str, torch.Tensor]:
+    """Pseudo-log-likelihoods (N,) under a permutation LM (XLNet): row j of a sentence predicts token j by the query
+    stream from every other token, token j's content hidden from every position (perm_mask blocks its column);
+    "pll" sums them, and given words "pll_word_l2r" also hides the later tokens of token j's word. Sentences of one
+    length share a forward pass (no padding: XLNet's rows then need no input mask), up to `rows` rows each."""
+    names = ["pll", *(["pll_word_l2r"] if words is not None else [])]
+    out = {name: torch.zeros(len(sentences), dtype=torch.float64) for name in names}
+    plan: list[tuple[str, int, torch.Tensor]] = []  # (scorer, sentence, hidden (n, n): row j hides these tokens)
+    for i, s in enumerate(sentences):
+        n = len(s)
+        if n == 0:
+            continue
+        eye = torch.eye(n, dtype=torch.bool)
+        plan.append(("pll", i, eye))
+        if words is not None:
+            hidden = eye.clone()
+            for j in range(n):
+                hidden[j, list(word_l2r_masked(words[i], j))] = True
+            plan.append(("pll_word_l2r", i, hidden))
+    by_length: dict[int, list[tuple[str, int, torch.Tensor]]] = {}
+    for item in plan:
+        by_length.setdefault(len(sentences[item[1]]), []).append(item)
+    for n, items in sorted(by_length.items()):
+        per = max(1, rows // n)  # sentences per forward
+        for lo in range(0, len(items), per):
+            chunk = items[lo:lo + per]
+            ids = torch.cat([torch.tensor(list(sentences[i])).expand(n, n) for _, i, _ in chunk]).to(device)  # (k n, n)
+            perm = torch.cat([h[:, None, :].expand(n, n, n) for _, _, h in chunk]).float().to(device)  # (k n, n, n)
+            mapping = torch.eye(n).repeat(len(chunk), 1)[:, None, :].to(device)  # (k n, 1, n): row j targets j
+            logp = F.log_softmax(query_logits(ids, perm, mapping).float(), dim=-1)  # (k n, V)
+            r = torch.arange(len(ids), device=device)
+            picked = logp.gather(1, ids[r, r % n][:, None]).squeeze(1)  # (k n,): row j's own token j
+            for c, (name, i, _) in enumerate(chunk):
+                out[name][i] = picked[c * n:(c + 1) * n].sum().double().cpu()
+    return out

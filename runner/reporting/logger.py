@@ -146,3 +146,16 @@ class NullLogger:
 
     def abort(self) -> None:
         pass
+
+
+def resumed_logger(cfg: Any, run_dir: Path, summary: dict[str, Any]) -> Any:
+    """A finished run's logger, resumed at its last step (its W&B run by wandb_id.txt), for work done on it later
+    (python -m runner.finetune, python -m runner.evaluate); a NullLogger, with a warning, if that fails."""
+    name = summary.get("name") or cfg.logger.name or Path(run_dir).name
+    try:
+        return RunLogger(cfg.logger, Path(run_dir), {}, name, run_tags(cfg), resume_step=int(summary.get("steps", 0)),
+                         group=summary.get("wandb_group") or cfg.logger.group)
+    except Exception as e:  # noqa: BLE001 - logging must not lose the result
+        warnings.warn(f"W&B and metrics.jsonl not updated ({type(e).__name__}: {e}); writing summary.json only",
+                      stacklevel=2)
+        return NullLogger()

@@ -23,6 +23,12 @@ def model_names() -> dict[str, str]:
     return dict(blimp_table()["models"])
 
 
+def known_identical() -> dict[str, list[str]]:
+    """BLiMP's published pairs whose two sentences are the same, UID -> pairIDs (passive_1: 2, principle_A_case_2: 5):
+    kept, as every BLiMP pipeline keeps them (a tie: wrong), while any other such pair is an error."""
+    return {k: v for k, v in blimp_table()["identical_pairs"].items() if k != "note"}
+
+
 def is_blimp(paradigms: Iterable[str]) -> bool:
     """Whether every paradigm is one of BLiMP's 67 (BLiMP itself, a subset, or BabyLM's filtered BLiMP)."""
     names = set(paradigms)

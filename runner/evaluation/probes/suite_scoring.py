@@ -84,15 +84,16 @@ def suite_metrics(encoded: EncodedSuite, scores: dict[str, torch.Tensor]) -> dic
     return out
 
 
-def objective_scorer(objective: nn.Module, encoder: nn.Module, specials: SpecialIds) -> Scorer:
-    """A run's scorer: its objective's own heads (Objective.sentence_scores), in eval mode while it scores."""
+def objective_scorer(objective: nn.Module, encoder: nn.Module, specials: SpecialIds, first_only: bool = False) -> Scorer:
+    """A run's scorer: its objective's own heads (Objective.sentence_scores; first_only: the first scorer alone), in
+    eval mode while it scores."""
     def score(ids: list[list[int]], words: list[list[int | None]]) -> dict[str, torch.Tensor]:
         was = (encoder.training, objective.training)
         encoder.eval()
         objective.eval()
         try:
             with torch.no_grad():
-                return objective.sentence_scores(encoder, ids, specials, words)
+                return objective.sentence_scores(encoder, ids, specials, words, first_only)
         finally:
             encoder.train(was[0])
             objective.train(was[1])
@@ -111,11 +112,6 @@ class SuiteProbes:
             [encode_suite(s.sample(per_paradigm, seed), tokenizer, unk_id, max_tokens) for s in suites]
         self.scorers: list[str] = []  # the scorer names, once scored
 
-    @property
-    def subsampled(self) -> bool:
-        """Whether training scores fewer pairs than the end."""
-        return any(len(d.suite.pairs) < len(f.suite.pairs) for d, f in zip(self.during, self.full))
-
     def evaluate_with(self, score: Scorer, full: bool = False) -> dict[str, float]:
         """Flat metrics of every suite (the full suites, or the subsample scored during training) by score."""
         out: dict[str, float] = {}
@@ -123,13 +119,16 @@ class SuiteProbes:
             scores = score(encoded.ids, encoded.words)
             if not scores:
                 return {}
-            self.scorers = list(scores)
+            if full or not self.scorers:
+                self.scorers = list(scores)
             out.update(suite_metrics(encoded, scores))
         return out
 
     def evaluate(self, objective: nn.Module, encoder: nn.Module, full: bool = False) -> dict[str, float]:
-        """evaluate_with the run's own heads ({} when its objective cannot score sentences)."""
-        return self.evaluate_with(objective_scorer(objective, encoder, self.specials), full)
+        """evaluate_with the run's own heads ({} when its objective cannot score sentences): during training the
+        subsample by the family's first scorer (its others cost as much again), at the end (full) every pair by every
+        scorer."""
+        return self.evaluate_with(objective_scorer(objective, encoder, self.specials, first_only=not full), full)
 
     def report(self, metrics: dict[str, float], full: bool = True) -> dict[str, Any]:
         """summary.json's `suites`: per suite its path, counts, scorers, overall, per phenomenon and per paradigm."""
