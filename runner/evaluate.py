@@ -28,7 +28,9 @@ from runner.config.console import console
 from runner.config.errors import ConfigError, TrainingError
 from runner.engine import lock as rundir
 from runner.engine.runtime import resolve_device
+from runner.config.checks import typed
 from runner.config.overrides import apply_overrides, structured
+from runner.config.schema import ProbeConfig
 from runner.evaluation.checks import check_suites
 from runner.evaluation.probes.suite_scoring import SuiteProbes, build_suite_probes
 from runner.evaluation.probes.suites import read_suites
@@ -52,6 +54,7 @@ def settings(overrides: Sequence[str], base: DictConfig | None = None) -> DictCo
     if not cfg.get("probes") or not cfg.probes.suites:
         raise ConfigError("probes.suites is empty: name one or more .jsonl files or directories in BLiMP's format, "
                           "e.g. probes.suites=[blimp/data] (BLiMP: github.com/alexwarstadt/blimp)")
+    typed(cfg.probes, ProbeConfig).check()
     check_suites(cfg.probes)
     return cfg
 

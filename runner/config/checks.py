@@ -52,7 +52,7 @@ def check_schedule_and_outputs(cfg) -> None:
             f"optimizer.warmup_steps={o.warmup_steps} counts steps, but trainer.budget.minutes has no step count; "
             "use optimizer.warmup_fraction (a share of the time)")
     typed(cfg.logger, LoggerConfig).check()
-    if (p := cfg.get("probes")) is not None and p.enabled:
+    if (p := cfg.get("probes")) is not None and (p.enabled or p.get("suites")):
         typed(p, ProbeConfig).check()
     if (x := cfg.get("crossover")) is not None and x.enabled:
         require(budget is not None and budget.kind == "flops", "crossover.enabled=true keeps snapshots at training "
