@@ -15,6 +15,7 @@ trainer.device, trainer.threads, logger.mode. Errors (neither a run nor a model 
 line and exit code 2."""
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -132,20 +133,15 @@ def evaluate(path: str | Path, overrides: Sequence[str] = (), out: str | Path | 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line; returns the exit code (2 for one-line errors)."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] in ("-h", "--help"):
-        print(USAGE + "\n\n" + __doc__.split("\n\n", 1)[1])
-        return 0 if args else 2
-    out = None
-    if "--out" in args:
-        i = args.index("--out")
-        if i + 1 >= len(args):
-            console.print(f"[bold red]error:[/] --out needs a directory ({USAGE})", highlight=False, soft_wrap=True)
-            return 2
-        out = args[i + 1]
-        del args[i:i + 2]
+    p = argparse.ArgumentParser(prog="python -m runner.evaluate", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("path", help="a finished run directory or a transformers model directory")
+    p.add_argument("overrides", nargs="*", help=f"key=value, one of {', '.join(KEYS)}")
+    p.add_argument("--out", default=None, help=f"where a transformers model's report goes (default: {EVALUATIONS}/"
+                                               "<model>)")
+    args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
-        evaluate(args[0], args[1:], out)
+        evaluate(args.path, args.overrides, args.out)
     except (ConfigError, TrainingError) as e:
         console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         return 2
