@@ -19,8 +19,9 @@ from runner.data.cache import atomic_write_bytes
 from runner.store import layout
 
 BACKENDS = ("wandb", "tensorboard", "csv")
-AXES = ("train/flops", "train/tokens")  # compute axes: W&B step metrics, present in every record
-EVAL_PREFIXES = ("val", "probe", "downstream")  # plotted against training FLOPs in W&B by default
+AXES = ("train/flops", "train/tokens", "train/words")  # compute axes: W&B step metrics (words: when the data's
+# words per token is known, the axis BabyLM plots on)
+EVAL_PREFIXES = ("val", "probe", "suite", "suite_full", "downstream")  # against training FLOPs in W&B by default
 
 
 
