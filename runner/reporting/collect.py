@@ -1,6 +1,7 @@
 """Reading run directories for the reports (runner.reporting.compare's tables and plots, the HTML report, the live
-watch, runner.reporting.tb_replay): a job's error from its log, one comparison row per run, its curves, and the rows'
-formatted table columns. Which directories are runs and where their files are: runner/store/layout.py."""
+watch, runner.reporting.tb_replay): a job's error from its log, one comparison row per run (or per transformers
+model's evaluation directory), its curves, and the rows' formatted table columns. Which directories are runs and
+where their files are: runner/store/layout.py."""
 from __future__ import annotations
 
 import re
@@ -11,16 +12,19 @@ from runner.store import checkpoint, layout
 
 # Raw fields of one row, in CSV order; the rich and markdown tables show formatted columns (table_columns).
 # Besides these, a row has probe_<kind> for each probe kind (before probe_overall), probe_<scorer>_overall for a
-# second scorer (ELECTRA's generator) and downstream/<task>/<key> for each downstream task (fields()).
+# second scorer (ELECTRA's generator), per minimal-pair suite suite_<name> (the first scorer's mean over paradigms),
+# suite_<name>_scorer and suite_<name>_<scorer> for the others, and downstream/<task>/<key> for each downstream task
+# (fields()).
 FIELDS = ["run", "job", "model", "objective", "data", "overrides", "parameters", "train_flops", "tokens_seen",
-          "steps", "val_metric", "val_loss", "unigram_entropy", "unigram_gap", "probe_scorer", "probe_overall",
-          "probe_overall_lo", "probe_overall_hi", "downstream_task", "accuracy_mean", "accuracy_std", "f1_mean",
-          "f1_std", "random_init_accuracy", "bow_accuracy", "tokens_per_s", "wall_time_s", "time_data_s",
+          "words_seen", "steps", "val_metric", "val_loss", "unigram_entropy", "unigram_gap", "probe_scorer",
+          "probe_overall", "probe_overall_lo", "probe_overall_hi", "downstream_task", "accuracy_mean", "accuracy_std",
+          "f1_mean", "f1_std", "random_init_accuracy", "bow_accuracy", "tokens_per_s", "wall_time_s", "time_data_s",
           "time_training_s", "time_validation_probes_s", "time_finetuning_s", "time_export_s", "status", "error",
           "path"]
 TIMES = ("data", "training", "validation_probes", "finetuning", "export")  # summary.json's time_s, as time_<k>_s
 TASK_KEYS = ("accuracy_mean", "accuracy_std", "f1_mean", "f1_std")  # downstream/<task>/<key>, and each baseline's
 CHANCE = 0.5  # a minimal pair is two sentences: guessing passes half
+SUITE_OVERALL = re.compile(r"^suite/([^/]+)/overall$")  # a record's suite headline on its per-paradigm subsample
 
 
 def log_error(run_dir: Path) -> str:
@@ -45,9 +49,11 @@ def pick_metric(values: dict, prefix: str = "") -> str | None:
 
 
 def distinct_overrides(runs: list[Path]) -> dict[Path, str]:
-    """Each run's command-line overrides minus those all runs share: what the sweep varied."""
+    """Each run's command-line overrides minus those all runs share (evaluation dirs have none): what the sweep
+    varied."""
     ovr = {r: layout.saved_overrides(r) or [] for r in runs}
-    common = set.intersection(*(set(v) for v in ovr.values())) if len(runs) > 1 else set()
+    trained = [set(v) for r, v in ovr.items() if layout.is_run(r)]
+    common = set.intersection(*trained) if len(trained) > 1 else set()
     return {r: " ".join(o for o in v if o not in common) for r, v in ovr.items()}
 
 
@@ -70,15 +76,39 @@ def downstream_tasks(s: dict) -> dict[str, dict]:
     return tasks
 
 
+def suite_reports(s: dict) -> dict[str, dict]:
+    """summary.json's minimal-pair suite reports by suite name ({} without suites)."""
+    suites = s.get("suites")
+    return {str(k): v for k, v in suites.items() if isinstance(v, dict)} if isinstance(suites, dict) else {}
+
+
+def add_suites(row: dict[str, Any], s: dict) -> None:
+    """Set suite_<name> (the first scorer's overall), suite_<name>_scorer, suite_<name>_<other> and _suites."""
+    for name, report in suite_reports(s).items():
+        overall = report.get("overall") if isinstance(report.get("overall"), dict) else {}
+        scorers = [str(x) for x in report.get("scorers") or overall]
+        row["_suites"][name] = scorers[1:]
+        row.update({f"suite_{name}": overall.get(scorers[0]) if scorers else None,
+                    f"suite_{name}_scorer": scorers[0] if scorers else None})
+        row.update({f"suite_{name}_{other}": overall.get(other) for other in scorers[1:]})
+
+
 def run_row(run_dir: Path, overrides: str = "") -> dict[str, Any]:
-    """One table row from a run dir: summary.json when finished, else its config and the error from its log.
-    Keys starting with "_" (the probe kinds and downstream tasks the row has) are for the tables, not the CSV."""
+    """One table row from a run dir: summary.json when finished, else its config and the error from its log; from a
+    transformers model's evaluation dir its name, architecture, parameters and suites (status "evaluated").
+    Keys starting with "_" (the probe kinds, suites and downstream tasks the row has) are for the tables, not the
+    CSV."""
     cfg = layout.saved_config(run_dir) or {}
     row: dict[str, Any] = dict.fromkeys(FIELDS)
     row.update(run=run_dir.name, job=run_dir.name, path=str(run_dir), overrides=overrides,
                model=(cfg.get("model") or {}).get("name"), objective=(cfg.get("objective") or {}).get("name"),
-               data=(cfg.get("data") or {}).get("name"), _kinds=[], _tasks=[])
+               data=(cfg.get("data") or {}).get("name"), _kinds=[], _tasks=[], _suites={})
     s = layout.read_summary(run_dir)
+    if not layout.is_run(run_dir) and layout.is_evaluation(run_dir) and isinstance(s, dict):
+        row.update(run=s.get("name") or run_dir.name, model=s.get("model"), status="evaluated",
+                   parameters=(s.get("parameters") or {}).get("total"))
+        add_suites(row, s)
+        return row
     if s is None:
         has_ckpt = bool(checkpoint.saved_files(run_dir))
         row.update(status="incomplete" if has_ckpt else "failed", error=log_error(run_dir))
@@ -86,7 +116,7 @@ def run_row(run_dir: Path, overrides: str = "") -> dict[str, Any]:
     final = s.get("final_val") or {}
     metric = pick_metric(final)
     ds = s.get("downstream") if isinstance(s.get("downstream"), dict) else {}
-    row.update({k: s[k] for k in ("model", "objective", "data", "train_flops", "tokens_seen", "steps",
+    row.update({k: s[k] for k in ("model", "objective", "data", "train_flops", "tokens_seen", "words_seen", "steps",
                                   "tokens_per_s", "wall_time_s", "unigram_entropy") if k in s})
     row.update({k: ds.get(k) for k in ("accuracy_mean", "accuracy_std", "f1_mean", "f1_std")})
     base = ds.get("baselines") or {}  # what the same fine-tuning gives without pretraining, and bag-of-words
@@ -105,6 +135,7 @@ def run_row(run_dir: Path, overrides: str = "") -> dict[str, Any]:
         row.update(probe_scorer=scorers[0] if scorers else None, probe_overall=p.get("overall"),
                    probe_overall_lo=p.get("overall_lo"), probe_overall_hi=p.get("overall_hi"))
         row.update({f"probe_{other}_overall": p.get(f"{other}/overall") for other in scorers[1:]})
+    add_suites(row, s)
     for task, result in downstream_tasks(s).items():  # downstream/<task>/..., as W&B logs a task besides the first
         row["_tasks"].append(task)
         row.update({f"downstream/{task}/{k}": result.get(k) for k in TASK_KEYS})
@@ -113,28 +144,40 @@ def run_row(run_dir: Path, overrides: str = "") -> dict[str, Any]:
     return row
 
 
+def suite_scorers(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Every suite of these rows, in order of appearance, with the other scorers (not the first) any row has."""
+    out: dict[str, list[str]] = {}
+    for r in rows:
+        for name, others in r.get("_suites", {}).items():
+            out[name] = list(dict.fromkeys([*out.get(name, []), *others]))
+    return out
+
+
 def fields(rows: list[dict[str, Any]]) -> list[str]:
-    """The CSV (and W&B table) columns of these rows: FIELDS with each row's probe kinds, second scorers and
-    downstream tasks in their places."""
+    """The CSV (and W&B table) columns of these rows: FIELDS with each row's probe kinds, second scorers, suites
+    (after the probes) and downstream tasks in their places."""
     extra = list(dict.fromkeys(k for r in rows for k in r if k not in FIELDS and not k.startswith("_")))
     kinds = [f"probe_{k}" for k in dict.fromkeys(k for r in rows for k in r.get("_kinds", []))]
     other = [k for k in extra if k.startswith("probe_") and k not in kinds]
+    suites = [c for name, others in suite_scorers(rows).items()
+              for c in (f"suite_{name}", f"suite_{name}_scorer", *(f"suite_{name}_{o}" for o in others))]
     tasks = [k for k in extra if k.startswith("downstream/")]
-    rest = [k for k in extra if k not in kinds + other + tasks]
+    rest = [k for k in extra if k not in kinds + other + suites + tasks]
     at = FIELDS.index
     return (FIELDS[:at("probe_overall")] + kinds + FIELDS[at("probe_overall"):at("downstream_task")] + other +
-            FIELDS[at("downstream_task"):at("tokens_per_s")] + tasks + FIELDS[at("tokens_per_s"):] + rest)
+            suites + FIELDS[at("downstream_task"):at("tokens_per_s")] + tasks + FIELDS[at("tokens_per_s"):] + rest)
 
 
-def flops_at(row: dict[str, Any], records: list[dict], steps: list[int]) -> list[float]:
-    """Training FLOPs at these steps: train/flops of the metrics.jsonl line at that step, else interpolated between
-    the nearest logged steps (step 0: 0 FLOPs; the run's last step: summary.json's train_flops); past the last
-    logged step, its FLOPs."""
+def flops_at(row: dict[str, Any], records: list[dict], steps: list[int], key: str = "train/flops",
+             total: str = "train_flops") -> list[float]:
+    """Training FLOPs (or another compute axis: key in the records, total in the row) at these steps: train/flops of
+    the metrics.jsonl line at that step, else interpolated between the nearest logged steps (step 0: 0 FLOPs; the
+    run's last step: summary.json's train_flops); past the last logged step, its FLOPs."""
     import numpy as np
 
-    anchors = {0: 0.0, **{r["step"]: r["train/flops"] for r in records if "train/flops" in r and "step" in r}}
-    if row["steps"] is not None and row["train_flops"] is not None:  # the final eval may follow the last log
-        anchors[row["steps"]] = row["train_flops"]
+    anchors = {0: 0.0, **{r["step"]: r[key] for r in records if r.get(key) is not None and "step" in r}}
+    if row["steps"] is not None and row.get(total) is not None:  # the final eval may follow the last log
+        anchors[row["steps"]] = row[total]
     known = sorted(anchors)
     return [float(f) for f in np.interp(steps, known, [anchors[s] for s in known])]  # clamps past the end: ffill
 
@@ -155,6 +198,18 @@ def probe_curve(row: dict[str, Any]) -> tuple[list[float], list[float], list[flo
     bound = lambda r, k: float(r[k]) if r.get(k) is not None else float("nan")  # noqa: E731
     return (flops_at(row, records, [r["step"] for r in points]), [float(r["probe/overall"]) for r in points],
             [bound(r, "probe/overall_lo") for r in points], [bound(r, "probe/overall_hi") for r in points])
+
+
+def suite_curves(row: dict[str, Any]) -> dict[str, tuple[list[float], list[float]]]:
+    """Per suite, (corpus words, suite/<suite>/overall) at each validation, words placed by step as flops_at does."""
+    records = [r for r in layout.read_metrics(Path(row["path"])) if "step" in r]
+    names = dict.fromkeys(m.group(1) for r in records for k in r if (m := SUITE_OVERALL.match(k)))
+    out = {}
+    for name in names:
+        points = [r for r in records if r.get(f"suite/{name}/overall") is not None]
+        words = flops_at(row, records, [r["step"] for r in points], "train/words", "words_seen")
+        out[name] = (words, [float(r[f"suite/{name}/overall"]) for r in points])
+    return out
 
 
 def _num(v: Any, fmt: str) -> str:
@@ -187,9 +242,11 @@ Column = tuple[str, Callable[[dict[str, Any]], str], bool]  # header, cell of a 
 def table_columns(rows: list[dict[str, Any]], stacked: bool = False) -> list[Column]:
     """The formatted columns of the rich and markdown tables. The context gap when any run has one; probe columns
     when any run has probes (one per corruption kind the runs have, then overall with its 95% interval, and the
-    scorer: in the header when all runs share it); an accuracy and a baselines column per downstream task any run
-    has. Tokens, macro-F1 and the time split are in the CSV only. stacked (the console): a task's two columns, the
-    loss and its metric, tokens/s and wall time each as one column of two lines, to fit the terminal's width."""
+    scorer: in the header when all runs share it); per minimal-pair suite its first scorer's mean over paradigms
+    (the scorer in the header when all rows share it) and, unless stacked, each other scorer's; an accuracy and a
+    baselines column per downstream task any run has. Tokens, words, macro-F1 and the time split are in the CSV
+    only. stacked (the console): a task's two columns, the loss and its metric, tokens/s and wall time each as one
+    column of two lines, to fit the terminal's width."""
     sep = "\n" if stacked else " "
     metrics = {r["val_metric"] for r in rows if r["val_loss"] is not None}
     one_metric = metrics.pop() if len(metrics) == 1 else None  # named in the header, not in every cell
@@ -232,6 +289,8 @@ def table_columns(rows: list[dict[str, Any]], stacked: bool = False) -> list[Col
             cols.append((f"probe overall ({scorers.pop()})", overall, False))
         else:
             cols += [("probe overall", overall, False), ("scorer", lambda r: r.get("probe_scorer") or "-", True)]
+    for name, others in suite_scorers(rows).items():
+        cols += suite_columns(rows, name, [] if stacked else others, sep)
     for task in dict.fromkeys(t for r in rows for t in r.get("_tasks", [])):
         key = lambda r, k, t=task: r.get(f"downstream/{t}/{k}")  # noqa: E731
 
@@ -250,6 +309,20 @@ def table_columns(rows: list[dict[str, Any]], stacked: bool = False) -> list[Col
         else:
             cols += [(f"{task} acc ± std", accuracy, False), (f"{task} rand / BoW", baselines, False)]
     return cols + [("tokens/s\nwall" if stacked else "tokens/s, wall", cost, False), ("status", status, True)]
+
+
+def suite_columns(rows: list[dict[str, Any]], name: str, others: list[str], sep: str) -> list[Column]:
+    """A suite's headline column (its scorer in the header when all rows share it) and one per other scorer."""
+    scorers = {r.get(f"suite_{name}_scorer") for r in rows if r.get(f"suite_{name}") is not None}
+    shared = scorers.pop() if len(scorers) == 1 else None
+
+    def headline(r: dict[str, Any]) -> str:
+        v = r.get(f"suite_{name}")
+        return "-" if v is None else f"{v:.3f}" if shared else f"{v:.3f}{sep}({r.get(f'suite_{name}_scorer')})"
+
+    cols: list[Column] = [(f"suite {name} ({shared})" if shared else f"suite {name}", headline, False)]
+    return cols + [(f"suite {name} {o}", lambda r, k=f"suite_{name}_{o}": _num(r.get(k), ".3f"), False)
+                   for o in others]
 
 
 def cells(row: dict[str, Any], columns: list[Column]) -> list[str]:
@@ -271,6 +344,9 @@ def column_notes(columns: list[Column]) -> list[str]:
         notes.append("context gap: unigram entropy minus LM loss, nats (> 0: the model uses context)")
     if any(n.startswith("probe overall") for n in names):
         notes.append(f"probes: accuracy on minimal pairs, chance {CHANCE:.2f}, overall [95% Wilson interval]")
+    if any(n.startswith("suite ") for n in names):
+        notes.append(f"suite: accuracy on a minimal-pair suite, mean over its paradigms (BLiMP's overall), chance "
+                     f"{CHANCE:.2f}, ties count as wrong")
     if any(n.endswith("rand / BoW") for n in names):
         notes.append("rand / BoW: the same fine-tuning from random init; bag-of-words logistic regression")
     return notes

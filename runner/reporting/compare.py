@@ -1,5 +1,6 @@
-"""`python -m runner.compare <multirun dir | run dirs...> [--out DIR] [--wandb] [--html]`: which change helps, at what
-cost; `python -m runner.compare --watch <multirun dir>`: a sweep in progress, live (runner/reporting/watch.py)."""
+"""`python -m runner.compare <multirun dir | run dirs | evaluation dirs...> [--out DIR] [--wandb] [--html]`: which
+change helps, at what cost, beside transformers models scored by runner.evaluate (outputs/evaluations/<model>);
+`python -m runner.compare --watch <multirun dir>`: a sweep in progress, live (runner/reporting/watch.py)."""
 from __future__ import annotations
 
 import argparse
@@ -16,10 +17,11 @@ from rich.table import Table
 from runner.config.errors import ConfigError
 from runner.config.console import console, stdout_console
 from runner.config.schema import MODES  # MODES: most connected first
-from runner.store.layout import find_runs, saved_config
+from runner.evaluation.probes.published import MODELS, is_blimp, model_names, published_scores
+from runner.store.layout import find_runs, is_run, read_summary, saved_config
 from runner.store.names import saved_group
 from runner.reporting.collect import (CHANCE, cells, column_notes, distinct_overrides, fields, loss_curve, probe_curve,
-                                      run_row, shown_columns, table_columns)
+                                      run_row, shown_columns, suite_curves, suite_reports, table_columns)
 from runner.reporting.logger import resolve_mode
 from runner.reporting.html_report import write_html
 from runner.reporting.watch import main_watch
@@ -27,6 +29,9 @@ from runner.reporting.watch import main_watch
 # piped output (no terminal) would otherwise wrap the wide table at 80 characters
 out_console, err_console = stdout_console, console
 LOSS_PLOT, DOWNSTREAM_PLOT, PROBE_PLOT = "val_loss_vs_flops.png", "downstream_vs_flops.png", "probes_vs_flops.png"
+SUITE_PLOT = "suites_vs_words.png"
+PUBLISHED_COLORS = {"ngram": "#b07aa1", "lstm": "#9c755f", "txl": "#76b7b2", "gpt2": "#edc948"}
+STATUS_COLORS = {"finished": "green", "evaluated": "cyan", "incomplete": "yellow"}  # any other: red
 
 def _figure():
     """A figure on the Agg canvas, without pyplot's global state (safe in threads and notebooks)."""
@@ -39,8 +44,8 @@ def _figure():
 
 
 def _save(fig: Any, ax: Any, path: Path, **labels: str) -> Path:
-    """Log-FLOPs axis (runs differ by orders of magnitude in compute), legend, PNG."""
-    ax.set(xscale="log", xlabel="training FLOPs", **labels)
+    """Log-FLOPs axis (runs differ by orders of magnitude in compute; labels may name another x), legend, PNG."""
+    ax.set(**{"xscale": "log", "xlabel": "training FLOPs", **labels})
     ax.legend(fontsize="small")
     fig.savefig(path, dpi=120)
     return path
@@ -116,6 +121,47 @@ def plot_probes(rows: list[dict[str, Any]], path: Path) -> Path | None:
                  title="zero-shot minimal-pair probes vs training compute")
 
 
+def suite_paradigms(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Per suite name, the paradigms the rows' summary.json reports list, in order of appearance."""
+    out: dict[str, list[str]] = {}
+    for row in rows:
+        for name, report in suite_reports(read_summary(Path(row["path"])) or {}).items():
+            out[name] = list(dict.fromkeys([*out.get(name, []), *(report.get("paradigms") or {})]))
+    return out
+
+
+def plot_suites(rows: list[dict[str, Any]], path: Path) -> Path | None:
+    """suite/<suite>/overall against corpus words per run, beside BLiMP's published models and chance; None if none."""
+    curves = {(i, name): [(x, y) for x, y in zip(*curve) if x > 0]  # step 0: no place on a log axis
+              for i, row in enumerate(rows) for name, curve in suite_curves(row).items()}
+    curves = {k: c for k, c in curves.items() if c}
+    if not curves:
+        return None
+    fig, ax = _figure()
+    names = list(dict.fromkeys(name for _, name in curves))
+    tag = (lambda name: f" {name}") if len(names) > 1 else (lambda name: "")  # noqa: E731
+    for (i, name), points in curves.items():
+        row, scorer = rows[i], rows[i].get(f"suite_{name}_scorer")
+        label = row["run"] + tag(name) + (f" ({scorer})" if scorer else "") + \
+            ("" if row["status"] == "finished" else f" ({row['status']})")
+        ax.plot(*zip(*points), marker="o", label=label)
+    paradigms, model = suite_paradigms(rows), model_names()
+    for name in names:
+        if is_blimp(paradigms.get(name, [])):
+            pub = published_scores(paradigms[name])
+            for m in MODELS:
+                ax.axhline(pub[m]["overall"], color=PUBLISHED_COLORS[m], linestyle="--", linewidth=1.2,
+                           label=f"{model[m]}{tag(name)} {pub[m]['overall']:.3f} (published)")
+        for row in rows:
+            if row["status"] == "evaluated" and row.get(f"suite_{name}") is not None:
+                ax.axhline(row[f"suite_{name}"], color="black", linestyle=":", linewidth=1.2,
+                           label=f"{row['run']}{tag(name)} {row[f'suite_{name}']:.3f} (evaluated)")
+    ax.axhline(CHANCE, color="gray", linestyle="--", linewidth=1, label=f"chance ({CHANCE:.1f})")
+    return _save(fig, ax, path, xlabel="corpus words seen in training",
+                 ylabel="accuracy, mean over paradigms (ties wrong)",
+                 title="minimal-pair suites vs words seen (per-paradigm subsample)")
+
+
 def wrap_header(name: str, width: int) -> str:
     """A header on lines of at most `width` characters where its words allow, words over 12 characters broken
     after an underscore: 'wiki_acceptability acc ± std' at 13 -> 'wiki_\\nacceptability\\nacc ± std'."""
@@ -147,7 +193,7 @@ def rich_table(rows: list[dict[str, Any]]) -> Table:
         table.add_column(name if text else wrap_header(name, width), justify="left" if text else "right",
                          no_wrap=not text, overflow="fold")
     for row, vals in zip(rows, values):
-        color = {"finished": "green", "incomplete": "yellow"}.get(row["status"], "red")
+        color = STATUS_COLORS.get(row["status"], "red")
         # escape: errors and overrides hold brackets (`[a,b]`, tensor shapes, intervals) that rich would read as markup
         vals = [escape(v) for v in vals]
         status = escape(str(row["status"]))
@@ -169,7 +215,7 @@ def write_files(rows: list[dict[str, Any]], out: Path) -> list[Path]:
     md += ["| " + " | ".join(esc(c) for c in cells(r, columns)) + " |" for r in rows]
     (out / "comparison.md").write_text("\n".join(md) + "\n")
     plots = [plot_loss(rows, out / LOSS_PLOT), plot_downstream(rows, out / DOWNSTREAM_PLOT),
-             plot_probes(rows, out / PROBE_PLOT)]
+             plot_probes(rows, out / PROBE_PLOT), plot_suites(rows, out / SUITE_PLOT)]
     return [out / "comparison.csv", out / "comparison.md", *(p for p in plots if p)]
 
 
@@ -186,11 +232,12 @@ def log_wandb(rows: list[dict[str, Any]], runs: list[Path], out: Path, plots: li
     except ImportError as e:
         warn(f"--wandb: {e}; the files are written")
         return
-    loggers = [(saved_config(r) or {}).get("logger") or {} for r in runs]
+    trained = [(r, path) for r, path in zip(rows, runs) if is_run(path)]  # not the evaluation dirs: no config
+    loggers = [(saved_config(path) or {}).get("logger") or {} for _, path in trained] or [{}]
     modes = {lg.get("mode", "online") for lg in loggers} | {"disabled"}
     mode = os.environ.get("WANDB_MODE") or next(m for m in MODES if m in modes)  # the most connected mode any run used
     # sweep jobs are grouped by sweep, other runs without logger.group by <model>-<objective> (runner.engine.loop.run)
-    groups = {saved_group(path, lg, r["model"], r["objective"]) for lg, r, path in zip(loggers, rows, runs)}
+    groups = {saved_group(path, lg, r["model"], r["objective"]) for lg, (r, path) in zip(loggers, trained)}
     group = groups.pop() if len(groups) == 1 else None
     try:
         mode = resolve_mode(mode)
@@ -214,7 +261,7 @@ def log_wandb(rows: list[dict[str, Any]], runs: list[Path], out: Path, plots: li
 def compare(paths: list[Path], out: Path | None = None, wandb: bool = False, html: bool = False) -> list[dict]:
     """Collect every run (failed ones included), write the table files and plots, optionally log them to W&B and
     write the self-contained comparison.html (html)."""
-    runs = find_runs(paths)
+    runs = find_runs(paths, evaluations=True)
     overrides = distinct_overrides(runs)
     rows = [run_row(r, overrides[r]) for r in runs]
     out = Path(out) if out else Path(os.path.commonpath([r.resolve().parent for r in runs]))  # next to the runs
@@ -231,7 +278,8 @@ def compare(paths: list[Path], out: Path | None = None, wandb: bool = False, htm
 def main(argv: list[str] | None = None) -> None:
     """CLI: print the comparison table; exit 2 with a one-line error on bad input."""
     parser = argparse.ArgumentParser(prog="python -m runner.compare", description=__doc__)
-    parser.add_argument("paths", nargs="+", type=Path, help="a Hydra multirun dir, or run dirs")
+    parser.add_argument("paths", nargs="+", type=Path,
+                        help="a Hydra multirun dir, run dirs, or runner.evaluate's dirs (outputs/evaluations/<model>)")
     parser.add_argument("--out", type=Path, help="where to write comparison.csv/.md and plots (default: next to runs)")
     parser.add_argument("--wandb", action="store_true", help="also log the table and plots to a W&B comparison run")
     parser.add_argument("--html", action="store_true",

@@ -1,5 +1,6 @@
 """comparison.html: one self-contained page (plotly.js inlined, data embedded) with the sortable comparison table,
-every logged curve against step, tokens, FLOPs or wall-clock time, and the final probe and downstream results."""
+every logged curve against step, tokens, words, FLOPs or wall-clock time, and the final probe, minimal-pair suite
+and downstream results."""
 from __future__ import annotations
 
 import html
@@ -12,8 +13,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from runner.reporting.collect import (CHANCE, cells, column_notes, downstream_tasks, flops_at, probe_kinds,
-                                      shown_columns)
+from runner.evaluation.probes.published import MODELS, is_blimp, model_names, published_scores
+from runner.reporting.collect import (CHANCE, SUITE_OVERALL, cells, column_notes, downstream_tasks, flops_at,
+                                      probe_kinds, shown_columns, suite_reports)
 from runner.config.errors import ConfigError
 from runner.store import layout
 
@@ -21,12 +23,15 @@ HTML_FILE = "comparison.html"
 # the page's style and script, inlined into it: package data (pyproject.toml), kept as files to be edited as CSS and JS
 CSS, SCRIPT = "report.css", "report.js"
 # curve groups in the order a reader looks for them; any other prefix follows alphabetically
-GROUP_ORDER = ("val", "probe", "train", "downstream", "context")
+GROUP_ORDER = ("val", "probe", "suite", "train", "downstream", "context")
 NOT_CURVES = {"step", "time"}  # x-axis values, not metrics
+# of a suite's records, the headline and the phenomena are curves; not its ~70 paradigms, pair count and unknown share,
+# nor suite_full/ (the full suites once, at the end: the suites' bar figures)
+SUITE_CURVE = re.compile(r"^suite/[^/]+/(overall|[^/]+/phenomenon/.+)$")
 # headline metrics first in their group: the validation loss compare picks (runs.pick_metric) and the probe score
 FIRST = ("val/mlm_loss", "val/lm_loss", "val/plm_loss", "val/perplexity", "val/unigram_gap", "probe/overall",
          "train/loss", "train/lr")
-AXES = {"step": "step", "tokens": "tokens seen", "flops": "training FLOPs",
+AXES = {"step": "step", "tokens": "tokens seen", "words": "corpus words seen", "flops": "training FLOPs",
         "time": "wall-clock seconds"}  # since the run's first record
 # Plotly's D3 palette first (the strongest contrast for the common case of under ten runs), then 24 more
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
@@ -37,6 +42,7 @@ PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 SERIES = ["#66c2a5", "#fc8d62", "#8da0cb", "#e78ac3", "#a6d854", "#ffd92f", "#e5c494", "#b3b3b3"]
 OVERALL, OTHER_SCORER = "#4a6fa5", "#9fbbe0"
 DOWNSTREAM = {"pretrained": "#4a6fa5", "random init": "#b3b3b3", "bag-of-words": "#fc8d62"}
+PUBLISHED = {"ngram": "#d9d9d9", "lstm": "#bdbdbd", "txl": "#969696", "gpt2": "#737373"}  # BLiMP's models: greys
 SI = {"k": 1e3, "M": 1e6, "B": 1e9, "T": 1e12}  # runs._si's suffixes
 NUMBER = re.compile(r"\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)([kMBT])?(?![A-Za-z])")
 
@@ -72,11 +78,18 @@ def is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def is_curve(key: str) -> bool:
+    """Whether a logged key gets a curve: no x-axis value, of the suites only their headline and phenomena."""
+    if key.startswith(("suite/", "suite_full/")):
+        return bool(SUITE_CURVE.match(key))
+    return key not in NOT_CURVES
+
+
 def curve_keys(records: list[dict]) -> tuple[list[str], set[str]]:
-    """(curves, bounds): every numeric key logged with a step, and the _lo/_hi keys whose base key is also logged
-    (drawn as the base curve's interval, not as curves of their own)."""
+    """(curves, bounds): every numeric key logged with a step (is_curve), and the _lo/_hi keys whose base key is also
+    logged (drawn as the base curve's interval, not as curves of their own)."""
     keys = list(dict.fromkeys(k for r in records if "step" in r for k, v in r.items()
-                              if k not in NOT_CURVES and is_number(v)))
+                              if is_curve(k) and is_number(v)))
     bounds = {k for k in keys if k.endswith(("_lo", "_hi")) and k[:-3] in keys}
     return [k for k in keys if k not in bounds], bounds
 
@@ -94,14 +107,17 @@ def interp_at(anchors: dict[int, float], steps: list[int]) -> list[float | None]
 
 def run_axes(row: dict[str, Any], records: list[dict], steps: list[int]) -> dict[str, dict[str, float | None]]:
     """For each x-axis but step, {step: x} at these steps (None where unknown): tokens from train/tokens (the run's
-    last step: summary's tokens_seen), FLOPs by runs.flops_at, seconds since the first record's time. Step 0 is 0
-    tokens and FLOPs even for a job killed before logging either; time is absent unless logged."""
+    last step: summary's tokens_seen), corpus words likewise from train/words and words_seen, FLOPs by
+    runs.flops_at, seconds since the first record's time. Step 0 is 0 tokens and FLOPs even for a job killed before
+    logging either; words and time are absent unless logged."""
     logged = [r for r in records if "step" in r]
     axes: dict[str, list[float | None]] = {}
-    tokens = {r["step"]: r["train/tokens"] for r in logged if is_number(r.get("train/tokens"))}
-    if row["steps"] is not None and row["tokens_seen"] is not None:
-        tokens[row["steps"]] = row["tokens_seen"]
-    axes["tokens"] = interp_at({0: 0, **tokens}, steps)
+    for axis, key, total in (("tokens", "train/tokens", "tokens_seen"), ("words", "train/words", "words_seen")):
+        counts = {r["step"]: r[key] for r in logged if is_number(r.get(key))}
+        if row["steps"] is not None and row.get(total) is not None:
+            counts[row["steps"]] = row[total]
+        if counts or axis == "tokens":
+            axes[axis] = interp_at({0: 0, **counts}, steps)
     if any(is_number(r.get("train/flops")) for r in logged) or row["train_flops"] is not None:
         finite = [r for r in logged if is_number(r.get("train/flops", 0))]  # one NaN would poison the interpolation
         axes["flops"] = [_round(f) for f in flops_at(row, finite, steps)]
@@ -141,7 +157,7 @@ def metric_order(metrics: list[str], runs_with: dict[str, int]) -> list[str]:
     def key(m: str) -> tuple:
         group = m.split("/")[0]
         rank = GROUP_ORDER.index(group) if group in GROUP_ORDER else len(GROUP_ORDER)
-        first = FIRST.index(m) if m in FIRST else len(FIRST)
+        first = FIRST.index(m) if m in FIRST else 0 if SUITE_OVERALL.match(m) else len(FIRST)
         return rank, group, first, -runs_with.get(m, 0), "loss" not in m, m
     return sorted(metrics, key=key)
 
@@ -206,7 +222,7 @@ def chance_line(y: float, label: str) -> tuple[dict, dict]:
 
 
 def bar_figure(fig_id: str, title: str, data: list[dict], lines: list[tuple[dict, dict]]) -> dict:
-    """Grouped bars with run names as the x categories, legend on top, chance lines."""
+    """Grouped bars (x categories: run names, or a suite's phenomena), legend on top, chance lines."""
     layout = {"title": {"text": title, "font": {"size": 14}, "x": 0.01, "xanchor": "left"}, "barmode": "group",
               "height": 380, "margin": {"l": 55, "r": 12, "t": 70, "b": 40},
               "legend": {"orientation": "h", "y": 1.02, "yanchor": "bottom"}, "xaxis": {"automargin": True},
@@ -269,6 +285,39 @@ def downstream_figures(rows: list[dict[str, Any]], labels: list[str], summaries:
     return figures
 
 
+def suite_figures(rows: list[dict[str, Any]], labels: list[str], summaries: list[dict]) -> list[dict]:
+    """Per suite, each row's headline score per phenomenon, BLiMP's published models when it is BLiMP, and chance."""
+    by_suite: dict[str, list[tuple[int, dict]]] = defaultdict(list)
+    for i, s in enumerate(summaries):
+        for name, report in suite_reports(s).items():
+            if isinstance(report.get("overall"), dict) and report["overall"]:
+                by_suite[name].append((i, report))
+    figures = []
+    for n, (name, reports) in enumerate(by_suite.items()):
+        terms = list(dict.fromkeys(t for _, r in reports for t in r.get("phenomena") or {})) + ["overall"]
+        data = []
+        for i, r in reports:
+            scorer = str((r.get("scorers") or list(r["overall"]))[0])
+            scores = {**{t: v.get(scorer) for t, v in (r.get("phenomena") or {}).items() if isinstance(v, dict)},
+                      "overall": r["overall"].get(scorer)}
+            data.append({"type": "bar", "name": f"{labels[i]} ({scorer})", "x": terms,
+                         "y": [_round(scores.get(t)) for t in terms],
+                         "marker": {"color": PALETTE[i % len(PALETTE)]},
+                         "hovertemplate": "%{fullData.name} %{y:.3f}<extra>%{x}</extra>"})
+        paradigms = list(dict.fromkeys(p for _, r in reports for p in r.get("paradigms") or {}))
+        if is_blimp(paradigms):
+            pub, names = published_scores(paradigms), model_names()
+            for m in MODELS:
+                y = [_round(pub[m]["overall"] if t == "overall" else pub[m]["phenomena"].get(t)) for t in terms]
+                data.append({"type": "bar", "name": f"{names[m]} (published)", "x": terms, "y": y,
+                             "marker": {"color": PUBLISHED[m]},
+                             "hovertemplate": "%{fullData.name} %{y:.3f}<extra>%{x}</extra>"})
+        figures.append({**bar_figure(f"suite-{n}", f"{name}: accuracy per phenomenon (mean of the phenomenon's "
+                                     "paradigms; ties count as wrong)", data,
+                                     [chance_line(CHANCE, f"chance {CHANCE:.2f}")]), "wide": True})
+    return figures
+
+
 def table_html(rows: list[dict[str, Any]]) -> str:
     """The markdown table's columns and cells (runs.table_columns) as an HTML table sortable by its headers:
     numeric cells carry their value in data-sort; a failed or incomplete run's row is marked by its status."""
@@ -309,7 +358,8 @@ def report_data(rows: list[dict[str, Any]]) -> dict[str, Any]:
     figures = curve_figures(runs)
     for run in runs:  # the traces hold what they draw; the rest of a run is its legend entry and axes
         run["plotted"] = bool(run.pop("curves"))
-    bars = [f for f in [probe_figure(rows, labels, summaries), *downstream_figures(rows, labels, summaries)] if f]
+    bars = [f for f in [probe_figure(rows, labels, summaries), *suite_figures(rows, labels, summaries),
+                        *downstream_figures(rows, labels, summaries)] if f]
     return {"runs": runs, "axes": axes, "default_axis": "flops" if "flops" in present else "step",
             "curves": figures, "bars": bars}
 
@@ -337,7 +387,7 @@ def page(rows: list[dict[str, Any]], sources: list[Path]) -> str:
 <header>{header_html(rows, sources)}</header>
 <h2>Comparison table <small class="notes">(click a header to sort)</small></h2>
 <div class="wrap">{table_html(rows)}</div>{notes}
-<h2>Probes and downstream tasks</h2>
+<h2>Probes, minimal-pair suites and downstream tasks</h2>
 <div id="bars" class="bars"></div>
 <h2>Curves</h2>
 <div class="controls">

@@ -15,6 +15,9 @@ distillation's teacher, the comparison and the watch open runs here.
     <run>/crossover.json       the crossover's result (runner/evaluation/crossover.py)
     <run>/__main__.log         Hydra's job log (a sweep job's error); Hydra names it <task>.log
 
+An evaluation directory (`python -m runner.evaluate <transformers model dir> --out DIR`) holds only summary.json,
+its "kind" "transformers <kind>" (is_evaluation); the comparison reads it beside runs.
+
 A sweep directory holds its jobs' run directories (0_<overrides>, 1_..., in Hydra's job order), Hydra's
 multirun.yaml and sweep.json (runner/sweeps/callback.py: how many jobs, and whether the sweep ended).
 """
@@ -79,15 +82,24 @@ def jobs_in(sweep_dir: Path) -> list[Path]:
     return sorted((c for c in Path(sweep_dir).iterdir() if is_run(c)), key=job_key)
 
 
-def find_runs(paths: list[Path]) -> list[Path]:
-    """Run dirs given directly or one level below each path; a path with none is a ConfigError naming it."""
+def is_evaluation(path: Path) -> bool:
+    """A transformers model's evaluation dir (runner.evaluate --out): summary.json whose kind starts "transformers"."""
+    s = read_summary(path) if (Path(path) / SUMMARY).is_file() else None
+    return isinstance(s, dict) and str(s.get("kind") or "").startswith("transformers")
+
+
+def find_runs(paths: list[Path], evaluations: bool = False) -> list[Path]:
+    """Run dirs (and evaluation dirs when asked) given directly or one level below each path; none: a ConfigError."""
+    wanted = (lambda c: is_run(c) or is_evaluation(c)) if evaluations else is_run
+    what = f"a run dir holds {CONFIG.as_posix()}" + (", an evaluation dir runner.evaluate's summary.json"
+                                                     if evaluations else "")
     runs: list[Path] = []
     for p in map(Path, paths):
         if not p.exists():
             raise ConfigError(f"{p}: no such file or directory")
-        found = [p] if is_run(p) else jobs_in(p) if p.is_dir() else []
+        found = [p] if wanted(p) else sorted(filter(wanted, p.iterdir()), key=job_key) if p.is_dir() else []
         if not found:
-            raise ConfigError(f"{p}: no run directories in it (a run dir holds {CONFIG.as_posix()})")
+            raise ConfigError(f"{p}: no run directories in it ({what})")
         runs += found
     return list(dict.fromkeys(runs))
 

@@ -6,14 +6,19 @@ import csv
 import io
 import json
 import subprocess
+import sys
+import types
 from pathlib import Path
 
 import pytest
 import yaml
 from rich.console import Console
 
+from runner.config.errors import ConfigError
+from runner.reporting import compare as compare_module
 from runner.reporting.compare import compare, rich_table
-from runner.reporting.collect import loss_curve, probe_curve
+from runner.reporting.collect import loss_curve, probe_curve, suite_curves
+from runner.store.layout import find_runs, is_evaluation
 from tests.conftest import run_main
 
 
@@ -257,3 +262,172 @@ def test_cli_prints_the_table_and_rejects_paths_without_runs(multirun, tmp_path)
     empty = cli(str(multirun), str(tmp_path / "empty"))
     assert empty.returncode == 2 and str(tmp_path / "empty") in empty.stderr
     assert len(empty.stderr.strip().splitlines()) == 1 and not (tmp_path / "empty" / "comparison.csv").exists()
+
+
+BLIMP = {"anaphor_gender_agreement": "anaphor_agreement", "anaphor_number_agreement": "anaphor_agreement",
+         "regular_plural_subject_verb_agreement_1": "subject_verb_agreement"}  # three of BLiMP's paradigms
+
+
+def suite_report(scores: dict[str, list[float]], paradigms: dict[str, str] = BLIMP, path: str = "blimp") -> dict:
+    """One suite in summary.json: per scorer its accuracy per paradigm (in paradigms' order); overall the mean over
+    paradigms, a phenomenon's the mean over its paradigms."""
+    def mean(xs: list[float]) -> float:
+        return round(sum(xs) / len(xs), 6)
+
+    terms = list(dict.fromkeys(paradigms.values()))
+    acc = {s: dict(zip(paradigms, v)) for s, v in scores.items()}
+    return {"path": path, "pairs": 100 * len(paradigms), "paradigm_count": len(paradigms), "pairs_per_paradigm": None,
+            "seed": 0, "scorers": list(scores), "unk_share": 0.0,
+            "overall": {s: mean(list(a.values())) for s, a in acc.items()},
+            "phenomena": {t: {s: mean([a[p] for p, pt in paradigms.items() if pt == t]) for s, a in acc.items()}
+                          for t in terms},
+            "paradigms": {p: {"phenomenon": t, **{s: a[p] for s, a in acc.items()}} for p, t in paradigms.items()}}
+
+
+def evaluation_dir(root: Path, name: str, suites: dict) -> Path:
+    """A transformers model's directory as `python -m runner.evaluate MODEL --out DIR` leaves it: summary.json only."""
+    d = root / name
+    d.mkdir(parents=True)
+    (d / "summary.json").write_text(json.dumps(
+        {"name": name, "model": "BertForMaskedLM", "kind": "transformers masked_lm", "model_dir": f"/models/{name}",
+         "parameters": {"total": 109_514_298}, "device": "cpu", "suites": suites}))
+    return d
+
+
+@pytest.fixture
+def suited(tmp_path: Path) -> Path:
+    """A sweep of a BERT run that logged BLiMP's subsample at each validation (and a custom suite), an ELECTRA run
+    with BLiMP in its summary only, and beside it outputs/evaluations/bert-base-uncased."""
+    root = tmp_path / "suited"
+    metrics = [{"step": 0, "val/mlm_loss": 10.0, "suite/blimp/overall": 0.5, "suite/blimp/pll/overall": 0.5,
+                "suite/blimp/pll/phenomenon/anaphor_agreement": 0.5, "suite/blimp/pll/paradigm/x": 0.5,
+                "suite/blimp/pairs": 30, "train/tokens": 0, "train/flops": 0, "train/words": 0},
+               {"step": 10, "train/loss": 8.0, "train/tokens": 5000, "train/flops": 1e12, "train/words": 4000},
+               {"step": 15, "val/mlm_loss": 7.0, "suite/blimp/overall": 0.55, "suite/mine/overall": 0.52},
+               {"step": 20, "train/loss": 6.5, "train/tokens": 10000, "train/flops": 2e12, "train/words": 8000},
+               {"step": 25, "val/mlm_loss": 5.5, "suite/blimp/overall": 0.6},  # after the last train/words: words_seen
+               {"step": 25, "suite_full/blimp/overall": 0.6, "suite_full/blimp/pll/overall": 0.6}]
+    suites = {"blimp": suite_report({"pll": [0.6, 0.8, 0.4], "pll_word_l2r": [0.5, 0.7, 0.9]}),
+              "mine": suite_report({"pll": [0.55, 0.65]}, {"p1": "x", "p2": "y"}, "mine.jsonl")}
+    make_run(root, "0_bert_mlm", "bert", "mlm", metrics=metrics,
+             summary=summary("bert", "mlm", {"mlm_loss": 5.5}, words_seen=12_000, suites=suites))
+    electra = suite_report({"disc": [0.7, 0.7, 0.7], "generator": [0.6, 0.6, 0.9], "generator_word_l2r": [0.5] * 3})
+    make_run(root, "1_electra_rtd", "electra", "rtd", metrics=[{"step": 25, "val/mlm_loss": 6.0}],
+             summary=summary("electra", "rtd", {"mlm_loss": 6.0}, suites={"blimp": electra}))
+    evaluation_dir(tmp_path / "evaluations", "bert-base-uncased",
+                   {"blimp": suite_report({"pll": [0.9, 0.85, 0.95], "pll_word_l2r": [0.8, 0.8, 0.8]})})
+    return root
+
+
+def test_suite_columns_in_rows_csv_markdown_and_console(suited):
+    rows = compare([suited])
+    bert, electra = rows
+    assert (bert["suite_blimp"], bert["suite_blimp_scorer"], bert["suite_blimp_pll_word_l2r"]) == (0.6, "pll", 0.7)
+    assert (bert["suite_mine"], bert["suite_mine_scorer"], bert["words_seen"]) == (0.6, "pll", 12_000)
+    assert (electra["suite_blimp"], electra["suite_blimp_scorer"], electra["suite_blimp_generator"],
+            electra["suite_blimp_generator_word_l2r"], electra.get("suite_mine")) == (0.7, "disc", 0.7, 0.5, None)
+    with (suited / "comparison.csv").open() as f:
+        reader = csv.DictReader(f)
+        header, (b, e) = reader.fieldnames, list(reader)
+    assert header[header.index("tokens_seen") + 1] == "words_seen" and b["words_seen"] == "12000"
+    assert header[header.index("probe_overall_hi") + 1:header.index("downstream_task")] == \
+        ["suite_blimp", "suite_blimp_scorer", "suite_blimp_pll_word_l2r", "suite_blimp_generator",
+         "suite_blimp_generator_word_l2r", "suite_mine", "suite_mine_scorer"]
+    assert (b["suite_blimp"], b["suite_blimp_generator"], e["suite_blimp_scorer"], e["suite_mine"]) == \
+        ("0.6", "", "disc", "")
+    md = (suited / "comparison.md").read_text().splitlines()
+    assert md[0] == ("| run | model | objective | overrides | params | train FLOPs | val mlm_loss | suite blimp | "
+                     "suite blimp pll_word_l2r | suite blimp generator | suite blimp generator_word_l2r | "
+                     "suite mine (pll) | tokens/s, wall | status |")  # blimp's scorers differ: in the cells
+    assert "| 5.5000 | 0.600 (pll) | 0.700 | - | - | 0.600 |" in md[2]
+    assert "| 6.0000 | 0.700 (disc) | - | 0.700 | 0.500 | - |" in md[3]
+    console = Console(width=160, record=True, file=io.StringIO())
+    console.print(rich_table(rows))
+    text = console.export_text()
+    assert max(map(len, text.splitlines())) <= 160
+    assert "0.600" in text and "(disc)" in text and "generator" not in text  # the headline only
+    assert "ties count as wrong" in text
+
+
+def test_an_evaluation_dir_is_compared_beside_runs(suited, tmp_path):
+    evaluations = tmp_path / "evaluations"
+    out = tmp_path / "report"
+    for paths in ([suited / "0_bert_mlm", evaluations / "bert-base-uncased"], [suited / "0_bert_mlm", evaluations]):
+        _, model = compare(paths, out=out, html=True)
+        assert (model["run"], model["job"], model["model"], model["parameters"], model["status"]) == \
+            ("bert-base-uncased", "bert-base-uncased", "BertForMaskedLM", 109_514_298, "evaluated")
+        assert (model["suite_blimp"], model["suite_blimp_scorer"], model["suite_blimp_pll_word_l2r"]) == \
+            (0.9, "pll", 0.8)
+        assert all(model[k] is None for k in ("objective", "data", "train_flops", "tokens_seen", "words_seen",
+                                              "steps", "val_loss", "probe_overall", "accuracy_mean", "error"))
+        assert loss_curve(model) == (None, [], []) and suite_curves(model) == {}
+    md = (out / "comparison.md").read_text().splitlines()
+    assert md[3].startswith("| bert-base-uncased | BertForMaskedLM | - | - | 109.51M | - | - | 0.900 | 0.800 |")
+    assert md[3].endswith("| - | evaluated |") and md[0].count("suite blimp") == 2  # "(pll)": shared by both
+    assert {p.name for p in out.iterdir()} >= {"val_loss_vs_flops.png", "suites_vs_words.png", "comparison.html"}
+    alone = tmp_path / "alone"  # no metrics.jsonl and no config: no plot, nothing crashes
+    assert [r["status"] for r in compare([evaluations], out=alone, html=True)] == ["evaluated"]
+    assert sorted(p.name for p in alone.iterdir()) == ["comparison.csv", "comparison.html", "comparison.md"]
+    ok = cli(str(suited / "0_bert_mlm"), str(evaluations / "bert-base-uncased"), "--out", str(alone))
+    assert ok.returncode == 0, ok.stderr
+    assert "bert-base-uncased" in ok.stdout and "evaluated" in ok.stdout and "BertForMaskedLM" in ok.stdout
+    with pytest.raises(ConfigError, match="no run directories"):  # runner.tensorboard: runs only
+        find_runs([evaluations])
+    not_one = evaluation_dir(tmp_path / "other", "x", {})
+    (not_one / "summary.json").write_text(json.dumps({"name": "x", "kind": "a run's summary"}))
+    assert not is_evaluation(not_one) and is_evaluation(evaluations / "bert-base-uncased")
+    assert cli(str(not_one)).returncode == 2
+
+
+def test_suites_plot_words_with_published_models_only_when_records_exist(suited, tmp_path, monkeypatch):
+    bert = compare([suited])[0]
+    # step 15 between the train/words logs of steps 10 and 20; step 25 from summary.json's words_seen
+    assert suite_curves(bert) == {"blimp": ([0.0, 6000.0, 12000.0], [0.5, 0.55, 0.6]),
+                                  "mine": ([6000.0], [0.52])}
+    data = (suited / "suites_vs_words.png").read_bytes()
+    assert data[:8] == PNG and len(data) > 5000
+    axes = []
+    real = compare_module._figure
+    monkeypatch.setattr(compare_module, "_figure", lambda: axes.append(real()) or axes[-1])
+    rows = compare([suited, tmp_path / "evaluations"], out=tmp_path / "published")
+    assert rows[0]["overrides"] == "model=bert objective=mlm"  # the evaluation dir has none: not "shared" by all
+    ax = axes[-1][1]  # the last figure drawn: the suites'
+    assert ax.get_xscale() == "log" and ax.get_xlabel() == "corpus words seen in training"
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["bert-mlm-wiki blimp (pll)", "bert-mlm-wiki mine (pll)", "5-gram blimp 0.571 (published)",
+                      "LSTM blimp 0.908 (published)", "Transformer-XL blimp 0.871 (published)",
+                      "GPT-2 blimp 0.984 (published)", "bert-base-uncased blimp 0.900 (evaluated)", "chance (0.5)"]
+    assert list(ax.get_lines()[0].get_xdata()) == [6000.0, 12000.0]  # step 0: no place on a log axis
+    assert compare_module.plot_suites([r for r in rows if r["run"] != "bert-mlm-wiki"], tmp_path / "x.png") is None
+    out = tmp_path / "no_suite_records"  # summary.json has suites, metrics.jsonl no suite/: no plot
+    compare([suited / "1_electra_rtd", tmp_path / "evaluations"], out=out)
+    assert (out / "comparison.csv").exists() and not (out / "suites_vs_words.png").exists()
+
+
+def test_wandb_table_has_the_suite_columns_and_evaluation_dirs_set_no_logging_mode(suited, tmp_path, monkeypatch):
+    logged: dict = {}
+
+    class Run:
+        def log(self, data: dict) -> None:
+            logged.update(data)
+
+        def finish(self) -> None:
+            logged["finished"] = True
+
+    class Table:
+        def __init__(self, columns: list, data: list, allow_mixed_types: bool) -> None:
+            self.columns, self.data = columns, data
+
+    fake = types.SimpleNamespace(Settings=lambda **kw: kw, Table=Table, Image=lambda path: path,
+                                 init=lambda **kw: logged.update(init=kw) or Run())
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setattr("runner.reporting.logger.has_wandb_credentials", lambda: True)  # online would stay online
+    compare([suited / "0_bert_mlm", tmp_path / "evaluations"], out=tmp_path / "report", wandb=True)
+    assert logged["finished"] and logged["init"]["mode"] == "offline"  # the run's logger.mode, not a default online
+    table = logged["comparison"]
+    assert table.columns[table.columns.index("suite_blimp"):table.columns.index("downstream_task")] == \
+        ["suite_blimp", "suite_blimp_scorer", "suite_blimp_pll_word_l2r", "suite_mine", "suite_mine_scorer"]
+    column = lambda name: [row[table.columns.index(name)] for row in table.data]  # noqa: E731
+    assert column("suite_blimp") == [0.6, 0.9] and column("status") == ["finished", "evaluated"]
+    assert column("words_seen") == [12_000, None] and "suites_vs_words" in logged

@@ -15,7 +15,11 @@ from runner.reporting.collect import flops_at, run_row
 from runner.config.errors import ConfigError
 from runner.reporting.html_report import HTML_FILE, embed_json, run_curves, sort_value, write_html
 from tests.conftest import run_main
+from tests.unit import test_compare
 from tests.unit.test_compare import make_run, probes, summary
+
+
+suited = test_compare.suited  # a fixture: runs with minimal-pair suites and a transformers model's evaluation dir
 
 
 T0 = 1_764_000_000.0  # unix seconds of a run's first record
@@ -192,3 +196,37 @@ def test_cli_html_writes_the_page_next_to_the_runs(sweep):
     assert ok.returncode == 0, ok.stderr
     assert str(sweep / HTML_FILE) in ok.stderr.replace("\n", "")  # on the "wrote ..." line
     assert (sweep / HTML_FILE).stat().st_size > 1_000_000  # plotly.js inlined
+
+
+def test_suite_bars_per_phenomenon_beside_published_models_for_blimp_only(suited, tmp_path):
+    out = tmp_path / "report"
+    compare([suited, tmp_path / "evaluations"], out=out, html=True)
+    page = (out / HTML_FILE).read_text()
+    data = report_json(page)
+    bars = {f["id"]: f for f in data["bars"]}
+    assert list(bars) == ["suite-0", "suite-1"]  # no probes, no downstream
+    blimp, mine = bars["suite-0"], bars["suite-1"]
+    assert blimp["layout"]["title"]["text"] == ("blimp: accuracy per phenomenon (mean of the phenomenon's paradigms; "
+                                                "ties count as wrong)") and blimp["wide"]
+    assert [t["name"] for t in blimp["data"]] == [
+        "bert-mlm-wiki (pll)", "electra-rtd-wiki (disc)", "bert-base-uncased (evaluated) (pll)", "5-gram (published)",
+        "LSTM (published)", "Transformer-XL (published)", "GPT-2 (published)", "chance 0.50"]
+    assert all(t["x"] == ["anaphor_agreement", "subject_verb_agreement", "overall"] for t in blimp["data"][:-1])
+    y = {t["name"]: t["y"] for t in blimp["data"]}
+    assert y["bert-mlm-wiki (pll)"] == [0.7, 0.4, 0.6] and y["electra-rtd-wiki (disc)"] == [0.7, 0.7, 0.7]
+    assert y["bert-base-uncased (evaluated) (pll)"] == [0.875, 0.95, 0.9]
+    # BLiMP's published accuracies, the means over these three paradigms only
+    assert y["5-gram (published)"] == [0.479, 0.755, 0.571] and y["GPT-2 (published)"] == [0.993, 0.967, 0.984333]
+    assert [s["y0"] for s in blimp["layout"]["shapes"]] == [0.5]
+    colors = [t["marker"]["color"] for t in blimp["data"][:3]]
+    assert colors == [r["color"] for r in data["runs"]]  # each run in its curves' colour
+    assert [t["name"] for t in mine["data"]] == ["bert-mlm-wiki (pll)", "chance 0.50"]  # a custom suite: no published
+    assert mine["data"][0]["x"] == ["x", "y", "overall"] and mine["data"][0]["y"] == [0.55, 0.65, 0.6]
+
+    curves = [f["metric"] for f in data["curves"] if f["group"] == "suite"]
+    assert curves == ["suite/blimp/overall", "suite/mine/overall", "suite/blimp/pll/phenomenon/anaphor_agreement"]
+    assert not any(f["metric"].startswith("suite_full/") for f in data["curves"])  # the full suites: the bars
+    assert [a["key"] for a in data["axes"]] == ["step", "tokens", "words", "flops"]
+    assert data["runs"][0]["axes"]["words"] == {"0": 0, "10": 4000.0, "15": 6000.0, "20": 8000.0, "25": 12000.0}
+    assert "words" not in data["runs"][1]["axes"] and data["runs"][2]["axes"] == {"tokens": {}, "flops": {}}
+    assert '<tr class="status-evaluated">' in page and "1 evaluated" in page

@@ -48,12 +48,12 @@
     const box = document.getElementById('bars');
     DATA.bars.forEach(fig => {
       const div = document.createElement('div');
-      div.className = 'plot bar-plot';
+      div.className = fig.wide ? 'plot bar-plot wide' : 'plot bar-plot';
       div.id = fig.id;
       box.appendChild(div);
       Plotly.newPlot(div, fig.data, fig.layout, CONFIG);
     });
-    if (!DATA.bars.length) box.textContent = 'No run has probe or downstream results.';
+    if (!DATA.bars.length) box.textContent = 'No run has probe, suite or downstream results.';
   }
 
   function drawCurves() {
