@@ -17,7 +17,7 @@ from runner.data.tokenizer import SpecialIds, encode_with_words
 from runner.data.words import words_per_token
 from runner.engine.validation import validation_line
 from runner.evaluate import evaluate, settings
-from runner.evaluation.probes.published import is_blimp, known_identical, published_scores
+from runner.evaluation.probes.published import blimp_table, is_blimp, known_identical, published_scores
 from runner.evaluation.probes.suite_scoring import (SuiteProbes, accuracies, build_suite_probes, encode_suite,
                                                     objective_scorer, suite_metrics)
 from runner.evaluation.probes.suites import Suite, SuitePair, read_pairs, read_suites
@@ -308,3 +308,12 @@ def test_evaluate_takes_only_its_keys_and_needs_a_suite():
         settings([f"probes.suites=[{FIXTURES / 'data'}]", "probes.suite_final_pairs=0"])
     cfg = settings([f"probes.suites=[{FIXTURES / 'data'}]", "trainer.device=cpu"])
     assert list(cfg.probes.suites) == [str(FIXTURES / "data")] and cfg.trainer.device == "cpu"
+
+
+def test_blimp_paradigms_count_under_the_papers_twelve_phenomena(tmp_path):
+    f = write(tmp_path / "animate_subject_trans.jsonl",
+              [pair("A girl saw a cat.", "A rock saw a cat.", "animate_subject_trans", "s-selection")])
+    assert read_pairs(f)[0].phenomenon == "argument_structure", "as the paper's tables count it"
+    own = write(tmp_path / "mine.jsonl", [pair(uid="mine", term="s-selection")])
+    assert read_pairs(own)[0].phenomenon == "s-selection", "a paradigm of one's own keeps its label"
+    assert len({v["phenomenon"] for v in blimp_table()["paradigms"].values()}) == 12

@@ -29,6 +29,14 @@ def known_identical() -> dict[str, list[str]]:
     return {k: v for k, v in blimp_table()["identical_pairs"].items() if k != "note"}
 
 
+def paper_phenomenon(paradigm: str) -> str | None:
+    """The phenomenon the paper counts a BLiMP paradigm under (its 12), or None for a paradigm not BLiMP's. The data
+    files label animate_subject_passive and animate_subject_trans "s-selection"; the paper's tables count them under
+    argument_structure."""
+    row = blimp_table()["paradigms"].get(paradigm)
+    return row["phenomenon"] if row else None
+
+
 def is_blimp(paradigms: Iterable[str]) -> bool:
     """Whether every paradigm is one of BLiMP's 67 (BLiMP itself, a subset, or BabyLM's filtered BLiMP)."""
     names = set(paradigms)

@@ -6,7 +6,8 @@ supplement, and a user's own pairs all read the same way.
 A path in probes.suites is one suite: a .jsonl file, or a directory whose *.jsonl files (sorted by name) it holds.
 A suite is named after the path (a file: its stem; a directory: its name, or its parent's when it is called `data`
 as BLiMP's is), and reported as the field reports BLiMP: the mean of its paradigms' accuracies (not of its pairs),
-per phenomenon the mean of that phenomenon's paradigms, and per paradigm.
+per phenomenon the mean of that phenomenon's paradigms, and per paradigm. A paradigm of BLiMP's counts under the
+phenomenon the paper gives it (its 12: the data files call two argument_structure paradigms "s-selection").
 
 The project ships no suite's sentences: BLiMP is at https://github.com/alexwarstadt/blimp (CC BY 4.0, `data/`)."""
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Sequence
 
 from runner.config.errors import ConfigError
-from runner.evaluation.probes.published import known_identical
+from runner.evaluation.probes.published import known_identical, paper_phenomenon
 
 REQUIRED = ("sentence_good", "sentence_bad", "UID", "linguistics_term")
 GENERIC_DIRS = ("data",)  # a directory so named is named after its parent (BLiMP's data/ -> blimp)
@@ -119,7 +120,8 @@ def read_pairs(file: Path) -> list[SuitePair]:
             if good == bad and str(row.get("pairID")) not in known_identical().get(row["UID"].strip(), ()):
                 raise ConfigError(f"{where}: sentence_good and sentence_bad are the same ({good!r}); a minimal pair "
                                   "must differ (only BLiMP's 7 published such pairs are kept, scored as a tie: wrong)")
-            out.append(SuitePair(good, bad, row["UID"].strip(), row["linguistics_term"].strip(),
+            uid = row["UID"].strip()  # a BLiMP paradigm counts under the paper's phenomenon (its 12)
+            out.append(SuitePair(good, bad, uid, paper_phenomenon(uid) or row["linguistics_term"].strip(),
                                  str(row.get("pairID", n))))
     if not out:
         raise ConfigError(f"{file}: empty; a suite file holds one pair per line in BLiMP's format")
