@@ -37,6 +37,7 @@ from runner.evaluation.probes.suite_scoring import SuiteProbes, build_suite_prob
 from runner.evaluation.probes.suites import read_suites
 from runner.evaluation.probes.transformers_scorer import load_model, model_kind, transformers_scorer
 from runner.reporting.logger import NullLogger, resumed_logger
+from runner.reporting.summary import compute_axes
 from runner.reporting.suite_table import suite_line, suite_table
 from runner.store.layout import SUMMARY, is_run, open_run, write_summary
 
@@ -80,7 +81,8 @@ def evaluate_run(run_dir: Path, overrides: Sequence[str]) -> dict[str, Any]:
         summary = run.summary
         summary["suites"] = {**(summary.get("suites") or {}), **report}
         logger = resumed_logger(cfg, run.path, summary)
-        logger.log({f"suite_full/{k}": v for k, v in metrics.items()}, step=int(summary.get("steps", 0)))
+        logger.log({**{f"suite_full/{k}": v for k, v in metrics.items()}, **compute_axes(summary)},
+                   step=int(summary.get("steps", 0)))
         logger.finish(summary)  # summary.json, atomically, and the W&B run's summary
         if isinstance(logger, NullLogger):
             write_summary(run.path, summary)

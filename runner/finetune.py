@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from runner.config.errors import ConfigError, TrainingError
 from runner.config.overrides import apply_overrides as overrides_of
 from runner.reporting.logger import NullLogger, resumed_logger
+from runner.reporting.summary import compute_axes
 from runner.build import build
 from runner.evaluation.after_training import NoLabels, downstream_eval, downstream_metrics, load_downstream_task, store_downstream
 from runner.config.console import console
@@ -68,7 +69,8 @@ def finetune_run(run_dir: str | Path, overrides: Sequence[str] = ()) -> dict[str
         store_downstream(summary, result)
         main = summary["downstream"] is result
         logger = resumed_logger(cfg, run_dir, summary)
-        logger.log(downstream_metrics(result, by_task=not main), step=int(summary.get("steps", 0)))
+        logger.log({**downstream_metrics(result, by_task=not main), **compute_axes(summary)},
+                   step=int(summary.get("steps", 0)))
         logger.finish(summary)  # summary.json, atomically, and the W&B run's summary
         if isinstance(logger, NullLogger):
             write_summary(run_dir, summary)

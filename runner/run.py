@@ -68,7 +68,7 @@ def run(cfg: DictConfig, built: Built, run_dir: Path) -> dict[str, Any]:
         if cfg.trainer.export_hf and training and trainer.finished():
             end.exported, end.hf_export = True, export_run(built, run_dir)
     summary = run_summary(cfg, built, trainer, logger, clock, end)
-    log_results(logger, end, trainer.progress.step)
+    log_results(logger, end, trainer.progress.step, summary)
     logger.finish(summary)
     distributed.shutdown(barrier=False)
     print_summary(summary, cfg, end)

@@ -136,14 +136,24 @@ def run_summary(cfg: DictConfig, built: Built, trainer: Trainer, logger: Any, cl
     return summary
 
 
-def log_results(logger: Any, end: RunEnd, step: int) -> None:
-    """Log the results after training at the run's last step: the downstream scores and the objective's metrics."""
+def compute_axes(summary: dict[str, Any]) -> dict[str, Any]:
+    """The compute axes of a finished run (train/tokens, train/flops, train/words) from its summary, for the records
+    written after training, so they too can be placed on a compute axis."""
+    axes = {"train/tokens": summary.get("tokens_seen"), "train/flops": summary.get("train_flops"),
+            "train/words": summary.get("words_seen")}
+    return {k: v for k, v in axes.items() if v is not None}
+
+
+def log_results(logger: Any, end: RunEnd, step: int, summary: dict[str, Any]) -> None:
+    """Log the results after training at the run's last step, with its compute axes: the downstream scores, the
+    objective's metrics and the full suites."""
+    axes = compute_axes(summary)
     if end.downstream is not None:
-        logger.log(downstream_metrics(end.downstream), step=step)
+        logger.log({**downstream_metrics(end.downstream), **axes}, step=step)
     if end.own is not None:
-        logger.log(end.own.metrics, step=step)
+        logger.log({**end.own.metrics, **axes}, step=step)
     if end.suites:  # the full suites (the records during training hold the per-paradigm subsample, under suite/)
-        logger.log({f"suite_full/{k}": v for k, v in end.suites.items()}, step=step)
+        logger.log({**{f"suite_full/{k}": v for k, v in end.suites.items()}, **axes}, step=step)
 
 
 def print_summary(summary: dict[str, Any], cfg: DictConfig, end: RunEnd) -> None:

@@ -92,9 +92,9 @@ def test_wandb_gets_compute_step_metrics_and_a_flat_config(all_backends):
     (wandb_file,) = (run_dir / "wandb").glob("offline-run-*/run-*.wandb")
     metrics = [r.metric for r in records(wandb_file) if r.WhichOneof("record_type") == "metric"]
     defined = {m.name for m in metrics if m.name}
-    assert {"train/flops", "train/tokens"} <= defined
+    assert {"train/flops", "train/tokens", "train/words"} <= defined
     on_flops = {m.glob_name for m in metrics if m.glob_name and m.step_metric == "train/flops"}
-    assert on_flops == {"val/*", "probe/*", "downstream/*"}
+    assert on_flops == {"val/*", "probe/*", "suite/*", "suite_full/*", "downstream/*"}
     # every history row of an evaluation carries the FLOPs axis, so W&B can place it on that axis
     assert all("train/flops" in r for r in history(wandb_file) if any(k.startswith("val/") for k in r))
     config = {item.key for item in run_info(wandb_file).config.update}
