@@ -22,11 +22,10 @@ from typing import Any, Sequence
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from rich.markup import escape
 
 from runner.build import build
-from runner.config.console import console
-from runner.config.errors import ConfigError, TrainingError
+from runner.config.console import console, exit_code
+from runner.config.errors import ConfigError
 from runner.engine import lock as rundir
 from runner.engine.runtime import resolve_device
 from runner.config.checks import typed
@@ -142,12 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", default=None, help=f"where a transformers model's report goes (default: {EVALUATIONS}/"
                                                "<model>)")
     args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
-    try:
-        evaluate(args.path, args.overrides, args.out)
-    except (ConfigError, TrainingError) as e:
-        console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
-        return 2
-    return 0
+    return exit_code(lambda: evaluate(args.path, args.overrides, args.out))
 
 
 if __name__ == "__main__":

@@ -19,13 +19,13 @@ from typing import Any, Sequence
 
 from omegaconf import DictConfig
 
-from runner.config.errors import ConfigError, TrainingError
+from runner.config.errors import ConfigError
 from runner.config.overrides import apply_overrides as overrides_of
 from runner.reporting.logger import NullLogger, resumed_logger
 from runner.reporting.summary import compute_axes
 from runner.build import build
 from runner.evaluation.after_training import NoLabels, downstream_eval, downstream_metrics, load_downstream_task, store_downstream
-from runner.config.console import console
+from runner.config.console import console, exit_code
 from runner.store.layout import SUMMARY, open_run, write_summary
 from runner.engine.runtime import resolve_device
 from runner.evaluation.checks import check_eval
@@ -81,18 +81,11 @@ def finetune_run(run_dir: str | Path, overrides: Sequence[str] = ()) -> dict[str
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line; returns the exit code (2 for one-line errors)."""
-    from rich.markup import escape
-
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
         print(USAGE + "\n\n" + __doc__.split("\n\n", 1)[1])
         return 0 if args else 2
-    try:
-        finetune_run(Path(args[0]), args[1:])
-    except (ConfigError, TrainingError) as e:
-        console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
-        return 2
-    return 0
+    return exit_code(lambda: finetune_run(Path(args[0]), args[1:]))
 
 
 if __name__ == "__main__":
