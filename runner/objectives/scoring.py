@@ -153,6 +153,7 @@ def permutation_scores(query_logits: QueryLogits, sentences: Sequence[Sequence[i
     names = ["pll", *(["pll_word_l2r"] if words is not None else [])]
     out = {name: torch.zeros(len(sentences), dtype=torch.float64) for name in names}
     plan: list[tuple[str, int, torch.Tensor]] = []  # (scorer, sentence, hidden (n, n): row j hides these tokens)
+    same: list[int] = []  # sentences of one-piece words only: their pll_word_l2r rows are their pll rows
     for i, s in enumerate(sentences):
         n = len(s)
         if n == 0:
@@ -163,7 +164,10 @@ def permutation_scores(query_logits: QueryLogits, sentences: Sequence[Sequence[i
             hidden = eye.clone()
             for j in range(n):
                 hidden[j, list(word_l2r_masked(words[i], j))] = True
-            plan.append(("pll_word_l2r", i, hidden))
+            if torch.equal(hidden, eye):
+                same.append(i)
+            else:
+                plan.append(("pll_word_l2r", i, hidden))
     by_length: dict[int, list[tuple[str, int, torch.Tensor]]] = {}
     for item in plan:
         by_length.setdefault(len(sentences[item[1]]), []).append(item)
@@ -177,6 +181,9 @@ def permutation_scores(query_logits: QueryLogits, sentences: Sequence[Sequence[i
             logp = F.log_softmax(query_logits(ids, perm, mapping).float(), dim=-1)  # (k n, V)
             r = torch.arange(len(ids), device=device)
             picked = logp.gather(1, ids[r, r % n][:, None]).squeeze(1)  # (k n,): row j's own token j
+            sums = picked.view(len(chunk), n).sum(1).double().cpu()  # (k,): each sentence's score
             for c, (name, i, _) in enumerate(chunk):
-                out[name][i] = picked[c * n:(c + 1) * n].sum().double().cpu()
+                out[name][i] = sums[c]
+    for i in same:
+        out["pll_word_l2r"][i] = out["pll"][i]
     return out
