@@ -11,7 +11,8 @@ models.
 A run's result goes into its summary.json (`suites`), its metrics.jsonl and its W&B run (`suite_full/...`); a
 transformers model's into <--out>/summary.json (default outputs/evaluations/<model>), which runner.compare reads
 beside runs. Overrides: probes.suites, probes.suite_final_pairs (pairs per paradigm; null: all), probes.seed,
-trainer.device, trainer.threads, logger.mode. Errors (neither a run nor a model directory, a bad suite file) are one
+trainer.device, trainer.threads, logger.mode; a run keeps its own probes.* values for the keys not overridden (a run
+made with probes.suite_final_pairs=100 scores 100 per paradigm again unless given probes.suite_final_pairs=null). Errors (neither a run nor a model directory, a bad suite file) are one
 line and exit code 2."""
 from __future__ import annotations
 
