@@ -55,11 +55,10 @@ def encode_suite(suite: Suite, tokenizer: Tokenizer, unk_id: int | None, max_tok
 def accuracies(suite: Suite, right: torch.Tensor) -> tuple[float, dict[str, float], dict[str, float]]:
     """(overall, per phenomenon, per paradigm) from right (P,) bool: the mean of paradigm accuracies overall and per
     phenomenon, as BLiMP reports them."""
-    paradigm_of = [p.paradigm for p in suite.pairs]
-    per_paradigm: dict[str, float] = {}
-    for paradigm in suite.paradigms:
-        sel = torch.tensor([x == paradigm for x in paradigm_of])
-        per_paradigm[paradigm] = float(right[sel].double().mean())
+    rows: dict[str, list[int]] = {}  # paradigm -> its pairs, in one pass
+    for i, p in enumerate(suite.pairs):
+        rows.setdefault(p.paradigm, []).append(i)
+    per_paradigm = {paradigm: float(right[torch.tensor(idx)].double().mean()) for paradigm, idx in rows.items()}
     phenomenon_of = suite.phenomenon_of()
     per_phenomenon: dict[str, list[float]] = {}
     for paradigm, acc in per_paradigm.items():
