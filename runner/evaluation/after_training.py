@@ -5,11 +5,13 @@ GLUE dataset or a corpus without labels shows then, not after the pretraining), 
 device, task) at its end; `python -m runner.finetune <run_dir>` does the same on a finished run's checkpoint."""
 from __future__ import annotations
 
+import copy
+import time
 from typing import Any
 
 import torch
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from rich.markup import escape
 
 from runner.config.errors import ConfigError
@@ -17,8 +19,13 @@ from runner.config.console import console
 from runner.engine.assembly import Built
 from runner.store.names import is_multirun
 from runner.evaluation.downstream.baselines import cache_dir
-from runner.evaluation.downstream.classifier import finetune
-from runner.evaluation.downstream.tasks import Task, load_task
+from runner.config.checks import typed
+from runner.config.schema import EvalConfig
+from runner.evaluation.downstream.glue import GlueSuite, glue_report
+from runner.evaluation.downstream.protocol import finetune
+from runner.evaluation.downstream.score_feature import score_feature
+from runner.evaluation.downstream.registry import load_task
+from runner.evaluation.downstream.tasks import Task
 
 
 def in_multirun() -> bool:
@@ -55,9 +62,13 @@ def load_downstream_task(cfg: DictConfig, built: Built) -> Task:
 
     e = cfg.eval
     try:
-        task = load_task(e.task, built.data, e.seq_len, path=e.path, data_cfg=cfg.get("data"))
+        task = load_task(e.task, built.data, e.seq_len, path=e.path, data_cfg=cfg.get("data"), glue=e.get("glue"))
     except (ValueError, KeyError) as err:  # e.g. no held-out split in this data
         raise NoLabels(str(err).strip("'\"")) from None
+    if isinstance(task, GlueSuite):
+        for why in task.missing.values():
+            console.print(f"[yellow]glue: left out {escape(why)}", highlight=False, soft_wrap=True)
+        return task
     if not (task.train and task.dev and task.test):
         need = {"wiki_topic": "; wiki_topic needs the wiki corpus's topics",
                 "wiki_acceptability": "; wiki_acceptability needs held-out sentences of 6 to 30 words (data."
@@ -91,9 +102,6 @@ def downstream_eval(cfg: DictConfig, built: Built, device: Any, task: Task | Non
     prepare_downstream) on `device`: test accuracy and macro-F1 as mean +/- std over eval.seeds seeds, with the
     baselines. The result dict (runner.evaluation.downstream.classifier.finetune's) is printed in one line and returned.
     task=None loads eval.task here (None returned when the data has no labels for it)."""
-    import copy
-
-
     e = cfg.get("eval")
     if task is None:  # loaded at the end (the call before prepare_downstream existed): failures skip with a note
         if not downstream_enabled(cfg):
@@ -107,24 +115,71 @@ def downstream_eval(cfg: DictConfig, built: Built, device: Any, task: Task | Non
         if task is None:
             return None
 
+    if isinstance(task, GlueSuite):
+        result = run_glue(cfg, built, _device_of(device), task)
+        console.print(glue_line(result), highlight=False, soft_wrap=True)
+        return result
     encoder = built.module.encoder
-    data_cfg = cfg.get("data")
-    result = finetune(lambda: copy.deepcopy(encoder), task, seeds=range(e.seeds), epochs=e.epochs, lr=e.lr,
-                      batch_size=e.batch_size, seq_len=e.seq_len, device=_device_of(device), pooling=e.pooling,
-                      packing=e.get("packing") is not False,
-                      baselines=("random_init", "bow_logreg") if e.baselines else (),
-                      baseline_cache=cache_dir(data_cfg.get("cache_dir") if data_cfg is not None else None),
-                      shape=encoder)
+    result = finetune(lambda: copy.deepcopy(encoder), task, device=_device_of(device), **protocol_settings(cfg, built))
     console.print(result_line(result), highlight=False, soft_wrap=True)
     return result
 
 
+def protocol_settings(cfg: DictConfig, built: Built, scorer: bool = True) -> dict[str, Any]:
+    """finetune()'s settings from eval.* (runner/evaluation/downstream/protocol.py), with the run's pretrained
+    pooler (an NSP / SOP head's) and its own sentence scorer (eval.score_feature) where it has them."""
+    e, module = cfg.eval, built.module
+    data_cfg = cfg.get("data")
+    head = getattr(module.objective, "pair_head", None)
+    score = (lambda t: score_feature(module.objective, module.encoder, t, built.data.specials, built.data)) \
+        if scorer and e.get("score_feature", True) else None
+    return dict(seeds=range(e.seeds), epochs=e.epochs, lr=typed(e, EvalConfig).learning_rates(),
+                batch_size=e.batch_size, seq_len=e.seq_len, pooling=e.pooling, head=e.get("head", "probe"),
+                dropout=e.get("dropout", 0.1), packing=e.get("packing") is not False,
+                pooler=getattr(head, "pooler", None), scorer=score,
+                baselines=("random_init", "bow_logreg") if e.baselines else (),
+                baseline_cache=cache_dir(data_cfg.get("cache_dir") if data_cfg is not None else None),
+                shape=module.encoder)
+
+
+def run_glue(cfg: DictConfig, built: Built, device: torch.device, suite: GlueSuite) -> dict[str, Any]:
+    """eval.task=glue: every task of the suite fine-tuned under eval.glue's one recipe over its seeds, the last
+    epoch scored on the official dev sets, reported as papers report GLUE (glue.glue_report)."""
+    g, encoder = cfg.eval.glue, built.module.encoder
+    head = getattr(built.module.objective, "pair_head", None)
+    t0, results = time.perf_counter(), {}
+    for key, task in suite.tasks.items():
+        results[key] = finetune(lambda: copy.deepcopy(encoder), task, seeds=range(g.seeds), epochs=g.epochs,
+                                lr=g.lr, batch_size=g.batch_size, seq_len=g.seq_len, device=device,
+                                pooling=cfg.eval.pooling, head=g.head, select="last",
+                                packing=cfg.eval.get("packing") is not False, pooler=getattr(head, "pooler", None),
+                                baselines=())
+    report = glue_report(results, suite.missing)
+    report.update(tasks=results, recipe=OmegaConf.to_container(g, resolve=True), source=suite.source,
+                  wall_s=round(time.perf_counter() - t0, 2))
+    return report
+
+
+def glue_line(report: dict[str, Any]) -> str:
+    """One line: GLUE's average without WNLI and each column's median (x100, as papers print them)."""
+    cols = ", ".join(f"{c} {v['median'] * 100:.1f}" for c, v in report["columns"].items())
+    avg = report.get("average")
+    part = "" if report.get("complete") else f" over {len(report['averaged'])} columns (not all of GLUE)"
+    return (f"downstream glue: average {avg * 100:.1f}{part} (median over {report['recipe']['seeds']} seeds, dev); "
+            f"{cols}" if avg is not None else f"downstream glue: {cols}")
+
+
 def result_line(result: dict[str, Any]) -> str:
-    """One line: the task's accuracy and macro-F1 over seeds, and each baseline's accuracy."""
-    n = len(result.get("per_seed", []))
-    return (f"downstream {result['task']}: accuracy {result['accuracy_mean']:.3f} +/- {result['accuracy_std']:.3f}, "
-            f"macro-F1 {result['f1_mean']:.3f} +/- {result['f1_std']:.3f} over {n} seeds" +
-            "".join(f"; {k} {v['accuracy_mean']:.3f}" for k, v in result["baselines"].items()) +
+    """One line: the task's main metric and macro-F1 over seeds at the chosen learning rate, the linear probe, the
+    model's own score, each baseline, and the best constant answer."""
+    n, m = len(result.get("per_seed", [])), result.get("metric", "accuracy")
+    others = {**{k: result[k] for k in ("linear_probe", "score_feature") if k in result}, **result["baselines"]}
+    chance = (result.get("chance") or {}).get("best_constant_accuracy")
+    lr = f" at lr {result['lr']:g}" if "lr" in result else ""
+    f1 = f", macro-F1 {result['f1_mean']:.3f} +/- {result['f1_std']:.3f}" if "f1_mean" in result else ""
+    return (f"downstream {result['task']}: {m} {result[f'{m}_mean']:.3f} +/- {result[f'{m}_std']:.3f}{f1} over {n} "
+            f"seeds{lr}" + "".join(f"; {k} {v[f'{m}_mean']:.3f}" for k, v in others.items() if f"{m}_mean" in v) +
+            (f"; best constant {chance:.3f}" if chance is not None else "") +
             (" (baselines cached)" if result.get("baselines_source") == "cached" else ""))
 
 
@@ -144,13 +199,21 @@ def store_downstream(summary: dict[str, Any], result: dict[str, Any]) -> dict[st
 
 
 def downstream_metrics(result: dict[str, Any], by_task: bool = False) -> dict[str, float]:
-    """Downstream scores as flat W&B keys: downstream/accuracy_mean ..., downstream/<baseline>_accuracy_mean;
-    by_task: downstream/<task>/accuracy_mean ... (a task besides the run's main one)."""
+    """Downstream scores as flat W&B keys: downstream/accuracy_mean ..., downstream/<baseline>_accuracy_mean,
+    downstream/linear_probe_..., downstream/score_feature_...; by_task: downstream/<task>/... (a task besides the
+    run's main one). GLUE: downstream/glue/average and downstream/glue/<column> (medians over seeds)."""
+    if result.get("task") == "glue":
+        out = {f"downstream/glue/{c}": v["median"] for c, v in result.get("columns", {}).items()}
+        if result.get("average") is not None:
+            out["downstream/glue/average"] = result["average"]
+        return out
     p = f"downstream/{result['task']}/" if by_task else "downstream/"
-    out = {f"{p}{k}": result[k] for k in ("accuracy_mean", "accuracy_std", "f1_mean", "f1_std")}
-    for name, b in result.get("baselines", {}).items():
-        for k in ("accuracy_mean", "f1_mean"):
+    metric = result.get("metric", "accuracy")
+    keys = dict.fromkeys(["accuracy_mean", "accuracy_std", "f1_mean", "f1_std", f"{metric}_mean", f"{metric}_std"])
+    out = {f"{p}{k}": result[k] for k in keys if k in result}
+    others = {**result.get("baselines", {}), **{k: result[k] for k in ("linear_probe", "score_feature") if k in result}}
+    for name, b in others.items():
+        for k in dict.fromkeys(("accuracy_mean", "f1_mean", f"{metric}_mean")):
             if k in b:
                 out[f"{p}{name}_{k}"] = b[k]
     return out
-

@@ -6,7 +6,7 @@ from typing import Any
 
 from runner.config.errors import require
 from runner.data.corpus import SPLITS
-from runner.evaluation.downstream.tasks import task_names, unknown_task
+from runner.evaluation.downstream.registry import task_names, unknown_task
 from runner.evaluation.probes.pairs import KINDS
 from runner.evaluation.probes.suites import read_suites
 from runner.models.registry import model_config
@@ -53,5 +53,7 @@ def check_evaluation(cfg: Any) -> None:
     if (x := cfg.get("crossover")) is not None and x.enabled:
         for name in x.tasks:
             check_task(name, "crossover.tasks")
+            require(str(name) != "glue", "crossover.tasks: 'glue' is a report over nine tasks, not one margin; "
+                    "name single tasks (glue_sst2, wiki_acceptability, ...)")
     if (e := cfg.get("eval")) is not None and e.downstream is not False:  # on, or auto (on in a multirun)
         check_eval(cfg)

@@ -27,8 +27,8 @@ from runner.store import checkpoint
 from runner.store.layout import CROSSOVER, saved_hydra
 from runner.evaluation.after_training import NoLabels, load_downstream_task
 from runner.config.console import console
-from runner.evaluation.downstream.baselines import cache_dir
-from runner.evaluation.downstream.classifier import finetune
+from runner.evaluation.after_training import protocol_settings
+from runner.evaluation.downstream.protocol import finetune
 
 RESULT = CROSSOVER
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}  # t(0.975, df)
@@ -72,7 +72,11 @@ def margin(result: dict[str, Any]) -> dict[str, Any]:
             "random_init": result["baselines"]["random_init"]["accuracy_mean"],
             "random_init_std": result["baselines"]["random_init"]["accuracy_std"], "bow_logreg": bow,
             "margin": m, "margin_std": sd, "margin_lo": lo, "margin_hi": hi, "per_seed_margin": diffs,
-            "baselines_source": result.get("baselines_source")}
+            "baselines_source": result.get("baselines_source"), "lr": result.get("lr"),
+            "random_init_lr": result["baselines"]["random_init"].get("lr"),
+            "linear_probe": (result.get("linear_probe") or {}).get("accuracy_mean"),
+            "score_feature": (result.get("score_feature") or {}).get("accuracy_mean"),
+            "chance": (result.get("chance") or {}).get("best_constant_accuracy")}
 
 
 def evaluate_snapshots(cfg: DictConfig, built: Any, run_dir: Path, probes: Any, device: torch.device,
@@ -95,11 +99,8 @@ def evaluate_snapshots(cfg: DictConfig, built: Any, run_dir: Path, probes: Any, 
             for name, task in tasks.items():
                 console.print(f"crossover: snapshot {i + 1}/{len(files)} ({snap['flops']:.2e} FLOPs), {name}",
                               highlight=False)
-                result = finetune(lambda: copy.deepcopy(encoder), task, seeds=range(e.seeds), epochs=e.epochs,
-                                  lr=e.lr, batch_size=e.batch_size, seq_len=e.seq_len, device=device,
-                                  pooling=e.pooling, packing=e.get("packing") is not False,
-                                  baseline_cache=cache_dir(cfg.data.get("cache_dir")),
-                                  shape=encoder)
+                result = finetune(lambda: copy.deepcopy(encoder), task, device=device,
+                                  **{**protocol_settings(cfg, built), "baselines": ("random_init", "bow_logreg")})
                 point["tasks"][name] = margin(result)
             points.append(point)
     finally:
@@ -108,7 +109,8 @@ def evaluate_snapshots(cfg: DictConfig, built: Any, run_dir: Path, probes: Any, 
     out = {"model": cfg.model.name, "objective": cfg.objective.name, "variant": label,
            "tasks": list(tasks), "probe_kinds": list(probes.kinds) if probes is not None else [],
            "scorers": list(probes.scorers) if probes is not None else [], "points": points,
-           "settings": {"seeds": e.seeds, "epochs": e.epochs, "lr": e.lr, "seq_len": e.seq_len}}
+           "settings": {"seeds": e.seeds, "epochs": e.epochs, "lrs": list(e.lrs) if e.get("lr") is None else [e.lr],
+                        "head": e.get("head"), "pooling": e.pooling, "seq_len": e.seq_len}}
     out["crossovers"] = crossovers(out)
     atomic_write_bytes(json.dumps(out, indent=2).encode(), Path(run_dir) / RESULT)
     return out

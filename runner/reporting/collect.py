@@ -137,10 +137,18 @@ def run_row(run_dir: Path, overrides: str = "") -> dict[str, Any]:
         row.update({f"probe_{other}_overall": p.get(f"{other}/overall") for other in scorers[1:]})
     add_suites(row, s)
     for task, result in downstream_tasks(s).items():  # downstream/<task>/..., as W&B logs a task besides the first
+        if task == "glue":  # GLUE as papers report it: each column's median over seeds, and the average
+            row["_glue"] = list(result.get("columns") or {})
+            row.update({f"glue/{c}": v.get("median") for c, v in (result.get("columns") or {}).items()})
+            row.update({"glue/average": result.get("average"), "glue/complete": result.get("complete")})
+            continue
         row["_tasks"].append(task)
         row.update({f"downstream/{task}/{k}": result.get(k) for k in TASK_KEYS})
-        for name, b in (result.get("baselines") or {}).items():
+        others = {**(result.get("baselines") or {}),
+                  **{k: result[k] for k in ("linear_probe", "score_feature") if isinstance(result.get(k), dict)}}
+        for name, b in others.items():
             row[f"downstream/{task}/{name}_accuracy_mean"] = (b or {}).get("accuracy_mean")
+        row[f"downstream/{task}/chance"] = (result.get("chance") or {}).get("best_constant_accuracy")
     return row
 
 
@@ -301,6 +309,10 @@ def table_columns(rows: list[dict[str, Any]], stacked: bool = False) -> list[Col
         def accuracy(r: dict[str, Any], key=key) -> str:
             return _pm(key(r, "accuracy_mean"), key(r, "accuracy_std"))
 
+        def knows(r: dict[str, Any], key=key) -> str:
+            probe, own = key(r, "linear_probe_accuracy_mean"), key(r, "score_feature_accuracy_mean")
+            return "-" if probe is None and own is None else f"{_num(probe, '.3f')} / {_num(own, '.3f')}"
+
         if stacked:
             def both(r: dict[str, Any], a=accuracy, b=baselines) -> str:
                 return "-" if a(r) == b(r) == "-" else f"{a(r)}\n{b(r)}"
@@ -308,6 +320,18 @@ def table_columns(rows: list[dict[str, Any]], stacked: bool = False) -> list[Col
             cols.append((f"{task}\nacc ± std\nrand / BoW", both, False))
         else:
             cols += [(f"{task} acc ± std", accuracy, False), (f"{task} rand / BoW", baselines, False)]
+            if any(knows(r) != "-" for r in rows):
+                cols.append((f"{task} probe / own score", knows, False))
+    glue = list(dict.fromkeys(c for r in rows for c in r.get("_glue", [])))
+    if glue:  # x100, as GLUE's papers print it
+        def average(r: dict[str, Any]) -> str:
+            v = r.get("glue/average")
+            return "-" if v is None else f"{v * 100:.1f}" + ("" if r.get("glue/complete") else "*")
+
+        cols.append(("GLUE avg" if not stacked else "GLUE\navg", average, False))
+        if not stacked:
+            cols += [(c, lambda r, c=c: "-" if r.get(f"glue/{c}") is None else f"{r[f'glue/{c}'] * 100:.1f}", False)
+                     for c in glue]
     return cols + [("tokens/s\nwall" if stacked else "tokens/s, wall", cost, False), ("status", status, True)]
 
 
@@ -348,5 +372,12 @@ def column_notes(columns: list[Column]) -> list[str]:
         notes.append(f"suite: accuracy on a minimal-pair suite, mean over its paradigms (BLiMP's overall), chance "
                      f"{CHANCE:.2f}, ties count as wrong")
     if any(n.endswith("rand / BoW") for n in names):
-        notes.append("rand / BoW: the same fine-tuning from random init; bag-of-words logistic regression")
+        notes.append("acc: the fine-tuning protocol (docs/evaluation.md), mean ± std over seeds; rand / BoW: the same "
+                     "protocol from random init; bag-of-words logistic regression")
+    if any(n.endswith("probe / own score") for n in names):
+        notes.append("probe / own score: a linear probe of the frozen features; the model's own sentence score as "
+                     "a one-feature classifier (acceptability tasks)")
+    if any(n.startswith("GLUE") for n in names):
+        notes.append("GLUE: dev scores x100, median over seeds under one recipe; avg without WNLI (the BERT paper's, "
+                     "MNLI-m and -mm each counted); * not every task")
     return notes

@@ -55,8 +55,15 @@ def points_markdown(results: list[dict[str, Any]]) -> str:
     """Every snapshot: FLOPs, each task's pretrained / random-init accuracy and margin, each probe's accuracy."""
     tasks = list(dict.fromkeys(t for r in results for t in r["tasks"]))
     kinds = list(dict.fromkeys(k for r in results for k in [*r["probe_kinds"], "overall"]))
-    head = ["family", "FLOPs", "step", *[f"{t} pre / rand / margin" for t in tasks], *[f"probe {k}" for k in kinds]]
+    # what else the protocol reports (results written since issue 28): the linear probe and the model's own score
+    knows = [t for t in tasks if any((p["tasks"].get(t) or {}).get("linear_probe") is not None
+                                     for r in results for p in r["points"])]
+    head = ["family", "FLOPs", "step", *[f"{t} pre / rand / margin" for t in tasks],
+            *[f"{t} probe / own score" for t in knows], *[f"probe {k}" for k in kinds]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def num(v: Any) -> str:
+        return "-" if v is None else f"{v:.3f}"
     for r in results:
         for p in r["points"]:
             cells = [r["variant"], f"{p['flops']:.2e}", str(p["step"])]
@@ -64,6 +71,9 @@ def points_markdown(results: list[dict[str, Any]]) -> str:
                 m = p["tasks"].get(t)
                 cells.append(f"{m['pretrained']:.3f} / {m['random_init']:.3f} / {m['margin']:+.3f} +/- "
                              f"{m['margin_std']:.3f}" if m else "-")
+            for t in knows:
+                m = p["tasks"].get(t) or {}
+                cells.append(f"{num(m.get('linear_probe'))} / {num(m.get('score_feature'))}")
             pr = p.get("probes", {})
             cells += [f"{pr[k]:.3f} [{pr[f'{k}_lo']:.2f}, {pr[f'{k}_hi']:.2f}]" if k in pr else "-" for k in kinds]
             lines.append("| " + " | ".join(cells) + " |")

@@ -41,7 +41,8 @@ PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 # bar series (probe kinds, baselines) in muted colours of their own: the bold PALETTE colours mean runs
 SERIES = ["#66c2a5", "#fc8d62", "#8da0cb", "#e78ac3", "#a6d854", "#ffd92f", "#e5c494", "#b3b3b3"]
 OVERALL, OTHER_SCORER = "#4a6fa5", "#9fbbe0"
-DOWNSTREAM = {"pretrained": "#4a6fa5", "random init": "#b3b3b3", "bag-of-words": "#fc8d62"}
+DOWNSTREAM = {"pretrained": "#4a6fa5", "linear probe": "#9ecae1", "own score": "#66c2a5", "random init": "#b3b3b3",
+              "bag-of-words": "#fc8d62"}
 PUBLISHED = {"ngram": "#d9d9d9", "lstm": "#bdbdbd", "txl": "#969696", "gpt2": "#737373"}  # BLiMP's models: greys
 SI = {"k": 1e3, "M": 1e6, "B": 1e9, "T": 1e12}  # runs._si's suffixes
 NUMBER = re.compile(r"\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)([kMBT])?(?![A-Za-z])")
@@ -257,19 +258,26 @@ def probe_figure(rows: list[dict[str, Any]], labels: list[str], summaries: list[
 
 
 def downstream_figures(rows: list[dict[str, Any]], labels: list[str], summaries: list[dict]) -> list[dict]:
-    """Per downstream task, accuracy mean ± std over seeds per run beside the same fine-tuning from random init and
-    bag-of-words logistic regression, with the majority-label chance."""
+    """Per downstream task, accuracy mean ± std over seeds per run beside the linear probe, the model's own score
+    (acceptability tasks), the same protocol from random init and bag-of-words, with the best constant answer as
+    chance; and GLUE's columns and average per run."""
     by_task: dict[str, list[tuple[str, dict]]] = defaultdict(list)
+    glue: list[tuple[str, dict]] = []
     for lab, s in zip(labels, summaries):
         for task, result in downstream_tasks(s).items():
-            if result.get("accuracy_mean") is not None:
+            if task == "glue" and isinstance(result.get("columns"), dict):
+                glue.append((lab, result))
+            elif result.get("accuracy_mean") is not None:
                 by_task[task].append((lab, result))
     figures = []
+    arms = (("pretrained", lambda r: r), ("linear probe", lambda r: r.get("linear_probe") or {}),
+            ("own score", lambda r: r.get("score_feature") or {}),
+            ("random init", lambda r: (r.get("baselines") or {}).get("random_init") or {}),
+            ("bag-of-words", lambda r: (r.get("baselines") or {}).get("bow_logreg") or {}))
     for n, (task, results) in enumerate(by_task.items()):
         x = [lab for lab, _ in results]
         data = []
-        for name, get in (("pretrained", lambda r: r), ("random init", lambda r: (r.get("baselines") or {}).get(
-                "random_init") or {}), ("bag-of-words", lambda r: (r.get("baselines") or {}).get("bow_logreg") or {})):
+        for name, get in arms:
             y = [_round(get(r).get("accuracy_mean")) for _, r in results]
             if any(v is not None for v in y):
                 std = [_round(get(r).get("accuracy_std")) for _, r in results]
@@ -277,11 +285,28 @@ def downstream_figures(rows: list[dict[str, Any]], labels: list[str], summaries:
                              "hovertemplate":
                              f"{name} %{{y:.3f}}<extra>%{{x}}</extra>",
                              "error_y": {"type": "data", "array": std, "visible": True, "thickness": 1.2}})
-        chance = next((c.get("majority_accuracy") for _, r in results if isinstance(c := r.get("chance"), dict)
-                       and is_number(c.get("majority_accuracy"))), None)
-        lines = [chance_line(chance, f"majority label {chance:.2f}")] if chance is not None else []
+
+        # the best constant answer on the test set; a summary written before it was recorded: the training majority's
+        chances = [r["chance"] for _, r in results if isinstance(r.get("chance"), dict)]
+        best = next((c["best_constant_accuracy"] for c in chances if is_number(c.get("best_constant_accuracy"))), None)
+        major = next((c["majority_accuracy"] for c in chances if is_number(c.get("majority_accuracy"))), None)
+        lines = [chance_line(best, f"best constant answer {best:.2f}")] if best is not None else \
+            [chance_line(major, f"majority label {major:.2f}")] if major is not None else []
         figures.append(bar_figure(f"downstream-{n}", f"downstream: {task} (accuracy, mean ± std over seeds)", data,
                                   lines))
+    if glue:
+        columns = list(dict.fromkeys(c for _, r in glue for c in r["columns"])) + ["average"]
+        data = []
+        for lab, r in glue:
+            y = [_round(r["columns"][c]["median"] * 100) if c in r["columns"] else None for c in columns[:-1]]
+            spread = [_round(r["columns"][c]["spread"] * 100) if c in r["columns"] else None for c in columns[:-1]]
+            avg = r.get("average")
+            data.append({"type": "bar", "name": lab, "x": columns, "y": y + [_round(avg * 100) if avg else None],
+                         "hovertemplate": f"{lab} %{{y:.1f}}<extra>%{{x}}</extra>",
+                         "error_y": {"type": "data", "array": spread + [_round((r.get("average_spread") or 0) * 100)],
+                                     "visible": True, "thickness": 1.2}})
+        figures.append(bar_figure("glue", "GLUE dev (x100, median over seeds, bars: spread; average without WNLI)",
+                                  data, []))
     return figures
 
 

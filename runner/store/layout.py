@@ -188,6 +188,11 @@ def current(cfg: Any) -> DictConfig:
     options, and moved _target_ paths rewritten."""
     plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
     plain = _moved(plain)
+    saved_eval = plain.get("eval")
+    if isinstance(saved_eval, dict) and "head" not in saved_eval:
+        # written before the downstream protocol of docs/evaluation.md (eval.head, eval.lrs): its eval.lr and
+        # eval.pooling were the old protocol's, which fine-tuned below random init; today's applies
+        plain["eval"] = {k: v for k, v in saved_eval.items() if k not in ("lr", "pooling")}
     out = with_defaults(OmegaConf.create(plain))
     if "model" in plain:  # the family's schema, keys that moved to another family's dropped
         out.model = OmegaConf.structured(model_config(plain["model"]))

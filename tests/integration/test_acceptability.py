@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 
-from runner.evaluation.downstream.classifier import bow_logreg
+from runner.evaluation.downstream.bag_of_words import bow_logreg
 from runner.evaluation.downstream.tasks import ACCEPTABILITY_SALT, wiki_acceptability
 from tests.unit import test_acceptability as unit
 

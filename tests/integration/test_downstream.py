@@ -33,9 +33,10 @@ def test_finetune_reports_per_seed_mean_std_and_baselines():
     assert r["accuracy_mean"] == pytest.approx(statistics.fmean(accs))
     assert r["accuracy_std"] == pytest.approx(statistics.stdev(accs))
     assert r["f1_mean"] == pytest.approx(statistics.fmean(f1s)) and r["f1_std"] == pytest.approx(statistics.stdev(f1s))
-    for p in r["per_seed"]:  # the reported epoch is the one with the best dev accuracy
+    for p in r["per_seed"]:  # the reported epoch is the one with the best dev accuracy, epoch 0 (the probe) included
         devs = [e["dev_accuracy"] for e in p["epochs"]]
-        assert len(devs) == 6 and p["dev_accuracy"] == max(devs) and p["best_epoch"] == devs.index(max(devs)) + 1
+        assert [e["epoch"] for e in p["epochs"]] == list(range(7))
+        assert p["dev_accuracy"] == max(devs) and p["best_epoch"] == devs.index(max(devs))
     # each seed fine-tunes a fresh copy; the pretrained encoder itself is untouched
     assert len(calls) >= 3
     assert all(torch.equal(before[k], v) for k, v in pretrained.state_dict().items())

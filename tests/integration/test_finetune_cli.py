@@ -60,7 +60,9 @@ def test_finetune_writes_the_scores_into_the_runs_summary(finished):
     assert s["steps"] == 4 and s["final_val"]  # the rest of the summary stands
     last = json.loads((finished / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["step"] == 4 and last["downstream/accuracy_mean"] == d["accuracy_mean"]
-    assert "downstream wiki_topic: accuracy" in r.stderr and "wiki_topic pretrained seed 1/1 (seed 0)" in r.stderr
+    assert "downstream wiki_topic: accuracy" in r.stderr and "wiki_topic pretrained lr 0.0001 seed 1/1 (seed 0)" in r.stderr
+    assert [g["lr"] for g in d["grid"]] == [1e-4, 3e-4] and d["lr"] in (1e-4, 3e-4)  # chosen on dev
+    assert "linear_probe" in d and "score_feature" not in d  # the model's own score is for acceptability tasks
     # another task joins downstream_tasks; the run's downstream stays its first task
     r = finetune(finished, "eval.task=wiki_acceptability", "eval.seeds=1", "eval.epochs=1", "eval.seq_len=64")
     assert r.returncode == 0, r.stdout + r.stderr
@@ -68,8 +70,47 @@ def test_finetune_writes_the_scores_into_the_runs_summary(finished):
     assert s["downstream"] == d and set(s["downstream_tasks"]) == {"wiki_topic", "wiki_acceptability"}
     a = s["downstream_tasks"]["wiki_acceptability"]
     assert a["labels"] == ["acceptable", "corrupted"] and a["sizes"]["train"] > 50
+    assert a["chance"]["best_constant_accuracy"] == 0.5  # balanced subsets: a constant answer is at chance
+    f = a["score_feature"]  # the model's own score as a one-feature classifier, beside the fine-tuning
+    assert f["scorer"] == "pll" and f["normalisation"] in ("per_token", "slor") and 0 <= f["accuracy_mean"] <= 1
+    assert set(f["dev_accuracy_by_normalisation"]) == {"per_token", "slor"}
     last = json.loads((finished / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["step"] == 4 and last["downstream/wiki_acceptability/accuracy_mean"] == a["accuracy_mean"]
+    assert last["downstream/wiki_acceptability/score_feature_accuracy_mean"] == f["accuracy_mean"]
+
+
+def test_glue_every_task_over_five_seeds_reported_as_papers_do(finished, tmp_path):
+    """eval.task=glue on a GLUE-format directory written here: each task fine-tuned under one recipe over 5 seeds,
+    scored on its dev set by its own metric, the average over every column but WNLI, in the summary."""
+    from tests.glue_fixture import write_glue
+
+    glue = write_glue(tmp_path / "glue")
+    r = finetune(finished, "eval.task=glue", f"eval.path={glue}", "eval.glue.epochs=2", "eval.glue.lr=1e-3",
+                 "eval.glue.seq_len=32")
+    assert r.returncode == 0, r.stdout + r.stderr
+    s = json.loads((finished / "summary.json").read_text())
+    g = s["downstream_tasks"]["glue"]
+    assert s["downstream"] == g  # the run's first downstream task
+    cols = ["CoLA", "SST-2", "MRPC", "STS-B", "QQP", "MNLI-m", "MNLI-mm", "QNLI", "RTE", "WNLI"]
+    assert list(g["columns"]) == cols and g["complete"] and g["averaged"] == cols[:-1]
+    assert g["recipe"]["seeds"] == 5 and g["recipe"]["epochs"] == 2
+    for col, c in g["columns"].items():
+        assert len(c["per_seed"]) == 5 and c["median"] == sorted(c["per_seed"])[2]
+        assert c["spread"] == pytest.approx(max(c["per_seed"]) - min(c["per_seed"]))
+    assert g["columns"]["CoLA"]["metric"] == "mcc" and g["columns"]["STS-B"]["metric"] == "spearman"
+    assert g["columns"]["MRPC"]["metric"] == "binary_f1" and g["columns"]["MNLI-mm"]["metric"] == "mismatched/accuracy"
+    assert g["average"] == pytest.approx(sum(g["columns"][c]["median"] for c in cols[:-1]) / 9)
+    assert len(g["average_per_seed"]) == 5
+    stsb = g["tasks"]["stsb"]
+    assert stsb["settings"]["select"] == "last" and all(p["best_epoch"] == 2 for p in stsb["per_seed"])
+    assert stsb["sizes"]["test"] == stsb["sizes"]["dev"] == 24  # reported on the official dev set
+    last = json.loads((finished / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["downstream/glue/average"] == g["average"] and "downstream/glue/STS-B" in last
+    assert "downstream glue: average" in r.stderr
+    # a malformed file stops it in one line naming the file, before any fine-tuning
+    (glue / "QNLI" / "dev.tsv").write_text("index\tquestion\tsentence\tlabel\n0\ta\tb\tmaybe\n")
+    r = finetune(finished, "eval.task=glue", f"eval.path={glue}")
+    assert r.returncode == 2 and "QNLI/dev.tsv:2: label 'maybe'" in r.stderr and "pretrained" not in r.stderr
 
 
 def test_bad_input_is_one_line_and_exit_2(finished_run, tmp_path, capsys):

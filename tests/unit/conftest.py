@@ -19,11 +19,12 @@ def _refuse(what: str):
 @pytest.fixture(autouse=True)
 def _unit_tier(monkeypatch):
     from runner.engine import loop
-    from runner.evaluation.downstream import classifier
+    from runner.evaluation.downstream import bag_of_words, classifier, protocol
 
     monkeypatch.setattr(subprocess.Popen, "__init__", _refuse("started a subprocess"))
     monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", _refuse("started a process"))
     monkeypatch.setattr(os, "fork", _refuse("forked"))
     monkeypatch.setattr(loop.Trainer, "train_step", _refuse("took a training step"), raising=False)
-    monkeypatch.setattr(classifier, "finetune_once", _refuse("fine-tuned a classifier"), raising=False)
-    monkeypatch.setattr(classifier, "_fit_logreg", _refuse("fitted a baseline"), raising=False)
+    for module in (classifier, protocol):
+        monkeypatch.setattr(module, "finetune_once", _refuse("fine-tuned a classifier"), raising=False)
+    monkeypatch.setattr(bag_of_words, "_fit_logreg", _refuse("fitted a baseline"), raising=False)

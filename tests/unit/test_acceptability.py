@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from runner.build import build
-from runner.evaluation.downstream.tasks import acceptability_rows, load_task, wiki_acceptability
+from runner.evaluation.downstream.registry import load_task
+from runner.evaluation.downstream.tasks import acceptability_rows, wiki_acceptability
 from runner.evaluation.probes.pairs import held_out_sentences, words_of
 from tests.conftest import TINY, make_cfg
 

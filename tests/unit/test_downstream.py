@@ -213,8 +213,8 @@ def test_glue_from_a_save_to_disk_dataset(tmp_path, tok):
 
 def test_glue_errors_are_one_line(tmp_path, tok):
     tokenizer, sp = tok
-    with pytest.raises(ConfigError, match="stsb is regression"):
-        glue_task("stsb", tokenizer, sp, path=tmp_path)
+    with pytest.raises(ConfigError, match="unknown GLUE task 'glue_sts'"):
+        glue_task("glue_sts", tokenizer, sp, path=tmp_path)
     with pytest.raises(ConfigError, match="neither train.tsv"):
         glue_task("sst2", tokenizer, sp, path=tmp_path)
     bad = tmp_path / "bad"
@@ -254,7 +254,7 @@ def test_padding_does_not_change_predictions(kind):
     torch.manual_seed(0)
     enc = TransformerXL(txl_config()) if kind == "txl" else Encoder(tiny_config())
     model = Classifier(enc, 3).eval()
-    assert model.pooling == ("last" if kind == "txl" else "cls")
+    assert model.pooling == ("last" if kind == "txl" else "mean")  # auto: no pair task pretrained a pooler
     short, long = Example((2, 11, 12, 3), 0), Example((2, *range(13, 30), 3), 1)
     alone = collate([short], SP.pad, 32, torch.device("cpu"))
     both = collate([short, long], SP.pad, 32, torch.device("cpu"))
@@ -262,3 +262,18 @@ def test_padding_does_not_change_predictions(kind):
         a = model(alone["input_ids"], alone["token_type_ids"], alone["attention_mask"])[0]
         b = model(both["input_ids"], both["token_type_ids"], both["attention_mask"])[0]
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_auto_pooling_reads_what_pretraining_trained():
+    """auto: mean where no pair task trained [CLS]; cls through a copy of the pretrained NSP / SOP pooler where one
+    did (BERT fine-tunes its pretrained pooler); the last token of a causal model."""
+    torch.manual_seed(0)
+    enc = Encoder(tiny_config())
+    assert Classifier(enc, 2).pooling == "mean" and Classifier(enc, 2).pooler is None
+    pooler = torch.nn.Linear(32, 32)
+    model = Classifier(enc, 2, pooler=pooler)
+    assert model.pooling == "cls" and model.pooler is not pooler
+    assert torch.equal(model.pooler.weight, pooler.weight) and torch.equal(model.pooler.bias, pooler.bias)
+    assert Classifier(TransformerXL(txl_config()), 2, pooler=pooler).pooling == "last"
+    with pytest.raises(ValueError, match="causal"):
+        Classifier(TransformerXL(txl_config()), 2, "cls")

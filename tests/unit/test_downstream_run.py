@@ -16,7 +16,10 @@ pytestmark = pytest.mark.slow
     (["model=txl", "model.cutoffs=[]", "eval.pooling=cls"], "eval.pooling=cls on a causal"),
     (["eval.task=glue_nonexistent"], "eval.task='glue_nonexistent': unknown GLUE task"),
     (["eval.task=wiki_topics"], "eval.task='wiki_topics': unknown downstream task"),
-    (["eval.task=glue_sst2", "eval.path=/nonexistent/glue"], "eval.path='/nonexistent/glue' is not a directory")])
+    (["eval.task=glue_sst2", "eval.path=/nonexistent/glue"], "eval.path='/nonexistent/glue' is not a directory"),
+    (["eval.lrs=[1e-4,-1]"], "every learning rate must be > 0"), (["eval.head=frozen"], "eval.head="),
+    (["eval.task=glue", "eval.glue.epochs=10"], "eval.glue.epochs=10 must be 1 to 5"),
+    (["eval.dropout=1.0"], "eval.dropout=1.0")])
 def test_bad_downstream_settings_stop_before_pretraining(overrides, key):
     from runner.config.errors import ConfigError
     from runner.build import validate

@@ -66,7 +66,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_graph_sees_function_level_imports():
     g = import_graph()
-    assert "runner.evaluation.downstream.classifier" in g["runner.evaluation.after_training"]  # imported inside downstream_eval
+    assert "runner.evaluation.downstream.score_feature" in g["runner.evaluation.after_training"]  # inside protocol_settings
     assert cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b"]]
 
 

@@ -1,73 +1,53 @@
-"""Fine-tune a pretrained encoder on a classification task, over several seeds, against two baselines: the same
-architecture from random weights (same fine-tuning), and bag-of-words logistic regression.
+"""An encoder with a classification (or regression) head, and one fine-tuning of it with one seed.
 
-Per seed: a fresh copy of the encoder and a new head (BERT's: tanh pooler on the first token, dropout, linear;
-a causal Transformer-XL: the last non-pad token, linear), AdamW with linear warmup and decay, dev accuracy after
-every epoch, and the test accuracy and macro-F1 of the epoch with the best dev accuracy. Reported: mean and
-sample standard deviation (ddof=1; 0 for one seed) over seeds."""
+The head: the pooled hidden states (pooling, below), with per-example extra features appended when the examples
+carry them (the model's own sentence score: score_feature.py), dropout, and a linear layer. Pooling: `mean` over
+the real tokens; `cls`, BERT's tanh(dense(h[CLS])), with the pretrained pooler of an NSP / SOP head when the run has
+one (BERT fine-tunes its pretrained pooler); `last`, the last real token of a causal Transformer-XL. `auto` is cls
+where a pair task trained [CLS], last for a causal model, and mean for every other: an MLM alone never trains
+[CLS] for a sentence-level output (docs/evaluation.md, the controls).
+
+One fine-tuning (finetune_once): the head starts as the linear probe, a logistic regression (least squares for a
+regression) fitted on the frozen pretrained features of the training set (`head="probe"`; LP-FT, Kumar et al.
+2022: a random head's first updates distort the features a good probe would read), or at random (`head="random"`,
+BERT's recipe); then AdamW with linear warmup and decay over the whole model, and the task's main metric on dev
+after every epoch, epoch 0 (the probe itself) included. `select="dev"` reports the test metrics of the best dev
+epoch, `"last"` those of the last epoch (GLUE's fixed recipe, reported on dev)."""
 from __future__ import annotations
 
-import contextlib
 import copy
-import math
 import statistics
 import time
-from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from runner.evaluation.downstream.baselines import baseline_inputs, baseline_key, cached_baselines, encoder_shape
-from runner.data.packing import first_tokens, pack, unpack
-from runner.evaluation.downstream.tasks import Example, Task
-from runner.models.encoder import init_weights
-from runner.models.base import EncoderModule
-from runner.engine.optim import build_adamw
 from runner.config.console import progress
+from runner.data.packing import first_tokens, pack, unpack
+from runner.engine.optim import build_adamw
+from runner.evaluation.downstream.metrics import main_metric, score_run
+from runner.evaluation.downstream.score_feature import fit_logistic
+from runner.evaluation.downstream.tasks import Example, Task
+from runner.models.base import EncoderModule
+from runner.models.encoder import init_weights
 
 POOLINGS = ("auto", "cls", "mean", "last")
+HEADS = ("probe", "random")
+SELECTIONS = ("dev", "last")
 
-
-# ---- metrics ----------------------------------------------------------------------------------------------------
-
-def accuracy(y_true: Sequence[int], y_pred: Sequence[int]) -> float:
-    """Share of correct predictions."""
-    return sum(int(a == b) for a, b in zip(y_true, y_pred)) / max(len(y_true), 1)
-
-
-def macro_f1(y_true: Sequence[int], y_pred: Sequence[int]) -> float:
-    """Unweighted mean of per-label F1 over the labels in y_true or y_pred (scikit-learn's average="macro"); a
-    label with no true or predicted positives scores 0."""
-    labels = sorted(set(y_true) | set(y_pred))
-    if not labels:
-        return 0.0
-    scores = []
-    for c in labels:
-        tp = sum(1 for a, b in zip(y_true, y_pred) if a == c and b == c)
-        fp = sum(1 for a, b in zip(y_true, y_pred) if a != c and b == c)
-        fn = sum(1 for a, b in zip(y_true, y_pred) if a == c and b != c)
-        scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
-    return sum(scores) / len(scores)
-
-
-def summarize(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean and sample std (ddof=1; 0.0 for a single run) of test accuracy and macro-F1 over runs."""
-    acc = [r["accuracy"] for r in per_seed]
-    f1 = [r["f1"] for r in per_seed]
-
-    def std(x: list[float]) -> float:
-        return statistics.stdev(x) if len(x) > 1 else 0.0
-    return {"accuracy_mean": statistics.fmean(acc), "accuracy_std": std(acc), "f1_mean": statistics.fmean(f1),
-            "f1_std": std(f1), "per_seed": per_seed}
-
-
-# ---- the classifier ---------------------------------------------------------------------------------------------
 
 def is_causal(encoder: nn.Module) -> bool:
     """A decoder (Transformer-XL without model.bidirectional): a token sees only what precedes it."""
     return isinstance(encoder, EncoderModule) and encoder.causal
+
+
+def resolve_pooling(pooling: str, encoder: nn.Module, pooler: nn.Module | None) -> str:
+    """auto: last for a causal model, cls where a pair task pretrained a pooler, else mean."""
+    if pooling != "auto":
+        return pooling
+    return "last" if is_causal(encoder) else "cls" if pooler is not None else "mean"
 
 
 def encode(encoder: nn.Module, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None,
@@ -81,53 +61,64 @@ def encode(encoder: nn.Module, input_ids: torch.Tensor, token_type_ids: torch.Te
 
 
 class Classifier(nn.Module):
-    """An encoder and a classification head. pooling: cls (BERT: tanh(dense(h[first])) then linear), last (the
-    last non-pad token, for causal models), mean (mean over non-pad tokens)."""
+    """An encoder and a head: pooled features (+ `extra` per-example features), dropout, linear to num_labels
+    (1 for a regression). pooler: a pretrained dense layer for cls pooling (copied), else a fresh one."""
 
     def __init__(self, encoder: nn.Module, num_labels: int, pooling: str = "auto", dropout: float = 0.1,
-                 hidden_size: int | None = None, initializer_range: float = 0.02):
+                 hidden_size: int | None = None, initializer_range: float = 0.02, pooler: nn.Module | None = None,
+                 extra: int = 0):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling={pooling!r} must be one of {', '.join(POOLINGS)}")
-        self.encoder = encoder
-        self.pooling = ("last" if is_causal(encoder) else "cls") if pooling == "auto" else pooling
         if pooling == "cls" and is_causal(encoder):
             raise ValueError("pooling=cls on a causal Transformer-XL sees only the first token; use last or mean")
+        self.encoder = encoder
+        self.pooling = resolve_pooling(pooling, encoder, pooler)
         H = hidden_size or encoder.config.hidden_size
-        self.pooler = nn.Linear(H, H) if self.pooling == "cls" else None
+        self.pooler = None
+        if self.pooling == "cls":
+            self.pooler = copy.deepcopy(pooler) if pooler is not None else nn.Linear(H, H)
+            if pooler is None:
+                init_weights(self.pooler, initializer_range)
         self.dropout = nn.Dropout(dropout)
-        self.out = nn.Linear(H, num_labels)
-        for m in (self.pooler, self.out):
-            if m is not None:
-                init_weights(m, initializer_range)
+        self.out = nn.Linear(H + extra, num_labels)
+        init_weights(self.out, initializer_range)
+        self.extra = extra
+
+    def pooled(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Pooled features (B, H [+ extra]) of a collated batch, right-padded or packed (runner/data/packing.py)."""
+        if "sequence_ids" not in batch:
+            h = encode(self.encoder, batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])  # (B, T, H)
+            if self.pooling == "cls":
+                pooled = torch.tanh(self.pooler(h[:, 0]))
+            elif self.pooling == "last":
+                last = batch["attention_mask"].long().sum(1).clamp(min=1) - 1  # right padding: the last real token
+                pooled = h[torch.arange(h.shape[0], device=h.device), last]
+            else:
+                m = batch["attention_mask"].to(h.dtype)  # (B, T)
+                pooled = (h * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp(min=1)
+        else:
+            h = self.encoder.encode_batch(batch)  # (R, T, H): several examples per row
+            if self.pooling == "cls":
+                pooled = torch.tanh(self.pooler(first_tokens(h, batch["starts"])))
+            elif self.pooling == "last":
+                pooled = h.reshape(-1, h.shape[-1]).index_select(0, batch["starts"] + batch["lengths"] - 1)
+            else:
+                rows = unpack(h, batch)  # (B, L, H), zeros past each example's end
+                pooled = rows.sum(1) / batch["lengths"][:, None].to(h.dtype)
+        if self.extra:
+            pooled = torch.cat([pooled, batch["features"].to(pooled.dtype)], -1)
+        return pooled
+
+    def classify(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Logits (B, num_labels) of a collated batch."""
+        return self.out(self.dropout(self.pooled(batch)))
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None,
                 attention_mask: torch.Tensor) -> torch.Tensor:
-        """Logits (B, num_labels)."""
-        h = encode(self.encoder, input_ids, token_type_ids, attention_mask)  # (B, T, H)
-        m = attention_mask.to(h.dtype)  # (B, T)
-        if self.pooling == "cls":
-            pooled = torch.tanh(self.pooler(h[:, 0]))
-        elif self.pooling == "last":
-            last = attention_mask.long().sum(1).clamp(min=1) - 1  # right padding: the last real token
-            pooled = h[torch.arange(h.shape[0], device=h.device), last]
-        else:
-            pooled = (h * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp(min=1)
-        return self.out(self.dropout(pooled))
-
-    def classify(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Logits (B, num_labels) of a collated batch, right-padded or packed (runner/data/packing.py)."""
-        if "sequence_ids" not in batch:
-            return self(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
-        h = self.encoder.encode_batch(batch)  # (R, T, H): several examples per row
-        if self.pooling == "cls":
-            pooled = torch.tanh(self.pooler(first_tokens(h, batch["starts"])))
-        elif self.pooling == "last":
-            pooled = h.reshape(-1, h.shape[-1]).index_select(0, batch["starts"] + batch["lengths"] - 1)
-        else:
-            rows = unpack(h, batch)  # (B, L, H), zeros past each example's end
-            pooled = rows.sum(1) / batch["lengths"][:, None].to(h.dtype)
-        return self.out(self.dropout(pooled))
+        """Logits (B, num_labels) of right-padded rows without extra features."""
+        return self.classify({"input_ids": input_ids, "token_type_ids": token_type_ids,
+                              "attention_mask": attention_mask})
 
 
 def batch_of(model: Classifier, examples: Sequence[Example], pad_id: int, seq_len: int, device: torch.device,
@@ -136,13 +127,17 @@ def batch_of(model: Classifier, examples: Sequence[Example], pad_id: int, seq_le
     into rows of seq_len tokens."""
     b = collate(examples, pad_id, seq_len, device)
     if packing and isinstance(model.encoder, EncoderModule) and model.encoder.packs:
-        return pack(b, seq_len, pad_id)
+        features = b.pop("features", None)
+        b = pack(b, seq_len, pad_id)
+        if features is not None:
+            b["features"] = features
     return b
 
 
 def collate(examples: Sequence[Example], pad_id: int, seq_len: int, device: torch.device) -> dict[str, torch.Tensor]:
-    """Right-padded input_ids, token_type_ids, attention_mask and labels; inputs longer than seq_len keep their
-    first seq_len - 1 tokens and their final [SEP]."""
+    """Right-padded input_ids, token_type_ids, attention_mask and labels (floats for a regression), and the
+    examples' extra features when they carry them; inputs longer than seq_len keep their first seq_len - 1 tokens
+    and their final [SEP]."""
     rows = []
     for ex in examples:
         ids, types = list(ex.ids), list(ex.token_types) if ex.token_types is not None else [0] * len(ex.ids)
@@ -155,43 +150,73 @@ def collate(examples: Sequence[Example], pad_id: int, seq_len: int, device: torc
     mask = torch.zeros((len(rows), T), dtype=torch.long)
     for i, (x, t) in enumerate(rows):
         ids[i, :len(x)], types[i, :len(t)], mask[i, :len(x)] = torch.tensor(x), torch.tensor(t), 1
-    labels = torch.tensor([ex.label for ex in examples], dtype=torch.long)
-    return {"input_ids": ids.to(device), "token_type_ids": types.to(device), "attention_mask": mask.to(device),
-            "labels": labels.to(device)}
-
-
-@torch.no_grad()
-def predict(model: Classifier, examples: Sequence[Example], pad_id: int, seq_len: int, batch_size: int,
-            device: torch.device, packing: bool = False) -> list[int]:
-    """Predicted label indices."""
-    model.eval()
-    out: list[int] = []
-    for lo in range(0, len(examples), batch_size):
-        b = batch_of(model, examples[lo:lo + batch_size], pad_id, seq_len, device, packing)
-        out.extend(model.classify(b).argmax(-1).tolist())
+    labels = torch.tensor([ex.label for ex in examples],
+                          dtype=torch.float if isinstance(examples[0].label, float) else torch.long)
+    out = {"input_ids": ids.to(device), "token_type_ids": types.to(device), "attention_mask": mask.to(device),
+           "labels": labels.to(device)}
+    if examples[0].features is not None:
+        out["features"] = torch.tensor([ex.features for ex in examples], dtype=torch.float).to(device)
     return out
 
 
-def random_like(encoder: nn.Module) -> nn.Module:
-    """The same architecture with fresh random weights (the current torch seed): a new Encoder / TransformerXL
-    from its config, or a copy whose submodules are re-initialised."""
-    if isinstance(encoder, EncoderModule):
-        return type(encoder)(encoder.config)
-    fresh = copy.deepcopy(encoder)
-    for m in fresh.modules():
-        if hasattr(m, "reset_parameters"):
-            m.reset_parameters()
-    return fresh
+@torch.no_grad()
+def outputs(model: Classifier, examples: Sequence[Example], pad_id: int, seq_len: int, batch_size: int,
+            device: torch.device, packing: bool = False, pooled: bool = False) -> torch.Tensor:
+    """The model's logits (N, labels) in eval mode, or its pooled features (pooled=True), on the CPU."""
+    model.eval()
+    out = []
+    for lo in range(0, len(examples), batch_size):
+        b = batch_of(model, examples[lo:lo + batch_size], pad_id, seq_len, device, packing)
+        out.append((model.pooled(b) if pooled else model.classify(b)).float().cpu())
+    return torch.cat(out)
 
 
-# ---- fine-tuning ------------------------------------------------------------------------------------------------
+def predictions(logits: torch.Tensor, regression: bool) -> list:
+    """Label indices, or the scores of a regression."""
+    return logits[:, 0].tolist() if regression else logits.argmax(-1).tolist()
+
+
+def predict(model: Classifier, examples: Sequence[Example], pad_id: int, seq_len: int, batch_size: int,
+            device: torch.device, packing: bool = False, regression: bool = False) -> list:
+    """Predicted label indices (scores for a regression)."""
+    return predictions(outputs(model, examples, pad_id, seq_len, batch_size, device, packing), regression)
+
+
+def evaluate(model: Classifier, task: Task, subset: str, seq_len: int, batch_size: int, device: torch.device,
+             packing: bool) -> dict[str, float]:
+    """Every metric of the task on a subset (train, dev, test or an extra test set's name)."""
+    examples = task.extra_tests[subset] if subset in task.extra_tests else getattr(task, subset)
+    pred = predict(model, examples, task.pad_id, seq_len, batch_size, device, packing, task.regression)
+    return score_run(task, [ex.label for ex in examples], pred)
+
+
+def fit_probe(model: Classifier, task: Task, seq_len: int, batch_size: int, device: torch.device,
+              packing: bool) -> None:
+    """Set the head's linear layer to the linear probe of the frozen features of the training set: logistic
+    regression (score_feature.fit_logistic), least squares with a small ridge for a regression."""
+    x = outputs(model, task.train, task.pad_id, seq_len, batch_size, device, packing, pooled=True).double()
+    if task.regression:
+        y = torch.tensor([ex.label for ex in task.train], dtype=torch.float64)
+        mu, sd = x.mean(0), x.std(0).clamp(min=1e-8)
+        z = torch.cat([(x - mu) / sd, torch.ones(len(x), 1, dtype=torch.float64)], 1)
+        ridge = 1e-2 * torch.eye(z.shape[1], dtype=torch.float64)
+        ridge[-1, -1] = 0
+        coef = torch.linalg.solve(z.T @ z + ridge, z.T @ y)
+        w = (coef[:-1] / sd)[None]
+        b = coef[-1:] - (w * mu).sum(1)
+    else:
+        lin = fit_logistic(x, torch.tensor([ex.label for ex in task.train]), len(task.labels))
+        w, b = lin.weight.detach(), lin.bias.detach()
+    with torch.no_grad():
+        model.out.weight.copy_(w.to(model.out.weight))
+        model.out.bias.copy_(b.to(model.out.bias))
+
 
 class FinetuneBar:
-    """One progress bar for a whole fine-tuning, every arm and seed ("wiki_topic pretrained seed 2/3 epoch 4/10",
-    advancing per step), and one line per finished seed (the progress of logs that are not a terminal)."""
+    """One progress bar for a whole fine-tuning, every arm and seed ("wiki_topic pretrained lr 1e-04 seed 2/3 epoch
+    4/10", advancing per step), and one line per finished seed (the progress of logs that are not a terminal)."""
 
     def __init__(self, task_name: str):
-
         self.name, self.bar, self.job, self.total, self.planned = task_name, progress(), None, 0, set()
 
     def plan(self, arm: str, steps: int) -> None:
@@ -217,31 +242,55 @@ class FinetuneBar:
         self.bar.update(self.job, advance=1, loss=loss, tps=tps)
 
     def seed_done(self, arm: str, index: int, count: int, run: dict[str, Any]) -> None:
-        self.bar.console.print(f"{self.name} {arm} seed {index}/{count} (seed {run['seed']}): test accuracy "
-                               f"{run['accuracy']:.3f}, macro-F1 {run['f1']:.3f}; best dev accuracy "
-                               f"{run['dev_accuracy']:.3f} at epoch {run['best_epoch']}/{len(run['epochs'])}",
+        scores = ", ".join(f"{k} {v:.3f}" for k, v in run.items() if isinstance(v, float) and "/" not in k
+                           and not k.startswith("dev"))
+        epochs = run["epochs"][-1]["epoch"]
+        where = f"best dev {run['dev_score']:.3f} at epoch {run['best_epoch']}/{epochs}" \
+            if run["dev_score"] is not None else f"epoch {epochs}"
+        self.bar.console.print(f"{self.name} {arm} seed {index}/{count} (seed {run['seed']}): test {scores}; {where}",
                                highlight=False, soft_wrap=True)
 
 
 def steps_per_seed(task: Task, epochs: int, batch_size: int) -> int:
     """Optimizer steps of one seed's fine-tuning."""
-    return epochs * math.ceil(len(task.train) / batch_size)
+    return epochs * -(-len(task.train) // batch_size)
 
 
 def finetune_once(encoder: nn.Module, task: Task, *, seed: int, epochs: int, lr: float, batch_size: int,
                   seq_len: int, device: torch.device, pooling: str = "auto", warmup_fraction: float = 0.1,
                   weight_decay: float = 0.01, dropout: float = 0.1, grad_clip: float = 1.0, packing: bool = False,
+                  head: str = "probe", select: str = "dev", pooler: nn.Module | None = None,
                   bar: FinetuneBar | None = None, arm: str = "", index: int = 1, count: int = 1) -> dict[str, Any]:
-    """Fine-tune one encoder (modified in place) with one seed; test metrics of the best-dev epoch. bar shows it
-    as seed index of count of the arm."""
+    """Fine-tune one encoder (modified in place) with one seed; the test metrics of the selected epoch (and of the
+    linear probe, epoch 0, when head="probe"). bar shows it as seed index of count of the arm."""
+    if head not in HEADS or select not in SELECTIONS:
+        raise ValueError(f"head={head!r} must be one of {HEADS}, select={select!r} one of {SELECTIONS}")
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    model = Classifier(encoder, len(task.labels), pooling, dropout).to(device)
+    extra = len(task.train[0].features or ())
+    model = Classifier(encoder, 1 if task.regression else len(task.labels), pooling, dropout, pooler=pooler,
+                       extra=extra).to(device)
+    metric = main_metric(task)
     total = max(steps_per_seed(task, epochs, batch_size), 1)
     opt, sched = build_adamw(model, total, lr, (0.9, 0.999), 1e-8, weight_decay, warmup_fraction=warmup_fraction)
-    y_dev = [ex.label for ex in task.dev]
+    run_eval = (lambda subset: evaluate(model, task, subset, seq_len, batch_size, device, packing))
     best: tuple[float, int, dict[str, torch.Tensor]] | None = None
-    curve = []
+    curve: list[dict[str, Any]] = []
+    probe: dict[str, float] | None = None
+
+    def keep(epoch: int, train_loss: float | None) -> None:
+        nonlocal best
+        dev = run_eval("dev") if select == "dev" else {}
+        curve.append({"epoch": epoch, "train_loss": train_loss, **{f"dev_{k}": v for k, v in dev.items()}})
+        score = dev.get(metric, float(epoch))  # select="last": the latest epoch wins
+        if best is None or score > best[0]:  # ties keep the earlier epoch
+            best = (score, epoch, {k: v.detach().clone() if torch.is_tensor(v) else copy.deepcopy(v)
+                                   for k, v in model.state_dict().items()})
+
+    if head == "probe":
+        fit_probe(model, task, seq_len, batch_size, device, packing)
+        probe = {k: v for k, v in run_eval("test").items()}
+        keep(0, None)  # the probe: no training loss
     for epoch in range(1, epochs + 1):
         if bar is not None:
             bar.describe(arm, index, count, epoch, epochs)
@@ -251,7 +300,8 @@ def finetune_once(encoder: nn.Module, task: Task, *, seed: int, epochs: int, lr:
         for lo in range(0, len(order), batch_size):
             b = batch_of(model, [task.train[i] for i in order[lo:lo + batch_size]], task.pad_id, seq_len, device,
                          packing)
-            loss = F.cross_entropy(model.classify(b), b["labels"])
+            logits = model.classify(b)
+            loss = F.mse_loss(logits[:, 0], b["labels"]) if task.regression else F.cross_entropy(logits, b["labels"])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if grad_clip:
@@ -262,172 +312,27 @@ def finetune_once(encoder: nn.Module, task: Task, *, seed: int, epochs: int, lr:
             tokens += int(b["attention_mask"].sum())
             if bar is not None:
                 bar.advance(losses[-1], tokens / max(time.perf_counter() - t0, 1e-9))
-        dev_acc = accuracy(y_dev, predict(model, task.dev, task.pad_id, seq_len, batch_size, device, packing))
-        curve.append({"epoch": epoch, "train_loss": statistics.fmean(losses) if losses else float("nan"),
-                      "dev_accuracy": dev_acc})
-        if best is None or dev_acc > best[0]:  # ties keep the earlier epoch
-            best = (dev_acc, epoch, {k: v.detach().clone() if torch.is_tensor(v) else copy.deepcopy(v)
-                                    for k, v in model.state_dict().items()})
+        keep(epoch, statistics.fmean(losses) if losses else None)
     assert best is not None
     model.load_state_dict(best[2])
-    y_test = [ex.label for ex in task.test]
-    pred = predict(model, task.test, task.pad_id, seq_len, batch_size, device, packing)
-    return {"seed": seed, "accuracy": accuracy(y_test, pred), "f1": macro_f1(y_test, pred), "dev_accuracy": best[0],
-            "best_epoch": best[1], "epochs": curve}
+    out: dict[str, Any] = {"seed": seed, **run_eval("test")}
+    for name in task.extra_tests:
+        out.update({f"{name}/{k}": v for k, v in run_eval(name).items()})
+    out.update(dev_score=best[0] if select == "dev" else None, best_epoch=best[1], epochs=curve)
+    if "accuracy" in out and select == "dev":
+        out["dev_accuracy"] = curve[[c["epoch"] for c in curve].index(best[1])]["dev_accuracy"]
+    if probe is not None:
+        out["probe"] = probe
+    return out
 
 
-def finetune_seeds(encoder_factory: Callable[[], nn.Module], task: Task, *, seeds: Sequence[int],
-                   show_progress: bool = True, label: str = "finetune", bar: FinetuneBar | None = None,
-                   **kwargs: Any) -> dict[str, Any]:
-    """finetune_once for each seed on a fresh encoder from encoder_factory(seed); summarized. The arm `label`
-    shows on `bar` (its own when None and show_progress), with a line per finished seed."""
-    seeds = list(seeds)
-    own = FinetuneBar(task.name) if bar is None and show_progress else None
-    bar = bar or own
-    if bar is not None:
-        bar.plan(label, len(seeds) * steps_per_seed(task, kwargs["epochs"], kwargs["batch_size"]))
-    runs = []
-    with own or contextlib.nullcontext():
-        for i, seed in enumerate(seeds, start=1):
-            torch.manual_seed(seed)  # random_init factories draw their weights from it
-            runs.append(finetune_once(encoder_factory(seed), task, seed=seed, bar=bar, arm=label, index=i,
-                                      count=len(seeds), **kwargs))
-            if bar is not None:
-                bar.seed_done(label, i, len(seeds), runs[-1])
-    return summarize(runs)
-
-
-def finetune(encoder_factory: Callable[[], nn.Module], task: Task, *, seeds: Sequence[int] = (0, 1, 2),
-             epochs: int = 3, lr: float = 1e-4, batch_size: int = 32, seq_len: int = 128,
-             device: str | torch.device = "cpu", pooling: str = "auto", warmup_fraction: float = 0.1,
-             weight_decay: float = 0.01, dropout: float = 0.1, packing: bool = False,
-             baselines: Sequence[str] = ("random_init", "bow_logreg"),
-             random_factory: Callable[[], nn.Module] | None = None, show_progress: bool = True,
-             baseline_cache: str | Path | None = None, shape: Any = None) -> dict[str, Any]:
-    """Fine-tune a fresh copy of the pretrained encoder per seed (encoder_factory() returns one, e.g.
-    `lambda: copy.deepcopy(built.module.encoder)`), then the baselines: random_init (the same architecture with
-    random weights, from random_factory() or random_like(encoder_factory()), the same fine-tuning and seeds) and
-    bow_logreg (logistic regression on bag-of-words counts, C chosen on dev). Returns {"task", "accuracy_mean",
-    "accuracy_std", "f1_mean", "f1_std", "per_seed", "baselines": {...}, "sizes", "settings", "chance"}.
-    show_progress: one progress bar over every arm, seed and epoch, and a line per finished seed.
-
-    baseline_cache: a directory (runner.evaluation.downstream.baselines.cache_dir()) where the baselines are stored by a key
-    of the task, the encoder's shape (`shape`: its config dataclass, else encoder_factory()'s), the settings, seeds
-    and device type, and reused: the result then says "baselines_source": "cached" (or "computed") and
-    "baselines_key". A random_factory that is not random_like's architecture needs its own `shape`."""
-    device = torch.device(device)
-    seeds = list(seeds)
-    for b in baselines:
-        if b not in ("random_init", "bow_logreg"):
-            raise ValueError(f"unknown baseline {b!r}: random_init or bow_logreg")
-    for name in ("train", "dev", "test"):
-        if not getattr(task, name):
-            raise ValueError(f"task {task.name}: the {name} subset is empty ({task.sizes()})")
-    settings = {"seeds": list(seeds), "epochs": epochs, "lr": lr, "batch_size": batch_size, "seq_len": seq_len,
-                "pooling": pooling, "warmup_fraction": warmup_fraction, "weight_decay": weight_decay,
-                "dropout": dropout, "device": str(device), **({"packing": True} if packing else {})}
-    common = dict(epochs=epochs, lr=lr, batch_size=batch_size, seq_len=seq_len, device=device, pooling=pooling,
-                  warmup_fraction=warmup_fraction, weight_decay=weight_decay, dropout=dropout, packing=packing)
-    t0 = time.perf_counter()
-    key_shape = encoder_shape(shape if shape is not None else encoder_factory()) \
-        if baseline_cache is not None and baselines else None
-    key = inputs = None
-    if key_shape is not None:
-        inputs = baseline_inputs(task, key_shape, settings, seeds, device, baselines)
-        key = baseline_key(inputs)
-    bar = FinetuneBar(task.name) if show_progress else None
-    if bar is not None:  # the random-init arm counts unless its numbers are in the cache
-        per_arm = len(seeds) * steps_per_seed(task, epochs, batch_size)
-        bar.plan("pretrained", per_arm)
-        if "random_init" in baselines and not (key and (Path(baseline_cache) / f"{key}.json").is_file()):
-            bar.plan("random init", per_arm)
-    with bar or contextlib.nullcontext():
-        result: dict[str, Any] = {"task": task.name, **finetune_seeds(lambda s: encoder_factory(), task, seeds=seeds,
-                                                                       show_progress=show_progress, bar=bar,
-                                                                       label="pretrained", **common)}
-
-        def compute_baselines() -> dict[str, Any]:
-            out: dict[str, Any] = {}
-            if "random_init" in baselines:
-                make = (lambda s: random_factory()) if random_factory is not None else \
-                    (lambda s: random_like(encoder_factory()))
-                out["random_init"] = finetune_seeds(make, task, seeds=seeds, show_progress=show_progress, bar=bar,
-                                                    label="random init", **common)
-            if "bow_logreg" in baselines:
-                out["bow_logreg"] = bow_logreg(task)
-            return out
-        if key is not None:
-            result["baselines"], result["baselines_source"] = cached_baselines(baseline_cache, key, inputs,
-                                                                               compute_baselines)
-            result["baselines_key"] = key
-        else:
-            result["baselines"] = compute_baselines()
-            if baselines:
-                result["baselines_source"], result["baselines_key"] = "computed", None
-    y_train = [ex.label for ex in task.train]
-    majority = max(set(y_train), key=y_train.count)
-    result["chance"] = {"majority_label": task.labels[majority],
-                        "majority_accuracy": accuracy([ex.label for ex in task.test], [majority] * len(task.test)),
-                        "uniform_accuracy": 1 / len(task.labels)}
-    result["sizes"] = task.sizes()
-    result["labels"] = list(task.labels)
-    result["settings"] = settings
-    result["notes"] = dict(task.notes)
-    result["wall_s"] = round(time.perf_counter() - t0, 2)
-    return result
-
-
-# ---- bag-of-words logistic regression ---------------------------------------------------------------------------
-
-def bow_features(examples: Sequence[Example], vocab: int, num_special: int) -> torch.Tensor:
-    """Sparse (N, vocab) log(1 + count) features of the non-special tokens, each row L2-normalised."""
-    rows, cols = [], []
-    for i, ex in enumerate(examples):
-        for t in ex.ids:
-            if num_special <= t < vocab:
-                rows.append(i)
-                cols.append(t)
-    x = torch.sparse_coo_tensor(torch.tensor([rows, cols], dtype=torch.long).reshape(2, -1),
-                                torch.ones(len(rows)), (len(examples), vocab), check_invariants=True).coalesce()
-    v = torch.log1p(x.values())
-    norms = torch.zeros(len(examples)).index_add_(0, x.indices()[0], v * v).sqrt().clamp(min=1e-12)
-    return torch.sparse_coo_tensor(x.indices(), v / norms[x.indices()[0]], x.shape,
-                                   check_invariants=True).coalesce()
-
-
-def _fit_logreg(x: torch.Tensor, y: torch.Tensor, k: int, c: float,
-                iters: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
-    """Multinomial logistic regression, L2 penalty 1/(2C)·||W||² on the summed log-loss (scikit-learn's objective),
-    fitted by L-BFGS."""
-    w = torch.zeros(x.shape[1], k, requires_grad=True)
-    b = torch.zeros(k, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], lr=1, max_iter=iters, history_size=20, line_search_fn="strong_wolfe")
-    n = x.shape[0]
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = F.cross_entropy(torch.sparse.mm(x, w) + b, y, reduction="sum") / n + (w * w).sum() / (2 * c * n)
-        loss.backward()
-        return loss
-    opt.step(closure)
-    return w.detach(), b.detach()
-
-
-def bow_logreg(task: Task, cs: Sequence[float] = (0.1, 1.0, 10.0, 100.0)) -> dict[str, Any]:
-    """Logistic regression on bag-of-words features (bow_features), the inverse regularisation C chosen by dev
-    accuracy; deterministic, so one run (std 0)."""
-    vocab = 1 + max(max(ex.ids) for part in (task.train, task.dev, task.test) for ex in part)
-    feats = {n: bow_features(getattr(task, n), vocab, task.num_special) for n in ("train", "dev", "test")}
-    y = {n: [ex.label for ex in getattr(task, n)] for n in ("train", "dev", "test")}
-    best = None
-    with torch.random.fork_rng():
-        for c in cs:
-            w, b = _fit_logreg(feats["train"], torch.tensor(y["train"]), len(task.labels), c)
-            dev = accuracy(y["dev"], (torch.sparse.mm(feats["dev"], w) + b).argmax(-1).tolist())
-            if best is None or dev > best[0]:
-                best = (dev, c, w, b)
-    dev_acc, c, w, b = best
-    pred = (torch.sparse.mm(feats["test"], w) + b).argmax(-1).tolist()
-    run = {"seed": None, "accuracy": accuracy(y["test"], pred), "f1": macro_f1(y["test"], pred),
-           "dev_accuracy": dev_acc, "C": c}
-    return {**summarize([run]), "C": c, "features": "log1p token counts, L2-normalised"}
+def random_like(encoder: nn.Module) -> nn.Module:
+    """The same architecture with fresh random weights (the current torch seed): a new Encoder / TransformerXL
+    from its config, or a copy whose submodules are re-initialised."""
+    if isinstance(encoder, EncoderModule):
+        return type(encoder)(encoder.config)
+    fresh = copy.deepcopy(encoder)
+    for m in fresh.modules():
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+    return fresh
