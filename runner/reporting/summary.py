@@ -15,7 +15,8 @@ from rich.table import Table
 from runner.config.console import console
 from runner.engine.assembly import Built
 from runner.engine.loop import Trainer
-from runner.evaluation.after_training import downstream_enabled, downstream_metrics, finetune_hint, store_downstream
+from runner.evaluation.after_training import (downstream_enabled, downstream_metrics, finetune_hint, glue_line,
+                                               store_downstream)
 from runner.hf.export import exported_counts
 from runner.store.layout import METRICS, SUMMARY
 from runner.reporting.suite_table import suite_line, suite_table
@@ -204,15 +205,24 @@ def _downstream_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
     tasks = s.get("downstream_tasks") or ({s["downstream"]["task"]: s["downstream"]} if s.get("downstream") else {})
     rows = []
     for name, d in tasks.items():
-        cell = f"pretrained {d['accuracy_mean']:.3f} +/- {d['accuracy_std']:.3f}"
-        for b, r in (d.get("baselines") or {}).items():
-            cell += f" | {b.replace('_', ' ')} {r['accuracy_mean']:.3f}"
-            if r.get("accuracy_std"):
-                cell += f" +/- {r['accuracy_std']:.3f}"
+        if name == "glue":  # its columns and average, as glue_line prints them
+            rows.append(("downstream glue", glue_line(d).split(": ", 1)[1]))
+            continue
+        m = d.get("metric", "accuracy")
+        cell = f"pretrained {d[f'{m}_mean']:.3f} +/- {d[f'{m}_std']:.3f}" + (f" ({m})" if m != "accuracy" else "")
+        others = {**{k: d[k] for k in ("linear_probe", "score_feature") if isinstance(d.get(k), dict)},
+                  **(d.get("baselines") or {})}
+        for b, r in others.items():
+            if f"{m}_mean" not in r:
+                continue
+            cell += f" | {b.replace('_', ' ')} {r[f'{m}_mean']:.3f}"
+            if r.get(f"{m}_std"):
+                cell += f" +/- {r[f'{m}_std']:.3f}"
         if d.get("baselines_source"):
             cell += f" (baselines {d['baselines_source']})"
-        rows.append((f"downstream {name}", cell + f", chance {d['chance']['majority_accuracy']:.3f}"
-                     if d.get("chance") else cell))
+        chance = d.get("chance") or {}
+        best = chance.get("best_constant_accuracy", chance.get("majority_accuracy"))
+        rows.append((f"downstream {name}", cell + (f", chance {best:.3f}" if best is not None else "")))
     return rows
 
 

@@ -52,3 +52,17 @@ def test_downstream_is_auto_on_in_multiruns_and_off_in_single_runs():
         assert downstream_enabled(forced, multirun=True) is on and downstream_enabled(forced, multirun=False) is on
     assert finetune_hint("outputs/runs/x") == "fine-tune later: python -m runner.finetune outputs/runs/x"
     assert make_cfg().eval.downstream is None  # the default
+
+
+def test_a_run_saved_before_the_protocol_fine_tunes_under_it():
+    """A config.yaml written before eval.head existed carried the old protocol's eval.lr and eval.pooling (which
+    fine-tuned below random init): today's protocol applies to it; a saved eval.head keeps its settings."""
+    from omegaconf import OmegaConf
+
+    from runner.store.layout import current
+
+    old = current(OmegaConf.create({"eval": {"task": "wiki_acceptability", "lr": 5e-4, "pooling": "cls"}}))
+    assert old.eval.lr is None and old.eval.pooling == "auto" and old.eval.head == "probe"
+    assert list(old.eval.lrs) == [1e-4, 3e-4] and old.eval.task == "wiki_acceptability"
+    new = current(OmegaConf.create({"eval": {"lr": 5e-5, "pooling": "cls", "head": "random"}}))
+    assert (new.eval.lr, new.eval.pooling, new.eval.head) == (5e-5, "cls", "random")

@@ -172,3 +172,26 @@ def test_comparison_and_html_show_glue_and_what_the_model_knows(tmp_path):
     d = next(b for k, b in bars.items() if k.startswith("downstream"))
     assert [t["name"] for t in d["data"]][:4] == ["pretrained", "linear probe", "own score", "random init"]
     assert d["data"][-1]["name"] == "best constant answer 0.50"
+
+
+def test_the_end_of_run_table_shows_glue_a_regression_and_the_protocols_arms():
+    from rich.console import Console
+
+    from runner.reporting.summary import report_table
+
+    results = {k: fake_result(k, [0.5, 0.6, 0.7, 0.8, 0.9]) for k in ("sst2", "stsb", "rte", "wnli")}
+    glue = {**glue_report(results), "recipe": {"seeds": 5}}
+    stsb = {"task": "glue_stsb", "metric": "spearman", "spearman_mean": 0.81, "spearman_std": 0.02, "baselines": {},
+            "chance": {}}
+    acc = {"task": "wiki_acceptability", "metric": "accuracy", "accuracy_mean": 0.606, "accuracy_std": 0.031,
+           "linear_probe": {"accuracy_mean": 0.562}, "score_feature": {"accuracy_mean": 0.62},
+           "baselines": {"random_init": {"accuracy_mean": 0.51, "accuracy_std": 0.02}},
+           "chance": {"best_constant_accuracy": 0.5, "majority_accuracy": 0.5}}
+    console = Console(width=200, record=True)
+    console.print(report_table({"name": "x", "downstream_tasks": {"glue": glue, "glue_stsb": stsb,
+                                                                  "wiki_acceptability": acc}}))
+    text = console.export_text()
+    assert "average 70.0 over 3 columns (not all of GLUE)" in text and "SST-2 70.0" in text
+    assert "pretrained 0.810 +/- 0.020 (spearman)" in text
+    assert "pretrained 0.606 +/- 0.031 | linear probe 0.562 | score feature 0.620 | random init 0.510 +/- 0.020" \
+           ", chance 0.500" in text
