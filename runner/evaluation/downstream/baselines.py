@@ -22,7 +22,7 @@ import torch
 from runner.data import cache
 from runner.evaluation.downstream.tasks import Task
 
-FORMAT = "baselines-v1"
+FORMAT = "baselines-v2"  # v2: the protocol of issue 28 (LP-FT, pooling auto = mean without a pair task)
 NOT_SHAPE = ("name", "init_from")  # config fields that leave the architecture as it is
 
 
