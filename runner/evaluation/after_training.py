@@ -14,18 +14,18 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from rich.markup import escape
 
-from runner.config.errors import ConfigError
-from runner.config.console import console
-from runner.engine.assembly import Built
-from runner.store.names import is_multirun
-from runner.evaluation.downstream.baselines import cache_dir
 from runner.config.checks import typed
+from runner.config.console import console
+from runner.config.errors import ConfigError
 from runner.config.schema import EvalConfig
+from runner.engine.assembly import Built
+from runner.evaluation.downstream.baselines import cache_dir
 from runner.evaluation.downstream.glue import GlueSuite, glue_report
 from runner.evaluation.downstream.protocol import finetune
-from runner.evaluation.downstream.score_feature import score_feature
 from runner.evaluation.downstream.registry import load_task
+from runner.evaluation.downstream.score_feature import score_feature
 from runner.evaluation.downstream.tasks import Task
+from runner.store.names import is_multirun
 
 
 def in_multirun() -> bool:
@@ -99,10 +99,10 @@ def _device_of(device: Any) -> torch.device:
 
 def downstream_eval(cfg: DictConfig, built: Built, device: Any, task: Task | None = None) -> dict[str, Any] | None:
     """Fine-tune the pretrained encoder (built.module.encoder; ELECTRA: the discriminator) on `task` (from
-    prepare_downstream) on `device`: test accuracy and macro-F1 as mean +/- std over eval.seeds seeds, with the
-    baselines. The result dict (runner.evaluation.downstream.classifier.finetune's) is printed in one line and returned.
+    prepare_downstream) on `device` by the protocol (runner.evaluation.downstream.protocol.finetune: every metric
+    over eval.seeds seeds, with the linear probe, the model's own score and the baselines), or, for eval.task=glue,
+    every GLUE task under eval.glue's recipe (run_glue). The result is printed in one line and returned.
     task=None loads eval.task here (None returned when the data has no labels for it)."""
-    e = cfg.get("eval")
     if task is None:  # loaded at the end (the call before prepare_downstream existed): failures skip with a note
         if not downstream_enabled(cfg):
             return None

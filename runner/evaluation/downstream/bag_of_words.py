@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from runner.evaluation.downstream.metrics import main_metric, score_run, summarize
 from runner.evaluation.downstream.tasks import Example, Task
 
+
 def bow_features(examples: Sequence[Example], vocab: int, num_special: int) -> torch.Tensor:
     """Sparse (N, vocab) log(1 + count) features of the non-special tokens, each row L2-normalised."""
     rows, cols = [], []

@@ -59,7 +59,7 @@ def lr_grid(encoder_factory: Callable[[int], nn.Module], task: Task, lrs: Sequen
     """finetune_seeds at each learning rate; the one with the best mean dev score (the task's main metric) kept,
     its summary returned with "lr" and "grid" (every learning rate's mean dev score and test means). One learning
     rate, or select="last" (nothing to choose by on dev): the first."""
-    metric, results = main_metric(task), []
+    results = []
     for lr in lrs:
         name = label if len(lrs) == 1 else f"{label} lr {lr:g}"
         results.append(finetune_seeds(encoder_factory, task, label=name, lr=lr, **kwargs))
