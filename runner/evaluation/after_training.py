@@ -125,18 +125,21 @@ def downstream_eval(cfg: DictConfig, built: Built, device: Any, task: Task | Non
     return result
 
 
-def protocol_settings(cfg: DictConfig, built: Built, scorer: bool = True) -> dict[str, Any]:
+def pretrained_pooler(built: Built) -> torch.nn.Module | None:
+    """The pooler a pair task (NSP, SOP) pretrained on [CLS], which fine-tuning reads through; None without one."""
+    return getattr(getattr(built.module.objective, "pair_head", None), "pooler", None)
+
+
+def protocol_settings(cfg: DictConfig, built: Built) -> dict[str, Any]:
     """finetune()'s settings from eval.* (runner/evaluation/downstream/protocol.py), with the run's pretrained
-    pooler (an NSP / SOP head's) and its own sentence scorer (eval.score_feature) where it has them."""
-    e, module = cfg.eval, built.module
+    pooler and its own sentence scorer (eval.score_feature) where it has them."""
+    e, module = typed(cfg.eval, EvalConfig), built.module
     data_cfg = cfg.get("data")
-    head = getattr(module.objective, "pair_head", None)
     score = (lambda t: score_feature(module.objective, module.encoder, t, built.data.specials, built.data)) \
-        if scorer and e.get("score_feature", True) else None
-    return dict(seeds=range(e.seeds), epochs=e.epochs, lr=typed(e, EvalConfig).learning_rates(),
-                batch_size=e.batch_size, seq_len=e.seq_len, pooling=e.pooling, head=e.get("head", "probe"),
-                dropout=e.get("dropout", 0.1), packing=e.get("packing") is not False,
-                pooler=getattr(head, "pooler", None), scorer=score,
+        if e.score_feature else None
+    return dict(seeds=range(e.seeds), epochs=e.epochs, lr=e.learning_rates(), batch_size=e.batch_size,
+                seq_len=e.seq_len, pooling=e.pooling, head=e.head, dropout=e.dropout, packing=e.packing is not False,
+                pooler=pretrained_pooler(built), scorer=score,
                 baselines=("random_init", "bow_logreg") if e.baselines else (),
                 baseline_cache=cache_dir(data_cfg.get("cache_dir") if data_cfg is not None else None),
                 shape=module.encoder)
@@ -146,13 +149,12 @@ def run_glue(cfg: DictConfig, built: Built, device: torch.device, suite: GlueSui
     """eval.task=glue: every task of the suite fine-tuned under eval.glue's one recipe over its seeds, the last
     epoch scored on the official dev sets, reported as papers report GLUE (glue.glue_report)."""
     g, encoder = cfg.eval.glue, built.module.encoder
-    head = getattr(built.module.objective, "pair_head", None)
     t0, results = time.perf_counter(), {}
     for key, task in suite.tasks.items():
         results[key] = finetune(lambda: copy.deepcopy(encoder), task, seeds=range(g.seeds), epochs=g.epochs,
                                 lr=g.lr, batch_size=g.batch_size, seq_len=g.seq_len, device=device,
                                 pooling=cfg.eval.pooling, head=g.head, select="last",
-                                packing=cfg.eval.get("packing") is not False, pooler=getattr(head, "pooler", None),
+                                packing=cfg.eval.get("packing") is not False, pooler=pretrained_pooler(built),
                                 baselines=())
     report = glue_report(results, suite.missing)
     report.update(tasks=results, recipe=OmegaConf.to_container(g, resolve=True), source=suite.source,

@@ -99,13 +99,11 @@ def finetune(encoder_factory: Callable[[], nn.Module], task: Task, *, seeds: Seq
     for name in ("train", "dev", "test"):
         if not getattr(task, name):
             raise ValueError(f"task {task.name}: the {name} subset is empty ({task.sizes()})")
-    settings = {"seeds": seeds, "epochs": epochs, "lrs": lrs, "batch_size": batch_size, "seq_len": seq_len,
-                "pooling": pooling, "warmup_fraction": warmup_fraction, "weight_decay": weight_decay,
-                "dropout": dropout, "head": head, "select": select, "device": str(device),
-                **({"packing": True} if packing else {})}
     common = dict(seeds=seeds, epochs=epochs, batch_size=batch_size, seq_len=seq_len, device=device,
                   pooling=pooling, warmup_fraction=warmup_fraction, weight_decay=weight_decay, dropout=dropout,
                   packing=packing, head=head, select=select, show_progress=show_progress)
+    settings = {**{k: v for k, v in common.items() if k not in ("show_progress", "device", "packing")}, "lrs": lrs,
+                "device": str(device), **({"packing": True} if packing else {})}  # recorded, and keyed in the cache
     t0 = time.perf_counter()
     key_shape = encoder_shape(shape if shape is not None else encoder_factory()) \
         if baseline_cache is not None and baselines else None
