@@ -21,6 +21,7 @@ from runner.config.schema import EvalConfig
 from runner.engine.assembly import Built
 from runner.evaluation.downstream.baselines import cache_dir
 from runner.evaluation.downstream.glue import GlueSuite, glue_report
+from runner.evaluation.downstream.metrics import beside
 from runner.evaluation.downstream.protocol import finetune
 from runner.evaluation.downstream.registry import load_task
 from runner.evaluation.downstream.score_feature import score_feature
@@ -175,7 +176,7 @@ def result_line(result: dict[str, Any]) -> str:
     """One line: the task's main metric and macro-F1 over seeds at the chosen learning rate, the linear probe, the
     model's own score, each baseline, and the best constant answer."""
     n, m = len(result.get("per_seed", [])), result.get("metric", "accuracy")
-    others = {**{k: result[k] for k in ("linear_probe", "score_feature") if k in result}, **result["baselines"]}
+    others = beside(result)
     chance = (result.get("chance") or {}).get("best_constant_accuracy")
     lr = f" at lr {result['lr']:g}" if "lr" in result else ""
     f1 = f", macro-F1 {result['f1_mean']:.3f} +/- {result['f1_std']:.3f}" if "f1_mean" in result else ""
@@ -213,8 +214,7 @@ def downstream_metrics(result: dict[str, Any], by_task: bool = False) -> dict[st
     metric = result.get("metric", "accuracy")
     keys = dict.fromkeys(["accuracy_mean", "accuracy_std", "f1_mean", "f1_std", f"{metric}_mean", f"{metric}_std"])
     out = {f"{p}{k}": result[k] for k in keys if k in result}
-    others = {**result.get("baselines", {}), **{k: result[k] for k in ("linear_probe", "score_feature") if k in result}}
-    for name, b in others.items():
+    for name, b in beside(result).items():
         for k in dict.fromkeys(("accuracy_mean", "f1_mean", f"{metric}_mean")):
             if k in b:
                 out[f"{p}{name}_{k}"] = b[k]

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
+from runner.evaluation.downstream.metrics import beside
 from runner.store import checkpoint, layout
 
 # Raw fields of one row, in CSV order; the rich and markdown tables show formatted columns (table_columns).
@@ -144,9 +145,7 @@ def run_row(run_dir: Path, overrides: str = "") -> dict[str, Any]:
             continue
         row["_tasks"].append(task)
         row.update({f"downstream/{task}/{k}": result.get(k) for k in TASK_KEYS})
-        others = {**(result.get("baselines") or {}),
-                  **{k: result[k] for k in ("linear_probe", "score_feature") if isinstance(result.get(k), dict)}}
-        for name, b in others.items():
+        for name, b in beside(result).items():
             row[f"downstream/{task}/{name}_accuracy_mean"] = (b or {}).get("accuracy_mean")
         row[f"downstream/{task}/chance"] = (result.get("chance") or {}).get("best_constant_accuracy")
     return row

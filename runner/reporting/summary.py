@@ -17,6 +17,7 @@ from runner.engine.assembly import Built
 from runner.engine.loop import Trainer
 from runner.evaluation.after_training import (downstream_enabled, downstream_metrics, finetune_hint, glue_line,
                                                store_downstream)
+from runner.evaluation.downstream.metrics import beside
 from runner.hf.export import exported_counts
 from runner.store.layout import METRICS, SUMMARY
 from runner.reporting.suite_table import suite_line, suite_table
@@ -210,9 +211,7 @@ def _downstream_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
             continue
         m = d.get("metric", "accuracy")
         cell = f"pretrained {d[f'{m}_mean']:.3f} +/- {d[f'{m}_std']:.3f}" + (f" ({m})" if m != "accuracy" else "")
-        others = {**{k: d[k] for k in ("linear_probe", "score_feature") if isinstance(d.get(k), dict)},
-                  **(d.get("baselines") or {})}
-        for b, r in others.items():
+        for b, r in beside(d).items():
             if f"{m}_mean" not in r:
                 continue
             cell += f" | {b.replace('_', ' ')} {r[f'{m}_mean']:.3f}"

@@ -122,3 +122,10 @@ def best_constant(task: Any, subset: str = "test") -> dict[str, Any]:
     return {"best_constant_label": task.labels[best], "best_constant_accuracy": y.count(best) / len(y),
             "majority_label": task.labels[major], "majority_accuracy": y.count(major) / len(y),
             "uniform_accuracy": 1 / len(task.labels)}
+
+
+def beside(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """What a result reports beside the fine-tuned model, by name: linear_probe, score_feature, then each baseline
+    (the arms every table and metric line lists after it)."""
+    own = {k: result[k] for k in ("linear_probe", "score_feature") if isinstance(result.get(k), dict)}
+    return {**own, **(result.get("baselines") or {})}
