@@ -106,6 +106,7 @@ def build(cfg: DictConfig) -> Built:
         data.format = "stream"
     objective = objective_cls(options, config, data.specials, n_tok,
                               word_table=continuation_table(data.tokenizer, config.tokenizer))
+    objective.use_data(data)
     module = Pretrainer(encoder, objective)
     if config.init_from:
         load_hf_weights(module, config, config.init_from)

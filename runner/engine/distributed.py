@@ -83,6 +83,22 @@ def all_sum(values: dict[str, float], device: torch.device) -> dict[str, float]:
     return dict(zip(keys, _reduce([float(values[k]) for k in keys], device, dist.ReduceOp.SUM)))
 
 
+def all_sum_tensors(values: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """Each tensor (a scalar or a vector: ELECTRA's histograms) summed over ranks, as float64 on the CPU; one
+    collective for them all. Unchanged in values (moved to the CPU) in a single process."""
+    local = {k: v.detach().to("cpu", torch.float64) for k, v in values.items()}
+    if not dist.is_initialized() or not local:
+        return local
+    keys = sorted(local)
+    flat = torch.cat([local[k].reshape(-1) for k in keys]).to(device if device.type == "cuda" else "cpu")
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    out, at = {}, 0
+    for k in keys:
+        n = local[k].numel()
+        out[k], at = flat[at:at + n].cpu().reshape(local[k].shape), at + n
+    return out
+
+
 def all_max(value: float, device: torch.device) -> float:
     """The largest value over ranks; unchanged in a single process."""
     if not dist.is_initialized():

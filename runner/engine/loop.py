@@ -48,6 +48,7 @@ class Trainer:
         self.feed.end = end * self.t.grad_accum
         self.optimizer, self.scheduler = instantiate(cfg.optimizer)(module=self.module, max_steps=max(schedule_steps, 1))
         self.skipped_in_a_row = 0
+        self.window: dict[str, torch.Tensor] = {}  # the objective's stats summed since the last training record
         self.checkpointer = Checkpointer(self.run_dir, self.t.keep_checkpoints, cfg.model, {
             "parallel": self.parallel, "optimizer": self.optimizer, "scheduler": self.scheduler,
             "precision": self.amp, "feed": self.feed, "encoder": self.encoder, "progress": self.progress,
@@ -107,8 +108,11 @@ class Trainer:
             b = to_device(b, self.device)
             with self.parallel.sync(last=i == accum - 1):  # gradients communicated on the last micro-batch only
                 with self.amp.autocast():
-                    loss, _ = self.parallel.forward_module()(b, norms)
+                    loss, stats = self.parallel.forward_module()(b, norms)
                 self.amp.backward(loss * self.world)
+            for k, v in stats.items():  # on the device, no synchronisation: read at the next training record
+                v = v.detach()
+                self.window[k] = self.window[k] + v if k in self.window else v
             loss_total += float(loss.detach())
             tokens += int(b["attention_mask"].sum())
             flops += self.objective.train_flops(self.encoder, b)
@@ -151,6 +155,15 @@ class Trainer:
         p.step += 1
         p.tokens += out["batch_tokens"]
         return {**out, "lr": lr, "grad_norm": grad_norm, "skipped": p.skipped, "loss_scale": self.amp.scale}
+
+    def loss_terms(self) -> dict[str, float]:
+        """Each term of the objective's loss (train/mlm_loss, train/disc_loss, ...) over the steps since the last
+        training record, from their summed stats (every rank's); the window starts again."""
+        if not self.window or not self.objective.loss_terms:
+            return {}
+        stats, self.window = distributed.all_sum_tensors(self.window, self.device), {}
+        metrics = self.objective.metrics(stats)
+        return {f"train/{k}": metrics[k] for k in self.objective.loss_terms if k in metrics}
 
     def log_validation(self, logger: MetricsLog) -> tuple[dict[str, float], dict[str, float]]:
         """Validate at this step and log it."""
@@ -197,7 +210,8 @@ class Trainer:
                 if p.step % t.log_every == 0 or p.step == end:
                     now = time.perf_counter()
                     tps = window_tokens / max(now - window_start, 1e-9)
-                    logger.log({"train/loss": out["loss"], "train/lr": out["lr"], "train/grad_norm": out["grad_norm"],
+                    logger.log({"train/loss": out["loss"], **self.loss_terms(), "train/lr": out["lr"],
+                                "train/grad_norm": out["grad_norm"],
                                 **self.compute_axes(), "train/tokens_per_s": tps,
                                 "train/epoch": self.feed.epoch_of(p.step * t.grad_accum - 1),
                                 "train/skipped_steps": p.skipped,
@@ -215,7 +229,8 @@ class Trainer:
                     val, probes = self.log_validation(logger)
                     if distributed.is_main():  # one line per evaluation, above the bar (and in non-terminal logs)
                         bar.console.print(validation_line(p.step, total, out["loss"], val, probes,
-                                                          self.validate.suite_scores.get(p.step)),
+                                                          self.validate.suite_scores.get(p.step),
+                                                          self.objective.headline),
                                           highlight=False, soft_wrap=True)
                 signum = stop.requested(self.device)  # SIGTERM / SIGUSR1: checkpoint after this step, then stop
                 if p.step % t.checkpoint_every == 0 or p.step == end or done or signum:

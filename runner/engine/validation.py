@@ -3,7 +3,7 @@ entropy of the training tokens, and the zero-shot probes, timed apart from train
 from __future__ import annotations
 
 import time
-from typing import Any, Protocol
+from typing import Any, Protocol, Sequence
 
 import torch
 
@@ -33,14 +33,17 @@ class MetricsLog(Protocol):
 
 
 def validation_line(step: int, total: int | None, train_loss: float, val: dict[str, float],
-                    probes: dict[str, float], suites: dict[str, float] | None = None) -> str:
-    """One line per validation during training: the loss, the validation metrics, the probes' accuracies and each
-    suite's mean over paradigms."""
-    line = f"step {step}/{total or '?'}  train loss {train_loss:.4f}  " + \
-        "  ".join(f"val {k} {v:.4g}" for k, v in val.items())
+                    probes: dict[str, float], suites: dict[str, float] | None = None,
+                    headline: Sequence[str] | None = None) -> str:
+    """One line per validation during training: the loss, the validation metrics the objective names as its headline
+    (all of them when None; unigram_gap beside them), the probes' overall accuracy with its interval and each suite's
+    mean over paradigms. Every metric stays in metrics.jsonl and the loggers."""
+    keys = list(val) if headline is None else [k for k in (*headline, "unigram_gap") if k in val]
+    line = f"step {step}/{total or '?'}  train loss {train_loss:.4f}  val " + \
+        "  ".join(f"{k} {val[k]:.4g}" for k in keys)
     if "overall" in probes:
-        kinds = [k for k in probes if "/" not in k and not k.endswith(("_lo", "_hi", "_norm"))]
-        line += "  probes " + "  ".join(f"{k} {probes[k]:.3f}" for k in kinds)
+        interval = f" [{probes['overall_lo']:.2f}, {probes['overall_hi']:.2f}]" if "overall_lo" in probes else ""
+        line += f"  probes {probes['overall']:.3f}{interval}"
     for key, value in (suites or {}).items():
         if key.count("/") == 1 and key.endswith("/overall"):
             line += f"  {key.split('/')[0]} {value:.3f}"

@@ -106,6 +106,29 @@ class Objective(nn.Module):
         """Bind to the run's encoder once, before the optimizer exists; objectives that share tensors with it
         (ELECTRA's generator embeddings) point their modules at the encoder's here. Default: nothing."""
 
+    @property
+    def loss_terms(self) -> tuple[str, ...]:
+        """The metrics (keys of metrics()) that are the terms of the training loss, unweighted: each training record
+        carries them as train/<name>, averaged over the steps since the last record. Default: the language-model
+        loss."""
+        return (self.lm_metric,) if self.lm_metric else ()
+
+    @property
+    def headline(self) -> tuple[str, ...]:
+        """The few validation metrics the console's line at each validation shows (every metric stays in
+        metrics.jsonl and the loggers). Default: the loss terms."""
+        return self.loss_terms
+
+    def verdict(self, val: dict[str, float]) -> dict[str, Any] | None:
+        """Whether the model the objective trains learned beyond a constant answer, from validation metrics:
+        {"what", "learned" (bool), "margin", "text" (one sentence)} for the end-of-run table, summary.json and the
+        comparison. None: the objective has no such check (its context gap says it)."""
+        return None
+
+    def use_data(self, data: Any) -> None:
+        """Read what the objective needs from the run's pretraining data (runner/data/pretraining.py) before
+        training: ELECTRA's unigram control samples the training tokens' frequencies. Default: nothing."""
+
     def prepare(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
         """Turn clean examples into training inputs (e.g. masking); called per batch, or per example (static)."""
         return batch

@@ -86,6 +86,11 @@ class CausalLM(Objective):
         stats = {"lm_nll_sum": total.detach().double(), "lm_count": torch.tensor(nll.numel(), dtype=torch.float64)}
         return total / max(float(norms["lm"]), 1.0), stats
 
+    @property
+    def headline(self) -> tuple[str, ...]:
+        """The loss, and bits per character on character vocabularies (the papers' enwik8 figure)."""
+        return ("lm_loss", "bpc") if self.char_level else ("lm_loss", "perplexity")
+
     def metrics(self, stats: Stats) -> dict[str, float]:
         """Mean NLL (nats per token), perplexity, and bits per character for character-level vocabularies."""
         return lm_metrics(float(stats["lm_nll_sum"]), float(stats["lm_count"]), self.char_level)

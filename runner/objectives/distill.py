@@ -67,16 +67,21 @@ class DistillConfig(MLMConfig):
 
 # ---- the teacher --------------------------------------------------------------------------------------------------
 
-def teacher_tokenizer_file(path: Path) -> Path:
+def not_a_directory(key: str, path: Any) -> ConfigError:
+    """The one-line error for a teacher (or frozen generator) path that is no directory."""
+    return ConfigError(f"{key}={path} is not a directory; pass a finished run's directory (outputs/runs/<run>) or a "
+                       "transformers directory" + (", or use experiment=distil" if key == "objective.teacher" else ""))
+
+
+def teacher_tokenizer_file(path: Path, key: str = "objective.teacher") -> Path:
     """The tokenizer.json the teacher was trained with: a run's hf/ export, or the transformers directory's own."""
     if not path.is_dir():
-        raise ConfigError(f"objective.teacher={path} is not a directory; pass a finished run's directory "
-                          "(outputs/runs/<run>) or a transformers directory, or use experiment=distil")
+        raise not_a_directory(key, path)
     file = path / HF / "tokenizer.json" if is_run(path) else path / "tokenizer.json"
     if not file.is_file():
         fix = (f"export it first: python -m runner export={path}" if is_run(path) else
                "save the tokenizer beside the model (tokenizer.save_pretrained)")
-        raise ConfigError(f"objective.teacher={path} has no {file.relative_to(path)} (its tokenizer); {fix}")
+        raise ConfigError(f"{key}={path} has no {file.relative_to(path)} (its tokenizer); {fix}")
     return file
 
 
@@ -99,14 +104,14 @@ class Teacher(nn.Module):
 class RunTeacher(Teacher):
     """A finished run of ours: its encoder and MLM head from its checkpoint."""
 
-    def __init__(self, run: FinishedRun, pad_id: int):
+    def __init__(self, run: FinishedRun, pad_id: int, key: str = "objective.teacher"):
         super().__init__()
         cfg = run.config
         self.config = dataclasses.replace(model_config(cfg.model), pad_token_id=pad_id)
         state = run.module_state()
         if not any(k.startswith("objective.mlm_head.") for k in state):
-            raise ConfigError(f"objective.teacher={run.path} was trained with objective={cfg.objective.name}, which "
-                              "has no masked-LM head to distil from; use a run with objective=mlm, mlm_nsp or mlm_sop")
+            raise ConfigError(f"{key}={run.path} was trained with objective={cfg.objective.name}, which has no "
+                              "masked-LM head; use a run with objective=mlm, mlm_nsp or mlm_sop")
         self.encoder, self.head = build_encoder(self.config), MLMHead(self.config)
         self.encoder.load_state_dict({k[8:]: v for k, v in state.items() if k.startswith("encoder.")})
         self.head.load_state_dict({k[19:]: v for k, v in state.items() if k.startswith("objective.mlm_head.")})
@@ -123,14 +128,14 @@ class RunTeacher(Teacher):
 class HFTeacher(Teacher):
     """A transformers directory with a masked-LM head (AutoModelForMaskedLM), on right-padded rows."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, key: str = "objective.teacher"):
         super().__init__()
         import transformers
 
         try:
             self.model = transformers.AutoModelForMaskedLM.from_pretrained(str(path), local_files_only=True)
         except (OSError, ValueError) as e:
-            raise ConfigError(f"objective.teacher={path} does not load as a transformers masked LM "
+            raise ConfigError(f"{key}={path} does not load as a transformers masked LM "
                               f"({type(e).__name__}: {str(e).splitlines()[0]})") from None
         self.hidden_size = int(self.model.config.hidden_size if hasattr(self.model.config, "hidden_size")
                                else self.model.config.dim)
@@ -168,18 +173,18 @@ def padded_positions(batch: dict[str, torch.Tensor], width: int) -> torch.Tensor
     return out
 
 
-def load_teacher(path: str, pad_id: int) -> Teacher:
-    """The frozen teacher at `path` (a run directory, or a transformers directory), in eval mode."""
+def load_teacher(path: str, pad_id: int, key: str = "objective.teacher") -> Teacher:
+    """The frozen masked LM at `path` (a run directory, or a transformers directory), in eval mode; `key` names the
+    option that gave the path in errors (ELECTRA's objective.frozen_generator loads one too)."""
     p = Path(path).expanduser()
     if not p.is_dir():
-        raise ConfigError(f"objective.teacher={path} is not a directory; pass a finished run's directory "
-                          "(outputs/runs/<run>) or a transformers directory, or use experiment=distil")
+        raise not_a_directory(key, path)
     if is_run(p):
-        teacher: Teacher = RunTeacher(open_run(p, "objective.teacher"), pad_id)
+        teacher: Teacher = RunTeacher(open_run(p, key), pad_id, key)
     elif (p / "config.json").is_file():
-        teacher = HFTeacher(p)
+        teacher = HFTeacher(p, key)
     else:
-        raise ConfigError(f"objective.teacher={path} is neither a run directory (.hydra/config.yaml) nor a "
+        raise ConfigError(f"{key}={path} is neither a run directory (.hydra/config.yaml) nor a "
                           "transformers directory (config.json)")
     teacher.eval()
     for param in teacher.parameters():
@@ -272,6 +277,11 @@ class Distillation(MaskedLM):
     def normalizers(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Selected positions (soft targets, MLM) and real tokens (cosine)."""
         return {**super().normalizers(batch), "tokens": batch["attention_mask"].sum()}
+
+    @property
+    def loss_terms(self) -> tuple[str, ...]:
+        """The masked-LM cross-entropy, the soft-target term and (hidden widths equal) the cosine term."""
+        return ("mlm_loss", "distill_ce", *(("distill_cos",) if self.cosine else ()))
 
     def metrics(self, stats: Stats) -> dict[str, float]:
         """The student's MLM metrics, the soft-target term (distill_ce), the cosine term (distill_cos), the weighted

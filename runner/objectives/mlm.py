@@ -131,6 +131,11 @@ class MaskedLM(Objective):
         """The MLM head on the selected positions."""
         return mlm_head_flops(self.config, int(batch["labels"].ne(IGNORE).sum()))
 
+    @property
+    def headline(self) -> tuple[str, ...]:
+        """The loss terms and the masked-token accuracy."""
+        return (*self.loss_terms, "mlm_accuracy")
+
     def metrics(self, stats: Stats) -> dict[str, float]:
         """Mean MLM loss, accuracy and perplexity over the selected tokens."""
         return mlm_metrics(stats)

@@ -90,6 +90,16 @@ class MaskedLMWithNSP(MaskedLM):
         """The MLM head on the selected positions and the pooler + classifier on every sequence."""
         return super().head_flops(batch) + pooler_flops(self.config, sequences(batch))
 
+    @property
+    def loss_terms(self) -> tuple[str, ...]:
+        """The MLM loss and the pair task's (nsp_loss or sop_loss)."""
+        return ("mlm_loss", f"{self.task}_loss")
+
+    @property
+    def headline(self) -> tuple[str, ...]:
+        """Both losses, the masked-token accuracy and the pair task's accuracy."""
+        return (*self.loss_terms, "mlm_accuracy", f"{self.task}_accuracy")
+
     def metrics(self, stats: Stats) -> dict[str, float]:
         """MLM metrics plus the pair task's loss and accuracy (nsp_* or sop_*)."""
         t = self.task

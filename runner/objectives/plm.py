@@ -225,6 +225,11 @@ class PermutationLM(Objective):
                  "plm_count": torch.tensor(keep.numel()), "plm_tokens": torch.tensor(batch["input_ids"].numel())}
         return total / max(float(norms["plm"]), 1.0), stats
 
+    @property
+    def headline(self) -> tuple[str, ...]:
+        """The loss and the accuracy on the predicted tokens."""
+        return ("plm_loss", "plm_accuracy")
+
     def metrics(self, stats: Stats) -> dict[str, float]:
         """Mean loss (nats per predicted token), accuracy, perplexity and the share of tokens predicted."""
         n = max(float(stats["plm_count"]), 1.0)

@@ -25,26 +25,37 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Optional, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from runner.data.tokenizer import SpecialIds
+from runner.data.unigram import token_counts
 from runner.models.flops import disc_head_flops, encoder_flops, mlm_head_flops
 from runner.models.config import EncoderConfig, embedding_width
 from runner.models.encoder import Encoder
 from runner.models.heads import DiscriminatorHead
 from runner.objectives.base import Export, Stats
+from runner.objectives.distill import load_teacher, teacher_tokenizer_file
 from runner.config.errors import require
 from runner.objectives.masking import IGNORE
 from runner.objectives.mlm import MaskedLM, MLMConfig, mlm_metrics
 from runner.objectives.scoring import device_of, per_token_sum, pseudo_log_likelihood
 
 TIES = ("none", "embeddings", "all")
+# where the discriminator's replacements come from: the trained generator (ELECTRA), or a control that separates
+# the discriminator's machinery from the generator's dynamics (docs/evaluation.md, "ELECTRA's discriminator"):
+# uniform over the regular tokens, the training tokens' unigram frequencies, a frozen trained masked LM
+REPLACEMENTS = ("generator", "uniform", "unigram", "frozen")
 SHARED_EMBEDDINGS = ("word_embeddings", "position_embeddings", "token_type_embeddings", "norm")
 _UNIFORM_STEPS = 1 << 24  # sample_uniform holds u * 2^24: float32 represents every u = k / 2^24 exactly
+# the discriminator "beat its constant baseline" when its validation loss is this much (relative) below the log-loss
+# of predicting the replaced rate everywhere: the default run at chance was 2% below it, uniform replacements 33%
+CLEAR_MARGIN = 0.05
 AUC_BINS = 1000  # histogram bins of the "replaced" probability; the AUC is exact up to ties within a 0.001 bin
 
 
@@ -60,6 +71,12 @@ class RTDConfig(MLMConfig):
     disc_weight: float = 50.0  # lambda in L_MLM + lambda * L_Disc (ELECTRA section 2, appendix A)
     temperature: float = 1.0  # of the generator's softmax when sampling replacements
     tie_embeddings: str = "embeddings"  # none | embeddings (token, position, type, LayerNorm; 3.2) | all (size 1.0)
+    generator_weight: float = 1.0  # the generator's MLM loss weight; 0 leaves it untrained (the controls below)
+    # generator (sample the generator) | uniform | unigram (the training tokens' frequencies) | frozen (sample
+    # frozen_generator, a finished masked-LM run or transformers directory with this run's tokenizer, as
+    # Fast-ELECTRA, Dong et al. 2023): the controls that tell a broken discriminator from a hard task
+    replacements: str = "generator"
+    frozen_generator: Optional[str] = None
 
     def check(self) -> None:
         """Masking keys, the loss weight and the sampling temperature."""
@@ -68,6 +85,12 @@ class RTDConfig(MLMConfig):
         require(self.temperature > 0, f"objective.temperature={self.temperature} must be > 0 (ELECTRA samples at 1.0)")
         require(self.tie_embeddings in TIES,
                 f"objective.tie_embeddings={self.tie_embeddings!r} must be one of {', '.join(TIES)}")
+        require(self.generator_weight >= 0, f"objective.generator_weight={self.generator_weight} must be >= 0")
+        require(self.replacements in REPLACEMENTS, f"objective.replacements={self.replacements!r} must be one of "
+                                                   f"{', '.join(REPLACEMENTS)}")
+        require(self.replacements != "frozen" or bool(self.frozen_generator),
+                "objective.replacements=frozen needs objective.frozen_generator=<a finished masked-LM run directory "
+                "with this run's tokenizer>")
 
 
 def generator_config(c: EncoderConfig, generator_size: float, tie_embeddings: str) -> EncoderConfig:
@@ -104,6 +127,27 @@ def roc_auc(pos_hist: torch.Tensor, neg_hist: torch.Tensor) -> float:
         return 0.5
     below = torch.cumsum(neg, 0) - neg  # real tokens in strictly lower bins than each bin
     return float((pos * (below + 0.5 * neg)).sum()) / (n_pos * n_neg)
+
+
+def token_only_auc(replaced_counts: torch.Tensor, real_counts: torch.Tensor) -> float:
+    """The AUC of a discriminator that reads the token alone, from counts (2, V) of replaced and real occurrences
+    per token id in two halves of the tokens (even and odd positions): each half's occurrences scored by their id's
+    replaced share in the other half (cross-fitted: an occurrence never scores itself, which would make every
+    rare id look telling; an id absent from the other half scores the overall rate). What frequency tells apart;
+    a discriminator's AUC clearly above it comes from context (it knows the frequencies better than half the
+    validation tokens do, so a small excess is not)."""
+    r, n = replaced_counts.double(), real_counts.double()
+    rate = r.sum() / (r.sum() + n.sum()).clamp(min=1.0)
+
+    def share(h: int) -> torch.Tensor:
+        seen = r[h] + n[h]
+        return torch.where(seen > 0, r[h] / seen.clamp(min=1.0), rate)
+
+    scores = torch.cat([share(1), share(0)])  # half 0's occurrences by half 1's shares, and the other way round
+    ranks = torch.unique(scores, return_inverse=True)[1]  # equal scores tie
+    bins = int(ranks.max()) + 1
+    return roc_auc(torch.zeros(bins, dtype=torch.float64).index_add_(0, ranks, r.reshape(-1)),
+                   torch.zeros(bins, dtype=torch.float64).index_add_(0, ranks, n.reshape(-1)))
 
 
 def binary_entropy(p: float) -> float:
@@ -156,12 +200,52 @@ class ReplacedTokenDetection(MaskedLM):
         self.generator: Optional[Encoder] = None if self.tie_embeddings == "all" else Encoder(gen)
         self.disc_head = DiscriminatorHead(model_config)
         self._attached: Optional[nn.Module] = None  # plain attribute: the encoder is not a submodule of ours
+        self.generator_weight, self.replacements = options.generator_weight, options.replacements
+        # a plain attribute, not a submodule: the frozen generator is not trained, saved, counted or exported
+        self.__dict__["frozen"] = (load_teacher(options.frozen_generator, specials.pad, "objective.frozen_generator")
+                                   if options.replacements == "frozen" else None)
+        # replacements=unigram: the log frequencies (use_data); not in checkpoints
+        self.register_buffer("unigram_logits", None, persistent=False)
 
     @classmethod
     def check(cls, config: EncoderConfig, options: RTDConfig) -> None:
         """The encoder serves a masked objective, and the generator can be built from its config."""
         super().check(config, options)
         check_generator(config, float(options.generator_size), str(options.tie_embeddings))
+
+    @classmethod
+    def tokenizer_file(cls, options: RTDConfig) -> Optional[str]:
+        """replacements=frozen: the frozen generator's tokenizer, whose ids it samples."""
+        if options.replacements != "frozen":
+            return None
+        return str(teacher_tokenizer_file(Path(options.frozen_generator).expanduser(), "objective.frozen_generator"))
+
+    def use_data(self, data: Any) -> None:
+        """replacements=unigram: the training split's regular-token log frequencies, one row of logits to sample."""
+        if self.replacements != "unigram":
+            return
+        counts = token_counts(data.splits["train"], self.spec.first_regular_id)[:self.config.vocab_size]
+        row = torch.zeros(self.config.vocab_size, dtype=torch.float64)
+        row[:len(counts)] = torch.from_numpy(counts.astype(np.float64))
+        self.unigram_logits = row.log().float().to(self.disc_head.dense.weight.device)
+
+    def replacement_logits(self, batch: dict[str, torch.Tensor], logits: torch.Tensor,
+                           idx: torch.Tensor) -> torch.Tensor:
+        """Logits (M, V) the replacements at the selected positions idx are sampled from: the generator's (M, V),
+        or objective.replacements' control (no gradient in any case: sample() detaches)."""
+        if self.replacements == "generator":
+            return logits
+        if self.replacements == "uniform":
+            return torch.zeros_like(logits, dtype=torch.float32)
+        if self.replacements == "unigram":
+            require(self.unigram_logits is not None, "objective.replacements=unigram needs the training tokens' "
+                                                     "frequencies: build the run through runner.build")
+            return self.unigram_logits.to(logits.device)[None].expand(len(idx), -1)
+        frozen = self.frozen
+        if next(frozen.parameters()).device != logits.device:
+            frozen.to(logits.device)
+        with torch.no_grad():
+            return frozen.outputs(batch, idx)[0].float()
 
     def attach(self, encoder: nn.Module) -> None:
         """Point the generator's embedding modules at the encoder's (tie_embeddings=embeddings): one set of
@@ -239,19 +323,26 @@ class ReplacedTokenDetection(MaskedLM):
         selected = self.selected_logits(gen, g_hidden, batch["labels"])
         mlm_sum, stats = self.mlm_terms(gen, g_hidden, batch["labels"], selected)
         logits, idx, target = selected
-        corrupted, replaced = self.corrupt(batch, logits, idx)  # integer ids: no path back into the generator
+        # integer ids: no path back into the generator
+        corrupted, replaced = self.corrupt(batch, self.replacement_logits(batch, logits, idx), idx)
         d_logits = self.disc_head(encoder.encode_batch({**batch, "input_ids": corrupted})).float()  # (B, T)
         real = mask.bool() if mask is not None else torch.ones_like(replaced)  # (B, T): non-padding tokens
         bce = F.binary_cross_entropy_with_logits(d_logits, replaced.float(), reduction="none")  # (B, T)
         disc_sum = bce.masked_fill(~real, 0.0).sum()
         pred = d_logits > 0
         hist_replaced, hist_real = probability_histograms(d_logits, replaced, real)
+        # the discriminator's input tokens by id and position parity (two halves): what the token alone tells
+        vocab = self.config.vocab_size
+        slot = corrupted + vocab * (torch.arange(corrupted.numel(), device=corrupted.device) % 2).view_as(corrupted)
         stats.update(disc_hist_replaced=hist_replaced, disc_hist_real=hist_real,
+                     token_replaced=torch.bincount(slot[real & replaced], minlength=2 * vocab).view(2, vocab),
+                     token_real=torch.bincount(slot[real & ~replaced], minlength=2 * vocab).view(2, vocab),
                      disc_loss_sum=disc_sum.detach(), disc_count=real.sum(),
                      disc_correct=(pred.eq(replaced) & real).sum(), disc_true_pos=(pred & replaced & real).sum(),
                      disc_pred_pos=(pred & real).sum(), disc_replaced=(replaced & real).sum(),
                      sampled_correct=corrupted.reshape(-1).index_select(0, idx).eq(target).sum())
-        loss = mlm_sum / max(float(norms["mlm"]), 1.0) + self.disc_weight * disc_sum / max(float(norms["disc"]), 1.0)
+        loss = self.generator_weight * mlm_sum / max(float(norms["mlm"]), 1.0) + \
+            self.disc_weight * disc_sum / max(float(norms["disc"]), 1.0)
         return loss, stats
 
     def head_flops(self, batch: dict[str, torch.Tensor]) -> float:
@@ -262,12 +353,41 @@ class ReplacedTokenDetection(MaskedLM):
         return gen + mlm_head_flops(self.generator_config, int(batch["labels"].ne(IGNORE).sum())) + \
             disc_head_flops(self.config, B * T)
 
+    @property
+    def loss_terms(self) -> tuple[str, ...]:
+        """The generator's MLM loss and the discriminator's (unweighted: the loss adds disc_weight x disc_loss)."""
+        return ("mlm_loss", "disc_loss")
+
+    @property
+    def headline(self) -> tuple[str, ...]:
+        """Both losses, the constant predictor's loss the discriminator must beat, its AUC and the AUC the token's
+        identity alone gives (frequency; the discriminator's margin over it is context)."""
+        return ("mlm_loss", "disc_loss", "all_real_loss", "disc_auc", "token_only_auc")
+
+    def verdict(self, val: dict[str, float]) -> dict[str, Any] | None:
+        """Did the discriminator beat the constant predictor of the replaced rate? Learned when its disc_loss lies at
+        least CLEAR_MARGIN (relative) below that predictor's log-loss; the AUC beside it."""
+        if "disc_loss" not in val or not val.get("all_real_loss"):
+            return None
+        loss, base, auc = val["disc_loss"], val["all_real_loss"], val.get("disc_auc", 0.5)
+        margin = 1.0 - loss / base
+        learned = margin >= CLEAR_MARGIN
+        token = val.get("token_only_auc")
+        text = (f"the discriminator {'beat' if learned else 'did NOT beat'} its constant baseline: disc_loss "
+                f"{loss:.4f} is {margin:.1%} below the {base:.4f} of predicting the replaced rate everywhere "
+                f"({CLEAR_MARGIN:.0%} needed); replaced-token AUC {auc:.3f} (chance 0.5" +
+                (f", the token alone {token:.3f}" if token is not None else "") + ")")
+        return {"what": "discriminator", "learned": learned, "margin": margin, "auc": auc, "token_only_auc": token,
+                "text": text}
+
     def metrics(self, stats: Stats) -> dict[str, float]:
         """The generator's MLM metrics (mlm_loss, mlm_accuracy, perplexity, sampled_accuracy: share of samples
         equal to the original) and the discriminator's: loss, accuracy, precision / recall / F1 of "replaced",
         ROC AUC of the "replaced" probability (threshold-free), the replaced-token rate, and the two constant
         baselines the discriminator must beat: the accuracy of predicting "real" everywhere (1 - replaced rate) and
-        the log-loss of predicting the replaced rate everywhere (its binary entropy, against disc_loss)."""
+        the log-loss of predicting the replaced rate everywhere (its binary entropy, against disc_loss); and
+        token_only_auc, the AUC the token's identity alone reaches on these batches (disc_auc above it is
+        context)."""
         n = max(float(stats["disc_count"]), 1.0)
         tp, pred_pos, replaced = (float(stats[k]) for k in ("disc_true_pos", "disc_pred_pos", "disc_replaced"))
         precision, recall = tp / max(pred_pos, 1.0), tp / max(replaced, 1.0)
@@ -277,7 +397,8 @@ class ReplacedTokenDetection(MaskedLM):
                 "disc_loss": float(stats["disc_loss_sum"]) / n, "disc_accuracy": float(stats["disc_correct"]) / n,
                 "disc_precision": precision, "disc_recall": recall, "disc_f1": f1, "replaced_rate": replaced / n,
                 "all_real_accuracy": 1.0 - replaced / n, "all_real_loss": binary_entropy(replaced / n),
-                "disc_auc": roc_auc(stats["disc_hist_replaced"], stats["disc_hist_real"])}
+                "disc_auc": roc_auc(stats["disc_hist_replaced"], stats["disc_hist_real"]),
+                "token_only_auc": token_only_auc(stats["token_replaced"], stats["token_real"])}
 
     def exports(self, encoder: nn.Module) -> dict[str, Export]:
         """hf/ holds the discriminator (ElectraForPreTraining), hf_generator/ the generator (ElectraForMaskedLM),

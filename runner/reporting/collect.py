@@ -17,7 +17,8 @@ from runner.store import checkpoint, layout
 # suite_<name>_scorer and suite_<name>_<scorer> for the others, and downstream/<task>/<key> for each downstream task
 # (fields()).
 FIELDS = ["run", "job", "model", "objective", "data", "overrides", "parameters", "train_flops", "tokens_seen",
-          "words_seen", "steps", "val_metric", "val_loss", "unigram_entropy", "unigram_gap", "probe_scorer",
+          "words_seen", "steps", "val_metric", "val_loss", "unigram_entropy", "unigram_gap", "verdict_learned",
+          "verdict_margin", "probe_scorer",
           "probe_overall", "probe_overall_lo", "probe_overall_hi", "downstream_task", "accuracy_mean", "accuracy_std",
           "f1_mean", "f1_std", "random_init_accuracy", "bow_accuracy", "tokens_per_s", "wall_time_s", "time_data_s",
           "time_training_s", "time_validation_probes_s", "time_finetuning_s", "time_export_s", "status", "error",
@@ -126,6 +127,9 @@ def run_row(run_dir: Path, overrides: str = "") -> dict[str, Any]:
     row.update(run=s.get("name") or run_dir.name, parameters=(s.get("parameters") or {}).get("total"),
                val_metric=metric, val_loss=final.get(metric) if metric else None, downstream_task=ds.get("task"),
                unigram_gap=final.get("unigram_gap"), status="finished")
+    verdict = s.get("verdict") if isinstance(s.get("verdict"), dict) else {}  # ELECTRA: the discriminator's check
+    row.update(verdict_learned=verdict.get("learned"), verdict_margin=verdict.get("margin"),
+               _verdict_what=verdict.get("what"))
     times = s.get("time_s") if isinstance(s.get("time_s"), dict) else {}
     row.update({f"time_{k}_s": times.get(k) for k in TIMES})
     probes = s.get("probes") if isinstance(s.get("probes"), dict) else {}
@@ -249,7 +253,8 @@ Column = tuple[str, Callable[[dict[str, Any]], str], bool]  # header, cell of a 
 def table_columns(rows: list[dict[str, Any]], stacked: bool = False) -> list[Column]:
     """The formatted columns of the rich and markdown tables. The context gap when any run has one; probe columns
     when any run has probes (one per corruption kind the runs have, then overall with its 95% interval, and the
-    scorer: in the header when all runs share it); per minimal-pair suite its first scorer's mean over paradigms
+    scorer: in the header when all runs share it, else its own column, under the accuracy when stacked); ELECTRA's
+    discriminator against the constant predictor when any run has that verdict; per minimal-pair suite its first scorer's mean over paradigms
     (the scorer in the header when all rows share it) and, unless stacked, each other scorer's; an accuracy and a
     baselines column per downstream task any run has. Tokens, words, macro-F1 and the time split are in the CSV
     only. stacked (the console): a task's two columns, the loss and its metric, tokens/s and wall time each as one
@@ -281,6 +286,14 @@ def table_columns(rows: list[dict[str, Any]], stacked: bool = False) -> list[Col
                           (f"val {one_metric}" if one_metric else "val loss", loss, False)]
     if any(r.get("unigram_gap") is not None for r in rows):  # nats below the unigram entropy: > 0 uses context
         cols.append(("context gap", lambda r: _num(r.get("unigram_gap"), "+.3f"), False))
+    if any(r.get("verdict_learned") is not None for r in rows):  # ELECTRA's discriminator against a constant
+
+        def verdict(r: dict[str, Any]) -> str:
+            if r.get("verdict_learned") is None:
+                return "-"
+            return f"{'beat' if r['verdict_learned'] else 'NO'}{sep}{-r['verdict_margin']:+.0%}"
+
+        cols.append(("vs const.", verdict, False))
     if any(r.get("probe_overall") is not None for r in rows):
         for kind in dict.fromkeys(k for r in rows for k in r.get("_kinds", [])):
             cols.append((f"probe {kind}", lambda r, k=kind: _num(r.get(f"probe_{k}"), ".2f"), False))
@@ -294,6 +307,9 @@ def table_columns(rows: list[dict[str, Any]], stacked: bool = False) -> list[Col
         scorers = {r.get("probe_scorer") for r in rows if r.get("probe_overall") is not None}
         if len(scorers) == 1 and None not in scorers:
             cols.append((f"probe overall ({scorers.pop()})", overall, False))
+        elif stacked:  # the scorer under the accuracy: one column fewer on the console
+            cols.append(("probe overall (scorer)",
+                         lambda r: overall(r) + (f"{sep}({r['probe_scorer']})" if r.get("probe_scorer") else ""), False))
         else:
             cols += [("probe overall", overall, False), ("scorer", lambda r: r.get("probe_scorer") or "-", True)]
     for name, others in suite_scorers(rows).items():
@@ -365,6 +381,9 @@ def column_notes(columns: list[Column]) -> list[str]:
     notes = []
     if "context gap" in names:
         notes.append("context gap: unigram entropy minus LM loss, nats (> 0: the model uses context)")
+    if "vs const." in names:
+        notes.append("vs const.: whether ELECTRA's discriminator beat predicting the replaced rate everywhere, and its "
+                     "validation loss relative to that constant's (-5% needed)")
     if any(n.startswith("probe overall") for n in names):
         notes.append(f"probes: accuracy on minimal pairs, chance {CHANCE:.2f}, overall [95% Wilson interval]")
     if any(n.startswith("suite ") for n in names):

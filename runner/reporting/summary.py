@@ -105,6 +105,9 @@ def run_summary(cfg: DictConfig, built: Built, trainer: Trainer, logger: Any, cl
         "loggers": list(logger.active), "wandb_mode": logger.mode, "wandb_group": end.group, "skipped_steps": p.skipped,
         "resume_changes": trainer.checkpointer.changes,  # settings changed on resume: key, before, after, step
     }
+    summary["headline"] = list(built.objective.headline)  # the validation metrics the table shows
+    if verdict := built.objective.verdict(end.final_val or {}):  # ELECTRA: did the discriminator beat a constant?
+        summary["verdict"] = verdict
     if v.unigram_entropy is not None:
         summary["unigram_entropy"] = v.unigram_entropy
     if v.probes is not None:
@@ -193,11 +196,15 @@ def probe_cell(p: dict[str, float], kinds: list[str]) -> str:
 
 
 def _validation_cell(s: dict[str, Any]) -> str:
+    """The objective's headline metrics (every one for a summary written before it had them) at step 0 -> the end;
+    the rest are in summary.json."""
     first, final = s.get("initial_val") or {}, s.get("final_val") or {}
+    keys = s.get("headline") or list(final)
     out = []
-    for k, v in final.items():
-        if k == "unigram_gap":
+    for k in keys:
+        if k == "unigram_gap" or k not in final:
             continue
+        v = final[k]
         out.append(f"{k} {_num(first[k])} -> {_num(v)}" if k in first else f"{k} {_num(v)}")
     return ", ".join(out)
 
@@ -232,6 +239,8 @@ def report_table(s: dict[str, Any]) -> Table:
     table.add_column("value", overflow="fold")
     if s.get("final_val"):
         table.add_row("validation", _validation_cell(s))
+    if s.get("verdict"):
+        table.add_row(s["verdict"].get("what", "verdict"), s["verdict"]["text"])
     gap = (s.get("final_val") or {}).get("unigram_gap")
     if gap is not None and s.get("unigram_entropy") is not None:
         where = "below" if gap > 0 else "above"

@@ -97,3 +97,54 @@ def test_a_short_wiki_run_lifts_the_discriminator_above_all_real(tmp_path):
     assert final["disc_accuracy"] > final["all_real_accuracy"] + 0.005
     assert final["disc_auc"] > 0.7 and final["disc_f1"] > 0.1
     assert final["disc_loss"] < final["all_real_loss"] - 0.03, "better than the best constant predictor"
+
+
+def test_training_records_carry_each_loss_term(tmp_path):
+    cfg = make_cfg(*ELECTRA, "trainer.log_every=1", "trainer.export_hf=false")
+    run(cfg, build(cfg), tmp_path)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if "train/loss" in r]
+    assert len(train) == 6
+    for r in train:  # one step per record: the loss is exactly generator MLM + lambda x discriminator
+        assert r["train/loss"] == pytest.approx(r["train/mlm_loss"] + cfg.objective.disc_weight * r["train/disc_loss"],
+                                                rel=1e-4)
+
+
+def test_uniform_replacements_teach_the_discriminator_what_the_token_alone_tells(tmp_path):
+    """The control that separates the discriminator's machinery from the generator's dynamics (docs/evaluation.md,
+    ELECTRA's discriminator): replacements drawn uniformly are told apart by their frequency, so a working
+    discriminator reaches the AUC of the token's identity within a few dozen steps and beats the constant predictor
+    by far. A broken label, loss mask or gradient path leaves it at 0.5."""
+    cfg = make_cfg(*TINY, "model=electra", "model.hidden_size=64", "model.embedding_size=32", "optimizer.lr=3e-3",
+                   "trainer.max_steps=60", "trainer.eval_every=1000", "trainer.eval_batches=8",
+                   "trainer.export_hf=false", "probes.enabled=false",
+                   "objective.replacements=uniform", "objective.generator_weight=0")
+    summary = run(cfg, build(cfg), tmp_path)
+    first, final = summary["initial_val"], summary["final_val"]
+    assert first["token_only_auc"] > 0.65, "uniform draws are rare tokens: identity tells them apart"
+    assert first["disc_auc"] < 0.6 and final["disc_auc"] > max(0.75, final["token_only_auc"])
+    assert summary["verdict"]["learned"] and final["disc_loss"] < 0.9 * final["all_real_loss"]
+
+
+def test_a_frozen_masked_lm_proposes_the_replacements(bert_teacher, tmp_path):
+    """objective.replacements=frozen (Fast-ELECTRA's frozen generator): the finished run's masked LM, with its
+    tokenizer, samples every replacement; it is not trained or saved with the run."""
+    cfg = make_cfg(*ELECTRA, "objective.replacements=frozen", f"objective.frozen_generator={bert_teacher}",
+                   "objective.generator_weight=0", "trainer.export_hf=false", "trainer.max_steps=2")
+    built = build(cfg)
+    assert built.data.tokenizer_source == str(bert_teacher / "hf" / "tokenizer.json")  # its vocabulary, its ids
+    assert not any("frozen" in k for k in built.module.state_dict())  # not trained, saved or exported with the run
+    obj, sp = built.objective, built.data.specials
+    ids = torch.tensor([[sp.cls, *built.data.tokenizer.encode("the city is the capital of the country").ids, sp.sep]])
+    batch = obj.prepare({"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": 0 * ids,
+                         "special_tokens_mask": ids < sp.num_special}, torch.Generator().manual_seed(0))
+    idx = batch["labels"].reshape(-1).ne(-100).nonzero().squeeze(1)
+    ours = torch.randn(len(idx), built.config.vocab_size)  # the run's own generator's: not what is sampled
+    with torch.no_grad():
+        assert torch.equal(obj.corrupt(batch, obj.replacement_logits(batch, ours, idx), idx)[0],
+                           obj.corrupt(batch, obj.frozen.outputs(batch, idx)[0], idx)[0])
+    summary = run(cfg, built, tmp_path)
+    assert summary["steps"] == 2 and math.isfinite(summary["final_val"]["disc_loss"])
+    # the samples are the trained masked LM's: it fills masked tokens better than this run's untrained generator
+    # (weight 0), which draws nearly uniformly from 1,000 tokens (about 0.001 equal to the original)
+    assert summary["final_val"]["sampled_accuracy"] > 0.004

@@ -182,7 +182,9 @@ def probed(tmp_path: Path) -> Path:
     make_run(root, "1_electra_rtd", "electra", "rtd", metrics=[{"step": 25, "val/mlm_loss": 6.0}],
              summary=summary("electra", "rtd", {"mlm_loss": 6.0, "disc_loss": 0.3, "unigram_gap": -0.25},
                              unigram_entropy=5.75, probes=electra, downstream=only,
-                             downstream_tasks={"wiki_acceptability": only}))
+                             downstream_tasks={"wiki_acceptability": only},
+                             verdict={"what": "discriminator", "learned": False, "margin": 0.021, "auc": 0.55,
+                                      "text": "the discriminator did NOT beat its constant baseline"}))
     make_run(root, "2_roberta_mlm", "roberta", "mlm", metrics=[{"step": 25, "val/mlm_loss": 5.7}],  # an older run
              summary=summary("roberta", "mlm", {"mlm_loss": 5.7}, downstream=task("wiki_topic", 0.69, 0.015)))
     return root
@@ -194,7 +196,7 @@ def test_probe_gap_and_per_task_columns_with_dashes_for_runs_without_them(probed
         reader = csv.DictReader(f)
         header, (bert, electra, roberta) = reader.fieldnames, list(reader)
     assert header[header.index("val_loss"):header.index("downstream_task")] == \
-        ["val_loss", "unigram_entropy", "unigram_gap", "probe_scorer", "probe_swap", "probe_replace", "probe_delete",
+        ["val_loss", "unigram_entropy", "unigram_gap", "verdict_learned", "verdict_margin", "probe_scorer", "probe_swap", "probe_replace", "probe_delete",
          "probe_overall", "probe_overall_lo", "probe_overall_hi", "probe_generator_overall"]
     assert (bert["unigram_gap"], bert["probe_scorer"], bert["probe_swap"], bert["probe_replace"],
             bert["probe_delete"]) == ("1.5", "pll", "0.7", "0.54", "")
@@ -202,6 +204,7 @@ def test_probe_gap_and_per_task_columns_with_dashes_for_runs_without_them(probed
     assert (electra["unigram_gap"], electra["probe_scorer"], electra["probe_delete"],
             electra["probe_generator_overall"]) == ("-0.25", "disc", "0.58", "0.55")
     assert roberta["probe_overall"] == roberta["unigram_gap"] == roberta["probe_scorer"] == ""
+    assert (electra["verdict_learned"], electra["verdict_margin"], bert["verdict_learned"]) == ("False", "0.021", "")
     assert (bert["downstream/wiki_acceptability/accuracy_mean"], bert["downstream/wiki_topic/accuracy_mean"],
             bert["downstream/wiki_topic/bow_logreg_accuracy_mean"]) == ("0.61", "0.71", "0.66")
     assert (roberta["downstream/wiki_topic/accuracy_mean"], roberta["downstream/wiki_acceptability/accuracy_mean"]) \
@@ -210,14 +213,14 @@ def test_probe_gap_and_per_task_columns_with_dashes_for_runs_without_them(probed
     assert (bert["time_training_s"], bert["time_validation_probes_s"], roberta["time_training_s"]) == ("9.0", "2.0", "")
     md = (probed / "comparison.md").read_text().splitlines()
     assert md[0] == ("| run | model | objective | overrides | params | train FLOPs | val mlm_loss | context gap | "
-                     "probe swap | probe replace | probe delete | probe overall | scorer | wiki_topic acc ± std | "
+                     "vs const. | probe swap | probe replace | probe delete | probe overall | scorer | wiki_topic acc ± std | "
                      "wiki_topic rand / BoW | wiki_acceptability acc ± std | wiki_acceptability rand / BoW | "
                      "tokens/s, wall | status |")
-    assert md[2].endswith("| 5.5000 | +1.500 | 0.70 | 0.54 | - | 0.62 [0.56, 0.68] | pll | 0.710 ± 0.012 | "
+    assert md[2].endswith("| 5.5000 | +1.500 | - | 0.70 | 0.54 | - | 0.62 [0.56, 0.68] | pll | 0.710 ± 0.012 | "
                           "0.520 / 0.660 | 0.610 ± 0.020 | 0.500 / 0.510 | 3.5k, 12.4 s | finished |")
-    assert md[3].endswith("| 6.0000 | -0.250 | 0.66 | - | 0.58 | 0.62 [0.55, 0.68] | disc | - | - | "
+    assert md[3].endswith("| 6.0000 | -0.250 | NO -2% | 0.66 | - | 0.58 | 0.62 [0.55, 0.68] | disc | - | - | "
                           "0.590 ± 0.010 | - | 3.5k, 12.4 s | finished |")
-    assert md[4].endswith("| 5.7000 | - | - | - | - | - | - | 0.690 ± 0.015 | - | - | - | 3.5k, 12.4 s | finished |")
+    assert md[4].endswith("| 5.7000 | - | - | - | - | - | - | - | 0.690 ± 0.015 | - | - | - | 3.5k, 12.4 s | finished |")
     # the console: within 200 columns, each task a column of two lines (acc ± std over rand / BoW), nothing cut
     console = Console(width=200, record=True, file=io.StringIO())
     console.print(rich_table(rows))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import re
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -19,8 +20,9 @@ from runner.models.encoder import Encoder
 from runner.hf.mapping import build_hf_model, hf_config, hf_model_class, hf_unsupported
 from runner.objectives.masking import IGNORE
 from runner.objectives.mlm import MaskedLM
-from runner.objectives.rtd import (ReplacedTokenDetection, binary_entropy, generator_config,
-                                   probability_histograms, roc_auc)
+from runner.objectives.rtd import (CLEAR_MARGIN, ReplacedTokenDetection, binary_entropy, generator_config,
+                                   probability_histograms, roc_auc, token_only_auc)
+from runner.engine.validation import validation_line
 from tests.conftest import TINY, make_cfg, cli
 
 
@@ -198,6 +200,73 @@ def test_sampling_follows_the_batch_generator():
     assert torch.equal(widen(a)["sample_uniform"], a["sample_uniform"])
 
 
+def test_control_replacements_are_uniform_or_the_training_frequencies_and_skip_the_generator():
+    """objective.replacements: uniform over the regular tokens, or by the training split's token counts; the
+    generator's logits are ignored, and generator_weight=0 leaves the generator without gradient."""
+    torch.manual_seed(0)
+    logits, idx, u = torch.randn(6000, 120) * 5, torch.arange(6000), torch.rand(6000)  # a generator's, ignored
+    uniform = ReplacedTokenDetection.create(tiny(), SP, 120, replacements="uniform")
+    counts = torch.bincount(uniform.sample(uniform.replacement_logits({}, logits, idx), u), minlength=120)
+    assert int(counts[:SP.num_special].sum()) == 0  # never a special token
+    assert int(counts[SP.num_special:].min()) > 20 and int(counts[SP.num_special:].max()) < 90  # 52 each expected
+    unigram = ReplacedTokenDetection.create(tiny(), SP, 120, replacements="unigram")
+    with pytest.raises(ConfigError, match="replacements=unigram needs the training tokens"):
+        unigram.replacement_logits({}, logits, idx)
+    train = torch.tensor([2, 7, 7, 7, 9, 3, 2, 7, 7, 7, 9, 3])  # 7 three times as frequent as 9; specials not counted
+    unigram.use_data(SimpleNamespace(splits={"train": SimpleNamespace(ids=train)}))
+    draws = unigram.sample(unigram.replacement_logits({}, logits, idx), u)
+    assert set(draws.tolist()) == {7, 9} and 2.7 < float((draws == 7).sum() / (draws == 9).sum()) < 3.3
+    module = rtd(tiny(), replacements="uniform", generator_weight=0.0)
+    batch = batch_of(module.objective)
+    loss, stats = module(batch, {k: float(v) for k, v in module.objective.normalizers(batch).items()})
+    loss.backward()
+    assert float(loss.detach()) == pytest.approx(50.0 * float(stats["disc_loss_sum"]) / float(stats["disc_count"]),
+                                                 rel=1e-5)
+    for name, p in module.named_parameters():  # the generator's own weights: no gradient at generator_weight=0
+        if name.startswith(("objective.generator.", "objective.mlm_head.")):
+            assert p.grad is None or not p.grad.any(), name
+
+
+def test_token_only_auc_is_what_the_tokens_identity_tells():
+    def halves(*rows):  # per-id counts (V,) of the even positions' and the odd ones'
+        return torch.tensor(rows, dtype=torch.long)
+
+    # id 5 always replaced, id 6 always real, in both halves: identity separates them perfectly
+    assert token_only_auc(halves([0, 0, 0, 0, 0, 2, 0], [0, 0, 0, 0, 0, 2, 0]),
+                          halves([0, 0, 0, 0, 0, 0, 5], [0, 0, 0, 0, 0, 0, 4])) == 1.0
+    # replaced tokens drawn by the real tokens' frequencies: identity tells nothing
+    assert token_only_auc(halves([0, 1, 2], [0, 1, 2]), halves([0, 10, 20], [0, 10, 20])) == pytest.approx(0.5)
+    # ids seen in one half only tell nothing, however their occurrences fall: no occurrence scores itself
+    assert token_only_auc(halves([0, 3, 0], [0, 0, 0]), halves([0, 0, 0], [0, 0, 4])) == 0.5
+    # by hand: half 0's occurrences scored by half 1's shares (id 1: 1 of 2 replaced, id 2: 1 of 3) and half 1's by
+    # half 0's (id 1: 1 of 1, id 2: 0 of 2)
+    rep = [1 / 2, 1.0, 0.0]  # id 1 in half 0; id 1 and id 2 in half 1
+    real = [1 / 3, 1 / 3, 1.0, 0.0, 0.0]  # id 2 in half 0 (twice); id 1 and id 2 (twice) in half 1
+    by_hand = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a in rep for b in real) / (len(rep) * len(real))
+    assert token_only_auc(halves([0, 1, 0], [0, 1, 1]), halves([0, 0, 2], [0, 1, 2])) == pytest.approx(by_hand)
+
+
+def test_the_verdict_says_whether_the_discriminator_beat_the_constant_predictor():
+    obj = ReplacedTokenDetection.create(tiny(), SP, 120)
+    at_chance = obj.verdict({"disc_loss": 0.3961, "all_real_loss": 0.4044, "disc_auc": 0.548, "token_only_auc": 0.51})
+    assert not at_chance["learned"] and "did NOT beat" in at_chance["text"] and "0.548" in at_chance["text"]
+    assert at_chance["margin"] == pytest.approx(1 - 0.3961 / 0.4044) and at_chance["margin"] < CLEAR_MARGIN
+    learned = obj.verdict({"disc_loss": 0.27, "all_real_loss": 0.4158, "disc_auc": 0.87})
+    assert learned["learned"] and learned["text"].startswith("the discriminator beat its constant baseline")
+    assert obj.verdict({"mlm_loss": 6.0}) is None and MaskedLM.create(tiny(), SP, 120).verdict({"mlm_loss": 6}) is None
+
+
+def test_the_validation_line_shows_the_objectives_headline_and_the_probes_interval():
+    obj = ReplacedTokenDetection.create(tiny(), SP, 120)
+    val = {"mlm_loss": 5.8, "mlm_accuracy": 0.1, "perplexity": 330.0, "disc_loss": 0.39, "disc_precision": 0.2,
+           "all_real_loss": 0.40, "disc_auc": 0.55, "token_only_auc": 0.51, "unigram_gap": 0.46}
+    line = validation_line(250, 1500, 40.0, val, {"overall": 0.54, "overall_lo": 0.49, "overall_hi": 0.60,
+                                                  "swap": 0.5}, None, obj.headline)
+    assert line == ("step 250/1500  train loss 40.0000  val mlm_loss 5.8  disc_loss 0.39  all_real_loss 0.4  "
+                    "disc_auc 0.55  token_only_auc 0.51  unigram_gap 0.46  probes 0.540 [0.49, 0.60]")
+    assert obj.loss_terms == ("mlm_loss", "disc_loss")
+
+
 def test_discriminator_loss_sends_no_gradient_into_the_generator():
     torch.manual_seed(0)
     module = rtd(tiny())
@@ -283,6 +352,11 @@ def test_flops_count_the_generator_and_the_discriminator_head():
     (["objective.generator_size=0"], "objective.generator_size=0"),
     (["objective.tie_embeddings=some"], "objective.tie_embeddings='some'"),
     (["model.hidden_size=516", "model.num_heads=4", "objective.generator_size=0.25"], "not divisible"),
+    (["objective.replacements=random"], "objective.replacements='random' must be one of generator, uniform"),
+    (["objective.replacements=frozen"], "objective.replacements=frozen needs objective.frozen_generator="),
+    (["objective.replacements=frozen", "objective.frozen_generator=/nonexistent"],
+     "objective.frozen_generator=/nonexistent is not a directory"),
+    (["objective.generator_weight=-1"], "objective.generator_weight=-1.0 must be >= 0"),
 ])
 def test_bad_combinations_fail_before_any_data(overrides, key, monkeypatch):
     import runner.build as b
