@@ -90,6 +90,8 @@ PRESETS = {
     "xlnet_large": ("xlnet_large", "plm", "plm", "adamw_cpu", 0.002, None, 1, 64),
     "electra": ("electra", "rtd_cpu", "rtd", "adamw_electra_cpu", 0.001, None, 1, 64),
     "electra_base": ("electra_base", "rtd_base", "rtd", "adamw_electra_cpu", 0.001, None, 1, 64),
+    # added with issue 29: ELECTRA's BERT-style encoder at CPU size (model=electra: the same on a modern encoder)
+    "electra_bert": ("electra_bert", "rtd_cpu", "rtd", "adamw_electra_cpu", 0.001, None, 1, 64),
     "electra_large": ("electra_large", "rtd_large", "rtd", "adamw_electra_cpu", 0.001, None, 1, 64),
     "electra_small": ("electra_small", "rtd", "rtd", "adamw_electra_cpu", 0.001, None, 1, 64),
     "modernbert": ("modernbert", "mlm", "mlm", "adamw_modernbert_cpu", 0.002, "full_sentences", 1, 64),

@@ -76,6 +76,20 @@ def test_discriminator_count_equals_transformers(model, expected):
     assert disc == expected == sum(p.numel() for p in theirs.parameters())
 
 
+def test_the_cpu_electra_is_the_objective_on_a_modern_encoder_and_the_other_presets_stay_bert_style():
+    """model=electra (make run) puts ELECTRA on a modern encoder, where its discriminator learns context at CPU
+    compute; electra_bert keeps the published BERT-style encoder at the same sizes, as do the paper-size presets."""
+    modern, classic = preset("electra"), preset("electra_bert")
+    assert (modern.position, modern.ffn, modern.norm_position, modern.bias, modern.local_window) == \
+        ("rope", "geglu", "pre", False, 32)
+    for key in ("vocab_size", "hidden_size", "num_layers", "num_heads", "embedding_size", "tokenizer", "activation"):
+        assert getattr(modern, key) == getattr(classic, key), key
+    for name in ("electra_bert", "electra_small", "electra_base", "electra_large"):
+        c = preset(name)
+        assert (c.position, c.ffn, c.norm_position, c.bias, c.local_window) == ("learned", "mlp", "post", True, None)
+    assert hf_unsupported(classic) is None and "model.position=rope" in hf_unsupported(modern)
+
+
 def test_small_generator_before_sharing_equals_electra_for_masked_lm():
     config = preset("electra_small")
     gen = generator_config(config, 0.25, "embeddings")
@@ -351,7 +365,8 @@ def test_flops_count_the_generator_and_the_discriminator_head():
     (["objective.generator_size=1.5"], "objective.generator_size=1.5"),
     (["objective.generator_size=0"], "objective.generator_size=0"),
     (["objective.tie_embeddings=some"], "objective.tie_embeddings='some'"),
-    (["model.hidden_size=516", "model.num_heads=4", "objective.generator_size=0.25"], "not divisible"),
+    (["model=electra_bert", "model.hidden_size=516", "model.num_heads=4", "objective.generator_size=0.25"],
+     "not divisible"),
     (["objective.replacements=random"], "objective.replacements='random' must be one of generator, uniform"),
     (["objective.replacements=frozen"], "objective.replacements=frozen needs objective.frozen_generator="),
     (["objective.replacements=frozen", "objective.frozen_generator=/nonexistent"],
