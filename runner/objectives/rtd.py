@@ -131,7 +131,7 @@ def roc_auc(pos_hist: torch.Tensor, neg_hist: torch.Tensor) -> float:
 
 def token_only_auc(replaced_counts: torch.Tensor, real_counts: torch.Tensor) -> float:
     """The AUC of a discriminator that reads the token alone, from counts (2, V) of replaced and real occurrences
-    per token id in two halves of the tokens (even and odd positions): each half's occurrences scored by their id's
+    per token id in two random halves of the tokens: each half's occurrences scored by their id's
     replaced share in the other half (cross-fitted: an occurrence never scores itself, which would make every
     rare id look telling; an id absent from the other half scores the overall rate). What frequency tells apart;
     a discriminator's AUC clearly above it comes from context (it knows the frequencies better than half the
@@ -331,9 +331,10 @@ class ReplacedTokenDetection(MaskedLM):
         disc_sum = bce.masked_fill(~real, 0.0).sum()
         pred = d_logits > 0
         hist_replaced, hist_real = probability_histograms(d_logits, replaced, real)
-        # the discriminator's input tokens by id and position parity (two halves): what the token alone tells
+        # the discriminator's input tokens by id, in two random halves (the parity of each token's own sampling draw,
+        # which follows the token through any re-layout of the batch, packed or padded): what the token alone tells
         vocab = self.config.vocab_size
-        slot = corrupted + vocab * (torch.arange(corrupted.numel(), device=corrupted.device) % 2).view_as(corrupted)
+        slot = corrupted + vocab * (batch["sample_uniform"] % 2).to(corrupted.dtype)
         stats.update(disc_hist_replaced=hist_replaced, disc_hist_real=hist_real,
                      token_replaced=torch.bincount(slot[real & replaced], minlength=2 * vocab).view(2, vocab),
                      token_real=torch.bincount(slot[real & ~replaced], minlength=2 * vocab).view(2, vocab),
