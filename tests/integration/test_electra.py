@@ -5,15 +5,18 @@ at CPU compute, and `model=electra` (the same objective on a modern encoder: no 
 This file holds the tests that train or start a process; the others: tests/unit/test_electra.py."""
 from __future__ import annotations
 
+import io
 import json
 import math
 from pathlib import Path
 
 import pytest
 import torch
+from rich.console import Console
 
 from runner.build import build, encoder_config
 from runner.models.flops import train_flops
+from runner.reporting.summary import report_table
 from runner.run import run
 from tests.conftest import TINY, cli, make_cfg
 
@@ -126,6 +129,9 @@ def test_uniform_replacements_teach_the_discriminator_what_the_token_alone_tells
     assert first["token_only_auc"] > 0.65, "uniform draws are rare tokens: identity tells them apart"
     assert first["disc_auc"] < 0.6 and final["disc_auc"] > max(0.75, final["token_only_auc"])
     assert summary["verdict"]["learned"] and final["disc_loss"] < 0.9 * final["all_real_loss"]
+    console = Console(width=100, record=True, file=io.StringIO())
+    console.print(report_table(summary))  # the end-of-run table says it in words, beside the numbers
+    assert "the discriminator beat its constant baseline" in " ".join(console.export_text().replace("│", " ").split())
 
 
 def test_a_frozen_masked_lm_proposes_the_replacements(bert_teacher, tmp_path):
