@@ -257,7 +257,7 @@ def test_words_per_token_counts_the_texts_words(tiny_bert):
 
 
 # ---- any transformers model, by the same code ----------------------------------------------------------------------
-@pytest.mark.parametrize("model", ["bert", "electra", "xlnet"])
+@pytest.mark.parametrize("model", ["bert", "electra_bert", "xlnet"])  # electra_bert: the ELECTRA transformers holds
 def test_a_runs_hf_export_scores_as_its_own_heads(tmp_path, model):
     extra = ["objective.reuse_len=16", "data.seq_len=32"] if model == "xlnet" else []
     cfg = make_cfg(f"model={model}", *TINY, *extra, "trainer.max_steps=0", f"probes.suites=[{FIXTURES / 'data'}]")
@@ -267,7 +267,7 @@ def test_a_runs_hf_export_scores_as_its_own_heads(tmp_path, model):
     encoded = probes.full[0]
     ours = objective_scorer(built.objective, built.module.encoder, built.data.specials)(encoded.ids, encoded.words)
     m = load_model(tmp_path / "hf", torch.device("cpu"))
-    assert m.kind == {"bert": "masked_lm", "electra": "electra_discriminator", "xlnet": "permutation_lm"}[model]
+    assert m.kind == {"bert": "masked_lm", "electra_bert": "electra_discriminator", "xlnet": "permutation_lm"}[model]
     hf_encoded = encode_suite(encoded.suite, m.tokenizer, m.unk_id, m.max_tokens)
     assert hf_encoded.ids == encoded.ids and hf_encoded.words == encoded.words, "the same tokens and words"
     theirs = transformers_scorer(m, torch.device("cpu"))(hf_encoded.ids, hf_encoded.words)
