@@ -94,6 +94,9 @@ def test_a_distillation_run_learns_and_reports_against_its_teacher(bert_teacher,
     first, last = s["initial_val"], s["final_val"]
     assert last["distill_loss"] < first["distill_loss"] - 0.5
     assert {"distill_ce", "distill_cos", "mlm_loss", "teacher_mlm_accuracy"} <= set(last)
+    records = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if "train/loss" in r]  # each term of DistilBERT's loss in every training record
+    assert train and all({"train/mlm_loss", "train/distill_ce", "train/distill_cos"} <= r.keys() for r in train)
     d = s["distillation"]
     assert d["teacher_parameters"] > d["student_parameters"] > 0
     assert 0 < d["parameter_share"] < 1 and d["speedup"] > 0

@@ -41,6 +41,8 @@ def test_offline_wandb_run_holds_the_logged_metrics(bert_run):
     assert train_steps == [2, 4, 6]
     assert all({"train/lr", "train/grad_norm", "train/tokens", "train/flops"} <= r.keys()
                for r in rows if "train/loss" in r)
+    # each term of the loss reaches W&B too: the MLM's and the pair task's, averaged since the last record
+    assert all({"train/mlm_loss", "train/nsp_loss"} <= r.keys() for r in rows if "train/loss" in r)
     assert {r["_step"] for r in rows if "val/mlm_loss" in r} == {0, 3, 6}
     assert any("val/nsp_accuracy" in r for r in rows)
     info = run_info(files[0])
