@@ -348,11 +348,15 @@ class ReplacedTokenDetection(MaskedLM):
 
     def head_flops(self, batch: dict[str, torch.Tensor]) -> float:
         """The generator (its encoder over every token, its MLM head on the selected positions) and the
-        discriminator's head on every token (Clark et al. 2020)."""
+        discriminator's head on every token (Clark et al. 2020); a frozen generator's forward beside them
+        (replacements=frozen, a run of ours: a third, as train_flops triples these for the backward it has not)."""
         B, T = batch["input_ids"].shape
-        gen = encoder_flops(self.generator_config, B * T, T)
-        return gen + mlm_head_flops(self.generator_config, int(batch["labels"].ne(IGNORE).sum())) + \
-            disc_head_flops(self.config, B * T)
+        selected = int(batch["labels"].ne(IGNORE).sum())
+        gen = encoder_flops(self.generator_config, B * T, T) + mlm_head_flops(self.generator_config, selected)
+        frozen = self.frozen.config if self.frozen is not None else None
+        if frozen is not None:
+            gen += (encoder_flops(frozen, B * T, T) + mlm_head_flops(frozen, selected)) / 3.0
+        return gen + disc_head_flops(self.config, B * T)
 
     @property
     def loss_terms(self) -> tuple[str, ...]:

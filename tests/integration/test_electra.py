@@ -15,7 +15,7 @@ import torch
 from rich.console import Console
 
 from runner.build import build, encoder_config
-from runner.models.flops import train_flops
+from runner.models.flops import encoder_flops, mlm_head_flops, train_flops
 from runner.reporting.summary import report_table
 from runner.run import run
 from tests.conftest import TINY, cli, make_cfg
@@ -151,6 +151,14 @@ def test_a_frozen_masked_lm_proposes_the_replacements(bert_teacher, tmp_path):
     with torch.no_grad():
         assert torch.equal(obj.corrupt(batch, obj.replacement_logits(batch, ours, idx), idx)[0],
                            obj.corrupt(batch, obj.frozen.outputs(batch, idx)[0], idx)[0])
+    # the frozen generator's forward is counted: one third of its training FLOPs (no backward)
+    own = obj.head_flops(batch)
+    frozen, obj.__dict__["frozen"] = obj.frozen, None
+    without = obj.head_flops(batch)
+    obj.__dict__["frozen"] = frozen
+    selected = int(batch["labels"].ne(-100).sum())
+    assert own - without == pytest.approx((encoder_flops(frozen.config, ids.numel(), ids.shape[1]) +
+                                           mlm_head_flops(frozen.config, selected)) / 3)
     summary = run(cfg, built, tmp_path)
     assert summary["steps"] == 2 and math.isfinite(summary["final_val"]["disc_loss"])
     # the samples are the trained masked LM's: it fills masked tokens better than this run's untrained generator
