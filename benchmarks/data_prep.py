@@ -52,7 +52,8 @@ from runner.data.sources import open_documents
 from runner.data.tokenizer import train_tokenizer
 t = time.perf_counter()
 d, m = cfg.data, cfg.model
-texts = (doc.text for doc in open_documents(d) if split_of(doc.title, d.val_fraction, d.test_fraction) == "train")
+val, test = float(d.val_fraction), float(d.test_fraction)  # as build_data reads them: once
+texts = (doc.text for doc in open_documents(d) if split_of(doc.title, val, test) == "train")
 tok = train_tokenizer(m.tokenizer, texts, m.vocab_size, m.lowercase)
 seconds = time.perf_counter() - t
 tok.save({out!r})
