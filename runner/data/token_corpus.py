@@ -4,6 +4,7 @@ split, which runner.data.pretraining builds once under the cache's lock and late
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 import multiprocessing
@@ -229,27 +230,30 @@ EncodedChunk = tuple[list[Document], np.ndarray, np.ndarray, np.ndarray]  # docu
 
 
 def encode_stream(tok: Tokenizer, docs: Iterable[Document], num_proc: int | None = 1) -> Iterator[EncodedChunk]:
-    """Sentence-split and encode (no special tokens) documents chunk by chunk (CHUNK_CHARS characters), in order,
-    holding one chunk (or one wave of chunks) at a time. The first CHARS_PER_PROC characters are encoded
-    in-process; past them, with num_proc > 1, waves of chunks go to spawned workers. The output is the same
-    either way."""
+    """Sentence-split and encode (no special tokens) documents chunk by chunk (CHUNK_CHARS characters), in order.
+    The first CHARS_PER_PROC characters are encoded in-process; past them, with num_proc > 1, chunks go to spawned
+    workers while this process reads the next ones (at most 2 x num_proc chunks in flight, so memory stays bounded),
+    and come back in order. The output is the same either way."""
     workers = default_num_proc(num_proc)
-    chunks = _chunks(docs, CHUNK_CHARS)
-    done, pool = 0, None
+    read, pool = 0, None
+    pending: collections.deque = collections.deque()  # (chunk, its async result), in reading order
     try:
-        for chunk in chunks:
-            if workers > 1 and done >= CHARS_PER_PROC:
+        for chunk in _chunks(docs, CHUNK_CHARS):
+            if workers > 1 and read >= CHARS_PER_PROC:
                 if pool is None:
                     # spawn, not fork: the Rust tokenizer's thread pool may already exist and does not survive fork.
                     ctx = multiprocessing.get_context("spawn")
                     pool = ctx.Pool(workers, initializer=_init_worker, initargs=(tok.to_str(),))
-                wave = [chunk, *itertools.islice(chunks, 2 * workers - 1)]  # two chunks per worker evens out sizes
-                results = pool.map(_encode_docs_worker, wave)
+                pending.append((chunk, pool.apply_async(_encode_docs_worker, (chunk,))))
+                while len(pending) >= 2 * workers:  # two chunks per worker in flight evens out their sizes
+                    c, result = pending.popleft()
+                    yield (c, *result.get())
             else:
-                wave, results = [chunk], [_encode_docs(tok, chunk)]
-            for c, r in zip(wave, results):
-                done += sum(len(d.text) for d in c)
-                yield (c, *r)
+                yield (chunk, *_encode_docs(tok, chunk))
+            read += sum(len(d.text) for d in chunk)
+        while pending:
+            c, result = pending.popleft()
+            yield (c, *result.get())
     finally:
         if pool is not None:
             pool.terminate()

@@ -25,7 +25,7 @@ def test_parallel_identical_to_single(tok, docs, monkeypatch):
     mixed = [Document("e0", "t", ""), *docs[:150], Document("e1", "t", "  "), *docs[150:]]
     one = tokenize_documents(tok, mixed, num_proc=1)
     monkeypatch.setattr(tokenized, "CHARS_PER_PROC", 1)  # force workers even for this small corpus
-    monkeypatch.setattr(tokenized, "CHUNK_CHARS", 10_000)  # many chunks: one in-process, then waves of workers
+    monkeypatch.setattr(tokenized, "CHUNK_CHARS", 10_000)  # many chunks: one in-process, then chunks in flight on workers
     two = tokenize_documents(tok, mixed, num_proc=2)
     same(one, two)
     assert "e0" not in two.titles and "e1" not in two.titles and two.num_docs == len(docs)
