@@ -32,7 +32,7 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from data_memory import ROOT, child, make_corpus  # noqa: E402  (a sibling script, not a package)
+from data_memory import HF_TOKENIZED, ROOT, child, make_corpus  # noqa: E402  (a sibling script, not a package)
 
 PRESET = ["model=roberta", "data=jsonl", "trainer.max_steps=0", "logger.mode=disabled"]
 
@@ -89,17 +89,7 @@ print(json.dumps({{"seconds": time.perf_counter() - t, "tokens": tokens,
                   "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 """
 
-THEIRS_TOKENIZE = r"""
-import json, resource, time, glob
-import datasets
-from transformers import PreTrainedTokenizerFast
-datasets.disable_progress_bars()
-t = time.perf_counter()
-tok = PreTrainedTokenizerFast(tokenizer_file={tokenizer!r}, pad_token="<pad>", mask_token="<mask>")
-ds = datasets.load_dataset("json", data_files=sorted(glob.glob({corpus!r} + "/*.jsonl")), split="train",
-                           cache_dir={cache!r})
-ds = ds.map(lambda b: tok(b["text"], add_special_tokens=False), batched=True, remove_columns=ds.column_names,
-            num_proc={num_proc})
+THEIRS_TOKENIZE = HF_TOKENIZED + r"""
 tokens = sum(len(x) for b in ds.iter(batch_size=10_000) for x in b["input_ids"])
 print(json.dumps({{"seconds": time.perf_counter() - t, "tokens": tokens,
                   "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
