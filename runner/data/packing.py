@@ -106,6 +106,12 @@ def sequences(batch: Batch) -> int:
     return int(batch["input_ids"].shape[0]) if starts is None else int(starts.numel())
 
 
+def real_tokens(batch: Batch) -> int:
+    """The real (non-padding) tokens of a micro-batch."""
+    mask = batch.get("attention_mask")
+    return int(batch["input_ids"].numel()) if mask is None else int(mask.sum())
+
+
 def layout_counts(batch: Batch) -> tuple[int, int, int]:
     """(real tokens, positions computed, positions the padded layout would compute) of a micro-batch."""
     real, computed = int(batch["attention_mask"].sum()), batch["input_ids"].numel()

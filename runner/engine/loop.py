@@ -101,10 +101,11 @@ class Trainer:
             for k, v in self.objective.normalizers(b).items():
                 norms[k] = norms.get(k, 0.0) + float(v)
         norms = distributed.all_sum(norms, self.device)  # over every rank's micro-batches: the global batch
-        loss_total, tokens, flops, computed, padded = 0.0, 0, 0.0, 0, 0
+        loss_total, tokens, flops, computed, rows, padded = 0.0, 0, 0.0, 0, 0, 0
         for i, b in enumerate(micro):
-            _, c, p = layout_counts(b)  # positions computed, and as right-padded rows
+            r, c, p = layout_counts(b)  # real tokens, positions attention computes, and as right-padded rows
             computed, padded = computed + c, padded + p
+            rows += r if self.encoder.unpads else c  # what the token-wise layers compute
             b = to_device(b, self.device)
             with self.parallel.sync(last=i == accum - 1):  # gradients communicated on the last micro-batch only
                 with self.amp.autocast():
@@ -117,9 +118,10 @@ class Trainer:
             tokens += int(b["attention_mask"].sum())
             flops += self.objective.train_flops(self.encoder, b)
         total = distributed.all_sum({"loss": loss_total, "tokens": tokens, "flops": flops, "computed": computed,
-                                     "padded": padded}, self.device)
+                                     "rows": rows, "padded": padded}, self.device)
         self.progress.flops += total["flops"]
         self.progress.positions += int(total["computed"])
+        self.progress.token_rows += int(total["rows"])
         self.progress.padded_positions += int(total["padded"])
         return {"loss": total["loss"], "batch_tokens": int(total["tokens"])}
 

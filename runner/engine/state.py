@@ -32,7 +32,8 @@ class Progress:
 
     step: int = 0
     tokens: int = 0  # non-padding tokens read
-    positions: int = 0  # token positions computed, padding included (packed rows: little of it)
+    positions: int = 0  # token positions attention computed, padding included (packed rows: little of it)
+    token_rows: int = 0  # positions the token-wise layers computed (an unpadding encoder: the real tokens alone)
     padded_positions: int = 0  # positions the same batches would compute as right-padded rows, one example each
     flops: float = 0.0  # training FLOPs (runner/models/flops.py)
     elapsed: float = 0.0  # seconds in training steps (evaluation excluded)

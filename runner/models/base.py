@@ -23,6 +23,9 @@ class EncoderModule(nn.Module):
     feed: ClassVar[str] = "examples"
     # whether it reads packed rows (several examples per row, attention kept within each: runner/data/packing.py)
     packs: ClassVar[bool] = False
+    # whether its token-wise layers (embeddings, projections, feed-forwards, norms) run on the real tokens alone,
+    # padding taken out (runner/models/unpadded.py); False: on every position of the rows
+    unpads: ClassVar[bool] = False
     # whether forward takes perm_mask and target_mapping and returns a query stream that never sees its own
     # position's content (XLNet's two-stream attention: objective=plm)
     two_stream: ClassVar[bool] = False
@@ -48,6 +51,11 @@ class EncoderModule(nn.Module):
     def forward_flops(self, sequences: int, seq_len: int) -> float:
         """Forward matmul FLOPs of the encoder over `sequences` rows of seq_len tokens (runner/models/flops.py)."""
         raise NotImplementedError
+
+    def batch_flops(self, batch: dict[str, torch.Tensor]) -> float:
+        """Forward matmul FLOPs of the encoder over one of the loop's batches: forward_flops of its rows."""
+        B, T = batch["input_ids"].shape
+        return self.forward_flops(B, T)
 
     def shard_blocks(self) -> list[nn.Module]:
         """The transformer blocks FSDP may shard one by one (blocks shared across layers stay with the root)."""

@@ -11,10 +11,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from runner.data.packing import real_tokens
 from runner.models.flops import encoder_flops
 from runner.models.base import EncoderModule
 from runner.models.config import SHARES, EncoderConfig, embedding_width
 from runner.models.positions import alibi_bias, rope_tables, rotate, window_mask
+from runner.models.unpadded import Unpadded
 
 ACTIVATIONS = {"gelu": F.gelu, "gelu_new": lambda x: F.gelu(x, approximate="tanh"), "relu": F.relu, "silu": F.silu}
 
@@ -61,11 +63,16 @@ class Embeddings(nn.Module):
         return torch.arange(input_ids.shape[1], device=input_ids.device).unsqueeze(0)  # (1, T)
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
-                positions: torch.Tensor | None = None) -> torch.Tensor:
-        """Embed token ids (B, T) into (B, T, H)."""
-        x = self.word_embeddings(input_ids)  # (B, T, E)
-        if self.position_embeddings is not None:
-            x = x + self.position_embeddings(self.position_ids(input_ids, positions))
+                positions: torch.Tensor | None = None, layout: Unpadded | None = None) -> torch.Tensor:
+        """Embed token ids (B, T) into (B, T, H); with a `layout`, only its real tokens: (N, H)."""
+        position_ids = self.position_ids(input_ids, positions) if self.position_embeddings is not None else None
+        if layout is not None:  # the ids of the real tokens only: every table lookup and the norm run on N rows
+            input_ids = layout.take(input_ids)
+            token_type_ids = None if token_type_ids is None else layout.take(token_type_ids)
+            position_ids = None if position_ids is None else layout.take(position_ids)
+        x = self.word_embeddings(input_ids)  # (B, T, E) or (N, E)
+        if position_ids is not None:
+            x = x + self.position_embeddings(position_ids)
         if self.token_type_embeddings is not None:
             if token_type_ids is None:
                 x = x + self.token_type_embeddings.weight[0]
@@ -74,7 +81,7 @@ class Embeddings(nn.Module):
         if self.norm is not None:
             x = self.norm(x)
         x = self.dropout(x)
-        return x if self.project is None else self.project(x)  # (B, T, H)
+        return x if self.project is None else self.project(x)  # (B, T, H) or (N, H)
 
 
 class SelfAttention(nn.Module):
@@ -94,20 +101,28 @@ class SelfAttention(nn.Module):
         self.attention_dropout = c.attention_dropout
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None,
-                rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        """Attend over x (B, T, H); mask is boolean (True: may attend) or additive, broadcastable to (B, heads, T, T);
-        rope: cos and sin (T, head_dim), or (B, 1, T, head_dim) per token of packed rows."""
-        B, T, H = x.shape
+                rope: tuple[torch.Tensor, torch.Tensor] | None = None, layout: Unpadded | None = None) -> torch.Tensor:
+        """Attend over x (B, T, H), or over the real tokens x (N, H) of a `layout` (the projections and rotations run on
+        them; only the scores and the weighted sum see the rows' padding). mask is boolean (True: may attend) or
+        additive, broadcastable to (B, heads, T, T); rope: cos and sin (T, head_dim), (B, 1, T, head_dim) per token of
+        packed rows, or (N, 1, head_dim) per real token of a layout."""
+        H = x.shape[-1]
         if self.fused:
             q, k, v = self.qkv(x).split(H, dim=-1)
         else:
             q, k, v = self.query(x), self.key(x), self.value(x)
+        if layout is not None:
+            if rope is not None:  # per real token: (N, heads, d) by (N, 1, d)
+                q, k = (rotate(t.view(-1, self.heads, self.head_dim), *rope).reshape(-1, H) for t in (q, k))
+            q, k, v = (layout.pad(t) for t in (q, k, v))  # (B, T, H), zeros at padding
+        B, T = q.shape[:2]
         q, k, v = (t.view(B, T, self.heads, self.head_dim).transpose(1, 2) for t in (q, k, v))  # (B, heads, T, d)
-        if rope is not None:
+        if rope is not None and layout is None:
             q, k = rotate(q, *rope), rotate(k, *rope)
         p = self.attention_dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (B, heads, T, head_dim)
-        return self.out(y.transpose(1, 2).reshape(B, T, -1))  # (B, T, H)
+        y = y.transpose(1, 2).reshape(B, T, -1)  # (B, T, H)
+        return self.out(y if layout is None else layout.take(y))  # (B, T, H) or (N, H)
 
 
 class Layer(nn.Module):
@@ -132,7 +147,7 @@ class Layer(nn.Module):
         self.act = F.silu if c.ffn == "swiglu" else ACTIVATIONS[c.activation]
 
     def ffn(self, x: torch.Tensor) -> torch.Tensor:
-        """The feed-forward of x (B, T, H)."""
+        """The feed-forward of x (..., H), token by token."""
         h = self.intermediate(x)
         if self.gated:
             a, b = h.chunk(2, dim=-1)
@@ -140,13 +155,13 @@ class Layer(nn.Module):
         return self.output(self.act(h))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None,
-                rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        """Apply the block to x (B, T, H)."""
+                rope: tuple[torch.Tensor, torch.Tensor] | None = None, layout: Unpadded | None = None) -> torch.Tensor:
+        """Apply the block to x (B, T, H), or to the real tokens x (N, H) of a `layout`."""
         if self.pre:
             h = x if self.attn_norm is None else self.attn_norm(x)
-            x = x + self.dropout(self.attention(h, mask, rope))
+            x = x + self.dropout(self.attention(h, mask, rope, layout))
             return x + self.dropout(self.ffn(self.ffn_norm(x)))
-        x = self.attn_norm(x + self.dropout(self.attention(x, mask, rope)))
+        x = self.attn_norm(x + self.dropout(self.attention(x, mask, rope, layout)))
         return self.ffn_norm(x + self.dropout(self.ffn(x)))
 
 
@@ -161,6 +176,7 @@ class Encoder(EncoderModule):
 
     families = ("bert", "roberta", "albert", "electra", "modernbert", "distilbert")
     packs = True
+    unpads = True
 
     def __init__(self, config: EncoderConfig):
         super().__init__()
@@ -212,24 +228,32 @@ class Encoder(EncoderModule):
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
                 sequence_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """Encode input_ids (B, T) into hidden states (B, T, H); attention_mask (B, T) is 1 for real tokens. Packed
-        rows (runner/data/packing.py) also give each token's position within its sequence and its sequence's index in
-        the row (0: padding); attention then stays within each sequence."""
+        """Encode input_ids (B, T) into hidden states (B, T, H), zeros at padding; attention_mask (B, T) is 1 for real
+        tokens, and every token-wise layer runs on those alone (runner/models/unpadded.py). Packed rows
+        (runner/data/packing.py) also give each token's position within its sequence and its sequence's index in the
+        row (0: padding); attention then stays within each sequence."""
         c, T = self.config, input_ids.shape[1]
         masks = self.masks(attention_mask, T, input_ids.device, sequence_ids)
-        x = self.embeddings(input_ids, token_type_ids, position_ids)
+        layout = Unpadded.of(attention_mask)
+        x = self.embeddings(input_ids, token_type_ids, position_ids, layout)  # (N, H), or (B, T, H) without padding
         ropes: dict[bool, tuple[torch.Tensor, torch.Tensor]] = {}
         if c.position == "rope":  # one table per theta the layers use
             local = c.local_rope_theta if c.local_rope_theta is not None else c.rope_theta
             tables = {theta: rope_tables(T, c.head_dim, theta, x.device) for theta in {c.rope_theta, local}}
-            if position_ids is not None:  # packed: each token's angle at its position within its sequence
+            if layout is not None:  # each real token's angle at its position (within its sequence, packed)
+                at = layout.take(position_ids if position_ids is not None else
+                                 torch.arange(T, device=x.device)[None])  # (N,)
+                tables = {k: (cos[at][:, None], sin[at][:, None]) for k, (cos, sin) in tables.items()}  # (N, 1, d)
+            elif position_ids is not None:  # packed rows without padding
                 tables = {k: (cos[position_ids][:, None], sin[position_ids][:, None])
                           for k, (cos, sin) in tables.items()}  # (B, 1, T, head_dim)
             ropes = {True: tables[c.rope_theta], False: tables[local]}
         for i in range(c.num_layers):
-            g = c.global_layer(i)
-            x = self.layers[i % len(self.layers)](x, masks[g], ropes.get(g))  # share=all: the one layer, every time
-        return x if self.final_norm is None else self.final_norm(x)
+            g = c.global_layer(i)  # share=all: the one layer, every time
+            x = self.layers[i % len(self.layers)](x, masks[g], ropes.get(g), layout)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        return x if layout is None else layout.pad(x)
 
     def shard_blocks(self) -> list[nn.Module]:
         """Every layer, unless layers share modules (ALBERT's share=all|attention|ffn: all stay with the root)."""
@@ -245,6 +269,11 @@ class Encoder(EncoderModule):
     def forward_flops(self, sequences: int, seq_len: int) -> float:
         """Forward matmul FLOPs (runner/models/flops.py encoder_flops)."""
         return encoder_flops(self.config, sequences * seq_len, seq_len)
+
+    def batch_flops(self, batch: dict[str, torch.Tensor]) -> float:
+        """The token-wise layers' FLOPs on the batch's real tokens, attention's on every position of its rows."""
+        B, T = batch["input_ids"].shape
+        return encoder_flops(self.config, real_tokens(batch), T, B * T)
 
 
 def init_weights(module: nn.Module, std: float) -> None:

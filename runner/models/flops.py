@@ -13,13 +13,16 @@ def layer_matmul_params(c: EncoderConfig) -> int:
     return 4 * c.hidden_size * c.hidden_size + ffn * c.hidden_size * c.intermediate_size
 
 
-def encoder_flops(c: EncoderConfig, tokens: int, seq_len: int) -> int:
-    """Forward matmul FLOPs of the encoder over `tokens` tokens in sequences of seq_len (+ the E -> H projection
-    of factorized embeddings); QK^T and AV over the keys a query sees: all seq_len, or a sliding window's."""
+def encoder_flops(c: EncoderConfig, tokens: int, seq_len: int, positions: int | None = None) -> int:
+    """Forward matmul FLOPs of the encoder over `tokens` tokens in rows of seq_len (+ the E -> H projection of
+    factorized embeddings); QK^T and AV for each of `positions` queries (default: `tokens`; an unpadding encoder's
+    attention alone computes its rows' padding, runner/models/unpadded.py) over the keys a query sees: all seq_len,
+    or a sliding window's."""
+    positions = tokens if positions is None else positions
     project = tokens * 2 * embedding_width(c) * c.hidden_size if c.embedding_size is not None else 0
     window = 2 * (c.local_window // 2) + 1 if c.local_window is not None else seq_len  # keys within local_window // 2
     keys = sum(seq_len if c.global_layer(i) else min(seq_len, window) for i in range(c.num_layers))
-    return project + tokens * (c.num_layers * 2 * layer_matmul_params(c) + 4 * keys * c.hidden_size)
+    return project + tokens * c.num_layers * 2 * layer_matmul_params(c) + positions * 4 * keys * c.hidden_size
 
 
 def mlm_head_flops(c: EncoderConfig, predicted: int) -> int:

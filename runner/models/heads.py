@@ -8,6 +8,7 @@ from torch import nn
 from runner.data.packing import first_tokens
 from runner.models.config import EncoderConfig, embedding_width
 from runner.models.encoder import ACTIVATIONS, init_weights, make_norm
+from runner.models.unpadded import Unpadded
 
 
 class MLMHead(nn.Module):
@@ -56,6 +57,11 @@ class DiscriminatorHead(nn.Module):
         self.act = ACTIVATIONS[c.activation]
         self.apply(lambda m: init_weights(m, c.initializer_range))
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Logits (B, T) that each token of (B, T, H) was replaced."""
-        return self.dense_prediction(self.act(self.dense(hidden))).squeeze(-1)  # (B, T)
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, T) that each token of (B, T, H) was replaced; with an attention_mask (B, T), computed on the
+        real tokens alone (runner/models/unpadded.py), 0 at padding."""
+        layout = Unpadded.of(attention_mask)
+        if layout is not None:
+            hidden = layout.take(hidden)  # (N, H)
+        logits = self.dense_prediction(self.act(self.dense(hidden))).squeeze(-1)  # (B, T) or (N,)
+        return logits if layout is None else layout.pad(logits)

@@ -157,8 +157,7 @@ class Objective(nn.Module):
 
     def train_flops(self, encoder: EncoderModule, batch: dict[str, torch.Tensor]) -> float:
         """Training FLOPs of one micro-batch: 3 x the forward of encoder and heads (backward = 2 x forward)."""
-        B, T = batch["input_ids"].shape
-        return 3.0 * (encoder.forward_flops(B, T) + self.head_flops(batch))
+        return 3.0 * (encoder.batch_flops(batch) + self.head_flops(batch))
 
     @property
     def pair_head(self) -> nn.Module | None:

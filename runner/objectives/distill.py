@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from runner.data.packing import unpack
+from runner.data.packing import real_tokens, unpack
 from runner.data.tokenizer import SpecialIds
 from runner.config.errors import ConfigError
 from runner.models.flops import encoder_flops, mlm_head_flops
@@ -303,8 +303,10 @@ class Distillation(MaskedLM):
         B, T = batch["input_ids"].shape
         predicted = int(batch["labels"].ne(IGNORE).sum())
         c = self.teacher.config
-        teacher = encoder_flops(c, B * T, T) + mlm_head_flops(c, predicted) if c is not None else \
-            2.0 * self.teacher.parameter_count() * B * T
+        if c is not None:  # ours: token-wise on the real tokens (runner/models/unpadded.py)
+            teacher = encoder_flops(c, real_tokens(batch), T, B * T) + mlm_head_flops(c, predicted)
+        else:
+            teacher = 2.0 * self.teacher.parameter_count() * B * T
         return super().head_flops(batch) + teacher / 3.0
 
     def final_report(self, encoder: nn.Module, data: Any, cfg: Any, device: torch.device, autocast: Any,

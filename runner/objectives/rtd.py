@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from runner.data.packing import real_tokens
 from runner.data.tokenizer import SpecialIds
 from runner.data.unigram import token_counts
 from runner.models.flops import disc_head_flops, encoder_flops, mlm_head_flops
@@ -325,7 +326,8 @@ class ReplacedTokenDetection(MaskedLM):
         logits, idx, target = selected
         # integer ids: no path back into the generator
         corrupted, replaced = self.corrupt(batch, self.replacement_logits(batch, logits, idx), idx)
-        d_logits = self.disc_head(encoder.encode_batch({**batch, "input_ids": corrupted})).float()  # (B, T)
+        d_hidden = encoder.encode_batch({**batch, "input_ids": corrupted})
+        d_logits = self.disc_head(d_hidden, mask).float()  # (B, T), computed on the real tokens
         real = mask.bool() if mask is not None else torch.ones_like(replaced)  # (B, T): non-padding tokens
         bce = F.binary_cross_entropy_with_logits(d_logits, replaced.float(), reduction="none")  # (B, T)
         disc_sum = bce.masked_fill(~real, 0.0).sum()
@@ -351,12 +353,12 @@ class ReplacedTokenDetection(MaskedLM):
         discriminator's head on every token (Clark et al. 2020); a frozen generator's forward beside them
         (replacements=frozen, a run of ours: a third, as train_flops triples these for the backward it has not)."""
         B, T = batch["input_ids"].shape
-        selected = int(batch["labels"].ne(IGNORE).sum())
-        gen = encoder_flops(self.generator_config, B * T, T) + mlm_head_flops(self.generator_config, selected)
+        selected, real = int(batch["labels"].ne(IGNORE).sum()), real_tokens(batch)  # token-wise: the real tokens
+        gen = encoder_flops(self.generator_config, real, T, B * T) + mlm_head_flops(self.generator_config, selected)
         frozen = self.frozen.config if self.frozen is not None else None
         if frozen is not None:
-            gen += (encoder_flops(frozen, B * T, T) + mlm_head_flops(frozen, selected)) / 3.0
-        return gen + disc_head_flops(self.config, B * T)
+            gen += (encoder_flops(frozen, real, T, B * T) + mlm_head_flops(frozen, selected)) / 3.0
+        return gen + disc_head_flops(self.config, real)
 
     @property
     def loss_terms(self) -> tuple[str, ...]:
@@ -428,7 +430,7 @@ class ReplacedTokenDetection(MaskedLM):
         """The discriminator's summed log-probability that every token is original; beside it the generator's
         pseudo-log-likelihood and, given words, its PLL-word-l2r (ELECTRA's generator is a masked LM)."""
         def original_logp(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-            return F.logsigmoid(-self.disc_head(encoder(ids, torch.zeros_like(ids), mask)).float())  # (B, T)
+            return F.logsigmoid(-self.disc_head(encoder(ids, torch.zeros_like(ids), mask), mask).float())  # (B, T)
         disc = per_token_sum(device_of(encoder), original_logp, sentences, [specials.cls], [specials.sep], specials.pad)
         if first_only:
             return {"disc": disc}

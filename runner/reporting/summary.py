@@ -74,14 +74,19 @@ class RunEnd:
 
 
 def padding_shares(p: Any) -> dict[str, Any]:
-    """The share of the training positions computed that were padding (data.packing: packed rows), and the share the
-    same batches would have had as right-padded rows, one example each; {} before any step, or for a run resumed from
-    a checkpoint that did not count positions."""
+    """The share of padding in what training computed, apart for the token-wise layers (embeddings, projections,
+    feed-forwards, norms, per-token heads: 0 when the encoder unpads, runner/models/unpadded.py) and for attention
+    (the positions of its rows: data.packing's packed rows hold little), and the share the same batches would have had
+    as right-padded rows, one example each; {} before any step, or for a run resumed from a checkpoint that did not
+    count positions (token_wise left out when it did not count the token-wise rows)."""
     if not p.positions or p.positions < p.tokens:
         return {}
-    return {"computed": round(1 - p.tokens / p.positions, 4),
-            "padded_layout": round(1 - p.tokens / p.padded_positions, 4),
-            "positions": p.positions, "padded_positions": p.padded_positions}
+    out = {"attention": round(1 - p.tokens / p.positions, 4),
+           "padded_layout": round(1 - p.tokens / p.padded_positions, 4),
+           "positions": p.positions, "padded_positions": p.padded_positions}
+    if p.token_rows >= p.tokens > 0:
+        out = {"token_wise": round(1 - p.tokens / p.token_rows, 4), **out, "token_rows": p.token_rows}
+    return out
 
 
 def run_summary(cfg: DictConfig, built: Built, trainer: Trainer, logger: Any, clock: PhaseClock,
@@ -277,8 +282,10 @@ def report_table(s: dict[str, Any]) -> Table:
         words = f" ({_num(s['words_seen'])} words)" if s.get("words_seen") else ""
         cost += (f", {s['steps']:,} steps, {_num(s.get('tokens_seen', 0))} tokens{words}, "
                  f"{s.get('train_flops', 0):.2e} FLOPs, {s.get('tokens_per_s', 0):,.0f} tokens/s")
-    if pad := s.get("padding"):  # what packing saved: the padding computed, and as right-padded rows
-        cost += f", padding {pad['computed']:.1%} (padded rows: {pad['padded_layout']:.1%})"
+    if pad := s.get("padding"):  # the padding computed (token-wise layers, attention), and as right-padded rows
+        attention = pad.get("attention", pad.get("computed", 0.0))  # "computed": summaries before unpadding
+        token_wise = f"token-wise {pad['token_wise']:.1%}, " if "token_wise" in pad else ""
+        cost += f", padding {token_wise}attention {attention:.1%} (padded rows: {pad['padded_layout']:.1%})"
     table.add_row("cost", cost)
     if s.get("time_s"):
         table.add_row("time (s)", ", ".join(f"{k.replace('_', ' ')} {v:,.0f}" for k, v in s["time_s"].items()))

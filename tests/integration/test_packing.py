@@ -29,8 +29,11 @@ def test_a_packed_run_trains_as_the_padded_one_and_reports_its_padding(tmp_path)
     assert packed["final_train_loss"] == pytest.approx(padded["final_train_loss"], rel=1e-4)
     assert packed["tokens_seen"] == padded["tokens_seen"]
     before, after = padded["padding"], packed["padding"]
-    assert before["computed"] == before["padded_layout"] > 0.2  # doc_sentences at 256: much padding
-    assert after["padded_layout"] == before["padded_layout"] and after["computed"] < before["computed"] / 2
-    assert packed["train_flops"] < padded["train_flops"]  # the padding is no longer computed
+    assert before["attention"] == before["padded_layout"] > 0.2  # doc_sentences at 256: much padding
+    assert after["padded_layout"] == before["padded_layout"] and after["attention"] < before["attention"] / 2
+    # the token-wise layers compute no padding in either layout (runner/models/unpadded.py)
+    assert before["token_wise"] == after["token_wise"] == 0.0
+    assert before["token_rows"] == after["token_rows"] == packed["tokens_seen"]
+    assert packed["train_flops"] < padded["train_flops"]  # attention's padding is no longer computed
     saved = json.loads((tmp_path / "packed" / "summary.json").read_text())
     assert saved["padding"] == after

@@ -65,7 +65,8 @@ def loss_of(built, batch):
     return built.module(batch, norms)
 
 
-@pytest.mark.parametrize("overrides", [
+# every family, objective and option the packed layout serves (tests/unit/test_unpadding.py reuses them)
+CASES = [
     ["model=bert", "objective=mlm"],  # learned positions, post-norm
     ["model=roberta"],  # padding-aware positions from pad_id + 1
     ["model=bert", "objective=mlm_nsp", "data.format=sentence_pair"],  # the pair head on each example's [CLS]
@@ -75,8 +76,12 @@ def loss_of(built, batch):
     ["model=bert", "objective=mlm", "model.position=alibi", "model.local_window=16", "model.global_every=2"],
     ["model=roberta", "data.pack_width=600"],  # rows wider than the position table: positions are per sequence
     ["model=modernbert", "data.pack_width=512"],
-], ids=["bert", "roberta", "bert-nsp", "albert-sop", "electra", "modernbert", "alibi-window", "roberta-wide",
-        "modernbert-wide"])
+]
+CASE_IDS = ["bert", "roberta", "bert-nsp", "albert-sop", "electra", "modernbert", "alibi-window", "roberta-wide",
+            "modernbert-wide"]
+
+
+@pytest.mark.parametrize("overrides", CASES, ids=CASE_IDS)
 def test_packed_rows_give_the_padded_hidden_states_and_loss(overrides):
     cfg = make_cfg(*TINY, *SHORT, *overrides, "trainer.max_steps=0")
     built = build(cfg)

@@ -1,0 +1,114 @@
+"""Unpadding (runner/models/unpadded.py): every token-wise layer of the encoder (embeddings, norms, the QKV, output
+and feed-forward projections) and ELECTRA's per-token head run on the real tokens alone, in right-padded rows,
+packed rows and fine-tuning batches; only attention's scores see the rows' padding. The reference is the computation
+on every position (the encoder before unpadding, forced here by `Unpadded.of` answering None): the same hidden
+states at the real tokens and the same losses (fp32, 1e-5), for each of the packing tests' families, objectives and
+options."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from runner.build import build
+from runner.data.packing import pack, unpack
+from runner.engine.feeds import build_feed
+from runner.evaluation.downstream.classifier import Classifier, batch_of
+from runner.evaluation.downstream.tasks import Example
+from runner.models.encoder import Encoder
+from runner.models.heads import DiscriminatorHead
+from runner.models.unpadded import Unpadded
+from tests.conftest import TINY, make_cfg
+from tests.unit.test_packing import CASE_IDS, CASES, SHORT, loss_of
+
+# the BERT segment-pair rows of issue 30: rows full enough that packing saves none, padding left in each
+SEGMENT_PAIR = ["model=bert", "objective=mlm_nsp", "data.format=segment_pair", "data.seq_len=128"]
+TOKEN_WISE = (nn.Linear, nn.Embedding, nn.LayerNorm, nn.RMSNorm)
+
+
+def layouts(overrides: list[str]):
+    """The built run and its first batch as right-padded rows and packed."""
+    cfg = make_cfg(*TINY, *SHORT, *overrides, "trainer.max_steps=0")
+    built = build(cfg)
+    padded = build_feed(built, cfg).batches.padded(0)
+    packed = pack(padded, cfg.data.pack_width or cfg.data.seq_len, built.data.specials.pad, always=True)
+    return built, {"padded": padded, "packed": packed}
+
+
+def rows_seen(module: nn.Module, run) -> list[tuple[str, int]]:
+    """(module name, rows of its input) for every token-wise layer of every encoder inside `module` and of ELECTRA's
+    discriminator head, while `run()` runs."""
+    seen: list[tuple[str, int]] = []
+    hooks = []
+    for owner_name, owner in module.named_modules():
+        if not isinstance(owner, (Encoder, DiscriminatorHead)):
+            continue
+        for name, m in owner.named_modules():
+            if isinstance(m, TOKEN_WISE):
+                rows = (lambda x: x.numel()) if isinstance(m, nn.Embedding) else (lambda x: x[..., 0].numel())
+                hooks.append(m.register_forward_pre_hook(
+                    lambda _, args, n=f"{owner_name}.{name}", r=rows: seen.append((n, r(args[0])))))
+    try:
+        run()
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
+@pytest.mark.parametrize("overrides", [*CASES, SEGMENT_PAIR], ids=[*CASE_IDS, "bert-segment-pair"])
+def test_every_token_wise_layer_computes_the_real_tokens_only(overrides):
+    built, batches = layouts(overrides)
+    for layout, batch in batches.items():
+        real = int(batch["attention_mask"].sum())
+        assert real < batch["input_ids"].numel(), layout  # the rows hold padding to leave out
+        seen = rows_seen(built.module, lambda: loss_of(built, batch))
+        assert seen and {rows for _, rows in seen} == {real}, (layout, [s for s in seen if s[1] != real][:5])
+        if "model=electra" in overrides:  # the generator's encoder and the discriminator's head too
+            assert any(".disc_head." in n for n, _ in seen) and any("generator" in n for n, _ in seen)
+
+
+def test_fine_tuning_batches_compute_the_real_tokens_only():
+    cfg = make_cfg(*TINY, *SHORT, "model=modernbert", "trainer.max_steps=0")
+    model = Classifier(build(cfg).module.encoder, 3, "mean").eval()
+    examples = [Example(ids=[2, *range(10, 10 + n), 3], token_types=None, label=n % 3) for n in (3, 17, 1, 8, 30)]
+    for packing in (False, True):
+        batch = batch_of(model, examples, 0, 80, torch.device("cpu"), packing=packing)
+        with torch.no_grad():
+            seen = rows_seen(model, lambda: model.classify(batch))
+        assert {rows for _, rows in seen} == {sum(len(e.ids) for e in examples)}, packing
+
+
+@pytest.mark.parametrize("overrides", [*CASES, SEGMENT_PAIR], ids=[*CASE_IDS, "bert-segment-pair"])
+def test_unpadded_outputs_equal_the_computation_on_every_position(overrides, monkeypatch):
+    built, batches = layouts(overrides)
+    encoder = built.module.encoder
+    for layout, batch in batches.items():
+        def outputs():
+            encoder.eval()
+            with torch.no_grad():
+                h = encoder.encode_batch(batch)
+            built.module.train()
+            return (h if layout == "padded" else unpack(h, batch)), *loss_of(built, batch)
+        h, loss, stats = outputs()
+        with monkeypatch.context() as m:  # the reference: every position computed, padding included
+            m.setattr(Unpadded, "of", classmethod(lambda cls, mask: None))
+            h_ref, loss_ref, stats_ref = outputs()
+        real = unpack(batch["attention_mask"], batch).bool() if layout == "packed" else batch["attention_mask"].bool()
+        torch.testing.assert_close(h[real], h_ref[real], rtol=1e-5, atol=1e-5, msg=layout)
+        assert h[~real].eq(0).all()  # padding positions hold zeros: nothing was computed there
+        torch.testing.assert_close(loss, loss_ref, rtol=1e-5, atol=1e-5, msg=layout)
+        for key in stats_ref:
+            torch.testing.assert_close(stats[key].float(), stats_ref[key].float(), rtol=1e-5, atol=1e-4, msg=key)
+
+
+def test_the_layout_takes_and_pads_back():
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    layout = Unpadded.of(mask)
+    assert layout.tokens.tolist() == [0, 1, 3]
+    values = torch.arange(6.0).view(2, 3, 1)
+    taken = layout.take(values)
+    assert taken.squeeze(1).tolist() == [0.0, 1.0, 3.0]
+    assert layout.pad(taken).squeeze(2).tolist() == [[0.0, 1.0, 0.0], [3.0, 0.0, 0.0]]
+    assert layout.take(torch.arange(3)[None]).tolist() == [0, 1, 0]  # a (1, T) row shared by every row
+    assert Unpadded.of(torch.ones(2, 3)) is None and Unpadded.of(None) is None  # eager: nothing to take out
