@@ -5,7 +5,10 @@
   is what the encoder runs (runner/models/encoder.py);
 - packed, FlexAttention: the same rows with a block mask from the sequence ids (torch.nn.attention.flex_attention,
   compiled), which skips blocks no query of a block may see; on CPU torch has no FlexAttention backward (reported,
-  not run), on CUDA it is timed.
+  not run), on CUDA it is timed;
+- unpadded, varlen: the real tokens alone (N, heads, d), each example attended as it is by torch's variable-length
+  kernel (torch.nn.attention.varlen, flash attention), with the encoder's own cu_seqlens
+  (runner/models/unpadded.py): what the encoder runs on CUDA in half precision. CUDA and bf16 only.
 
 Time per real token, side by side in one process, interleaved rounds, with the ratio to padded SDPA. Example lengths
 come from the bundled corpus (data.format=full_sentences at --seq-len), as in train_throughput.py.
@@ -90,6 +93,18 @@ def main(argv: list[str] | None = None) -> int:
         kernels["packed flex"] = lambda: flex(*packed_in, block_mask=block)
     else:
         notes["packed flex"] = "not run: torch has no FlexAttention backward on CPU"
+    from runner.models.unpadded import Unpadded, Varlen, sequence_bounds, varlen_kernel
+
+    kernel = varlen_kernel()
+    if dev.type == "cuda" and dtype == torch.bfloat16 and kernel is not None:
+        layout = Unpadded.of(packed["attention_mask"].to(dev))
+        cu, longest = sequence_bounds(layout, seq)
+        varlen = Varlen(cu, longest, (-1, -1), kernel)
+        flat_in = [torch.randn(layout.tokens.numel(), h, d, generator=g).to(dev, dtype).requires_grad_()
+                   for _ in range(3)]
+        kernels["unpadded varlen"] = lambda: varlen.attend(*flat_in)
+    else:
+        notes["unpadded varlen"] = "not run: the variable-length kernel needs CUDA and --dtype bf16"
 
     def call(f) -> None:
         f().float().sum().backward()
@@ -114,11 +129,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{B} examples of {tokens / B:.0f} tokens on average: padded {B}x{T} "
           f"({1 - tokens / real.numel():.0%} padding), packed {R}x{Tp} ({1 - tokens / seq.numel():.0%}); "
           f"{h} heads x {d}, {args.dtype}, {dev}")
-    print(f"{'kernel':<14} {'ms / call':>10} {'us / token':>11} {'vs padded':>10}")
+    print(f"{'kernel':<16} {'ms / call':>10} {'us / token':>11} {'vs padded':>10}")
     for k, s in med.items():
-        print(f"{k:<14} {s * 1e3:>10.2f} {s / tokens * 1e6:>11.3f} {base / s:>9.2f}x")
+        print(f"{k:<16} {s * 1e3:>10.2f} {s / tokens * 1e6:>11.3f} {base / s:>9.2f}x")
     for k, why in notes.items():
-        print(f"{k:<14} {why}")
+        print(f"{k:<16} {why}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"examples": B, "tokens": tokens, "padded_shape": [B, T],

@@ -16,7 +16,7 @@ from runner.models.flops import encoder_flops
 from runner.models.base import EncoderModule
 from runner.models.config import SHARES, EncoderConfig, embedding_width
 from runner.models.positions import alibi_bias, rope_tables, rotate, window_mask
-from runner.models.unpadded import Unpadded
+from runner.models.unpadded import Unpadded, Varlen, kernel_runs_on, sequence_bounds, varlen_kernel
 
 ACTIVATIONS = {"gelu": F.gelu, "gelu_new": lambda x: F.gelu(x, approximate="tanh"), "relu": F.relu, "silu": F.silu}
 
@@ -104,8 +104,9 @@ class SelfAttention(nn.Module):
                 rope: tuple[torch.Tensor, torch.Tensor] | None = None, layout: Unpadded | None = None) -> torch.Tensor:
         """Attend over x (B, T, H), or over the real tokens x (N, H) of a `layout` (the projections and rotations run on
         them; only the scores and the weighted sum see the rows' padding). mask is boolean (True: may attend) or
-        additive, broadcastable to (B, heads, T, T); rope: cos and sin (T, head_dim), (B, 1, T, head_dim) per token of
-        packed rows, or (N, 1, head_dim) per real token of a layout."""
+        additive, broadcastable to (B, heads, T, T), or with a layout a `Varlen` (runner/models/unpadded.py); rope: cos
+        and sin (T, head_dim), (B, 1, T, head_dim) per token of packed rows, or (N, 1, head_dim) per real token of a
+        layout."""
         H = x.shape[-1]
         if self.fused:
             q, k, v = self.qkv(x).split(H, dim=-1)
@@ -114,6 +115,9 @@ class SelfAttention(nn.Module):
         if layout is not None:
             if rope is not None:  # per real token: (N, heads, d) by (N, 1, d)
                 q, k = (rotate(t.view(-1, self.heads, self.head_dim), *rope).reshape(-1, H) for t in (q, k))
+            if isinstance(mask, Varlen):  # each sequence as it is: no padding, no other sequence's keys
+                y = mask.attend(*(t.view(-1, self.heads, self.head_dim) for t in (q, k, v)))  # (N, heads, d)
+                return self.out(y.reshape(-1, H))
             q, k, v = (layout.pad(t) for t in (q, k, v))  # (B, T, H), zeros at padding
         B, T = q.shape[:2]
         q, k, v = (t.view(B, T, self.heads, self.head_dim).transpose(1, 2) for t in (q, k, v))  # (B, heads, T, d)
@@ -225,6 +229,20 @@ class Encoder(EncoderModule):
             out[is_global] = allowed
         return out
 
+    def varlen_masks(self, layout: Unpadded | None, sequence_ids: torch.Tensor | None,
+                     x: torch.Tensor) -> dict[bool, Varlen] | None:
+        """Global (True) and sliding-window (False) layers' variable-length attention over the layout's sequences,
+        where the device has the kernel: CUDA, half precision (autocast or half weights), no ALiBi bias, no attention
+        dropout while training (the kernel has neither). None: the padded rows and their mask instead."""
+        c, kernel = self.config, varlen_kernel()
+        if layout is None or kernel is None or not kernel_runs_on(x) or c.position == "alibi" or \
+                (self.training and c.attention_dropout > 0):
+            return None
+        cu_seqlens, longest = sequence_bounds(layout, sequence_ids)
+        side = c.local_window // 2 if c.local_window is not None else -1
+        return {g: Varlen(cu_seqlens, longest, (-1, -1) if g else (side, side), kernel)
+                for g in {c.global_layer(i) for i in range(c.num_layers)}}
+
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
                 sequence_ids: torch.Tensor | None = None) -> torch.Tensor:
@@ -233,9 +251,9 @@ class Encoder(EncoderModule):
         (runner/data/packing.py) also give each token's position within its sequence and its sequence's index in the
         row (0: padding); attention then stays within each sequence."""
         c, T = self.config, input_ids.shape[1]
-        masks = self.masks(attention_mask, T, input_ids.device, sequence_ids)
         layout = Unpadded.of(attention_mask)
         x = self.embeddings(input_ids, token_type_ids, position_ids, layout)  # (N, H), or (B, T, H) without padding
+        masks = self.varlen_masks(layout, sequence_ids, x) or self.masks(attention_mask, T, x.device, sequence_ids)
         ropes: dict[bool, tuple[torch.Tensor, torch.Tensor]] = {}
         if c.position == "rope":  # one table per theta the layers use
             local = c.local_rope_theta if c.local_rope_theta is not None else c.rope_theta

@@ -112,3 +112,84 @@ def test_the_layout_takes_and_pads_back():
     assert layout.pad(taken).squeeze(2).tolist() == [[0.0, 1.0, 0.0], [3.0, 0.0, 0.0]]
     assert layout.take(torch.arange(3)[None]).tolist() == [0, 1, 0]  # a (1, T) row shared by every row
     assert Unpadded.of(torch.ones(2, 3)) is None and Unpadded.of(None) is None  # eager: nothing to take out
+
+
+def reference_varlen(q, k, v, cu_q, cu_k, max_q, max_k, window_size=(-1, -1)):
+    """The variable-length kernel's contract on the CPU: each sequence of (N, heads, d) attended alone, keys within
+    window_size (left, right) of the query ((-1, -1): all)."""
+    out = torch.empty_like(q)
+    for a, b in zip(cu_q[:-1].tolist(), cu_q[1:].tolist()):
+        pos = torch.arange(b - a)
+        allowed = torch.ones(b - a, b - a, dtype=torch.bool)
+        if window_size != (-1, -1):
+            rel = pos[None, :] - pos[:, None]
+            allowed = (rel >= -window_size[0]) & (rel <= window_size[1])
+        y = torch.nn.functional.scaled_dot_product_attention(*(t[a:b].transpose(0, 1) for t in (q, k, v)),
+                                                             attn_mask=allowed)
+        out[a:b] = y.transpose(0, 1)
+    return out
+
+
+@pytest.mark.parametrize("overrides", [["model=modernbert", "model.num_layers=2"], ["model=bert", "objective=mlm"],
+                                       ["model=electra", "model.num_layers=2"],
+                                       ["model=modernbert", "model.num_layers=2", "data.pack_width=512"]],
+                         ids=["modernbert", "bert", "electra", "modernbert-wide"])
+def test_the_variable_length_path_gives_the_padded_attention(overrides, monkeypatch):
+    """Where the device has a variable-length kernel (CUDA: benchmarks/gpu_suite.py checks the real one), attention
+    runs on the N tokens sequence by sequence; here the kernel's contract, computed by hand, stands in for it: the
+    same hidden states and loss as the padded rows under their mask, in both layouts, windows included."""
+    import runner.models.encoder as encoder_module
+
+    built, batches = layouts(overrides)
+    encoder = built.module.encoder
+    for layout, batch in batches.items():
+        def outputs():
+            encoder.eval()
+            with torch.no_grad():
+                h = encoder.encode_batch(batch)
+            built.module.train()
+            return (h if layout == "padded" else unpack(h, batch)), loss_of(built, batch)[0]
+        h_ref, loss_ref = outputs()
+        calls = []
+        with monkeypatch.context() as m:
+            m.setattr(encoder_module, "kernel_runs_on", lambda x: True)
+            m.setattr(encoder_module, "varlen_kernel",
+                      lambda: lambda *a, **k: calls.append(k["window_size"]) or reference_varlen(*a, **k))
+            h, loss = outputs()
+        c = encoder.config
+        windows = {(-1, -1)} if c.local_window is None else {(-1, -1), (c.local_window // 2,) * 2}
+        assert set(calls) == windows  # the kernel ran for every layer: global ones, and sliding windows
+        real = unpack(batch["attention_mask"], batch).bool() if layout == "packed" else batch["attention_mask"].bool()
+        torch.testing.assert_close(h[real], h_ref[real], rtol=1e-5, atol=1e-5, msg=layout)
+        torch.testing.assert_close(loss, loss_ref, rtol=1e-5, atol=1e-5, msg=layout)
+
+
+def test_sequence_bounds_of_padded_and_packed_rows():
+    from runner.models.unpadded import sequence_bounds
+
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
+    cu, longest = sequence_bounds(Unpadded.of(mask), None)
+    assert cu.tolist() == [0, 3, 5] and longest == 3 and cu.dtype == torch.int32
+    seq = torch.tensor([[1, 1, 2, 0], [1, 2, 2, 2]])  # packed: two examples per row
+    cu, longest = sequence_bounds(Unpadded.of(seq.ne(0)), seq)
+    assert cu.tolist() == [0, 2, 3, 4, 7] and longest == 3
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the variable-length kernel needs CUDA")
+@pytest.mark.parametrize("overrides", [["model=modernbert", "model.num_layers=2"], ["model=bert", "objective=mlm"]],
+                         ids=["modernbert", "bert"])
+def test_the_cuda_variable_length_kernel_gives_the_padded_attention(overrides, monkeypatch):
+    """On CUDA in bf16 autocast: torch's own kernel against the padded rows under their mask (bf16 tolerance)."""
+    import runner.models.encoder as encoder_module
+
+    built, batches = layouts(overrides)
+    encoder = built.module.encoder.cuda().eval()
+    for layout, batch in batches.items():
+        batch = {k: v.cuda() for k, v in batch.items()}
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+            h = encoder.encode_batch(batch).float()
+            with monkeypatch.context() as m:
+                m.setattr(encoder_module, "varlen_kernel", lambda: None)
+                h_ref = encoder.encode_batch(batch).float()
+        real = batch["attention_mask"].bool()
+        torch.testing.assert_close(h[real], h_ref[real], rtol=2e-2, atol=2e-2, msg=layout)
