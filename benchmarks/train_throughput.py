@@ -12,7 +12,9 @@ over all positions. That is part of what is compared: an end-to-end MLM training
 The batch's examples have the lengths of the runner's own examples (--lengths wiki: the bundled corpus in
 data.format=full_sentences at --seq-len, the runner's default), padded to the longest as transformers'
 collators do; tokens/s counts real tokens. Ours runs twice: on those padded rows, and packed
-(data.packing=true: runner/data/packing.py, the same examples in fewer rows, attention kept within each).
+(data.packing=true: runner/data/packing.py, the same examples in fewer rows, attention kept within each); eager,
+ours packed runs a third time with every position computed ("every position": unpadding off, what the encoder did
+before runner/models/unpadded.py took the token-wise layers off the padding), the gain of unpadding side by side.
 --lengths full: every example at full length (no padding; packing then changes nothing and is not run).
 --compile: every implementation under torch.compile (inductor), warmed up before timing.
 
@@ -196,6 +198,19 @@ class Runner:
         return elapsed
 
 
+def every_position(forward, batch, norms) -> torch.Tensor:
+    """The loss with unpadding off: Unpadded.of answers None, so every token-wise layer computes every position of
+    the rows, padding included (the encoder before runner/models/unpadded.py)."""
+    from runner.models.unpadded import Unpadded
+
+    of = Unpadded.__dict__["of"]
+    Unpadded.of = classmethod(lambda cls, mask: None)
+    try:
+        return forward(batch, norms)[0]
+    finally:
+        Unpadded.of = of
+
+
 def check_parity(ours, theirs, batch, hf_batch, norms) -> float:
     """|loss_ours - loss_theirs| in eval mode (no dropout) before training: same weights, same loss."""
     ours.eval(), theirs.eval()
@@ -234,6 +249,9 @@ def bench_model(name: str, args: argparse.Namespace, log) -> dict:
         packed = {k: v.to(device) for k, v in packed.items()}
         packed_positions = packed["input_ids"].numel()
         runners.insert(1, Runner("ours packed", ours, lambda: fwd_ours(packed, norms)[0], autocast))
+        if not args.compile:  # a compiled graph would keep the unpadded path whatever the patch says
+            runners.insert(2, Runner("every position", ours, lambda: every_position(fwd_ours, packed, norms),
+                                     autocast))
     tokens = real * args.steps
     log(f"[bold]{name}[/]: L{config.num_layers}/H{config.hidden_size}/{config.num_heads} heads/FFN "
         f"{config.intermediate_size}, vocab {config.vocab_size}; {bs} examples of {real / bs:.0f} tokens on average "
@@ -268,6 +286,8 @@ def bench_model(name: str, args: argparse.Namespace, log) -> dict:
         "ratio": med["ours"] / med["transformers"],
         "tokens_per_s_ours_packed": med.get("ours packed"), "ratio_packed": med[best] / med["transformers"],
         "packed_vs_padded": med[best] / med["ours"],
+        "tokens_per_s_every_position": med.get("every position"),
+        "unpadding_gain": med[best] / med["every position"] if "every position" in med else None,
         "best_ratio": max(tps[best]) / max(tps["transformers"]),
         "final_loss": {r.name: r.last_loss for r in runners},
     }
@@ -301,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=max(Console().width, 150))  # the table's 11 columns on one line
     info = machine(args)
     console.print(f"machine: {info['cpu']} | torch threads {info['torch_threads']} | torch {info['torch']} | "
                   f"transformers {info['transformers']} | device {info['device']}"
@@ -315,17 +335,20 @@ def main(argv: list[str] | None = None) -> int:
                         f"{args.steps} steps, {args.dtype}{', compiled' if args.compile else ''}, transformers {attn}; "
                         "ours/theirs: ours packed where packing applies")
     for col, just in (("model", "left"), ("batch", "right"), ("padding", "right"), ("ours padded", "right"),
-                      ("ours packed", "right"), ("transformers", "right"), ("packed/padded", "right"),
+                      ("ours packed", "right"), ("every position", "right"), ("transformers", "right"),
+                      ("packed/padded", "right"), ("unpadding", "right"),
                       ("ours/theirs", "right"), ("of bests", "right")):
-        table.add_column(col, justify=just)
+        table.add_column(col, justify=just, no_wrap=True)
     for r in results:
         ratio = r["ratio_packed"]
         colour = "green" if ratio >= 1.5 else "yellow" if ratio >= 1.0 else "red"
         packed = r["tokens_per_s_ours_packed"]
+        every = "-" if r.get("tokens_per_s_every_position") is None else f"{r['tokens_per_s_every_position']:,.0f}"
+        gain = "-" if r.get("unpadding_gain") is None else f"{r['unpadding_gain']:.2f}x"
         table.add_row(r["model"], f"{r['batch_size']}x{r['seq_len']}",
                       f"{r['padding_padded']:.0%}>{r['padding_packed']:.0%}", f"{r['tokens_per_s_ours']:,.0f}",
-                      "-" if packed is None else f"{packed:,.0f}", f"{r['tokens_per_s_transformers']:,.0f}",
-                      f"{r['packed_vs_padded']:.2f}x", f"[{colour}]{ratio:.2f}x[/]", f"{r['best_ratio']:.2f}x")
+                      "-" if packed is None else f"{packed:,.0f}", every, f"{r['tokens_per_s_transformers']:,.0f}",
+                      f"{r['packed_vs_padded']:.2f}x", gain, f"[{colour}]{ratio:.2f}x[/]", f"{r['best_ratio']:.2f}x")
     console.print(table)
     console.print(f"wall time {wall:.1f}s; ours runs the MLM head on labelled positions only, "
                   "transformers on all positions")
