@@ -162,12 +162,15 @@ def _fsync_path(path: pathlib.Path) -> None:
 
 
 def cached_dir(path: pathlib.Path | str, build: Callable[[pathlib.Path], None],
-               load: Callable[[pathlib.Path], T]) -> T:
+               load: Callable[[pathlib.Path], T], resumable: bool = False) -> T:
     """Load directory `path` if present, else build it once across processes and load it.
 
     `build(tmp)` fills an empty temporary directory; it is renamed to `path` only once complete, so the
     directory existing means it is complete. An exclusive lock on `<path>.lock` makes a second process wait for
-    the first builder and then read its result instead of building again."""
+    the first builder and then read its result instead of building again.
+
+    resumable: `build` gets `.<name>.partial` instead, the same directory every time, which a build that fails or is
+    killed leaves as it is: the next build finds there what the interrupted one wrote and carries on from it."""
     path = pathlib.Path(path)
     if not path.is_dir():  # fast path without the lock: the rename makes existence mean complete
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -177,7 +180,11 @@ def cached_dir(path: pathlib.Path | str, build: Callable[[pathlib.Path], None],
                 # we hold the lock.
                 for stale in path.parent.glob(f".{path.name}.*.tmp"):
                     shutil.rmtree(stale, ignore_errors=True)
-                tmp = pathlib.Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+                if resumable:
+                    tmp = path.with_name(f".{path.name}.partial")
+                    tmp.mkdir(exist_ok=True)
+                else:
+                    tmp = pathlib.Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
                 try:
                     build(tmp)
                     for f in tmp.iterdir():  # data on disk before the rename makes it visible
@@ -185,7 +192,8 @@ def cached_dir(path: pathlib.Path | str, build: Callable[[pathlib.Path], None],
                     _fsync_path(tmp)
                     os.replace(tmp, path)
                 except BaseException:
-                    shutil.rmtree(tmp, ignore_errors=True)
+                    if not resumable:
+                        shutil.rmtree(tmp, ignore_errors=True)
                     raise
                 _fsync_path(path.parent)  # persist the rename itself
     try:

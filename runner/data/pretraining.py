@@ -176,7 +176,8 @@ def build_data(cfg, *, tokenizer_kind: str, vocab_size: int, lowercase: bool, pa
     key = f"{corpus_key}-{tok_key}"
 
     def build(tmp: Path) -> None:
-        counts = tokenize_splits(docs(), split, SPLITS, tok, tmp, cfg.get("num_proc"))
+        size = corpus.size if cfg.max_docs is None else None  # a few documents of a large corpus are not large
+        counts = tokenize_splits(docs(), split, SPLITS, tok, tmp, cfg.get("num_proc"), size)
         report = {**corpus.report, "documents_used": corpus.report["documents"]}  # read in this pass
         if not counts["train"] or not counts["validation"]:
             raise ConfigError(empty_split_message(cfg, report, counts))
@@ -187,8 +188,9 @@ def build_data(cfg, *, tokenizer_kind: str, vocab_size: int, lowercase: bool, pa
                 json.loads((path / "report.json").read_text(encoding="utf-8")))
 
     # One streaming pass writes every split as memory-mapped arrays, once even when several runs start together;
-    # later runs read the corpus report stored with them and never touch the text again.
-    splits, report = cache.cached_dir(root / "tokenized" / f"{key}-v{TOKENIZED_FORMAT}", build, load)
+    # later runs read the corpus report stored with them and never touch the text again. A pass interrupted half way
+    # (killed, Ctrl-C) resumes where it stopped on the next run (tokenize_splits' progress record).
+    splits, report = cache.cached_dir(root / "tokenized" / f"{key}-v{TOKENIZED_FORMAT}", build, load, resumable=True)
     return PretrainingData(tokenizer=tok, specials=special_ids(tok, tokenizer_kind), splits=splits,
                            seq_len=cfg.seq_len, format=fmt,
                            short_seq_prob=cfg.short_seq_prob, cache_dir=root, key=key, corpus_report=report,

@@ -5,12 +5,12 @@ split, which runner.data.pretraining builds once under the cache's lock and late
 from __future__ import annotations
 
 import collections
+import hashlib
 import itertools
 import json
 import multiprocessing
 import os
 import pathlib
-from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,23 +20,23 @@ import torch
 from tokenizers import Tokenizer
 
 from runner.data.corpus import Document
-from runner.data.tokenizer import encode_sentences
-
-# Sentences per encode_batch call: bounds peak memory of the Encoding objects.
-_CHUNK = 50_000
+from runner.data.sentence_ids import encode_in_worker, encode_texts, init_worker
 
 # Bump when the on-disk layout changes: it is part of the cache directory name (and checked in meta.json),
 # so older caches, including version 1's single `.pt` files, are never read.
 TOKENIZED_FORMAT = 4  # 4: docs.jsonl (titles and topics) per split
 
-# Worker processes start only after this many characters were encoded in-process. A spawned worker pays ~2 s of
-# imports (torch), while in-process encoding is already multi-threaded in Rust (~2.4M chars/s): on the
-# 5M-character wiki corpus 2 workers took 5.7 s against 2.0 s in-process, so only corpora far larger gain.
-CHARS_PER_PROC = 20_000_000
+# Worker processes start only after this many characters were encoded in-process, unless the corpus is known to be
+# larger from the start (its files' size). A worker imports only numpy and tokenizers (runner/data/sentence_ids.py,
+# ~0.4 s), while in-process encoding is multi-threaded in Rust but splits sentences and converts ids on one core:
+# on 2 cores the 8 MB benchmark corpus (7.4M characters) took 2.4 s in-process against 2.7 s with workers, while
+# 2 workers encode a chunk of 32 MB in 7.9 s against 11.2 s.
+CHARS_PER_PROC = 16_000_000
 
-# Characters of documents encoded per chunk: bounds the transient Python token lists (~36 bytes a token) and the
-# documents held at once, whatever the corpus size.
-CHUNK_CHARS = 4_000_000
+# Characters of documents encoded per chunk: bounds the documents and transient Python token lists held at once
+# (2 x num_proc chunks are in flight), whatever the corpus size; a chunk is also the unit of progress an interrupted
+# pass resumes from.
+CHUNK_CHARS = 1_000_000
 
 
 class TokenIds:
@@ -167,46 +167,6 @@ class TokenizedCorpus:
         return [self.sentence(j) for j in range(lo, hi)]
 
 
-def _encode_docs(tok: Tokenizer, docs: list[Document]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Token ids (int32), kept sentence lengths, and kept sentences per document (0: dropped) of `docs`."""
-    sentences: list[str] = []
-    doc_of: list[int] = []  # document index of each sentence
-    for i, doc in enumerate(docs):
-        ss = doc.sentences()
-        sentences.extend(ss)
-        doc_of.extend([i] * len(ss))
-    encoded: list[list[int]] = []
-    for lo in range(0, len(sentences), _CHUNK):
-        encoded.extend(encode_sentences(tok, sentences[lo:lo + _CHUNK]))
-
-    lengths = np.fromiter((len(e) for e in encoded), dtype=np.int64, count=len(encoded))
-    keep = lengths > 0  # e.g. a "sentence" of control characters normalizes to nothing
-    lengths = lengths[keep]
-    doc_of_kept = np.asarray(doc_of, dtype=np.int64)[keep]
-    n_tokens = int(lengths.sum())
-    # Empty sentences contribute no tokens, so chaining all of them is the same as the kept ones.
-    ids = np.fromiter(itertools.chain.from_iterable(encoded), dtype=np.int32, count=n_tokens)
-    per_doc = np.bincount(doc_of_kept, minlength=len(docs)).astype(np.int64)
-    return ids, lengths, per_doc
-
-
-_worker_tok: Tokenizer | None = None
-
-
-def _init_worker(tok_json: str) -> None:
-    """Pool initializer: rebuild the tokenizer from JSON once per worker process."""
-    global _worker_tok
-    # The processes are the parallelism: a Rust thread pool per worker would oversubscribe the cores.
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    _worker_tok = Tokenizer.from_str(tok_json)
-
-
-def _encode_docs_worker(docs: list[Document]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """_encode_docs with the worker's tokenizer."""
-    assert _worker_tok is not None
-    return _encode_docs(_worker_tok, docs)
-
-
 def default_num_proc(num_proc: int | None) -> int:
     """`num_proc`, or when None min(4, CPU count)."""
     return max(1, num_proc if num_proc is not None else min(4, os.cpu_count() or 1))
@@ -229,13 +189,15 @@ def _chunks(docs: Iterable[Document], chars: int) -> Iterator[list[Document]]:
 EncodedChunk = tuple[list[Document], np.ndarray, np.ndarray, np.ndarray]  # documents, ids, lengths, per-doc counts
 
 
-def encode_stream(tok: Tokenizer, docs: Iterable[Document], num_proc: int | None = 1) -> Iterator[EncodedChunk]:
+def encode_stream(tok: Tokenizer, docs: Iterable[Document], num_proc: int | None = 1,
+                  size: int | None = None) -> Iterator[EncodedChunk]:
     """Sentence-split and encode (no special tokens) documents chunk by chunk (CHUNK_CHARS characters), in order.
-    The first CHARS_PER_PROC characters are encoded in-process; past them, with num_proc > 1, chunks go to spawned
-    workers while this process reads the next ones (at most 2 x num_proc chunks in flight, so memory stays bounded),
-    and come back in order. The output is the same either way."""
+    With num_proc > 1, chunks go to spawned workers while this process reads the next ones (at most 2 x num_proc
+    chunks in flight, so memory stays bounded) and come back in order: from the first chunk when `size` (the
+    corpus's bytes, if known) reaches CHARS_PER_PROC, else once CHARS_PER_PROC characters were encoded in-process.
+    The output is the same either way."""
     workers = default_num_proc(num_proc)
-    read, pool = 0, None
+    read, pool = (CHARS_PER_PROC if size is not None and size >= CHARS_PER_PROC else 0), None
     pending: collections.deque = collections.deque()  # (chunk, its async result), in reading order
     try:
         for chunk in _chunks(docs, CHUNK_CHARS):
@@ -243,14 +205,14 @@ def encode_stream(tok: Tokenizer, docs: Iterable[Document], num_proc: int | None
                 if pool is None:
                     # spawn, not fork: the Rust tokenizer's thread pool may already exist and does not survive fork.
                     ctx = multiprocessing.get_context("spawn")
-                    pool = ctx.Pool(workers, initializer=_init_worker, initargs=(tok.to_str(),))
-                pending.append((chunk, pool.apply_async(_encode_docs_worker, (chunk,))))
+                    pool = ctx.Pool(workers, initializer=init_worker, initargs=(tok.to_str(),))
+                pending.append((chunk, pool.apply_async(encode_in_worker, ([d.text for d in chunk],))))
                 while len(pending) >= 2 * workers:  # two chunks per worker in flight evens out their sizes
                     c, result = pending.popleft()
                     yield (c, *result.get())
             else:
-                yield (chunk, *_encode_docs(tok, chunk))
-            read += sum(len(d.text) for d in chunk)
+                yield (chunk, *encode_texts(tok, [d.text for d in chunk]))
+                read += sum(len(d.text) for d in chunk)
         while pending:
             c, result = pending.popleft()
             yield (c, *result.get())
@@ -306,52 +268,72 @@ def ids_dtype(vocab_size: int) -> str:
     return "uint16" if vocab_size <= 1 << 16 else "uint32"
 
 
+_json = json.JSONEncoder(ensure_ascii=False).encode  # one value as json.dumps(value, ensure_ascii=False) writes it
+
+
 class TokenizedWriter:
     """Appends encoded documents to a split directory: ids.bin (raw uint16/uint32) grows chunk by chunk, so a
-    corpus of any size is written holding one chunk; finish() adds sent_offsets.npy, doc_offsets.npy, meta.json."""
+    corpus of any size is written holding one chunk; finish() adds sent_offsets.npy, doc_offsets.npy, meta.json.
 
-    def __init__(self, directory: pathlib.Path | str, vocab_size: int):
+    Every file is only appended to until finish(), so position() (the files' sizes) marks a point the writer can
+    go back to: TokenizedWriter(directory, vocab_size, at=position) truncates the files there and appends after it
+    (a build resumed after an interruption)."""
+
+    FILES = ("ids.bin", "sent_lengths.tmp", "doc_counts.tmp", "docs.jsonl")  # the files that grow, in that order
+
+    def __init__(self, directory: pathlib.Path | str, vocab_size: int, at: dict[str, int] | None = None):
         self.dir = pathlib.Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.vocab_size, self.dtype = vocab_size, ids_dtype(vocab_size)
-        self._ids = open(self.dir / "ids.bin", "wb")
-        self._lengths = open(self.dir / "sent_lengths.tmp", "wb")  # int64 per sentence, summed in finish()
-        self.num_tokens = self.num_sentences = 0
-        self.counts = array("q")  # sentences per document: 8 bytes a document
-        self._docs = open(self.dir / "docs.jsonl", "w", encoding="utf-8")  # title and topic, a line per document
+        self._files = {}
+        for name in self.FILES:
+            f = open(self.dir / name, "r+b" if at else "wb")  # ids, int64 sentence lengths and sentences per
+            if at:  # document (summed in finish()), a JSON line of title and topic per document
+                f.truncate(at[name])
+                f.seek(at[name])
+            self._files[name] = f
+        size = np.dtype(self.dtype).itemsize
+        self.num_tokens = at["ids.bin"] // size if at else 0
+        self.num_sentences = at["sent_lengths.tmp"] // 8 if at else 0
+        self.num_docs = at["doc_counts.tmp"] // 8 if at else 0
 
     def add(self, part: Encoded) -> None:
         """Append documents."""
         if part.ids.size and (int(part.ids.min()) < 0 or int(part.ids.max()) >= self.vocab_size):
             raise ValueError(f"token ids outside [0, {self.vocab_size}) cannot be stored as {self.dtype}")
-        part.ids.astype(self.dtype).tofile(self._ids)
-        part.lengths.astype(np.int64).tofile(self._lengths)
+        ids, lengths, counts, docs = (self._files[name] for name in self.FILES)
+        part.ids.astype(self.dtype).tofile(ids)
+        part.lengths.astype(np.int64).tofile(lengths)
+        part.counts.astype(np.int64).tofile(counts)
+        # json.dumps({"title": t, "topic": p}, ensure_ascii=False) written out: a third of the cost per document
+        docs.write("".join(f'{{"title": {_json(t)}, "topic": {_json(p)}}}\n'
+                           for t, p in zip(part.titles, part.topics)).encode("utf-8"))
         self.num_tokens += int(part.ids.size)
         self.num_sentences += len(part.lengths)
-        self.counts.extend(int(c) for c in part.counts)
-        self._docs.writelines(json.dumps({"title": t, "topic": p}, ensure_ascii=False) + "\n"
-                              for t, p in zip(part.titles, part.topics))
+        self.num_docs += len(part.counts)
 
-    @property
-    def num_docs(self) -> int:
-        """Documents written so far."""
-        return len(self.counts)
+    def position(self) -> dict[str, int]:
+        """The files' sizes now, everything added so far written through to the operating system."""
+        out = {}
+        for name, f in self._files.items():
+            f.flush()
+            out[name] = f.tell()
+        return out
 
     def finish(self) -> None:
         """Write the offsets and meta.json; the directory is then loadable with load_tokenized."""
-        self._ids.close()
-        self._lengths.close()
-        self._docs.close()
-        lengths_path = self.dir / "sent_lengths.tmp"
-        sent = np.lib.format.open_memmap(self.dir / "sent_offsets.npy", mode="w+", dtype=np.int64,
-                                         shape=(self.num_sentences + 1,))
-        sent[0] = 0
-        if self.num_sentences:  # summed through memory maps: no in-memory copy of a large split
-            np.cumsum(np.memmap(lengths_path, dtype=np.int64, mode="r"), out=sent[1:])
-        sent.flush()
-        del sent
-        lengths_path.unlink()
-        np.save(self.dir / "doc_offsets.npy", _offsets(np.frombuffer(self.counts, dtype=np.int64)))
+        for f in self._files.values():
+            f.close()
+        for name, offsets in (("sent_lengths.tmp", "sent_offsets.npy"), ("doc_counts.tmp", "doc_offsets.npy")):
+            lengths = self.dir / name
+            n = lengths.stat().st_size // 8
+            out = np.lib.format.open_memmap(self.dir / offsets, mode="w+", dtype=np.int64, shape=(n + 1,))
+            out[0] = 0
+            if n:  # summed through memory maps: no in-memory copy of a large split
+                np.cumsum(np.memmap(lengths, dtype=np.int64, mode="r"), out=out[1:])
+            out.flush()
+            del out
+            lengths.unlink()
         meta = {"format": TOKENIZED_FORMAT, "dtype": self.dtype, "num_tokens": self.num_tokens,
                 "num_sentences": self.num_sentences, "num_docs": self.num_docs}
         (self.dir / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
@@ -365,19 +347,73 @@ def save_tokenized(tc: TokenizedCorpus, directory: pathlib.Path | str, vocab_siz
     w.finish()
 
 
+PROGRESS = "progress.json"  # in the directory tokenize_splits writes: how far an interrupted pass got
+# Characters encoded between two progress records (whole chunks). Replacing the record costs a few milliseconds (the
+# file system writes the new one out before the rename), so not after every chunk: this bounds the work an
+# interruption loses to a few seconds.
+PROGRESS_CHARS = 16_000_000
+_PROGRESS_VERSION = 1  # bump when the writers' files or the record change: an older record then starts over
+
+
+def _tokenizer_hash(tok: Tokenizer) -> str:
+    """A short hash of the tokenizer's JSON: a record left by another tokenizer is not resumed."""
+    return hashlib.sha1(tok.to_str().encode("utf-8")).hexdigest()[:16]
+
+
+def _read_progress(directory: pathlib.Path, names: Sequence[str], tok: Tokenizer) -> dict[str, Any] | None:
+    """The progress record of an interrupted pass into `directory`, or None (none, another version or tokenizer,
+    or files shorter than it says: then the pass starts from zero)."""
+    try:
+        record = json.loads((directory / PROGRESS).read_text(encoding="utf-8"))
+        usable = (record["version"] == _PROGRESS_VERSION and record["tokenizer"] == _tokenizer_hash(tok)
+                  and sorted(record["files"]) == sorted(names)
+                  and all((directory / name / f).stat().st_size >= size
+                          for name, sizes in record["files"].items() for f, size in sizes.items()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return record if usable else None
+
+
+def _record_progress(directory: pathlib.Path, record: dict[str, Any]) -> None:
+    """Replace the progress record (a rename: a kill leaves the old record or the new one, never half of one)."""
+    tmp = directory / (PROGRESS + ".tmp")
+    tmp.write_text(json.dumps(record), encoding="utf-8")
+    os.replace(tmp, directory / PROGRESS)
+
+
 def tokenize_splits(docs: Iterable[Document], split: Callable[[Document], str], names: Sequence[str],
-                    tok: Tokenizer, directory: pathlib.Path, num_proc: int | None = None) -> dict[str, int]:
+                    tok: Tokenizer, directory: pathlib.Path, num_proc: int | None = None,
+                    size: int | None = None) -> dict[str, int]:
     """One streaming pass: encode documents and append each to the directory of its split (directory/<name>);
-    returns the documents per split. Memory holds one chunk of documents, not the corpus."""
-    writers = {name: TokenizedWriter(directory / name, tok.get_vocab_size()) for name in names}
-    for chunk in encode_stream(tok, docs, num_proc):
+    returns the documents per split. Memory holds a few chunks of documents, not the corpus. size: the corpus's
+    bytes, if known (encode_stream).
+
+    Every PROGRESS_CHARS characters (whole chunks), directory/progress.json records the documents written and the
+    files' sizes. A pass into a directory holding such a record from an interrupted pass (same tokenizer) resumes
+    after it: the documents it covers are read but not encoded again, and the files come out byte for byte as an
+    uninterrupted pass writes them (chunks are encoded independently and appended in order)."""
+    directory = pathlib.Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    record = _read_progress(directory, names, tok)
+    if record is None:
+        record = {"version": _PROGRESS_VERSION, "tokenizer": _tokenizer_hash(tok), "docs": 0, "chunks": 0}
+    writers = {name: TokenizedWriter(directory / name, tok.get_vocab_size(), (record.get("files") or {}).get(name))
+               for name in names}
+    done, chunks, since = record["docs"], record["chunks"], 0  # documents and chunks written, characters unrecorded
+    for chunk in encode_stream(tok, itertools.islice(docs, done, None), num_proc, size):
         where = np.array([split(d) for d in chunk[0]])
         for name, w in writers.items():
             select = where == name
             if select.any():
                 w.add(Encoded.of(chunk, select))
+        done, chunks, since = done + len(chunk[0]), chunks + 1, since + sum(len(d.text) for d in chunk[0])
+        if since >= PROGRESS_CHARS:
+            record.update(docs=done, chunks=chunks, files={name: w.position() for name, w in writers.items()})
+            _record_progress(directory, record)
+            since = 0
     for w in writers.values():
         w.finish()
+    (directory / PROGRESS).unlink(missing_ok=True)
     return {name: w.num_docs for name, w in writers.items()}
 
 

@@ -14,6 +14,7 @@ from tokenizers import (AddedToken, Regex, Tokenizer, decoders, models, normaliz
                         trainers)
 
 from runner.data.cache import atomic_write_bytes
+from runner.data.sentence_ids import encode_sentences, spaces_are_tokens  # noqa: F401  (re-exported)
 from runner.config.errors import ConfigError
 
 # Order is the id order: BERT gets pad=0 and RoBERTa pad=1, like transformers' default configs; the unigram
@@ -389,32 +390,6 @@ def load_tokenizer(path: str, kind: str, key: str = "data.tokenizer.path") -> tu
         raise ConfigError(f"{key}={str(path)!r}: the tokenizer has no {token!r} token ({role}), which "
                           f"model.tokenizer={kind} needs; {hint}")
     return tok, f
-
-
-def spaces_are_tokens(tok: Tokenizer) -> bool:
-    """Whether the tokenizer keeps a space as a token of its own (the char kind) rather than dropping it or
-    folding it into the next word (WordPiece, word, unigram's "▁", byte-level BPE's "Ġ")."""
-    pre = tok.pre_tokenizer
-    return pre is not None and " " in [piece for piece, _ in pre.pre_tokenize_str("a b")]
-
-
-def encode_sentences(tok: Tokenizer, sentences: list[str]) -> list[list[int]]:
-    """Token ids of each sentence, without special tokens, via one parallel batch call. For a tokenizer whose
-    tokens include spaces (the char kind) each sentence is encoded with a space after it (see below)."""
-    if tok.padding is not None or tok.truncation is not None:
-        # Padding/truncation would silently alter corpus token streams.
-        raise ValueError("encode_sentences needs a tokenizer without padding/truncation enabled")
-    if not sentences:
-        return []
-    if spaces_are_tokens(tok):
-        # Sentence splitting strips the whitespace between sentences, and sentences are concatenated into one
-        # token stream: without it a character-level model would read "end.Next". So each sentence carries the
-        # space that follows it; a paragraph's line break becomes that space too, and a document's last sentence
-        # ends with one before the document separator.
-        sentences = [s + " " for s in sentences]
-    # encode_batch_fast skips offset tracking, which we never use.
-    encode = getattr(tok, "encode_batch_fast", tok.encode_batch)
-    return [e.ids for e in encode(sentences, add_special_tokens=False)]
 
 
 def encode_with_words(tok: Tokenizer, sentences: list[str]) -> tuple[list[list[int]], list[list[int | None]]]:

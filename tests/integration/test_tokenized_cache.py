@@ -2,6 +2,7 @@
 This file holds the tests that train or start a process; the others: tests/unit/test_tokenized_cache.py."""
 from __future__ import annotations
 
+import itertools
 import json
 import multiprocessing
 import pathlib
@@ -59,3 +60,52 @@ def test_two_processes_build_once(tmp_path):
     assert pathlib.Path(marker).read_text() == "built\n"
     outs = [json.loads((tmp_path / f"out{i}").read_text()) for i in range(2)]
     assert outs[0] == outs[1] == [list(range(10)), [0, 4, 10], ["title"]]
+
+
+def _tokenize_until_killed(tok_file: str, docs: list, out: str, marker: str) -> None:
+    """A builder that reports its third chunk done in `marker`, then waits to be killed."""
+    import time
+
+    from runner.data.corpus import SPLITS, split_of
+    from tokenizers import Tokenizer
+
+    tokenized.CHUNK_CHARS = tokenized.PROGRESS_CHARS = 20_000  # a record after every chunk
+    record = tokenized._record_progress
+
+    def record_then_wait(directory: pathlib.Path, progress: dict) -> None:
+        record(directory, progress)
+        if progress["chunks"] == 3:
+            pathlib.Path(marker).write_text("3")
+            time.sleep(600)
+
+    tokenized._record_progress = record_then_wait
+    tokenized.tokenize_splits(docs, lambda d: split_of(d.title, 0.1, 0.1), SPLITS, Tokenizer.from_file(tok_file),
+                              pathlib.Path(out), num_proc=1)
+
+
+def test_a_killed_pass_resumes_and_writes_the_same_files(tok, docs, tmp_path, monkeypatch):
+    import time
+
+    from runner.data.corpus import SPLITS, split_of
+
+    which = lambda d: split_of(d.title, 0.1, 0.1)  # noqa: E731
+    monkeypatch.setattr(tokenized, "CHUNK_CHARS", 20_000)
+    monkeypatch.setattr(tokenized, "PROGRESS_CHARS", 20_000)
+    tokenized.tokenize_splits(docs, which, SPLITS, tok, tmp_path / "whole", num_proc=1)
+    tok.save(str(tmp_path / "tok.json"))
+    out, marker = tmp_path / "killed", tmp_path / "marker"
+    p = multiprocessing.get_context("spawn").Process(target=_tokenize_until_killed,
+                                                     args=(str(tmp_path / "tok.json"), docs, str(out), str(marker)))
+    p.start()
+    deadline = time.monotonic() + 120
+    while not marker.exists() and p.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.exists(), f"the builder stopped early (exit code {p.exitcode})"
+    p.kill()  # SIGKILL: no cleanup runs
+    p.join(30)
+    assert json.loads((out / tokenized.PROGRESS).read_text())["chunks"] == 3
+    encoded = unit.count_encoded(monkeypatch)
+    tokenized.tokenize_splits(docs, which, SPLITS, tok, out, num_proc=1)
+    first_three = sum(len(c) for c in itertools.islice(tokenized._chunks(docs, 20_000), 3))
+    assert sum(encoded) == len(docs) - first_three, "the three finished chunks are not encoded again"
+    assert unit.files_of(out) == unit.files_of(tmp_path / "whole")

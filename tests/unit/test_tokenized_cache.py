@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pathlib
 import pickle
+import shutil
 
 import pytest
 import torch
@@ -142,3 +143,105 @@ def test_cached_corpus_is_not_read_again(tmp_path, monkeypatch):
     assert again.corpus_report == first.corpus_report and again.corpus_report["documents_used"] == 120
     for name in SPLITS:
         same(again.splits[name], first.splits[name])
+
+
+def files_of(root: pathlib.Path) -> dict[str, bytes]:
+    """Every file under root, by relative path, with its bytes."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def count_encoded(monkeypatch) -> list[int]:
+    """The documents of each chunk encoded from now on (in this process), in order."""
+    chunks: list[int] = []
+    encode = tokenized.encode_texts
+    monkeypatch.setattr(tokenized, "encode_texts", lambda tok, texts: (chunks.append(len(texts)), encode(tok, texts))[1])
+    return chunks
+
+
+def stop_after(monkeypatch, n: int) -> None:
+    """Interrupt tokenize_splits (as Ctrl-C does) once it recorded its progress n times."""
+    record, times = tokenized._record_progress, [0]
+
+    def record_then_stop(directory: pathlib.Path, progress: dict) -> None:
+        record(directory, progress)
+        times[0] += 1
+        if times[0] == n:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(tokenized, "_record_progress", record_then_stop)
+
+
+def small_chunks(monkeypatch) -> None:
+    """Chunks of 20,000 characters, progress recorded every other chunk or so."""
+    monkeypatch.setattr(tokenized, "CHUNK_CHARS", 20_000)
+    monkeypatch.setattr(tokenized, "PROGRESS_CHARS", 40_000)
+
+
+def test_an_interrupted_pass_resumes_without_encoding_again(tok, docs, tmp_path, monkeypatch):
+    small_chunks(monkeypatch)
+    which = lambda d: split_of(d.title, 0.1, 0.1)  # noqa: E731
+    encoded = count_encoded(monkeypatch)
+    whole = tokenized.tokenize_splits(docs, which, SPLITS, tok, tmp_path / "whole", num_proc=1)
+    all_chunks = list(encoded)
+    assert len(all_chunks) > 8
+
+    encoded.clear()
+    with monkeypatch.context() as m:
+        stop_after(m, 2)
+        with pytest.raises(KeyboardInterrupt):
+            tokenized.tokenize_splits(docs, which, SPLITS, tok, tmp_path / "resumed", num_proc=1)
+    done = json.loads((tmp_path / "resumed" / tokenized.PROGRESS).read_text())["chunks"]
+    assert 2 < done < len(all_chunks) - 2 and encoded == all_chunks[:done]
+
+    encoded.clear()
+    again = tokenized.tokenize_splits(docs, which, SPLITS, tok, tmp_path / "resumed", num_proc=1)
+    assert encoded == all_chunks[done:], "the finished chunks are not encoded again"
+    assert again == whole
+    assert files_of(tmp_path / "resumed") == files_of(tmp_path / "whole"), "byte for byte the uninterrupted pass"
+
+
+def test_a_record_of_another_tokenizer_or_longer_than_the_files_starts_over(tok, docs, tmp_path, monkeypatch):
+    small_chunks(monkeypatch)
+    which = lambda d: split_of(d.title, 0.1, 0.1)  # noqa: E731
+    tokenized.tokenize_splits(docs, which, SPLITS, tok, tmp_path / "whole", num_proc=1)
+    for spoil in ("tokenizer", "files"):
+        out = tmp_path / spoil
+        with monkeypatch.context() as m:
+            stop_after(m, 2)
+            with pytest.raises(KeyboardInterrupt):
+                tokenized.tokenize_splits(docs, which, SPLITS, tok, out, num_proc=1)
+        record = json.loads((out / tokenized.PROGRESS).read_text())
+        if spoil == "tokenizer":
+            record["tokenizer"] = "0" * 16
+        else:  # e.g. a machine crash lost the end of a file the record counts
+            record["files"]["train"]["ids.bin"] += 2
+        (out / tokenized.PROGRESS).write_text(json.dumps(record))
+        with monkeypatch.context() as m:
+            encoded = count_encoded(m)
+            tokenized.tokenize_splits(docs, which, SPLITS, tok, out, num_proc=1)
+        assert sum(encoded) == len(docs), f"a spoiled record ({spoil}) starts from the first document"
+        assert files_of(out) == files_of(tmp_path / "whole")
+
+
+def test_an_interrupted_build_data_resumes_into_the_same_cache(tmp_path, monkeypatch):
+    cfg = make_cfg("data.max_docs=120", f"data.cache_dir={tmp_path}")
+    kw = dict(tokenizer_kind="wordpiece", vocab_size=500, lowercase=True, pairs=False)
+    monkeypatch.setattr(tokenized, "CHUNK_CHARS", 5_000)
+    monkeypatch.setattr(tokenized, "PROGRESS_CHARS", 5_000)  # a record after every chunk
+    first = build_data(cfg.data, **kw)  # trains and caches the tokenizer; the tokenized cache is set aside
+    built = next((tmp_path / "tokenized").glob("*-v*[0-9]"))
+    reference = files_of(built)
+    shutil.rmtree(built)
+
+    with monkeypatch.context() as m:
+        stop_after(m, 3)
+        with pytest.raises(KeyboardInterrupt):
+            build_data(cfg.data, **kw)
+    partial = built.with_name(f".{built.name}.partial")
+    assert not built.exists() and (partial / tokenized.PROGRESS).is_file(), "the interruption keeps the work done"
+
+    encoded = count_encoded(monkeypatch)
+    again = build_data(cfg.data, **kw)
+    assert 0 < sum(encoded) < 120 - 3, "only the documents after the third chunk are encoded"
+    assert not partial.exists() and files_of(built) == reference
+    assert again.corpus_report == first.corpus_report
