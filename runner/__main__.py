@@ -21,6 +21,7 @@ from runner.engine.distributed import hydra_args
 from runner.engine import lock as rundir
 from runner.engine.preemption import Preempted
 from runner.engine.state import refuse_early
+from runner.fit import command_line_refusal, default_choice
 from runner.hf.export import export_run, unsupported
 from runner.run import run
 from runner.store.layout import SUMMARY, open_run, write_config
@@ -131,7 +132,15 @@ def export_run_dir(src: Path) -> str:
     return export_run(built, run.path) or "transformers is not installed"
 
 
-if __name__ == "__main__":
-
+def start() -> None:
+    """What `python -m runner` runs: the refusals that come before Hydra composes, then the Hydra app."""
+    # a recipe's objective keys on another objective: bertlab's one line, before Hydra fails composing them
+    if why := command_line_refusal(sys.argv[1:], default_choice("model")):
+        print(f"error: {why}", file=sys.stderr)
+        sys.exit(2)
     sys.argv += hydra_args(sys.argv[1:])  # torchrun: one run directory for all ranks, Hydra's files from rank 0
     main()
+
+
+if __name__ == "__main__":
+    start()

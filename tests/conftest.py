@@ -164,8 +164,7 @@ def cli(*args: str, run_dir: Path | None = None) -> subprocess.CompletedProcess:
             mock.patch.dict(os.environ, {"HYDRA_MAIN_MODULE": "__main__"}), contextlib.redirect_stdout(out), \
             contextlib.redirect_stderr(err):
         try:
-            sys.argv += entry.hydra_args(sys.argv[1:])
-            entry.main()
+            entry.start()
         except SystemExit as e:  # as the interpreter turns it into an exit status
             if isinstance(e.code, int) or e.code is None:
                 code = e.code or 0
