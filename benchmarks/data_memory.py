@@ -79,7 +79,7 @@ print(json.dumps({{"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 """
 
 # The reference side's first steps (data_prep.py's too): the JSON lines through datasets, tokenized by `.map` with the
-# same fast tokenizer (num_proc=None: in this process)
+# same fast tokenizer (num_proc=None: in this process; batch_size=1000: datasets' default)
 HF_TOKENIZED = r"""
 import json, resource, sys, time, glob
 import datasets
@@ -89,8 +89,8 @@ t = time.perf_counter()
 tok = PreTrainedTokenizerFast(tokenizer_file={tokenizer!r}, pad_token="<pad>", mask_token="<mask>")
 ds = datasets.load_dataset("json", data_files=sorted(glob.glob({corpus!r} + "/*.jsonl")), split="train",
                            cache_dir={cache!r})
-ds = ds.map(lambda b: tok(b["text"], add_special_tokens=False), batched=True, remove_columns=ds.column_names,
-            num_proc={num_proc})
+ds = ds.map(lambda b: tok(b["text"], add_special_tokens=False), batched=True, batch_size={batch_size},
+            remove_columns=ds.column_names, num_proc={num_proc})
 """
 
 THEIRS = HF_TOKENIZED + r"""
@@ -140,7 +140,7 @@ def main() -> None:
                                      batches=args.batches))
             tokenizer = next(cache.glob("tokenizers/*/tokenizer.json"))  # ours trained it: same ids on both sides
             theirs = child(THEIRS.format(tokenizer=str(tokenizer), corpus=str(corpus), cache=str(cache / "hf"),
-                                         batches=args.batches, num_proc=None))
+                                         batches=args.batches, num_proc=None, batch_size=1000))
             console.print(f"{mb} MB done in {time.perf_counter() - t:.0f} s")
             table.add_row(f"{mb} MB", f"{ours['tokens']:,}", f"{ours['peak_mb']:,.0f} MB",
                           f"{theirs['peak_mb']:,.0f} MB", f"{ours['peak_mb'] / theirs['peak_mb']:.2f}x",

@@ -325,18 +325,29 @@ class TokenizedWriter:
         for f in self._files.values():
             f.close()
         for name, offsets in (("sent_lengths.tmp", "sent_offsets.npy"), ("doc_counts.tmp", "doc_offsets.npy")):
-            lengths = self.dir / name
-            n = lengths.stat().st_size // 8
-            out = np.lib.format.open_memmap(self.dir / offsets, mode="w+", dtype=np.int64, shape=(n + 1,))
-            out[0] = 0
-            if n:  # summed through memory maps: no in-memory copy of a large split
-                np.cumsum(np.memmap(lengths, dtype=np.int64, mode="r"), out=out[1:])
-            out.flush()
-            del out
-            lengths.unlink()
+            _write_offsets(self.dir / name, self.dir / offsets)
+            (self.dir / name).unlink()
         meta = {"format": TOKENIZED_FORMAT, "dtype": self.dtype, "num_tokens": self.num_tokens,
                 "num_sentences": self.num_sentences, "num_docs": self.num_docs}
         (self.dir / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+
+
+_OFFSET_BLOCK = 1 << 20  # lengths summed at a time by _write_offsets (8 MB)
+
+
+def _write_offsets(lengths: pathlib.Path, out: pathlib.Path) -> None:
+    """The .npy file of [0, cumsum(lengths)...] (int64) from a raw int64 file, a block at a time: neither array is
+    held or mapped whole, so memory stays flat however long the split."""
+    n = lengths.stat().st_size // 8
+    with open(lengths, "rb") as src, open(out, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<i8", "fortran_order": False, "shape": (n + 1,)})
+        total = np.zeros(1, dtype=np.int64)
+        total.tofile(f)
+        while (block := np.fromfile(src, dtype=np.int64, count=_OFFSET_BLOCK)).size:
+            sums = np.cumsum(block)
+            sums += total
+            sums.tofile(f)
+            total[0] = sums[-1]
 
 
 def save_tokenized(tc: TokenizedCorpus, directory: pathlib.Path | str, vocab_size: int) -> None:

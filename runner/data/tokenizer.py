@@ -3,12 +3,16 @@ unigram) tokenizers, and Transformer-XL style word-level (WikiText-103) and char
 
 from __future__ import annotations
 
+import itertools
 import json
 import pathlib
+import queue
 import re
+import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from tokenizers import (AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors,
                         trainers)
@@ -257,6 +261,46 @@ def _train_lm(kind: str, texts: Iterable[str], vocab_size: int, lowercase: bool)
     return tok
 
 
+_READ_AHEAD = (1_000, 8)  # texts per list, lists read ahead (read_ahead)
+
+
+def read_ahead(texts: Iterable[str]) -> Iterator[list[str]]:
+    """The texts in lists, read by a background thread a few lists ahead: while the trainer's Rust threads count the
+    words of one list (without the GIL), the corpus reader (Python: JSON parsing, the split's hash) reads the next,
+    instead of each waiting for the other. An error of the reader is raised here, in order."""
+    size, depth = _READ_AHEAD
+    lists: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(item: Any) -> None:
+        while not stop.is_set():  # the consumer may be gone (an error in the trainer): then give up
+            try:
+                lists.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def read() -> None:
+        try:
+            it = iter(texts)
+            while batch := list(itertools.islice(it, size)):
+                put(batch)
+            put(None)
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, which raises it
+            put(e)
+
+    reader = threading.Thread(target=read, name="read_ahead", daemon=True)
+    reader.start()
+    try:
+        while (item := lists.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        reader.join()
+
+
 def train_tokenizer(kind: str, texts: Iterable[str], vocab_size: int, lowercase: bool) -> Tokenizer:
     """Train a fresh WordPiece ("wordpiece"), byte-level BPE ("bpe"), SentencePiece-style unigram ("unigram"),
     word-level ("word") or character-level ("char") tokenizer on `texts`."""
@@ -276,7 +320,7 @@ def train_tokenizer(kind: str, texts: Iterable[str], vocab_size: int, lowercase:
         trainer = trainers.BpeTrainer(
             vocab_size=vocab_size, min_frequency=2, special_tokens=SPECIALS["bpe"],
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-        tok.train_from_iterator(texts, trainer)
+        tok.train_from_iterator(read_ahead(texts), trainer)
         # Positional: the cls keyword is spelled differently across tokenizers versions.
         tok.post_processor = processors.RobertaProcessing(
             ("</s>", _token_id(tok, "</s>")), ("<s>", _token_id(tok, "<s>")),

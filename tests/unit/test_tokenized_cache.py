@@ -7,6 +7,7 @@ import pathlib
 import pickle
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -245,3 +246,12 @@ def test_an_interrupted_build_data_resumes_into_the_same_cache(tmp_path, monkeyp
     assert 0 < sum(encoded) < 120 - 3, "only the documents after the third chunk are encoded"
     assert not partial.exists() and files_of(built) == reference
     assert again.corpus_report == first.corpus_report
+
+
+def test_offsets_are_summed_block_by_block_into_the_file_np_save_writes(tmp_path, monkeypatch):
+    monkeypatch.setattr(tokenized, "_OFFSET_BLOCK", 3)
+    for lengths in ([], [5], [4, 0, 7, 1, 1, 9, 2]):
+        np.asarray(lengths, dtype=np.int64).tofile(tmp_path / "lengths")
+        tokenized._write_offsets(tmp_path / "lengths", tmp_path / "offsets.npy")
+        np.save(tmp_path / "expected.npy", np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int64))
+        assert (tmp_path / "offsets.npy").read_bytes() == (tmp_path / "expected.npy").read_bytes()
