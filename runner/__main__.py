@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from runner.build import build, objective_options, encoder_config, register
 # by value with the globals they name, and a Console holds a lock that cannot be pickled
 from runner.config import console as terminal
 from runner.config.errors import ConfigError, TrainingError
-from runner.engine import distributed
+from runner.engine import distributed, threads
 from runner.engine.distributed import hydra_args
 from runner.engine import lock as rundir
 from runner.engine.preemption import Preempted
@@ -76,6 +77,8 @@ def job(cfg: DictConfig, hc) -> float | None:
             print(export_run_dir(Path(cfg.export)))
         return None
     run_dir = Path(hc.runtime.output_dir)
+    if is_multirun(hc):  # jobs a parallel launcher runs at once share the cores (runner/engine/threads.py)
+        os.environ[threads.PARALLEL_ENV] = str(threads.parallel_jobs(hc.launcher, hc.sweeper))
     distributed.from_submitit()  # hydra.launcher.tasks_per_node > 1: this task is one rank
     cfg.logger.group, cfg.logger.name = job_names(hc, run_dir, cfg.logger.group, cfg.logger.name)
     # a single run took it in RunDirCallback.on_run_start; multirun and submitit jobs take it here

@@ -21,13 +21,13 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from runner.build import build
 from runner.config.console import console, exit_code
 from runner.config.errors import ConfigError
 from runner.engine import lock as rundir
+from runner.engine import threads
 from runner.engine.runtime import resolve_device
 from runner.config.checks import typed
 from runner.config.overrides import apply_overrides, structured
@@ -68,8 +68,7 @@ def evaluate_run(run_dir: Path, overrides: Sequence[str]) -> dict[str, Any]:
         cfg = settings(overrides, run.config)
         cfg.trainer.max_steps = 0
         device = resolve_device(cfg.trainer.device)
-        if cfg.trainer.threads:
-            torch.set_num_threads(cfg.trainer.threads)
+        threads.apply(cfg.trainer.threads)  # its share of the cores (runner/engine/threads.py)
         built = build(cfg)
         built.module.load_state_dict(run.module_state())
         built.module.to(device)
@@ -95,8 +94,7 @@ def evaluate_model(path: Path, overrides: Sequence[str], out: Path | None = None
     model_kind(path)  # a directory that is neither a run nor a model: one line, before anything loads
     cfg = settings(overrides)
     device = resolve_device(cfg.trainer.device)
-    if cfg.trainer.threads:
-        torch.set_num_threads(cfg.trainer.threads)
+    threads.apply(cfg.trainer.threads)  # its share of the cores (runner/engine/threads.py)
     m = load_model(path, device)
     suites = read_suites(list(cfg.probes.suites))
     if cfg.probes.suite_final_pairs is not None:

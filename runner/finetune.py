@@ -27,6 +27,7 @@ from runner.build import build
 from runner.evaluation.after_training import NoLabels, downstream_eval, downstream_metrics, load_downstream_task, store_downstream
 from runner.config.console import console, exit_code
 from runner.store.layout import SUMMARY, open_run, write_summary
+from runner.engine import threads
 from runner.engine.runtime import resolve_device
 from runner.evaluation.checks import check_eval
 from runner.engine import lock as rundir
@@ -44,8 +45,6 @@ def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
 
 def finetune_run(run_dir: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Fine-tune the run in run_dir on eval.task (with the overrides) and record the result; returns it."""
-    import torch
-
     run = open_run(run_dir, finished=True)
     run_dir, summary_file = run.path, run.path / SUMMARY
 
@@ -56,8 +55,7 @@ def finetune_run(run_dir: str | Path, overrides: Sequence[str] = ()) -> dict[str
         cfg.trainer.max_steps = 0
         check_eval(cfg)
         device = resolve_device(cfg.trainer.device)
-        if cfg.trainer.threads:
-            torch.set_num_threads(cfg.trainer.threads)
+        threads.apply(cfg.trainer.threads)  # its share of the cores (runner/engine/threads.py)
         built = build(cfg)
         try:
             task = load_downstream_task(cfg, built)

@@ -36,7 +36,7 @@ class Trainer:
         rt = runtime.start(self.t, built.module)
         self.device, self.world, self.module, self.parallel, self.amp = rt.device, rt.world, rt.module, \
             rt.parallel, rt.amp
-        self.precision = self.amp.name
+        self.precision, self.threads = self.amp.name, rt.threads  # threads: how many and why (summary.json)
         self.objective, self.encoder = built.objective, built.module.encoder
         self.feed = build_feed(built, cfg, distributed.rank(), self.world)
         self.validate = Validator(self.module, self.objective, self.feed.val, self.device, self.amp)

@@ -8,7 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from runner.engine import distributed
+from runner.engine import distributed, threads
+from runner.engine.threads import ThreadPlan
 from runner.engine.parallel import STRATEGIES, Parallel
 from runner.engine.precision import PRECISIONS, Precision
 from runner.config.errors import ConfigError, require
@@ -16,19 +17,20 @@ from runner.config.errors import ConfigError, require
 
 @dataclass
 class Runtime:
-    """The device, the number of ranks, the module on it, its parallel wrapper and the precision policy."""
+    """The device, the number of ranks, the module on it, its parallel wrapper, the precision policy and the CPU
+    threads."""
 
     device: torch.device
     world: int
     module: nn.Module
     parallel: Parallel
     amp: Precision
+    threads: ThreadPlan
 
 
 def start(t: Any, module: nn.Module) -> Runtime:
     """Threads, process group, device; module moved there (FSDP: sharded instead), wrapped, maybe compiled."""
-    if t.threads:
-        torch.set_num_threads(t.threads)
+    plan = threads.apply(t.threads, int(t.get("num_workers") or 0))  # the share of the cores (runner/engine/threads.py)
     distributed.init()
     device = distributed.local_device(resolve_device(t.device))
     world = distributed.world_size()
@@ -45,7 +47,7 @@ def start(t: Any, module: nn.Module) -> Runtime:
     amp = Precision(t.precision, device, scaler)
     if t.compile:  # the training forward; evaluation stays eager (no second graph for no_grad)
         parallel.compile()
-    return Runtime(device, world, module, parallel, amp)
+    return Runtime(device, world, module, parallel, amp, plan)
 
 
 def check_machine(t) -> None:

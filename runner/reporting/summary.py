@@ -106,7 +106,7 @@ def run_summary(cfg: DictConfig, built: Built, trainer: Trainer, logger: Any, cl
         "initial_val": p.first_val or {}, "final_val": end.final_val, "train_time_s": p.elapsed,
         "tokens_per_s": p.tokens / p.elapsed if p.elapsed else 0.0,
         "padding": padding_shares(p),
-        "device": str(trainer.device), "precision": trainer.precision, "data_stats": built.data.stats(),
+        "device": str(trainer.device), "precision": trainer.precision, "threads": trainer.threads.as_dict(), "data_stats": built.data.stats(),
         "loggers": list(logger.active), "wandb_mode": logger.mode, "wandb_group": end.group, "skipped_steps": p.skipped,
         "resume_changes": trainer.checkpointer.changes,  # settings changed on resume: key, before, after, step
     }
