@@ -7,6 +7,7 @@ write what that load would refuse; arrays load with numpy's allow_pickle=False; 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import os
@@ -27,9 +28,59 @@ ENV_VAR = "BERTLAB_CACHE"
 T = TypeVar("T")
 
 
+class WriteFailed(TrainingError):
+    """A file that could not be written (a full disk, a quota, a read-only directory): one line naming it, what it
+    needed and the free space; nothing partial is left under its name, and the file it would have replaced is intact.
+    `path`: the file; the sites that know how to carry on add it (runner/store/checkpoint.py: how to resume)."""
+
+    def __init__(self, path: pathlib.Path, error: BaseException, needed: int | None, then: str = ""):
+        self.path, self.needed = pathlib.Path(path), needed
+        where = next((p for p in (self.path, *self.path.parents) if p.exists()), pathlib.Path("/"))
+        free = shutil.disk_usage(where).free
+        full = getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or isinstance(error, RuntimeError)
+        why = "no space left on the device" if full else first_line(error)
+        need = f"it needed {size_text(needed)}, " if needed else ""
+        self.error, self.next_step = error, then
+        then = f"; {then}" if then else ""
+        super().__init__(f"could not write {self.path} ({why}): {need}{size_text(free)} free there; nothing partial "
+                         f"was left{then}")
+
+
+    def saying(self, what: str) -> WriteFailed:
+        """The same failure, saying what to do next (how to resume, how to export again)."""
+        return WriteFailed(self.path, self.error, self.needed, what)
+
+
+def size_text(n: int) -> str:
+    """Bytes for a person: 1.2 MB, 3.4 GB."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def write_error(e: BaseException) -> bool:
+    """Whether an exception is a failed write: an OSError, or torch.save's RuntimeError when its zip writer's file
+    stops taking bytes ("unexpected pos ...", "PytorchStreamWriter failed ...")."""
+    return isinstance(e, OSError) or (isinstance(e, RuntimeError) and
+                                      any(s in str(e) for s in ("unexpected pos", "PytorchStreamWriter", "file write")))
+
+
+def tensor_bytes(obj: Any) -> int:
+    """The bytes of the tensors in a nest of dicts, lists and tuples: what torch.save of it needs, about."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(tensor_bytes(v) for v in obj)
+    return 0
+
+
 @contextlib.contextmanager
-def _atomic_file(path: pathlib.Path) -> Iterator[IO[bytes]]:
-    """Yield a temp file next to `path`; on success fsync and rename it over `path`, else delete it."""
+def _atomic_file(path: pathlib.Path, needed: int | None = None) -> Iterator[IO[bytes]]:
+    """Yield a temp file next to `path`; on success fsync and rename it over `path`, else delete it. A failed write
+    (a full disk) is a WriteFailed naming `path` and the `needed` bytes."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # Same directory so os.replace is a rename within one filesystem, hence atomic.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -39,24 +90,44 @@ def _atomic_file(path: pathlib.Path) -> Iterator[IO[bytes]]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         # BaseException too: a Ctrl-C mid-write must not leave temp litter behind.
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if write_error(e):
+            raise WriteFailed(path, e, needed) from e
         raise
 
 
 def atomic_write_bytes(data: bytes, path: pathlib.Path | str) -> None:
     """Write bytes to `path` so readers see either the old file or the complete new one."""
-    with _atomic_file(pathlib.Path(path)) as f:
+    with _atomic_file(pathlib.Path(path), len(data)) as f:
         f.write(data)
+
+
+@contextlib.contextmanager
+def appending(path: pathlib.Path | str, needed: int | None = None, newline: str | None = None) -> Iterator[IO[str]]:
+    """Open a text file to append to it; a failed write (a full disk) cuts the file back to what it held before
+    (no half-written record) and is a WriteFailed."""
+    path = pathlib.Path(path)
+    before = path.stat().st_size if path.exists() else None
+    try:
+        with path.open("a", newline=newline) as f:
+            yield f
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            if before is None:
+                path.unlink()
+            else:
+                os.truncate(path, before)
+        raise WriteFailed(path, e, needed) from e
 
 
 def atomic_save(obj: Any, path: pathlib.Path | str) -> None:
     """torch.save `obj` to `path` atomically (temp file, fsync, os.replace); makes parent dirs. An object that
     load_safely could not read back (a numpy array, an OmegaConf container, any class) is a TypeError naming what it
-    holds, and nothing is written: a file that saves is a file that loads."""
-    with _atomic_file(pathlib.Path(path)) as f:
+    holds, and nothing is written: a file that saves is a file that loads. A failed write: WriteFailed."""
+    with _atomic_file(pathlib.Path(path), tensor_bytes(obj)) as f:
         torch.save(obj, f)
         f.flush()
         f.seek(0)
@@ -191,9 +262,12 @@ def cached_dir(path: pathlib.Path | str, build: Callable[[pathlib.Path], None],
                         _fsync_path(f)
                     _fsync_path(tmp)
                     os.replace(tmp, path)
-                except BaseException:
+                except BaseException as e:
                     if not resumable:
                         shutil.rmtree(tmp, ignore_errors=True)
+                    if write_error(e) and not isinstance(e, WriteFailed):  # a full disk: one line, nothing half-built
+                        again = "it resumes where it stopped" if resumable else "it is built again"
+                        raise WriteFailed(path, e, None, f"free space and run again ({again})") from e
                     raise
                 _fsync_path(path.parent)  # persist the rename itself
     try:

@@ -8,7 +8,8 @@ from typing import Sequence
 
 import torch
 
-from runner.data.cache import atomic_save
+from runner.data.cache import WriteFailed, atomic_save
+from runner.store.checkpoint import resume_hint
 from runner.store.layout import SNAPSHOTS
 
 def snapshot_points(start: float, per_decade: int, end: float | None) -> list[float]:
@@ -48,8 +49,11 @@ class Snapshots:
         `write` (rank 0); every rank marks the thresholds done, so all of them stay in step."""
         if write:
             self.dir.mkdir(parents=True, exist_ok=True)
-            atomic_save({"module": module_state, "step": step, "flops": flops, "tokens": tokens,
-                         "thresholds": thresholds}, self.dir / f"flops-{thresholds[0]:.3g}.pt")
+            try:
+                atomic_save({"module": module_state, "step": step, "flops": flops, "tokens": tokens,
+                             "thresholds": thresholds}, self.dir / f"flops-{thresholds[0]:.3g}.pt")
+            except WriteFailed as e:  # a full disk: the run stops, resumable from its last checkpoint
+                raise e.saying(resume_hint(self.dir.parent)) from e.error
         self.pending = [x for x in self.pending if x not in thresholds]
 
 

@@ -6,12 +6,14 @@ hold) is the family's adapter's (runner/hf/adapters/<family>.py, found by runner
 the adapter of `config.family` and never tests which family it is."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 from torch import nn
 
+from runner.data.cache import WriteFailed, tensor_bytes, write_error
 from runner.data.tokenizer import export_tokenizer, special_added_tokens
 from runner.config.errors import ConfigError
 from runner.models.config import EncoderConfig
@@ -104,15 +106,21 @@ def export(module: nn.Module | dict[str, torch.Tensor], config: EncoderConfig, n
     hf = build_hf_model(module, config, nsp, ids, discriminator)
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(out_dir.name + ".tmp")
-    hf.save_pretrained(tmp)
     inputs = ["input_ids", "token_type_ids", "attention_mask"] if config.type_vocab_size > 1 else \
         ["input_ids", "attention_mask"]
     fast = PreTrainedTokenizerFast(tokenizer_object=export_tokenizer(tokenizer, config.tokenizer),
                                    model_max_length=config.max_seq_len, model_input_names=inputs,
                                    **{f"{k}_token": v for k, v in tokens.items()})
-    fast.save_pretrained(tmp)
+    try:
+        hf.save_pretrained(tmp)
+        fast.save_pretrained(tmp)
+    except BaseException as e:  # a full disk: no half-written export under either name
+        shutil.rmtree(tmp, ignore_errors=True)
+        if write_error(e):
+            raise WriteFailed(out_dir, e, tensor_bytes(dict(hf.state_dict())),
+                              f"free space and export again: python -m runner export={out_dir.parent}") from e
+        raise
     if out_dir.exists():
-        import shutil
         shutil.rmtree(out_dir)
     tmp.rename(out_dir)  # a crash mid-export never leaves a half-written directory under the final name
     return out_dir

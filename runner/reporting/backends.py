@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.config.errors import require
-from runner.data.cache import atomic_write_bytes
+from runner.data.cache import appending, atomic_write_bytes
 from runner.store import layout
 
 BACKENDS = ("wandb", "tensorboard", "csv")
@@ -174,7 +174,7 @@ class CsvBackend:
             self.columns += [k for k in row if k not in self.columns]
             self._rewrite()
             return
-        with self.path.open("a", newline="") as f:
+        with appending(self.path, newline="") as f:  # a full disk: no half row
             csv.DictWriter(f, fieldnames=self.columns, lineterminator="\n").writerow(row)
 
     def finish(self, summary: dict[str, Any]) -> None:

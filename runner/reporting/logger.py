@@ -10,11 +10,12 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from runner.data.cache import atomic_write_bytes
+from runner.data.cache import WriteFailed, appending, atomic_write_bytes
 from runner.config.errors import ConfigError
 from runner.config.schema import MODES
 from runner.reporting import backends as lb
 from runner.store import layout
+from runner.store.checkpoint import resume_hint
 
 
 def has_wandb_credentials() -> bool:
@@ -96,13 +97,20 @@ class RunLogger:
 
     def log(self, metrics: dict[str, Any], step: int) -> None:
         """One record: one JSON line (with "time", unix seconds), and the same keys to every backend."""
-        with self.metrics_path.open("a") as f:
-            f.write(json.dumps({"step": step, **metrics, "time": round(time.time(), 3)}) + "\n")
+        line = json.dumps({"step": step, **metrics, "time": round(time.time(), 3)}) + "\n"
+        try:
+            with appending(self.metrics_path, len(line)) as f:  # a full disk: no half line, the run stops
+                f.write(line)
+        except WriteFailed as e:
+            raise e.saying(resume_hint(self.run_dir)) from e.error
         self._each(lambda b: b.log(metrics, step))
 
     def finish(self, summary: dict[str, Any]) -> None:
         """Write summary.json atomically and close every backend with the summary attached."""
-        layout.write_summary(self.run_dir, summary)
+        try:
+            layout.write_summary(self.run_dir, summary)
+        except WriteFailed as e:
+            raise e.saying(resume_hint(self.run_dir)) from e.error
         self._each(lambda b: b.finish(summary))
 
     def abort(self) -> None:

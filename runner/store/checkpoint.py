@@ -9,7 +9,6 @@ other code, and resuming it from an earlier step would hide that."""
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import re
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 import torch
 
-from runner.data.cache import UnsafePickle, atomic_save, first_line, load_safely
+from runner.data.cache import UnsafePickle, WriteFailed, atomic_save, first_line, load_safely
 from runner.config.errors import TrainingError
 from runner.config.console import console
 
@@ -49,21 +48,33 @@ def step_files(run_dir: Path) -> list[Path]:
 
 def save(run_dir: Path, state: dict[str, Any], keep: int = 2) -> Path:
     """Write state as checkpoints/step-<step>.pt, point last.pt at it, and delete all but the newest `keep`.
-    A failed write (a full disk) raises TrainingError naming the file; the previous checkpoint stays intact."""
+    A failed write (a full disk) raises WriteFailed naming the file, what it needed and the free space, with how to
+    resume (`resume_hint`); no partial file is left and the previous checkpoint stays as it was."""
     last = checkpoint_path(run_dir)
     path = last.with_name(f"step-{int(state.get('step', 0)):08d}.pt")
     try:
         atomic_save(state, path)
         _point_last_at(path, state)
-    except OSError as e:
-        full = " (the disk is full)" if e.errno == errno.ENOSPC else ""
-        kept = f"; the previous checkpoint {last} is intact" if last.is_file() else ""
-        raise TrainingError(f"could not write checkpoint {path}{full}: {e.strerror or e}{kept}; free space "
-                            "and resume with trainer.resume=true") from e
+    except WriteFailed as e:
+        raise e.saying(resume_hint(run_dir)) from e.error
+    except OSError as e:  # linking last.pt to it
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        raise WriteFailed(last, e, None, resume_hint(run_dir)) from e
     for old in step_files(run_dir)[max(keep, 1):]:
         with contextlib.suppress(FileNotFoundError):
             old.unlink()
     return path
+
+
+def resume_hint(run_dir: Path) -> str:
+    """How a run stopped by a failed write carries on: from its last complete checkpoint, if it has one."""
+    steps = step_files(run_dir)
+    if not steps and not checkpoint_path(run_dir).is_file():
+        return "the run has no checkpoint yet: free space and run it again"
+    at = f" (step {int(STEP_FILE.search(steps[0].name).group(1))})" if steps else ""
+    return (f"its last checkpoint{at} is intact: free space and resume with trainer.resume=true, or copy {run_dir} to "
+            "a disk with room and resume it there")
 
 
 def _point_last_at(path: Path, state: dict[str, Any]) -> None:

@@ -44,7 +44,8 @@ def test_a_full_disk_during_a_checkpoint_is_reported_and_the_previous_survives(t
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(torch, "save", no_space)
-    with pytest.raises(TrainingError, match=r"step-00000002.pt \(the disk is full\).*previous checkpoint .* intact"):
+    with pytest.raises(TrainingError, match=r"step-00000002.pt \(no space left on the device\).*free there.*"
+                                            r"last checkpoint \(step 1\) is intact.*trainer.resume=true"):
         checkpoint.save(tmp_path, {"step": 2})
     monkeypatch.undo()
     assert checkpoint.load(tmp_path)["step"] == 1
