@@ -10,12 +10,15 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import json
 import os
 import pathlib
 import pickle
 import re
 import shutil
 import tempfile
+import warnings
+import zlib
 from collections.abc import Callable, Iterator
 from typing import IO, Any, TypeVar
 
@@ -232,54 +235,134 @@ def _fsync_path(path: pathlib.Path) -> None:
         os.close(fd)
 
 
+MANIFEST = ".manifest.json"  # in a cache entry: each file's size and checksum, written last
+WHOLE_FILE_CHECKSUM = 64 << 20  # files up to this size are checksummed whole; larger ones by their first and last MB
+SAMPLE = 1 << 20
+
+
+def file_check(path: pathlib.Path) -> dict[str, int]:
+    """A file's size and CRC-32: of all of it up to WHOLE_FILE_CHECKSUM bytes, else of its first and last MB (a
+    cheap check at every open: truncation and torn writes show in the size, flipped bytes in the sums)."""
+    size = path.stat().st_size
+    crc = 0
+    with path.open("rb") as f:
+        if size <= WHOLE_FILE_CHECKSUM:
+            while chunk := f.read(8 << 20):
+                crc = zlib.crc32(chunk, crc)
+        else:
+            crc = zlib.crc32(f.read(SAMPLE), crc)
+            f.seek(size - SAMPLE)
+            crc = zlib.crc32(f.read(SAMPLE), crc)
+    return {"size": size, "crc32": crc}
+
+
+def entry_files(root: pathlib.Path) -> list[pathlib.Path]:
+    """Every file of a cache entry but its manifest, sorted."""
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST)
+
+
+def write_manifest(root: pathlib.Path) -> None:
+    """Record the size and checksum of every file of a built entry (before it is renamed into place)."""
+    checks = {str(p.relative_to(root)): file_check(p) for p in entry_files(root)}
+    atomic_write_bytes(json.dumps(checks, indent=0).encode(), root / MANIFEST)
+
+
+def damage(root: pathlib.Path) -> str | None:
+    """What is wrong with a cache entry against its manifest (a file missing, cut short, grown or changed), or None;
+    an entry written before manifests existed is not checked."""
+    try:
+        checks = json.loads((root / MANIFEST).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        return f"its manifest is unreadable: {first_line(e)}"
+    for name, want in checks.items():
+        f = root / name
+        if not f.is_file():
+            return f"{name} is missing"
+        have = file_check(f)
+        if have["size"] != want["size"]:
+            return f"{name} has {have['size']:,} bytes, {want['size']:,} were written"
+        if have["crc32"] != want["crc32"]:
+            return f"{name} does not hold what was written (checksum)"
+    return None
+
+
+def _open(path: pathlib.Path, load: Callable[[pathlib.Path], T]) -> tuple[T | None, str | None]:
+    """(what load(path) returns, None), or (None, what is wrong with the entry)."""
+    if (why := damage(path)) is not None:
+        return None, why
+    try:
+        return load(path), None
+    except (ConfigError, TrainingError):
+        raise  # already one line, saying what to do
+    except (OSError, ValueError, KeyError, EOFError, pickle.UnpicklingError, RuntimeError) as e:
+        # numpy refuses a pickled .npy (allow_pickle=False): a tampered entry reads as damaged too
+        inner = re.sub(r";? ?delete it to rebuild$", "", first_line(e))
+        return None, inner if type(e) is RuntimeError else f"{type(e).__name__}: {inner}"
+
+
+def _build(path: pathlib.Path, build: Callable[[pathlib.Path], None], resumable: bool) -> None:
+    """build() into a temporary directory (resumable: .<name>.partial), its manifest, then one rename to `path`."""
+    # Temp dirs for this name left by a killed builder: nobody else can be writing them while we hold the lock.
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True)
+    if resumable:
+        tmp = path.with_name(f".{path.name}.partial")
+        tmp.mkdir(exist_ok=True)
+    else:
+        tmp = pathlib.Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        build(tmp)
+        write_manifest(tmp)
+        for f in tmp.iterdir():  # data on disk before the rename makes it visible
+            _fsync_path(f)
+        _fsync_path(tmp)
+        os.replace(tmp, path)
+    except BaseException as e:
+        if not resumable:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if write_error(e) and not isinstance(e, WriteFailed):  # a full disk: one line, nothing half-built
+            again = "it resumes where it stopped" if resumable else "it is built again"
+            raise WriteFailed(path, e, None, f"free space and run again ({again})") from e
+        raise
+    _fsync_path(path.parent)  # persist the rename itself
+
+
 def cached_dir(path: pathlib.Path | str, build: Callable[[pathlib.Path], None],
                load: Callable[[pathlib.Path], T], resumable: bool = False) -> T:
     """Load directory `path` if present, else build it once across processes and load it.
 
-    `build(tmp)` fills an empty temporary directory; it is renamed to `path` only once complete, so the
-    directory existing means it is complete. An exclusive lock on `<path>.lock` makes a second process wait for
-    the first builder and then read its result instead of building again.
+    `build(tmp)` fills an empty temporary directory; it is renamed to `path` only once complete (with a manifest of
+    its files' sizes and checksums), so the directory existing means it is complete. An exclusive lock on
+    `<path>.lock` makes a second process wait for the first builder and then read its result instead of building
+    again. An entry found damaged at open (a file cut short, deleted or changed; or one load() cannot read) is
+    rebuilt once, under the lock, with one warning naming it; a process that waited meanwhile reads the rebuilt one.
+    Only an entry that is still unreadable after its rebuild is an error.
 
     resumable: `build` gets `.<name>.partial` instead, the same directory every time, which a build that fails or is
     killed leaves as it is: the next build finds there what the interrupted one wrote and carries on from it."""
     path = pathlib.Path(path)
-    if not path.is_dir():  # fast path without the lock: the rename makes existence mean complete
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with file_lock(path.with_name(path.name + ".lock")):
-            if not path.is_dir():  # re-check: another process may have built it while we waited
-                # Temp dirs for this name left by a killed builder: nobody else can be writing them while
-                # we hold the lock.
-                for stale in path.parent.glob(f".{path.name}.*.tmp"):
-                    shutil.rmtree(stale, ignore_errors=True)
-                if resumable:
-                    tmp = path.with_name(f".{path.name}.partial")
-                    tmp.mkdir(exist_ok=True)
-                else:
-                    tmp = pathlib.Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-                try:
-                    build(tmp)
-                    for f in tmp.iterdir():  # data on disk before the rename makes it visible
-                        _fsync_path(f)
-                    _fsync_path(tmp)
-                    os.replace(tmp, path)
-                except BaseException as e:
-                    if not resumable:
-                        shutil.rmtree(tmp, ignore_errors=True)
-                    if write_error(e) and not isinstance(e, WriteFailed):  # a full disk: one line, nothing half-built
-                        again = "it resumes where it stopped" if resumable else "it is built again"
-                        raise WriteFailed(path, e, None, f"free space and run again ({again})") from e
-                    raise
-                _fsync_path(path.parent)  # persist the rename itself
-    try:
-        return load(path)
-    except (ConfigError, TrainingError):
-        raise  # already one line, saying what to do
-    except (OSError, ValueError, KeyError, EOFError, pickle.UnpicklingError, RuntimeError) as e:
-        # A damaged or tampered cache (numpy refuses a pickled .npy: allow_pickle=False) is one line naming the
-        # directory whose removal rebuilds it (an inner one, such as a split's, would not: `path` existing means done).
-        inner = re.sub(r";? ?delete it to rebuild$", "", first_line(e))
-        said = inner if type(e) is RuntimeError else f"{type(e).__name__}: {inner}"  # a RuntimeError says it all
-        raise TrainingError(f"cache {path} is unreadable ({said}); delete {path} to rebuild it") from e
+    if path.is_dir():  # fast path without the lock: the rename makes existence mean complete
+        out, why = _open(path, load)
+        if why is None:
+            return out
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(path.with_name(path.name + ".lock")):
+        if path.is_dir():  # damaged, or built by another process while we waited
+            out, why = _open(path, load)
+            if why is None:
+                return out
+            warnings.warn(f"cache {path} is damaged ({why}); rebuilding it", stacklevel=2)
+            aside = path.with_name(f".{path.name}.damaged-{os.getpid()}.tmp")
+            os.replace(path, aside)  # out of the way at once; removed with the other stale temporary directories
+            shutil.rmtree(aside, ignore_errors=True)
+        _build(path, build, resumable)
+    out, why = _open(path, load)
+    if why is not None:
+        raise TrainingError(f"cache {path} is unreadable ({why}) even as just built; delete {path} to rebuild it, "
+                            "and check the disk")
+    return out
 
 
 def first_line(error: BaseException) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 from tokenizers import (AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors,
                         trainers)
 
-from runner.data.cache import atomic_write_bytes
+from runner.data.cache import atomic_write_bytes, cached_dir
 from runner.data.sentence_ids import encode_sentences, spaces_are_tokens  # noqa: F401  (re-exported)
 from runner.config.errors import ConfigError
 
@@ -388,15 +388,23 @@ def tokenizer_cache_path(cache_dir: pathlib.Path, kind: str, vocab_size: int, lo
 
 def load_or_train_tokenizer(kind: str, texts_fn: Callable[[], Iterable[str]], vocab_size: int,
                             lowercase: bool, cache_dir: pathlib.Path, corpus_key: str) -> Tokenizer:
-    """Load the cached tokenizer for these settings, or train it on texts_fn() and cache it."""
+    """Load the cached tokenizer for these settings, or train it on texts_fn() and cache it: a cache entry
+    (runner/data/cache.py cached_dir: trained once across processes, checked at every open, rebuilt once when
+    damaged)."""
     _check_kind(kind)
     path = tokenizer_cache_path(cache_dir, kind, vocab_size, lowercase, corpus_key)
-    if path.is_file():
-        return Tokenizer.from_file(str(path))
-    tok = train_tokenizer(kind, texts_fn(), vocab_size, lowercase)
-    # Atomic: a crash mid-write must not leave a truncated tokenizer.json that later loads fail on.
-    atomic_write_bytes(tok.to_str().encode("utf-8"), path)
-    return tok
+
+    def build(tmp: pathlib.Path) -> None:
+        tok = train_tokenizer(kind, texts_fn(), vocab_size, lowercase)
+        atomic_write_bytes(tok.to_str().encode("utf-8"), tmp / path.name)
+
+    def load(entry: pathlib.Path) -> Tokenizer:
+        try:
+            return Tokenizer.from_file(str(entry / path.name))
+        except Exception as e:  # tokenizers raises a bare Exception on malformed JSON: a damaged entry
+            raise ValueError(" ".join(str(e).split())[:200]) from None
+
+    return cached_dir(path.parent, build, load)
 
 
 def tokenizer_file(path: str, key: str = "data.tokenizer.path") -> pathlib.Path:

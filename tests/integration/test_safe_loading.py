@@ -61,7 +61,7 @@ def test_a_checkpoint_that_would_run_code_is_refused_on_resume_and_export(traine
     assert not sentinel.exists() and not (target / "hf").exists()
 
 
-def test_a_data_cache_entry_that_would_run_code_is_refused_in_one_line(trained, tmp_path):
+def test_a_data_cache_entry_that_would_run_code_is_never_loaded_and_is_rebuilt(trained, tmp_path):
     run_dir, overrides = trained
     shared = tmp_path / "shared_cache"  # a cache directory someone else can write to
     own = [o for o in overrides if not o.startswith("data.cache_dir=")]
@@ -69,11 +69,23 @@ def test_a_data_cache_entry_that_would_run_code_is_refused_in_one_line(trained, 
     sentinel = tmp_path / "pwned"
     offsets = sorted(shared.glob("tokenized/*/train/sent_offsets.npy"))
     assert offsets
-    for f in offsets:  # an object array: its elements are pickles
-        np.save(f, np.array([RunsCode(sentinel), 1], dtype=object), allow_pickle=True)
+    entry_dir = offsets[0].parents[1]
+
+    def tamper() -> None:
+        for f in offsets:  # an object array: its elements are pickles
+            np.save(f, np.array([RunsCode(sentinel), 1], dtype=object), allow_pickle=True)
+
+    tamper()  # the entry's manifest no longer matches: rebuilt (runner/data/cache.py), the file never read
     r = cli(*own, f"data.cache_dir={shared}", "trainer.max_steps=0", run_dir=tmp_path / "run")
-    assert_one_line_error(r, f"cache {offsets[0].parents[1]} is unreadable", "Python objects in dtype",
-                          f"delete {offsets[0].parents[1]} to rebuild it")
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    assert f"cache {entry_dir} is damaged (train/sent_offsets.npy has " in r.stderr and "rebuilding it" in r.stderr
+    tamper()
+    (entry_dir / ".manifest.json").unlink()  # as an entry from before manifests, or one whose manifest was forged
+    r = cli(*own, f"data.cache_dir={shared}", "trainer.max_steps=0", run_dir=tmp_path / "run2")
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    assert f"cache {entry_dir} is damaged (" in r.stderr and "Python objects in dtype" in r.stderr  # numpy refused
+    for f in offsets:
+        assert np.load(f, allow_pickle=False).dtype == np.int64  # rebuilt: integers again
     entry = tmp_path / "entry.pt"  # runner.data.cache.cached's files: torch.load with weights_only=True
     torch.save(TouchesFile(sentinel), entry)
     with pytest.raises(TrainingError, match="entry.pt was not loaded: .*delete it to rebuild"):

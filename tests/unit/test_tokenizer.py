@@ -147,7 +147,7 @@ def test_load_or_train_caches(tmp_path, texts, monkeypatch):
     first = load_or_train_tokenizer("wordpiece", texts_fn, 500, True, tmp_path, "abc")
     path = tokenizer_cache_path(tmp_path, "wordpiece", 500, True, "abc")
     assert path == tmp_path / "tokenizers" / "wordpiece-v500-lc-abc" / "tokenizer.json"
-    assert path.is_file() and os.listdir(path.parent) == ["tokenizer.json"]  # no temp litter
+    assert path.is_file() and sorted(os.listdir(path.parent)) == [".manifest.json", "tokenizer.json"]  # no temp litter
     # Would fail if it retrained: train_tokenizer is not reachable any more.
     monkeypatch.setattr("runner.data.tokenizer.train_tokenizer", None)
     second = load_or_train_tokenizer("wordpiece", texts_fn, 500, True, tmp_path, "abc")
@@ -215,7 +215,7 @@ def test_atomic_save_failure_keeps_old_file(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", broken_save)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(cache.WriteFailed, match=r"obj.pt \(disk full\): .*free there; nothing partial"):
         cache.atomic_save({"v": 2}, path)
     monkeypatch.undo()
     assert path.read_bytes() == before
