@@ -77,7 +77,8 @@ def training_sample(corpus: Path, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for shard in sorted(corpus.glob("*.jsonl")):
         with open(shard, encoding="utf-8") as f, open(out / shard.name, "w", encoding="utf-8") as w:
-            w.writelines(line for number, line in enumerate(f, 1) if split_of(f"{shard.name}#{number}", val, test) == "train")
+            w.writelines(line for number, line in enumerate(f, 1)
+                         if split_of(f"{shard.name}#{number}", val, test) == "train")
 
 
 THEIRS_TRAIN = r"""
@@ -122,7 +123,7 @@ GRID = [(1, 1000), (2, 500), (2, 1000), (2, 2000), (2, 4000), (3, 1000)]
 
 
 def tune_theirs(tmp: Path, mb: int, console: Console) -> tuple[int, int]:
-    """The fastest (num_proc, batch_size) of GRID for datasets.map on an `mb` MB corpus (a tokenizer trained by ours)."""
+    """The fastest (num_proc, batch_size) of GRID for datasets.map on an `mb` MB corpus (tokenizer: ours trains it)."""
     corpus, tok_file = tmp / f"tune{mb}", tmp / f"tune{mb}.json"
     make_corpus(corpus, mb)
     common = dict(root=str(ROOT), conf=str(ROOT / "conf"))
@@ -165,7 +166,8 @@ def main() -> None:
         their_proc, their_batch = tune_theirs(Path(tmp), args.tune_mb, console)
         table = Table(title="data preparation, two jobs apart (a fresh process each)",
                       caption="s: wall seconds; ratio: theirs / ours (> 1: ours faster); MB: peak RSS. theirs: "
-                              "tokenizer training = tokenizers' BpeTrainer fed by datasets, on ours' training sample; "
+                              "tokenizer training = tokenizers' BpeTrainer fed by datasets, on ours' training "
+                              "sample; "
                               f"tokenization = datasets.map with the same fast tokenizer, num_proc={their_proc}, "
                               f"batch_size={their_batch} (ours: data.num_proc={args.num_proc})")
         for col in ("size", "job", "ours s", "theirs s", "ratio", "ours MB", "theirs MB"):

@@ -155,7 +155,8 @@ def count_encoded(monkeypatch) -> list[int]:
     """The documents of each chunk encoded from now on (in this process), in order."""
     chunks: list[int] = []
     encode = tokenized.encode_texts
-    monkeypatch.setattr(tokenized, "encode_texts", lambda tok, texts: (chunks.append(len(texts)), encode(tok, texts))[1])
+    monkeypatch.setattr(tokenized, "encode_texts",
+                        lambda tok, texts: (chunks.append(len(texts)), encode(tok, texts))[1])
     return chunks
 
 
@@ -253,5 +254,5 @@ def test_offsets_are_summed_block_by_block_into_the_file_np_save_writes(tmp_path
     for lengths in ([], [5], [4, 0, 7, 1, 1, 9, 2]):
         np.asarray(lengths, dtype=np.int64).tofile(tmp_path / "lengths")
         tokenized._write_offsets(tmp_path / "lengths", tmp_path / "offsets.npy")
-        np.save(tmp_path / "expected.npy", np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int64))
+        np.save(tmp_path / "expected.npy", np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
         assert (tmp_path / "offsets.npy").read_bytes() == (tmp_path / "expected.npy").read_bytes()
