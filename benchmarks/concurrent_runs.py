@@ -1,9 +1,11 @@
 """Runs that share a machine: two `python -m runner` runs started together against the same two one after the other,
-and one run alone with OpenMP's waiting passive (bertlab's default, runner/__init__.py) against active (torch's,
-what a run did before). Each run is a fresh process with its own run directory; the data cache is warmed first.
+with the cores divided through bertlab's registry of live processes (runner/engine/threads.py) and as before (each
+run given a registry of its own, so it sees no other: torch's default threads each); and one run alone both ways.
+Optionally, one run alone with OpenMP's passive waiting, the other fix the issue measured. Each run is a fresh process
+with its own run directory; the data cache is warmed first.
 
     python benchmarks/concurrent_runs.py                       # model=bert data=wiki trainer.max_steps=150
-    python benchmarks/concurrent_runs.py --steps 50 --with-active-pair   # also the pair as before (minutes)
+    python benchmarks/concurrent_runs.py --steps 50 --with-passive
 """
 from __future__ import annotations
 
@@ -23,15 +25,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--overrides", nargs="*", default=["model=bert", "data=wiki"], help="the run (default: %(default)s)")
     p.add_argument("--steps", type=int, default=150, help="trainer.max_steps of each run (default: %(default)s)")
     p.add_argument("--repeats", type=int, default=2, help="alone: passive/active alternations (default: %(default)s)")
-    p.add_argument("--with-active-pair", action="store_true",
-                   help="also two runs together with active waiting (what collapsed: 3.3x on 2 cores)")
+    p.add_argument("--with-passive", action="store_true",
+                   help="also one run alone with OMP_WAIT_POLICY=PASSIVE (the issue's other fix)")
     return p.parse_args(argv)
 
 
-def start(args: argparse.Namespace, tmp: Path, name: str, wait: str | None) -> subprocess.Popen:
+def start(args: argparse.Namespace, tmp: Path, name: str, mode: str) -> subprocess.Popen:
+    """One run: mode "shared" (bertlab: the registry all runs share), "before" (a registry of its own) or "passive"
+    (its own registry, OMP_WAIT_POLICY=PASSIVE)."""
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
-    if wait:
-        env["OMP_WAIT_POLICY"] = wait
+    env["BERTLAB_PROCESSES"] = str(tmp / "registry" if mode == "shared" else tmp / f"registry-{name}")
+    if mode == "passive":
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
     cmd = [sys.executable, "-m", "runner", *args.overrides, f"trainer.max_steps={args.steps}", "logger.mode=disabled",
            "eval.downstream=false", "probes.enabled=false", "trainer.export_hf=false",
            f"hydra.run.dir={tmp / name}"]
@@ -55,29 +60,36 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     with tempfile.TemporaryDirectory(prefix="bertlab-concurrent-") as d:
         tmp = Path(d)
-        wall([start(args, tmp, "warm", None)])  # the tokenizer and tokenized cache, built once
+        wall([start(args, tmp, "warm", "before")])  # the tokenizer and tokenized cache, built once
         n = iter(range(1000))
-        alone = {"passive": [], "active": []}
+
+        def one(mode: str) -> float:
+            return wall([start(args, tmp, f"run{next(n)}", mode)])
+
+        def pair(mode: str) -> float:
+            return wall([start(args, tmp, f"run{next(n)}", mode), start(args, tmp, f"run{next(n)}", mode)])
+
+        alone: dict[str, list[float]] = {"before": [], "shared": [], **({"passive": []} if args.with_passive else {})}
         for r in range(args.repeats):
-            for wait in (("passive", "active") if r % 2 == 0 else ("active", "passive")):
-                alone[wait].append(wall([start(args, tmp, f"run{next(n)}", wait.upper())]))
-        sequence = wall([start(args, tmp, f"run{next(n)}", None)]) + wall([start(args, tmp, f"run{next(n)}", None)])
-        together = wall([start(args, tmp, f"run{next(n)}", None), start(args, tmp, f"run{next(n)}", None)])
-        active_pair = wall([start(args, tmp, f"run{next(n)}", "ACTIVE"), start(args, tmp, f"run{next(n)}", "ACTIVE")]) \
-            if args.with_active_pair else None
+            for mode in (list(alone) if r % 2 == 0 else list(alone)[::-1]):
+                alone[mode].append(one(mode))
+        sequence = one("shared") + one("shared")
+        together = pair("shared")
+        before_pair = pair("before")
     mean = {k: sum(v) / len(v) for k, v in alone.items()}
     table = Table(title=f"python -m runner {' '.join(args.overrides)} trainer.max_steps={args.steps}: wall seconds "
                         f"(each run a fresh process, {os.cpu_count()} cores)")
     for col in ("what", "seconds", "ratio"):
         table.add_column(col, justify="left" if col == "what" else "right")
-    table.add_row("one run alone, active waiting (before)", f"{mean['active']:.1f}", "")
-    table.add_row("one run alone, passive waiting (bertlab)", f"{mean['passive']:.1f}",
-                  f"{mean['passive'] / mean['active']:.3f}x of active")
+    table.add_row("one run alone, before", f"{mean['before']:.1f}", "")
+    table.add_row("one run alone, bertlab (registry)", f"{mean['shared']:.1f}",
+                  f"{mean['shared'] / mean['before']:.3f}x of before")
+    if "passive" in mean:
+        table.add_row("one run alone, OMP_WAIT_POLICY=PASSIVE", f"{mean['passive']:.1f}",
+                      f"{mean['passive'] / mean['before']:.3f}x of before")
     table.add_row("two runs in sequence", f"{sequence:.1f}", "")
-    table.add_row("two runs together", f"{together:.1f}", f"{together / sequence:.2f}x of sequence")
-    if active_pair is not None:
-        table.add_row("two runs together, active waiting (before)", f"{active_pair:.1f}",
-                      f"{active_pair / sequence:.2f}x of sequence")
+    table.add_row("two runs together, bertlab", f"{together:.1f}", f"{together / sequence:.2f}x of sequence")
+    table.add_row("two runs together, before", f"{before_pair:.1f}", f"{before_pair / sequence:.2f}x of sequence")
     console.print(table)
     return 0
 

@@ -1,9 +1,5 @@
 """bertlab: BERT-family pretraining experiments from Hydra config groups (python -m runner).
 
-Importing it first makes OpenMP threads wait passively (they sleep when idle instead of spinning on cores another
-process needs; read when torch's OpenMP runtime loads, so before torch is imported), unless the user set it;
-runner/engine/threads.py divides the cores.
-
 The package is built in layers, each a folder; a module imports only from its own layer and the layers below it
 (tests/unit/test_layers.py fails on any upward import, function-local ones included):"""
 
@@ -19,11 +15,6 @@ LAYERS = (
     "reporting",   # the logger and its backends, the summary, comparison tables and reports, the watch
     "sweeps",      # Hydra multiruns: the sweep callback, the value a sweeper optimises
 )
-import os as _os
-
-for _key, _value in (("OMP_WAIT_POLICY", "PASSIVE"), ("KMP_BLOCKTIME", "0")):  # GNU OpenMP; Intel's, in a libiomp build
-    _os.environ.setdefault(_key, _value)
-
 # above them all: __main__.py, run.py (the sequence of a run), build.py (assembly, registration, validation) and the
 # python -m runner.X entry points (finetune.py; compare, watch, tensorboard, convert and crossover are one-line aliases
 # of the commands in their layers)

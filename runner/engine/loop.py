@@ -11,7 +11,7 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from runner.engine import distributed, runtime
+from runner.engine import distributed, runtime, threads
 from runner.config.budget import budget_of
 from runner.engine.assembly import Built
 from runner.engine.snapshots import Snapshots, snapshot_points
@@ -127,7 +127,7 @@ class Trainer:
 
     def train_step(self) -> dict[str, float]:
         """One optimizer step: accumulate, stop on a non-finite loss, clip, step the optimizer and schedule."""
-        out, p = self.accumulate(), self.progress
+        self.threads, out, p = threads.refresh(self.threads), self.accumulate(), self.progress  # threads: re-shared
         self.amp.unscale(self.optimizer)
         grad_norm = self.parallel.clip(self.t.grad_clip if self.t.grad_clip > 0 else float("inf"))
         lr = self.scheduler.get_last_lr()[0]

@@ -2,15 +2,21 @@
 
 Two torch processes with torch's default threads on one machine each spin all their OpenMP threads on cores the other
 needs: on 2 cores two runs started together took 3.3x the time of the same two in sequence. Every process bertlab
-starts therefore (1) waits passively (OMP_WAIT_POLICY=PASSIVE, set by runner/__init__.py before torch loads,
-unless the user set it) and (2) sets its intra-op threads to its share of the cores it may use: its CPU affinity,
-capped by a cgroup CPU quota where there is one, divided among the processes started together for the same work
-(torchrun's ranks on this host, a launcher's parallel sweep jobs), less one core per DataLoader worker (each
-builds batches on one thread). An explicit trainer.threads, or the user's own OMP_NUM_THREADS, wins."""
+starts therefore sets its intra-op threads to its share of the cores it may use (its CPU affinity, capped by a cgroup
+CPU quota where there is one, and by torch's own default), divided among the bertlab processes computing on this
+machine at the time and the processes started together for the same work (torchrun's ranks on this host, a
+launcher's parallel sweep jobs), less one core per DataLoader worker (each builds batches on one thread). The
+processes computing are found in a registry (`Registry`: one file per live process), which a training run reads again
+every few seconds, so a run started beside it shrinks both and one that ends gives its cores back. An explicit
+trainer.threads, or the user's own OMP_NUM_THREADS, wins. (Passive OpenMP waiting, the other fix, made a run alone
+1.37x slower here: benchmarks/concurrent_runs.py.)"""
 from __future__ import annotations
 
+import atexit
 import math
 import os
+import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -56,27 +62,26 @@ class ThreadPlan:
     threads: int
     source: str  # trainer.threads | OMP_NUM_THREADS | shared
     cores: int  # usable cores
-    sharers: int  # processes started together for this work (ranks on this host x parallel sweep jobs)
+    sharers: int  # processes sharing them: ranks on this host x parallel sweep jobs, or the registry's live ones
     workers: int  # DataLoader workers beside it
-    wait_policy: str | None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def plan(cores: int, explicit: int | None = None, env: Mapping[str, str] | None = None, parallel_jobs: int = 1,
-         workers: int = 0) -> ThreadPlan:
+         workers: int = 0, live: int = 1) -> ThreadPlan:
     """The threads of one process on `cores` usable cores: `explicit` (trainer.threads) or the user's
-    OMP_NUM_THREADS when set, else cores // (LOCAL_WORLD_SIZE x parallel_jobs) less `workers`, at least 1."""
+    OMP_NUM_THREADS when set, else cores // sharers less `workers`, at least 1; sharers: LOCAL_WORLD_SIZE x
+    parallel_jobs, or the `live` bertlab processes computing on the machine when they are more."""
     env = os.environ if env is None else env
     local = max(1, int(env.get("LOCAL_WORLD_SIZE") or 1))
-    sharers = local * max(1, parallel_jobs)
-    wait = env.get("OMP_WAIT_POLICY")
+    sharers = max(local * max(1, parallel_jobs), live)
     if explicit:
-        return ThreadPlan(int(explicit), "trainer.threads", cores, sharers, workers, wait)
+        return ThreadPlan(int(explicit), "trainer.threads", cores, sharers, workers)
     if (user := env.get("OMP_NUM_THREADS", "").strip()).isdigit() and int(user) > 0:
-        return ThreadPlan(int(user), "OMP_NUM_THREADS", cores, sharers, workers, wait)
-    return ThreadPlan(max(1, cores // sharers - workers), "shared", cores, sharers, workers, wait)
+        return ThreadPlan(int(user), "OMP_NUM_THREADS", cores, sharers, workers)
+    return ThreadPlan(max(1, cores // sharers - workers), "shared", cores, sharers, workers)
 
 
 def parallel_jobs(launcher: Mapping[str, Any] | None, sweeper: Mapping[str, Any] | None = None) -> int:
@@ -91,11 +96,74 @@ def parallel_jobs(launcher: Mapping[str, Any] | None, sweeper: Mapping[str, Any]
     return max(1, int(n))
 
 
-def apply(threads: int | None, workers: int = 0) -> ThreadPlan:
+class Registry:
+    """The bertlab processes computing on this machine: one file per process, named by its pid, in a directory shared
+    by the user's processes (BERTLAB_PROCESSES, default <tmp>/bertlab-<uid>-processes). A process adds itself when it
+    takes its threads and removes itself at exit; a file whose process is gone (killed) is not counted, and removed."""
+
+    def __init__(self, root: Path | None = None):
+        default = Path(tempfile.gettempdir()) / f"bertlab-{os.getuid()}-processes"
+        self.root = Path(root or os.environ.get("BERTLAB_PROCESSES") or default)
+
+    def join(self) -> None:
+        """Count this process from now until it exits."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            mine = self.root / str(os.getpid())
+            mine.touch()
+            atexit.register(lambda: mine.unlink(missing_ok=True))
+        except OSError:  # a read-only or full temporary directory: this process alone is not counted
+            pass
+
+    def live(self) -> int:
+        """The live processes in the registry (at least this one)."""
+        count = 0
+        try:
+            entries = list(self.root.iterdir())
+        except OSError:
+            return 1
+        for f in entries:
+            if not f.name.isdigit():
+                continue
+            try:
+                os.kill(int(f.name), 0)
+                count += 1
+            except ProcessLookupError:
+                f.unlink(missing_ok=True)
+            except PermissionError:  # alive, another user's
+                count += 1
+        return max(1, count)
+
+
+REGISTRY = Registry()
+REFRESH_SECONDS = 3.0  # how often a training run reads the registry again
+_last_refresh = [0.0]
+
+
+def apply(threads: int | None, workers: int = 0, registry: Registry | None = None) -> ThreadPlan:
     """Set this process's intra-op threads: `threads` (trainer.threads) when given, else its share of the machine
-    (`plan`), beside `workers` DataLoader workers and the parallel jobs PARALLEL_ENV names."""
+    (`plan`) among the registry's live processes (this one joins it), beside `workers` DataLoader workers and the
+    parallel jobs PARALLEL_ENV names."""
+    registry = registry or REGISTRY
+    registry.join()
     jobs = os.environ.get(PARALLEL_ENV, "1")
-    p = plan(usable_cores(), threads, parallel_jobs=int(jobs) if jobs.isdigit() else 1, workers=workers)
+    p = plan(usable_cores(), threads, parallel_jobs=int(jobs) if jobs.isdigit() else 1, workers=workers,
+             live=registry.live())
     if torch.get_num_threads() != p.threads:
+        torch.set_num_threads(p.threads)
+    return p
+
+
+def refresh(current: ThreadPlan, registry: Registry | None = None) -> ThreadPlan:
+    """Every REFRESH_SECONDS, the share again as processes start and end beside this one (a training step calls it);
+    the plan in force otherwise. A user's or trainer.threads' count stays."""
+    now = time.monotonic()
+    if current.source != "shared" or now - _last_refresh[0] < REFRESH_SECONDS:
+        return current
+    _last_refresh[0] = now
+    registry = registry or REGISTRY
+    jobs = os.environ.get(PARALLEL_ENV, "1")
+    p = plan(current.cores, None, {}, int(jobs) if jobs.isdigit() else 1, current.workers, registry.live())
+    if p.threads != torch.get_num_threads():
         torch.set_num_threads(p.threads)
     return p

@@ -61,28 +61,43 @@ def test_cgroup_quota(tmp_path):
     assert cgroup_cores(tmp_path) == 2.0
 
 
-def test_apply_sets_torch_and_reads_the_parallel_jobs(monkeypatch):
+def test_apply_sets_torch_and_reads_the_parallel_jobs(tmp_path, monkeypatch):
     before = torch.get_num_threads()
     try:
         monkeypatch.setattr(threads, "usable_cores", lambda: 4)
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
         monkeypatch.setenv(threads.PARALLEL_ENV, "2")
-        p = threads.apply(None)
+        p = threads.apply(None, registry=threads.Registry(tmp_path))
         assert (p.threads, torch.get_num_threads()) == (2, 2)
-        assert threads.apply(3).threads == torch.get_num_threads() == 3
+        assert threads.apply(3, registry=threads.Registry(tmp_path)).threads == torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)
 
 
-def test_importing_runner_makes_openmp_wait_passively(monkeypatch):
-    import importlib
-
-    import runner
-
-    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-    monkeypatch.delenv("KMP_BLOCKTIME", raising=False)
-    importlib.reload(runner)  # what `python -m runner` runs before torch loads
-    assert (os.environ["OMP_WAIT_POLICY"], os.environ["KMP_BLOCKTIME"]) == ("PASSIVE", "0")
-    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
-    importlib.reload(runner)
-    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"  # the user's choice stays
+def test_runs_beside_each_other_share_the_cores_through_the_registry(tmp_path, monkeypatch):
+    """Independent runs on one machine find each other in the registry: a second run halves both, and when it ends
+    the first takes the cores back at its next refresh."""
+    registry = threads.Registry(tmp_path)
+    registry.join()
+    assert registry.live() == 1
+    other = tmp_path / str(os.getppid())  # another live process (this test's parent) joined
+    other.touch()
+    (tmp_path / "999999999").touch()  # a process that was killed: not counted, and removed
+    assert registry.live() == 2 and not (tmp_path / "999999999").exists()
+    assert plan(8, env={}, live=registry.live()).threads == 4
+    assert plan(2, env={}, live=3).threads == 1 and plan(8, env={"LOCAL_WORLD_SIZE": "4"}, live=2).threads == 2
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setattr(threads, "usable_cores", lambda: 4)
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        monkeypatch.delenv(threads.PARALLEL_ENV, raising=False)
+        monkeypatch.setattr(threads, "REFRESH_SECONDS", 0.0)
+        current = threads.apply(None, registry=registry)
+        assert (current.threads, current.sharers, torch.get_num_threads()) == (2, 2, 2)
+        other.unlink()  # the other run ended
+        current = threads.refresh(current, registry)
+        assert (current.threads, torch.get_num_threads()) == (4, 4)
+        fixed = threads.apply(3, registry=registry)
+        assert threads.refresh(fixed, registry) is fixed  # trainer.threads is never re-shared
+    finally:
+        torch.set_num_threads(before)
