@@ -79,21 +79,23 @@ def test_fine_tuning_batches_compute_the_real_tokens_only():
         assert {rows for _, rows in seen} == {sum(len(e.ids) for e in examples)}, packing
 
 
+def outputs(built, layout: str, batch):
+    """The encoder's hidden states in the padded layout (eval mode), and the training loss and stats of a batch."""
+    built.module.encoder.eval()
+    with torch.no_grad():
+        h = built.module.encoder.encode_batch(batch)
+    built.module.train()
+    return (h if layout == "padded" else unpack(h, batch)), *loss_of(built, batch)
+
+
 @pytest.mark.parametrize("overrides", [*CASES, SEGMENT_PAIR], ids=[*CASE_IDS, "bert-segment-pair"])
 def test_unpadded_outputs_equal_the_computation_on_every_position(overrides, monkeypatch):
     built, batches = layouts(overrides)
-    encoder = built.module.encoder
     for layout, batch in batches.items():
-        def outputs():
-            encoder.eval()
-            with torch.no_grad():
-                h = encoder.encode_batch(batch)
-            built.module.train()
-            return (h if layout == "padded" else unpack(h, batch)), *loss_of(built, batch)
-        h, loss, stats = outputs()
+        h, loss, stats = outputs(built, layout, batch)
         with monkeypatch.context() as m:  # the reference: every position computed, padding included
             m.setattr(Unpadded, "of", classmethod(lambda cls, mask: None))
-            h_ref, loss_ref, stats_ref = outputs()
+            h_ref, loss_ref, stats_ref = outputs(built, layout, batch)
         real = unpack(batch["attention_mask"], batch).bool() if layout == "packed" else batch["attention_mask"].bool()
         torch.testing.assert_close(h[real], h_ref[real], rtol=1e-5, atol=1e-5, msg=layout)
         assert h[~real].eq(0).all()  # padding positions hold zeros: nothing was computed there
@@ -135,7 +137,7 @@ def reference_varlen(q, k, v, cu_q, cu_k, max_q, max_k, window_size=(-1, -1)):
                                        ["model=modernbert", "model.num_layers=2", "data.pack_width=512"]],
                          ids=["modernbert", "bert", "electra", "modernbert-wide"])
 def test_the_variable_length_path_gives_the_padded_attention(overrides, monkeypatch):
-    """Where the device has a variable-length kernel (CUDA: benchmarks/gpu_suite.py checks the real one), attention
+    """Where the device has a variable-length kernel (CUDA: the test below checks the real one), attention
     runs on the N tokens sequence by sequence; here the kernel's contract, computed by hand, stands in for it: the
     same hidden states and loss as the padded rows under their mask, in both layouts, windows included."""
     import runner.models.encoder as encoder_module
@@ -143,19 +145,13 @@ def test_the_variable_length_path_gives_the_padded_attention(overrides, monkeypa
     built, batches = layouts(overrides)
     encoder = built.module.encoder
     for layout, batch in batches.items():
-        def outputs():
-            encoder.eval()
-            with torch.no_grad():
-                h = encoder.encode_batch(batch)
-            built.module.train()
-            return (h if layout == "padded" else unpack(h, batch)), loss_of(built, batch)[0]
-        h_ref, loss_ref = outputs()
+        h_ref, loss_ref, _ = outputs(built, layout, batch)
         calls = []
         with monkeypatch.context() as m:
             m.setattr(encoder_module, "kernel_runs_on", lambda x: True)
             m.setattr(encoder_module, "varlen_kernel",
                       lambda: lambda *a, **k: calls.append(k["window_size"]) or reference_varlen(*a, **k))
-            h, loss = outputs()
+            h, loss, _ = outputs(built, layout, batch)
         c = encoder.config
         windows = {(-1, -1)} if c.local_window is None else {(-1, -1), (c.local_window // 2,) * 2}
         assert set(calls) == windows  # the kernel ran for every layer: global ones, and sliding windows
