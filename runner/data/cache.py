@@ -43,7 +43,7 @@ class WriteFailed(TrainingError):
         full = getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or isinstance(error, RuntimeError)
         why = "no space left on the device" if full else first_line(error)
         need = f"it needed {size_text(needed)}, " if needed else ""
-        self.error, self.next_step = error, then
+        self.error = error
         then = f"; {then}" if then else ""
         super().__init__(f"could not write {self.path} ({why}): {need}{size_text(free)} free there; nothing partial "
                          f"was left{then}")
@@ -288,9 +288,10 @@ def damage(root: pathlib.Path) -> str | None:
     return None
 
 
-def _open(path: pathlib.Path, load: Callable[[pathlib.Path], T]) -> tuple[T | None, str | None]:
-    """(what load(path) returns, None), or (None, what is wrong with the entry)."""
-    if (why := damage(path)) is not None:
+def _open(path: pathlib.Path, load: Callable[[pathlib.Path], T], check: bool = True) -> tuple[T | None, str | None]:
+    """(what load(path) returns, None), or (None, what is wrong with the entry); `check`: against its manifest first
+    (not for an entry this process has just built and checksummed)."""
+    if check and (why := damage(path)) is not None:
         return None, why
     try:
         return load(path), None
@@ -358,7 +359,7 @@ def cached_dir(path: pathlib.Path | str, build: Callable[[pathlib.Path], None],
             os.replace(path, aside)  # out of the way at once; removed with the other stale temporary directories
             shutil.rmtree(aside, ignore_errors=True)
         _build(path, build, resumable)
-    out, why = _open(path, load)
+    out, why = _open(path, load, check=False)  # its manifest was computed from these very files
     if why is not None:
         raise TrainingError(f"cache {path} is unreadable ({why}) even as just built; delete {path} to rebuild it, "
                             "and check the disk")

@@ -146,9 +146,17 @@ def apply(threads: int | None, workers: int = 0, registry: Registry | None = Non
     parallel jobs PARALLEL_ENV names."""
     registry = registry or REGISTRY
     registry.join()
+    return _set(plan(usable_cores(), threads, parallel_jobs=_launched_jobs(), workers=workers, live=registry.live()))
+
+
+def _launched_jobs() -> int:
+    """The parallel jobs PARALLEL_ENV names (1 when unset)."""
     jobs = os.environ.get(PARALLEL_ENV, "1")
-    p = plan(usable_cores(), threads, parallel_jobs=int(jobs) if jobs.isdigit() else 1, workers=workers,
-             live=registry.live())
+    return int(jobs) if jobs.isdigit() else 1
+
+
+def _set(p: ThreadPlan) -> ThreadPlan:
+    """Give torch the plan's threads (when they differ from its count)."""
     if torch.get_num_threads() != p.threads:
         torch.set_num_threads(p.threads)
     return p
@@ -162,8 +170,4 @@ def refresh(current: ThreadPlan, registry: Registry | None = None) -> ThreadPlan
         return current
     _last_refresh[0] = now
     registry = registry or REGISTRY
-    jobs = os.environ.get(PARALLEL_ENV, "1")
-    p = plan(current.cores, None, {}, int(jobs) if jobs.isdigit() else 1, current.workers, registry.live())
-    if p.threads != torch.get_num_threads():
-        torch.set_num_threads(p.threads)
-    return p
+    return _set(plan(current.cores, None, {}, _launched_jobs(), current.workers, registry.live()))
